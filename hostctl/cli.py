@@ -1,0 +1,77 @@
+"""The `hostctl` command line: a click group whose commands load only when run.
+
+Each command lives in ``hostctl/commands/<name>.py`` as a click command named ``command``;
+the table below gives the one-line help so ``hostctl --help`` never imports torch.
+Every :class:`~hostctl.errors.HostctlError` becomes one line on stderr and its exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from hostctl import __version__
+from hostctl.errors import HostctlError
+
+COMMANDS: dict[str, str] = {
+    "calibrate": "Run a bench calibration: tones out, measurements in, fit, recommend, report.",
+    "fit": "Fit component values to a measurement CSV or session file.",
+    "design": "Standard resistors that meet a target before anything is built.",
+    "devices": "List serial ports (marking hostctl probes) and audio output devices.",
+    "probe": "Handshake with a probe and print one measurement (bench self-test).",
+    "tone": "Play one test tone (wiring checks, scripts).",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        mod = importlib.import_module(f"hostctl.commands.{cmd_name.replace('-', '_')}")
+        return mod.command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(n, COMMANDS[n]) for n in sorted(COMMANDS)])
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(__version__, prog_name="hostctl")
+def cli() -> None:
+    """hostctl: tune the color organ's RC filters from bench measurements.
+
+    \b
+    hostctl calibrate --sim          a whole calibration against the virtual bench
+    hostctl fit DATA.csv --circuit color-organ
+    hostctl design --series E24
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run click in standalone=False so errors become one clear line."""
+    try:
+        rv = cli.main(args=argv, prog_name="hostctl", standalone_mode=False)
+    except HostctlError as e:
+        click.echo(f"hostctl: error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("hostctl: aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("hostctl: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
