@@ -24,6 +24,8 @@ from hostctl.errors import InputError
 COLUMNS = ("frequency_hz", "channel", "gain", "led", "vin_v", "vout_v",
            "level_dbfs", "led_fraction", "time_s", "flag")
 REQUIRED = ("frequency_hz", "channel")
+#: Flags that spoil a row's gain but not its LED state.
+GAIN_ONLY_FLAGS = frozenset({"below-floor"})
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,18 @@ class Measurement:
     flag: str = ""                   # sanity-check flags; flagged rows are not fitted
 
     @property
-    def usable(self) -> bool:
-        return not self.flag
+    def flags(self) -> set[str]:
+        return {f for f in self.flag.split("|") if f}
+
+    @property
+    def gain_usable(self) -> bool:
+        """A gain may be fitted only from an unflagged row."""
+        return self.gain is not None and not self.flag
+
+    @property
+    def led_usable(self) -> bool:
+        """An LED state needs the tone to have arrived; a weak analog signal does not matter."""
+        return self.led is not None and not (self.flags - GAIN_ONLY_FLAGS)
 
 
 @dataclass
@@ -70,10 +82,10 @@ class MeasurementSet:
         return sorted({m.channel for m in self.rows})
 
     def gain_rows(self) -> list[Measurement]:
-        return [m for m in self.rows if m.usable and m.gain is not None]
+        return [m for m in self.rows if m.gain_usable]
 
     def led_rows(self) -> list[Measurement]:
-        return [m for m in self.rows if m.usable and m.led is not None]
+        return [m for m in self.rows if m.led_usable]
 
     # --- CSV -----------------------------------------------------------------------
     @classmethod

@@ -1,0 +1,69 @@
+"""Options shared by several commands, parsed once and validated with clear messages."""
+
+from __future__ import annotations
+
+import math
+
+import click
+
+from hostctl.errors import InputError
+from hostctl.recommend import series_info
+
+
+def parse_capacitance(text: str) -> float | dict[str, float]:
+    """``1e-6`` for all sections, or ``C_low=1e-6,C_high=2.2e-6[,*=1e-6]`` per section."""
+    def num(s: str, what: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise InputError(f"--capacitance: '{s}' is not a number of farads ({what})") from None
+        if not (math.isfinite(v) and v > 0):
+            raise InputError(f"--capacitance: {what} must be a positive number of farads, got {s}")
+        if v > 1:
+            raise InputError(f"--capacitance: {what} = {s} F is not a plausible capacitor")
+        return v
+
+    text = text.strip()
+    if "=" not in text:
+        return num(text, "value")
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        if "=" not in part:
+            raise InputError(f"--capacitance: '{part}' should be NAME=FARADS")
+        k, v = part.split("=", 1)
+        out[k.strip()] = num(v.strip(), k.strip())
+    return out
+
+
+def parse_values(text: str, option: str) -> dict[str, float]:
+    """``R_low=220,R_high=33`` (ohm; k/M suffixes allowed)."""
+    out: dict[str, float] = {}
+    for part in [p for p in text.split(",") if p.strip()]:
+        if "=" not in part:
+            raise InputError(f"{option}: '{part}' should be NAME=OHMS")
+        k, v = (s.strip() for s in part.split("=", 1))
+        mult = 1.0
+        if v[-1:] in ("k", "K", "M"):
+            mult = 1e3 if v[-1] in "kK" else 1e6
+            v = v[:-1]
+        try:
+            val = float(v) * mult
+        except ValueError:
+            raise InputError(f"{option}: '{part}' is not NAME=OHMS") from None
+        if not (math.isfinite(val) and val > 0):
+            raise InputError(f"{option}: {k} must be a positive resistance, got {v}")
+        out[k] = val
+    return out
+
+
+def _check_series(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    series_info(value)
+    return value.upper()
+
+
+capacitance_option = click.option(
+    "--capacitance", default="1e-6", show_default=True,
+    help="Capacitance in farads for every section, or per section: C_low=1e-6,C_high=2.2e-6.")
+series_option = click.option(
+    "--series", default="E24", show_default=True, callback=_check_series,
+    help="Standard series for recommendations: E12, E24, E96.")

@@ -1,0 +1,167 @@
+"""What the build should do: corner frequencies, and LED on/off bands per channel.
+
+A target TOML looks like::
+
+    [corners]          # Hz; a band-pass channel takes [lower_edge, upper_edge]
+    low = 800
+    band = [1000, 4000]
+    high = 5000
+
+    [bands.low]        # optional LED bands (Hz) used for pass/fail
+    on = [[20, 700]]
+    off = [[900, 20000]]
+
+Without a file the notebook's color organ is the target.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hostctl.errors import InputError
+
+if TYPE_CHECKING:
+    from hostctl.circuits import Circuit
+
+Band = tuple[float, float]
+
+
+@dataclass
+class Target:
+    corners: dict[str, tuple[float, ...]]
+    bands: dict[str, dict[str, list[Band]]] = field(default_factory=dict)
+    source: str = "notebook default"
+
+    def corner_for(self, circ: Circuit, resistor: str) -> float:
+        """The target corner of the section ``resistor`` sets."""
+        channel, kind = (circ.sections or {})[resistor]
+        if channel not in self.corners:
+            raise InputError(f"target ({self.source}) has no corner for channel '{channel}'")
+        cs = self.corners[channel]
+        kinds = [k for (ch, k) in (circ.sections or {}).values() if ch == channel]
+        if len(kinds) == 1:
+            if len(cs) != 1:
+                raise InputError(f"target ({self.source}): channel '{channel}' takes one corner")
+            return cs[0]
+        if len(cs) != 2:
+            raise InputError(f"target ({self.source}): channel '{channel}' takes "
+                             "[lower_edge, upper_edge]")
+        # the high-pass section sets the lower edge, the low-pass section the upper edge
+        return cs[0] if kind == "high" else cs[1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source,
+                "corners_hz": {k: list(v) for k, v in self.corners.items()},
+                "bands_hz": {ch: {k: [list(b) for b in bs] for k, bs in d.items()}
+                             for ch, d in self.bands.items()}}
+
+
+def default_target() -> Target:
+    """The notebook's color organ: 800 Hz; 1-4 kHz; 5 kHz, LED bands with ~12% margins."""
+    return Target(
+        corners={"low": (800.0,), "band": (1000.0, 4000.0), "high": (5000.0,)},
+        bands={
+            "low": {"on": [(20.0, 700.0)], "off": [(920.0, 20000.0)]},
+            "band": {"on": [(1250.0, 3200.0)], "off": [(20.0, 900.0), (4500.0, 20000.0)]},
+            "high": {"on": [(5700.0, 20000.0)], "off": [(20.0, 4400.0)]},
+        },
+        source="notebook default")
+
+
+def _pos(v: Any, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise InputError(f"{where} must be a number of Hz, got {v!r}")
+    v = float(v)
+    if not (math.isfinite(v) and 0 < v < 1e7):
+        raise InputError(f"{where} must be a positive, finite frequency, got {v}")
+    return v
+
+
+def _bands(v: Any, where: str) -> list[Band]:
+    if not isinstance(v, list) or not v:
+        raise InputError(f"{where} must be a list of [low, high] pairs")
+    out = []
+    for i, b in enumerate(v):
+        if not (isinstance(b, list) and len(b) == 2):
+            raise InputError(f"{where}[{i}] must be a [low, high] pair")
+        lo, hi = _pos(b[0], f"{where}[{i}][0]"), _pos(b[1], f"{where}[{i}][1]")
+        if lo >= hi:
+            raise InputError(f"{where}[{i}]: low {lo} must be below high {hi}")
+        out.append((lo, hi))
+    return out
+
+
+def parse_target(doc: Mapping[str, Any], source: str) -> Target:
+    corners: dict[str, tuple[float, ...]] = {}
+    unknown = set(doc) - {"corners", "bands"}
+    if unknown:
+        raise InputError(f"{source}: unknown table(s) {', '.join(sorted(unknown))} "
+                         "(expected [corners] and [bands.CHANNEL])")
+    if "corners" not in doc and "bands" not in doc:
+        raise InputError(f"{source}: needs a [corners] table or [bands.CHANNEL] tables")
+    for ch, v in dict(doc.get("corners", {})).items():
+        where = f"{source}: corners.{ch}"
+        if isinstance(v, list):
+            if len(v) != 2:
+                raise InputError(f"{where} must be one number or [lower_edge, upper_edge]")
+            lo, hi = _pos(v[0], where + "[0]"), _pos(v[1], where + "[1]")
+            if lo >= hi:
+                raise InputError(f"{where}: lower edge {lo} must be below upper edge {hi}")
+            corners[ch] = (lo, hi)
+        else:
+            corners[ch] = (_pos(v, where),)
+    bands: dict[str, dict[str, list[Band]]] = {}
+    raw_bands = doc.get("bands", {})
+    if not isinstance(raw_bands, dict):
+        raise InputError(f"{source}: bands must be tables [bands.CHANNEL]")
+    for ch, d in raw_bands.items():
+        if not isinstance(d, dict) or not (set(d) <= {"on", "off"}) or not d:
+            raise InputError(f"{source}: bands.{ch} takes 'on' and/or 'off' lists")
+        bands[ch] = {k: _bands(v, f"{source}: bands.{ch}.{k}") for k, v in d.items()}
+    if not corners:
+        corners = _corners_from_bands(bands, source)
+    return Target(corners, bands, source)
+
+
+def _corners_from_bands(bands: dict[str, dict[str, list[Band]]], source: str
+                        ) -> dict[str, tuple[float, ...]]:
+    """Corners at the geometric middle of each on/off boundary gap."""
+    out: dict[str, tuple[float, ...]] = {}
+    for ch, d in bands.items():
+        on = d.get("on")
+        if not on:
+            raise InputError(f"{source}: bands.{ch} needs an 'on' band to derive a corner")
+        lo, hi = on[0]
+        offs = d.get("off", [])
+        below = [b for b in offs if b[1] <= lo]
+        above = [b for b in offs if b[0] >= hi]
+        edges = []
+        if below:
+            edges.append(math.sqrt(max(b[1] for b in below) * lo))
+        if above:
+            edges.append(math.sqrt(min(b[0] for b in above) * hi))
+        if not edges:
+            raise InputError(f"{source}: bands.{ch} needs an 'off' band next to its 'on' band")
+        out[ch] = tuple(edges)
+    return out
+
+
+def load_target(path: str | None) -> Target:
+    if path is None:
+        return default_target()
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read target: {e.strerror}", path) from None
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError("target is not UTF-8 text", path) from None
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"not valid TOML: {e}", path) from None
+    return parse_target(doc, str(path))
