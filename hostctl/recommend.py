@@ -185,3 +185,122 @@ def design(circ: Circuit, target: Target, capacitance: float | Mapping[str, floa
     for r, ideal in ideal_values(circ, target, caps).items():
         d.parts[r] = choose(circ, r, ideal, series, caps, pair_threshold)
     return d
+
+
+# --- designing for LED bands ------------------------------------------------------------
+# An LED switches where |H| crosses its threshold, which is a corner only when the threshold
+# is 1/sqrt(2). With a measured threshold the parts are chosen so each on/off switch sits in
+# the middle (in log-frequency) of the gap between the target's on and off bands.
+
+def _switch_points(target: Target, channel: str) -> list[tuple[float, str]]:
+    """Desired switch frequencies of a channel: (f, 'rise'|'fall') between on and off bands."""
+    d = target.bands.get(channel, {})
+    out = []
+    for lo, hi in d.get("on", []):
+        below = [b[1] for b in d.get("off", []) if b[1] <= lo]
+        above = [b[0] for b in d.get("off", []) if b[0] >= hi]
+        if below:
+            out.append((math.sqrt(max(below) * lo), "rise"))
+        if above:
+            out.append((math.sqrt(min(above) * hi), "fall"))
+    return out
+
+
+def led_map(circ: Circuit, values: Mapping[str, float], capacitance: float | Mapping[str, float],
+            threshold: float, freqs=None) -> dict[str, list[tuple[float, float]]]:
+    """Frequency bands (Hz, 20 Hz-20 kHz) where each channel's LED is lit."""
+    import numpy as np
+
+    f = np.geomspace(20.0, 20000.0, 2001) if freqs is None else np.asarray(freqs)
+    resp = circ.response(f, values, capacitance)
+    out: dict[str, list[tuple[float, float]]] = {}
+    for ch, h in resp.items():
+        lit = h.detach().numpy() > threshold
+        bands, start = [], None
+        for i, on in enumerate(lit):
+            if on and start is None:
+                start = f[i]
+            if not on and start is not None:
+                bands.append((float(start), float(f[i - 1])))
+                start = None
+        if start is not None:
+            bands.append((float(start), float(f[-1])))
+        out[ch] = bands
+    return out
+
+
+def check_bands(circ: Circuit, values: Mapping[str, float],
+                capacitance: float | Mapping[str, float], threshold: float, target: Target
+                ) -> dict[str, dict]:
+    """Pass/fail of each channel's predicted LED against the target's on/off bands."""
+    import numpy as np
+
+    out = {}
+    for ch, d in target.bands.items():
+        if ch not in circ.channels:
+            continue
+        ok = True
+        for kind, bands in d.items():
+            for lo, hi in bands:
+                f = np.geomspace(lo, hi, 60)
+                h = circ.response(f, values, capacitance)[ch].detach().numpy()
+                lit = h > threshold
+                if (kind == "on" and not lit.all()) or (kind == "off" and lit.any()):
+                    ok = False
+        out[ch] = {"pass": ok}
+    return out
+
+
+def design_for_led(circ: Circuit, target: Target, capacitance: float | Mapping[str, float],
+                   threshold: float, series: str = "E24") -> Design:
+    """Standard parts whose LEDs switch mid-gap of the target bands at ``threshold``."""
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    caps = capacitances(circ, capacitance)
+    start = ideal_values(circ, target, caps)
+    eqs = [(ch, f) for ch in circ.channels for f, _ in _switch_points(target, ch)]
+    if not eqs:
+        return design(circ, target, caps, series)
+    names = list(circ.resistors)
+
+    def resid(logr):
+        vals = dict(zip(names, np.exp(logr), strict=True))
+        r = []
+        for ch, f in eqs:
+            h = float(circ.response([f], vals, caps)[ch][0])
+            r.append(math.log(max(h, 1e-300)) - math.log(threshold))
+        return np.asarray(r)
+
+    sol = least_squares(resid, np.log([start[n] for n in names]), method="lm")
+    ideal = dict(zip(names, np.exp(sol.x), strict=True))
+    d = Design(circ.name, series.upper(), caps)
+    for r in names:
+        d.parts[r] = choose(circ, r, ideal[r], series, caps)
+    # try the two nearest standard values of each part; keep the build with the best margin
+    options = []
+    for r in names:
+        vals = standard_values(series, lo=ideal[r] / 1.5, hi=ideal[r] * 1.5)
+        vals.sort(key=lambda v: abs(math.log(v / ideal[r])))
+        options.append(vals[:2])
+    best, best_err = None, math.inf
+    for combo in _product(options):
+        vals = dict(zip(names, combo, strict=True))
+        e = resid(np.log(list(combo)))
+        if all(v["pass"] for v in check_bands(circ, vals, caps, threshold, target).values()):
+            err = float(np.max(np.abs(e)))
+            if err < best_err:
+                best, best_err = vals, err
+    if best is not None:
+        for r in names:
+            p = d.parts[r]
+            p.value_ohm = best[r]
+            p.corner_hz = circ.corner_hz(r, best[r], caps)
+            p.corner_error = ideal[r] / best[r] - 1  # corner scales as 1/R
+    return d
+
+
+def _product(options: list[list[float]]):
+    import itertools
+
+    return itertools.product(*options)

@@ -1,0 +1,440 @@
+"""The bench run: plan -> play -> measure -> record -> fit -> recommend.
+
+:func:`run` joins a connected :class:`~hostctl.device.Probe`, a tone output (real sound card
+or the virtual bench) and a session folder. Every reading is recorded before anything else
+is done with it, so an interrupted run loses nothing and ``resume=True`` continues it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hostctl import plan
+from hostctl.circuits import LED_THRESHOLD, Circuit, capacitances, get_circuit
+from hostctl.errors import DeviceError, FitError, InputError
+from hostctl.measure import Floor, readings_from
+from hostctl.measurements import Measurement, MeasurementSet
+from hostctl.recommend import Design, check_bands, design, design_for_led, led_map
+from hostctl.record import SESSION_NAME, Recorder, read_session
+from hostctl.target import Target, default_target
+
+if TYPE_CHECKING:
+    from hostctl.fit import FitResult
+
+MODES = ("gain", "led", "both")
+DEFAULT_MAX_TONES = {"gain": 40, "led": 80, "both": 60}
+SWEEP_TONES = 12
+#: LED mode without a known threshold measures at a second level this many dB lower.
+SECOND_LEVEL_DB = -2.0
+CLIP_STEP_DB = 3.0
+
+
+@dataclass
+class RunConfig:
+    circuit: str = "color-organ"
+    mode: str = "gain"
+    precision: float = 0.01            # relative half-width of each 95% interval
+    max_tones: int | None = None
+    series: str = "E24"
+    target: Target = field(default_factory=default_target)
+    installed: dict[str, float] = field(default_factory=dict)
+    capacitance: float | dict[str, float] = 1e-6
+    level_dbfs: float = -6.0
+    window_ms: int = 200
+    led_threshold: float | None = None  # on |H| at level_dbfs; None: measure it
+    led_vf: float | None = None         # volts: threshold from the reference amplitude
+    sweep_tones: int = SWEEP_TONES
+
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise InputError(f"unknown mode '{self.mode}' (known: {', '.join(MODES)})")
+        get_circuit(self.circuit)
+        if not (0 < self.precision < 1):
+            raise InputError(f"precision must be between 0 and 100%, got {self.precision}")
+        if self.max_tones is not None and self.max_tones < self.sweep_tones:
+            raise InputError(f"--max-tones must be at least {self.sweep_tones} "
+                             "(the initial sweep)")
+        if not (-60 <= self.level_dbfs <= 0):
+            raise InputError(f"level {self.level_dbfs} dBFS is outside -60..0")
+        if self.led_threshold is not None and not (0 < self.led_threshold < 1):
+            raise InputError(f"--led-threshold must be in (0, 1), got {self.led_threshold}")
+        if self.led_vf is not None and not (0 < self.led_vf < 5):
+            raise InputError(f"--led-vf must be a voltage in (0, 5), got {self.led_vf}")
+        circ = get_circuit(self.circuit)
+        for k, v in self.installed.items():
+            if k not in circ.resistors:
+                raise InputError(f"--installed: '{k}' is not a resistor of {circ.name} "
+                                 f"({', '.join(circ.resistors)})")
+            if not (math.isfinite(v) and v > 0):
+                raise InputError(f"--installed: {k} must be positive")
+        capacitances(circ, self.capacitance)
+
+    @property
+    def tone_budget(self) -> int:
+        return self.max_tones or DEFAULT_MAX_TONES[self.mode]
+
+    def to_meta(self) -> dict[str, str]:
+        caps = self.capacitance
+        return {
+            "circuit": self.circuit, "mode": self.mode,
+            "capacitance": (",".join(f"{k}={v}" for k, v in caps.items())
+                            if isinstance(caps, dict) else repr(caps)),
+            "installed": ",".join(f"{k}={v}" for k, v in self.installed.items()),
+            "level_dbfs": repr(self.level_dbfs), "window_ms": str(self.window_ms),
+            "precision": repr(self.precision), "max_tones": str(self.tone_budget),
+            "series": self.series, "target": self.target.source,
+            "led_threshold": "" if self.led_threshold is None else repr(self.led_threshold),
+            "led_vf": "" if self.led_vf is None else repr(self.led_vf),
+        }
+
+
+@dataclass
+class RunResult:
+    fit: FitResult
+    design: Design
+    tones: int
+    bench_time_s: float
+    wall_time_s: float
+    precision_reached: dict[str, float]
+    unmet: list[str]
+    threshold: float
+    threshold_source: str
+    actual_capacitance: dict[str, float]
+    capacitance_source: str
+    led_map: dict[str, list[tuple[float, float]]]
+    bands: dict[str, dict]
+    passed: bool
+    problems: list[str]
+    session: str
+    config: RunConfig
+    probe_info: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        fitj = self.fit.to_json()
+        return {
+            "schema": "hostctl-report/1",
+            "circuit": self.fit.circuit,
+            "mode": self.config.mode,
+            "probe": self.probe_info,
+            "fit": fitj,
+            "run": {"tones": self.tones, "bench_time_s": self.bench_time_s,
+                    "wall_time_s": self.wall_time_s,
+                    "precision_asked": self.config.precision,
+                    "precision_reached": self.precision_reached,
+                    "precision_unmet": self.unmet, "session": self.session,
+                    "problems": self.problems},
+            "led_threshold": {"value": self.threshold, "source": self.threshold_source,
+                              "level_dbfs": self.config.level_dbfs},
+            "capacitance": {"value_f": self.actual_capacitance,
+                            "source": self.capacitance_source},
+            "recommended": self.design.to_json(),
+            "target": self.config.target.to_json(),
+            "predicted_led_bands_hz": {k: [list(b) for b in v] for k, v in self.led_map.items()},
+            "target_check": self.bands,
+            "pass": self.passed,
+        }
+
+
+Progress = Callable[[int, int, float, float, str], None]
+
+
+def _precision(fit: FitResult) -> dict[str, float]:
+    out = {}
+    for r, v in fit.values.items():
+        lo, hi = fit.ci95[r]
+        out[r] = max(hi / v - 1, 1 - lo / v) if v > 0 else math.inf
+    return out
+
+
+class _Run:
+    """State of one calibration; methods are the pipeline's steps."""
+
+    def __init__(self, probe, output, cfg: RunConfig, out_dir: Path, resume: bool,
+                 progress: Progress | None, clock: Callable[[], float] | None) -> None:
+        self.probe, self.output, self.cfg = probe, output, cfg
+        self.circ: Circuit = get_circuit(cfg.circuit)
+        self.progress = progress
+        bench = getattr(getattr(probe, "serial", None), "bench", None)
+        self.clock = clock or ((lambda: bench.now_s) if bench is not None else time.monotonic)
+        self.t0 = self.clock()
+        self.bench_time = 0.0
+        self.problems: list[str] = []
+        self.level = cfg.level_dbfs
+        self.floor = Floor()
+        path = out_dir / SESSION_NAME
+        self.data = MeasurementSet()
+        if resume:
+            if not path.exists():
+                raise InputError("no session to resume here", str(out_dir))
+            self.data = read_session(path)
+            self._restore_meta(self.data.meta)
+            self.rec = Recorder(path, resume=True)
+            self.rec.note("resumed", datetime.now(UTC).isoformat(timespec="seconds"))
+        else:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            meta = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "port": str(getattr(probe, "port", "")),
+                    "firmware": probe.info.get("fw", "?"),
+                    "protocol": probe.info.get("proto", "?"), **cfg.to_meta()}
+            self.rec = Recorder(path, meta)
+        self.session = str(path)
+
+    def _restore_meta(self, meta: dict[str, str]) -> None:
+        if "level_dbfs_used" in meta:
+            self.level = float(meta["level_dbfs_used"])
+        if "floor_rms" in meta:
+            rms = tuple(float(x) for x in meta["floor_rms"].split(","))
+            self.floor = Floor(rms=rms)
+
+    # --- steps -------------------------------------------------------------------------
+    def measure(self, freq: float | None, level: float) -> Any:
+        """Play (or silence), measure once; bench time is what the probe window costs."""
+        t = self.clock()
+        if freq is None:
+            self.output.silence()
+        else:
+            self.output.tone(freq, level)
+        res = self.probe.measure(self.cfg.window_ms)
+        self.bench_time += self.clock() - t
+        return res
+
+    def preflight(self) -> None:
+        """Offsets, noise floor and LED inputs in silence; the reference at 1 kHz."""
+        if "floor_rms" in self.data.meta:
+            return
+        res = self.measure(None, self.level)
+        means = [a.mean for a in res.analog]
+        top = 1 << int(self.probe.info.get("adc_bits", 10))
+        for i, m in enumerate(means):
+            if not (0.3 * top < m < 0.7 * top):
+                self.problems.append(f"A{i} sits at {m:.0f} counts in silence: is it biased "
+                                     "to mid-rail?")
+        for i, frac in enumerate(res.led_fraction):
+            if frac > 0.5:
+                self.problems.append(f"LED input D{i + 2} is HIGH in silence: check its wiring")
+        self.floor = Floor(rms=tuple(a.rms for a in res.analog),
+                           mean=tuple(means), led_lit=tuple(res.led_fraction))
+        for _ in range(4):
+            res = self.measure(1000.0, self.level)
+            ref = res.analog[0]
+            if ref.rms < 8:
+                raise DeviceError(f"no tone on the reference input A0 (RMS {ref.rms:.1f} counts "
+                                  "at 1 kHz): check the sound card cable and --audio-device")
+            clipped = ref.min <= 3 or ref.max >= top - 4
+            if not clipped:
+                break
+            self.level -= CLIP_STEP_DB
+            self.problems.append(f"reference clipped: level lowered to {self.level:g} dBFS")
+        else:
+            raise DeviceError("reference A0 clips even 12 dB down: reduce the sound card volume")
+        self.rec.note("floor_rms", ",".join(f"{a:.4f}" for a in self.floor.rms))
+        self.rec.note("level_dbfs_used", repr(self.level))
+        self.ref_rms = res.analog[0].rms
+        self.n_samples = res.n
+
+    def take(self, freq: float, level: float) -> None:
+        res = self.measure(freq, level)
+        rd = readings_from(res, freq, level, self.clock() - self.t0, self.floor, self.probe.info,
+                           channels=self.circ.channels)
+        self.rec.append(rd.rows)           # recorded before anything else happens
+        self.data.extend(rd.rows)
+        self.ref_rms = rd.ref_rms or getattr(self, "ref_rms", 70.0)
+        self.n_samples = res.n
+        for p in rd.problems:
+            self.problems.append(f"{freq:g} Hz: {p}")
+
+    def tones_done(self) -> set[tuple[float, float]]:
+        return {(m.frequency_hz, m.level_dbfs) for m in self.data.rows
+                if m.level_dbfs is not None}
+
+    def levels(self) -> list[float]:
+        if self.cfg.mode == "gain" or self.cfg.led_threshold is not None or self.cfg.led_vf:
+            return [self.level]
+        return [self.level, self.level + SECOND_LEVEL_DB]
+
+    # --- fitting -----------------------------------------------------------------------
+    def threshold(self) -> tuple[float | str, str]:
+        cfg = self.cfg
+        if cfg.led_threshold is not None:
+            return cfg.led_threshold, "given (--led-threshold)"
+        if cfg.led_vf is not None:
+            vins = [m.vin_v for m in self.data.rows if m.vin_v and m.led_usable]
+            if not vins:
+                raise FitError("no reference amplitude measured to turn --led-vf into a threshold")
+            a = statistics.median(vins)
+            return cfg.led_vf / a, (f"from the LED threshold {cfg.led_vf:g} V and the measured "
+                                    f"reference amplitude {a:.3f} V peak")
+        if cfg.mode == "gain":
+            return LED_THRESHOLD, "assumed 1/sqrt(2) (gain mode; pass --led-vf for your LEDs)"
+        return "estimate", (f"estimated from LED switches at {self.level:g} and "
+                            f"{self.level + SECOND_LEVEL_DB:g} dBFS")
+
+    def fit_set(self) -> MeasurementSet:
+        """What the fit sees: the mode's observations; tone levels only when they matter."""
+        keep_level = self.threshold()[0] == "estimate"
+        rows: list[Measurement] = []
+        for m in self.data.rows:
+            g = m.gain if (self.cfg.mode != "led" and m.gain_usable) else None
+            led = m.led if (self.cfg.mode != "gain" and m.led_usable) else None
+            if g is None and led is None:
+                continue
+            rows.append(Measurement(m.frequency_hz, m.channel, gain=g, led=led,
+                                    level_dbfs=m.level_dbfs if keep_level else None))
+        return MeasurementSet(rows, dict(self.data.meta))
+
+    def fit(self) -> FitResult:
+        from hostctl.fit import fit
+
+        thr, _ = self.threshold()
+        if thr == "estimate":
+            # the threshold is relative to 0 dBFS in the fit's model
+            return fit(self.fit_set(), self.circ, capacitance=self.cfg.capacitance,
+                       led_threshold="estimate")
+        return fit(self.fit_set(), self.circ, capacitance=self.cfg.capacitance,
+                   led_threshold=float(thr))
+
+    # --- the loop ----------------------------------------------------------------------
+    def sweep(self) -> None:
+        done = self.tones_done()
+        for lvl in self.levels():
+            for f in plan.log_sweep(self.cfg.sweep_tones):
+                f = plan.round_tone(f)
+                if (f, lvl) not in done:
+                    self.take(f, lvl)
+                    self.report_progress(f, None)
+
+    def n_tones(self) -> int:
+        return len(self.tones_done())
+
+    def report_progress(self, f: float, fit: FitResult | None) -> None:
+        if self.progress is None:
+            return
+        worst, name = math.nan, ""
+        if fit is not None:
+            prec = _precision(fit)
+            name = max(prec, key=lambda k: prec[k])
+            worst = prec[name]
+        self.progress(self.n_tones(), self.cfg.tone_budget, f, worst, name)
+
+    def refine(self) -> FitResult:
+        cfg = self.cfg
+        result = self.fit()
+        while self.n_tones() < cfg.tone_budget:
+            prec = _precision(result)
+            wanted = [r for r, p in prec.items() if not p <= cfg.precision]
+            if not wanted:
+                break
+            tone = self.next_tone(result, wanted)
+            if tone is None:
+                break
+            self.take(tone.frequency_hz, tone.level_dbfs)
+            result = self.fit()
+            self.report_progress(tone.frequency_hz, result)
+        return result
+
+    def next_tone(self, result: FitResult, wanted: list[str]) -> plan.Tone | None:
+        done = self.tones_done()
+        if self.cfg.mode == "led":
+            # brackets must be narrower than the precision; the threshold's share needs margin
+            margin = 0.5 if self.levels()[1:] else 1.0
+            t = plan.next_led_tone(self.data.rows, self.cfg.precision * margin)
+            if t is not None and (t.frequency_hz, t.level_dbfs) not in done:
+                return t
+            return None
+        freqs = [f for f, lvl in done if lvl == self.level]
+        noise = max(max(self.floor.rms[1:], default=0.5), 0.3)
+        f = plan.round_tone(plan.next_gain_tone(
+            self.circ, result.values, self.cfg.capacitance, freqs, wanted,
+            self.ref_rms, noise, self.n_samples))
+        if (f, self.level) in done:
+            return None
+        return plan.Tone(f, self.level)
+
+    def close(self) -> None:
+        self.rec.close()
+        try:
+            self.output.silence()
+        except Exception:  # noqa: BLE001 - silence is best effort once the run is over
+            pass
+
+
+def recommend(result: FitResult, circ: Circuit, cfg: RunConfig, threshold: float
+              ) -> tuple[Design, dict[str, float], str]:
+    """Parts for *this* circuit: its actual capacitances where the installed R are known."""
+    nominal = capacitances(circ, cfg.capacitance)
+    if cfg.installed and all(r in cfg.installed for r in circ.resistors):
+        # the fit measures each section's RC product; with R known, C follows
+        caps = {r: result.values[r] * nominal[r] / cfg.installed[r] for r in circ.resistors}
+        source = "measured: fitted RC products over the installed resistors"
+    else:
+        caps = dict(nominal)
+        source = "nominal (pass --installed to account for the capacitors' real values)"
+    if cfg.target.bands:
+        d = design_for_led(circ, cfg.target, caps, threshold, cfg.series)
+    else:
+        d = design(circ, cfg.target, caps, cfg.series)
+    return d, caps, source
+
+
+def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
+        progress: Progress | None = None, clock: Callable[[], float] | None = None
+        ) -> RunResult:
+    """One calibration: returns the result; the session file holds every reading."""
+    cfg.check()
+    wall0 = time.monotonic()
+    r = _Run(probe, output, cfg, Path(out_dir), resume, progress, clock)
+    try:
+        r.preflight()
+        r.sweep()
+        result = r.refine()
+    finally:
+        r.close()
+    circ = r.circ
+    thr_val, thr_src = r.threshold()
+    if thr_val == "estimate":
+        thr = (result.led_threshold or LED_THRESHOLD) / 10 ** (r.level / 20)
+        thr_src = f"{thr_src} (t = {thr:.4f} at {r.level:g} dBFS)"
+    else:
+        thr = float(thr_val)
+    d, caps, cap_src = recommend(result, circ, cfg, thr)
+    lmap = led_map(circ, d.values, caps, thr)
+    bands = check_bands(circ, d.values, caps, thr, cfg.target)
+    prec = _precision(result)
+    unmet = [k for k, v in prec.items() if not v <= cfg.precision]
+    return RunResult(
+        fit=result, design=d, tones=r.n_tones(), bench_time_s=r.bench_time,
+        wall_time_s=time.monotonic() - wall0, precision_reached=prec, unmet=unmet,
+        threshold=thr, threshold_source=thr_src, actual_capacitance=caps,
+        capacitance_source=cap_src, led_map=lmap, bands=bands,
+        passed=all(v["pass"] for v in bands.values()) if bands else True,
+        problems=r.problems, session=r.session, config=cfg, probe_info=dict(probe.info))
+
+
+def config_from_meta(meta: Mapping[str, str], base: RunConfig) -> RunConfig:
+    """The run's settings as recorded in a session header (for --resume)."""
+    from hostctl.commands.options import parse_capacitance, parse_values
+
+    cfg = base
+    cfg.circuit = meta.get("circuit", cfg.circuit)
+    cfg.mode = meta.get("mode", cfg.mode)
+    if meta.get("capacitance"):
+        cfg.capacitance = parse_capacitance(meta["capacitance"])
+    if meta.get("installed"):
+        cfg.installed = parse_values(meta["installed"], "installed")
+    for key, conv in (("level_dbfs", float), ("window_ms", int), ("precision", float),
+                      ("max_tones", int)):
+        if meta.get(key):
+            setattr(cfg, key, conv(meta[key]))
+    cfg.series = meta.get("series", cfg.series)
+    if meta.get("led_threshold"):
+        cfg.led_threshold = float(meta["led_threshold"])
+    if meta.get("led_vf"):
+        cfg.led_vf = float(meta["led_vf"])
+    return cfg

@@ -1,0 +1,146 @@
+"""`hostctl calibrate`: the bench run from the first tone to recommended resistors."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from hostctl.circuits import CIRCUITS
+from hostctl.commands.options import (
+    capacitance_option,
+    parse_capacitance,
+    parse_values,
+    series_option,
+)
+from hostctl.errors import InputError
+
+
+def parse_precision(text: str) -> float:
+    t = text.strip()
+    try:
+        v = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        raise InputError(f"--precision: '{text}' is not a percentage like 0.5%") from None
+    if not (math.isfinite(v) and 0 < v < 1):
+        raise InputError(f"--precision must be between 0% and 100%, got {text}")
+    return v
+
+
+def _progress(done: int, budget: int, f: float, worst: float, name: str) -> None:
+    unc = "" if math.isnan(worst) else f"  worst ±{100 * worst:.2f}% ({name})"
+    bar = "#" * int(20 * min(done, budget) / budget)
+    line = f"[{bar:<20}] {done:>3}/{budget} tones  {f:>8.1f} Hz{unc}"
+    if sys.stderr.isatty():
+        click.echo("\r" + line.ljust(78), err=True, nl=False)
+    else:
+        click.echo(line, err=True)
+
+
+@click.command("calibrate")
+@click.option("--port", help="Serial port or URL of the probe (/dev/ttyACM0, sim://?board=...).")
+@click.option("--sim", "sim_board", is_flag=False, flag_value="notebook", default=None,
+              help="Use the virtual bench (board name or TOML; default: notebook).")
+@click.option("--seed", default=0, show_default=True, help="Virtual bench board draw.")
+@click.option("--audio-device", default=None, help="Output device name or index.")
+@click.option("--audio-channel", type=click.Choice(["both", "left", "right"]), default="both")
+@click.option("--mode", type=click.Choice(["gain", "led", "both"]), default="gain",
+              show_default=True, help="Fit filter output amplitudes, LED states, or both.")
+@click.option("--circuit", "circuit_name", default=None,
+              help=f"Circuit preset ({', '.join(CIRCUITS)}); default color-organ or the board's.")
+@click.option("--target", "target_file", default=None, help="Target TOML (corners, LED bands).")
+@click.option("--installed", default="", help="Installed resistors, e.g. R_low=220,R_high=33.")
+@capacitance_option
+@click.option("--precision", default="1%", show_default=True,
+              help="Stop when every 95% interval is within this.")
+@click.option("--max-tones", type=int, default=None, help="Tone budget (default 40 gain, 80 led).")
+@series_option
+@click.option("--level", "level_dbfs", type=float, default=-6.0, show_default=True,
+              help="Tone level in dBFS.")
+@click.option("--window-ms", type=click.IntRange(10, 5000), default=200, show_default=True)
+@click.option("--led-threshold", type=float, default=None,
+              help="LED threshold on |H| at --level (default: measured).")
+@click.option("--led-vf", type=float, default=None,
+              help="LED switching voltage (V): threshold from the measured reference amplitude.")
+@click.option("--out", "out_dir", default=None, help="Session folder (default: a new one).")
+@click.option("--resume", "resume_dir", default=None, help="Continue the session in DIR.")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout.")
+@click.option("--no-plot", is_flag=True, help="Skip bode.png.")
+def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_name, target_file,
+            installed, capacitance, precision, max_tones, series, level_dbfs, window_ms,
+            led_threshold, led_vf, out_dir, resume_dir, as_json, no_plot) -> None:
+    """Calibrate: tones out, measurements in, fit, recommend, report.
+
+    \b
+    hostctl calibrate --sim                      the virtual bench, in seconds
+    hostctl calibrate --port /dev/ttyACM0 --installed R_low=200,R_band_low=39,...
+    hostctl calibrate --resume hostctl-runs/20261128-101500
+    """
+    from hostctl import calibrate, report
+    from hostctl.target import load_target
+
+    cfg = calibrate.RunConfig(mode=mode, precision=parse_precision(precision),
+                              max_tones=max_tones, series=series,
+                              target=load_target(target_file),
+                              installed=parse_values(installed, "--installed"),
+                              capacitance=parse_capacitance(capacitance),
+                              level_dbfs=level_dbfs, window_ms=window_ms,
+                              led_threshold=led_threshold, led_vf=led_vf)
+    resume = resume_dir is not None
+    if resume:
+        from hostctl.record import SESSION_NAME, read_session
+
+        out = Path(resume_dir)
+        meta = read_session(out / SESSION_NAME).meta
+        cfg = calibrate.config_from_meta(meta, cfg)
+        port = port or meta.get("port") or None
+    else:
+        out = Path(out_dir or f"hostctl-runs/{datetime.now():%Y%m%d-%H%M%S}")
+        if out.exists() and any(out.iterdir()):
+            raise InputError("output folder is not empty (use --resume to continue it)",
+                             str(out))
+    if port and sim_board:
+        raise InputError("give either --port or --sim, not both")
+    if not port and not sim_board:
+        raise InputError("no probe: give --port PORT (see `hostctl devices`) or --sim")
+    if sim_board:
+        port = f"sim://?board={sim_board}&seed={seed}"
+
+    from hostctl.audio import SimToneOutput, open_output
+    from hostctl.device import open_probe
+
+    with open_probe(port) as probe:
+        bench = getattr(probe.serial, "bench", None)
+        if bench is not None and audio_device is None:
+            output = SimToneOutput(bench)
+            if not resume:
+                cfg.circuit = circuit_name or bench.circuit.name
+                if not cfg.installed:
+                    cfg.installed = dict(bench.nominal_values)
+                if capacitance == "1e-6":
+                    cfg.capacitance = dict(bench.nominal_capacitances)
+        else:
+            if not resume:
+                cfg.circuit = circuit_name or "color-organ"
+            output = open_output(audio_device, channel=audio_channel)
+        try:
+            res = calibrate.run(probe, output, cfg, out, resume=resume,
+                                progress=None if as_json else _progress)
+        finally:
+            output.close()
+    if sys.stderr.isatty() and not as_json:
+        click.echo("", err=True)
+    notes = report.write(res, out, plot=not no_plot)
+    if as_json:
+        click.echo(json.dumps(res.to_json(), indent=2))
+    else:
+        click.echo(report.table(res))
+        click.echo(f"report: {out / 'report.json'}")
+    for n in notes:
+        click.echo(n, err=True)
+    if not res.passed:
+        sys.exit(1)

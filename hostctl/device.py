@@ -1,0 +1,445 @@
+"""The probe over serial: open, handshake, one command at a time, survive a noisy line.
+
+The wire format (CRC, ids, replies) lives in :mod:`hostctl.protocol`; this module is
+the *transport discipline* of firmware/PROTOCOL.md "Host rules":
+
+- Ports are opened with ``serial.serial_for_url`` so a device path, ``loop://``,
+  ``socket://``, ``hwgrep://`` and the virtual bench's ``sim://`` all work alike.
+- Opening a Uno resets it (DTR) and its bootloader needs ~1-2 s, so the handshake
+  waits for the ``! BOOT`` banner *or* a reply to a HELLO re-sent every 0.5 s (a clone
+  without auto-reset never sends a banner) - never a fixed sleep.
+- One command in flight; every command has a fresh id; lines with a bad CRC, garbage,
+  our own echo and replies with another id (late answers to a timed-out command) are
+  dropped and counted in :attr:`Probe.stats` so a report can show how clean the line was.
+- A ``! BOOT`` mid-session means the board reset: handshake again and re-send (MEASURE
+  is idempotent). Timeouts retry within ``retries``; then a :class:`DeviceTimeout`.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from hostctl.errors import DeviceError, DeviceReset, DeviceTimeout, ProtocolError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import serial
+
+    from hostctl.protocol import MeasureResult, Reply
+
+#: Protocol versions this host speaks (HELLO <min> <max>).
+PROTO_MIN = 1
+PROTO_MAX = 1
+#: Longest line we keep; a device spewing without newlines cannot grow memory.
+MAX_LINE = 512
+#: How often HELLO is re-sent while waiting for the board to boot.
+HELLO_INTERVAL_S = 0.5
+#: Serial read poll: short so deadlines are honoured within a few ms.
+POLL_S = 0.02
+#: A board that resets more often than this during one command is not coming back.
+MAX_RESETS_PER_COMMAND = 3
+#: ERR codes after which re-sending the same command can help (corrupted on the way, busy).
+_TRANSIENT_ERRS = {2, 3, 4, 7}
+
+STAT_KEYS = ("commands", "retries", "timeouts", "crc_errors", "garbage_lines", "long_lines",
+             "stray_lines", "echoes", "resets")
+
+
+def _register_sim_handlers() -> None:
+    """Let ``serial_for_url`` find ``sims/protocol_sim.py`` for ``sim://`` URLs."""
+    import serial
+
+    if "sims" not in serial.protocol_handler_packages:
+        serial.protocol_handler_packages.append("sims")
+
+
+def _open_error(port: str, exc: BaseException) -> DeviceError:
+    """Turn an OS/pyserial open failure into one actionable line."""
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    if code == errno.ENOENT or "No such file" in text:
+        return DeviceError(f"no such port {port} (see `hostctl devices`)")
+    if code == errno.EACCES or "Permission denied" in text:
+        return DeviceError(f"permission denied opening {port}: add yourself to the 'dialout' "
+                           "group (sudo usermod -aG dialout $USER, then log in again)")
+    if code == errno.EBUSY or "busy" in text.lower():
+        return DeviceError(f"{port} is busy: another program has it open "
+                           "(close the Arduino IDE serial monitor / other hostctl runs)")
+    if isinstance(exc, ValueError) and "protocol" in text:
+        return DeviceError(f"cannot open {port}: {text} (known: a device path, loop://, "
+                           "socket://host:port, hwgrep://REGEX, sim://?board=NAME)")
+    return DeviceError(f"cannot open {port}: {text}")
+
+
+class Probe:
+    """A hostctl probe (Arduino Uno running firmware/) on a serial port or URL.
+
+    Use as a context manager or call :meth:`close`. ``serial_obj`` injects an already
+    open serial-like object (tests, the simulator) instead of opening ``port``.
+    """
+
+    def __init__(self, port: str, *, baudrate: int = 115200, timeout_s: float = 1.0,
+                 boot_timeout_s: float = 4.0, retries: int = 3, serial_obj: Any = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        from hostctl import protocol  # noqa: F401  (fail early if the wire layer is missing)
+
+        self.port = port
+        self.timeout_s = float(timeout_s)
+        self.boot_timeout_s = float(boot_timeout_s)
+        self.retries = max(0, int(retries))
+        self.info: dict[str, str] = {}
+        self.boot_banner: dict[str, str] | None = None
+        self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        self._clock = clock
+        self._next_id = 1
+        self._buf = bytearray()
+        self._discarding = False       # inside an over-long line: drop up to the next "\n"
+        self._last_sent = b""
+        if serial_obj is None:
+            serial_obj = self._open(port, baudrate)
+        self.serial: serial.SerialBase = serial_obj
+        try:
+            self._handshake(self.boot_timeout_s)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ opening
+    def _open(self, port: str, baudrate: int) -> Any:
+        import serial
+
+        _register_sim_handlers()
+        try:
+            return serial.serial_for_url(port, baudrate=baudrate, timeout=POLL_S,
+                                         write_timeout=max(1.0, self.timeout_s))
+        except (serial.SerialException, OSError, ValueError) as e:
+            raise _open_error(port, e) from None
+
+    def close(self) -> None:
+        """Close the port (idempotent)."""
+        ser = getattr(self, "serial", None)
+        if ser is not None:
+            try:
+                ser.close()
+            except Exception:  # noqa: BLE001 - closing a dead port must not mask the real error
+                pass
+
+    def __enter__(self) -> Probe:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Probe({self.port!r}, fw={self.info.get('fw', '?')})"
+
+    # ------------------------------------------------------------------ low level
+    def _new_id(self) -> int:
+        """Counting ids 1..65535, wrapping and skipping 0 (reserved by the firmware)."""
+        i = self._next_id
+        self._next_id = 1 if i >= 65535 else i + 1
+        return i
+
+    def _send(self, cmd_id: int, verb: str, *args: object) -> None:
+        from hostctl.protocol import encode_command
+
+        line = encode_command(cmd_id, verb, *args)
+        self._last_sent = line.rstrip(b"\r\n")
+        try:
+            self.serial.write(line)
+            flush = getattr(self.serial, "flush", None)
+            if flush is not None:
+                flush()
+        except Exception as e:  # noqa: BLE001 - pyserial raises several unrelated types
+            if type(e).__name__ == "SerialTimeoutException":
+                raise DeviceTimeout(f"writing '{verb}' to {self.port} timed out "
+                                    "(port stuck? unplug and re-plug the probe)") from None
+            raise DeviceError(f"lost the connection to {self.port} while sending '{verb}': "
+                              f"{e}") from None
+
+    def _read_chunk(self, remaining: float) -> bytes:
+        ser = self.serial
+        t0 = self._clock()
+        try:
+            try:
+                n = int(ser.in_waiting)
+            except (AttributeError, NotImplementedError, TypeError):
+                n = 0
+            data = ser.read(n if n > 0 else 1)
+        except Exception as e:  # noqa: BLE001
+            raise DeviceError(f"lost the connection to {self.port}: {e} (unplugged?)") from None
+        if not data:
+            # A non-blocking port (some URL handlers) would otherwise spin a core.
+            spent = self._clock() - t0
+            if spent < POLL_S / 2:
+                time.sleep(min(POLL_S, max(0.0, remaining)))
+        return data or b""
+
+    def _read_line(self, deadline: float) -> bytes | None:
+        """Next complete line (without ``\\r\\n``), or None when ``deadline`` passes."""
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line = bytes(self._buf[:nl])
+                del self._buf[: nl + 1]
+                if self._discarding or len(line) > MAX_LINE:
+                    self._discarding = False
+                    self.stats["long_lines"] += 1
+                    continue
+                return line.rstrip(b"\r")
+            if len(self._buf) > MAX_LINE:
+                self._buf.clear()
+                self._discarding = True
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return None
+            chunk = self._read_chunk(remaining)
+            if chunk:
+                self._buf += chunk
+
+    def _drop_partial(self) -> None:
+        """After a timeout the buffer holds at most half a line: resync at the next newline."""
+        if self._buf or self._discarding:
+            self._buf.clear()
+            self._discarding = True
+
+    def _parse(self, line: bytes) -> Reply | None:
+        """Parse one line; count and drop anything that is not a valid protocol line."""
+        from hostctl.protocol import parse_reply
+
+        if not line:
+            return None
+        if line == self._last_sent:
+            self.stats["echoes"] += 1
+            return None
+        try:
+            return parse_reply(line)
+        except (ProtocolError, ValueError, UnicodeDecodeError):
+            pass
+        # Resynchronise: bytes from a bootloader or line noise may prefix a good line.
+        bad = [i for i, b in enumerate(line) if not 0x20 <= b <= 0x7E]
+        if bad and bad[-1] + 1 < len(line):
+            try:
+                return parse_reply(line[bad[-1] + 1:])
+            except (ProtocolError, ValueError, UnicodeDecodeError):
+                pass
+        if _looks_checksummed(line):
+            self.stats["crc_errors"] += 1
+        else:
+            self.stats["garbage_lines"] += 1
+        return None
+
+    # ------------------------------------------------------------------ handshake
+    def _handshake(self, boot_timeout_s: float) -> None:
+        """HELLO until answered; on ERR 6 ask ID so the message can name both versions."""
+        start = self._clock()
+        deadline = start + boot_timeout_s
+        hello_ids: set[int] = set()
+        next_hello = start
+        junk_before = self._junk_count()
+        sample: bytes | None = None
+        got_bytes = False
+        while True:
+            now = self._clock()
+            if now >= deadline:
+                break
+            if now >= next_hello:
+                cid = self._new_id()
+                hello_ids.add(cid)
+                self._send(cid, "HELLO", PROTO_MIN, PROTO_MAX)
+                next_hello = now + HELLO_INTERVAL_S
+            line = self._read_line(min(deadline, next_hello))
+            if line is None:
+                continue
+            got_bytes = True
+            reply = self._parse(line)
+            if reply is None:
+                if sample is None and line != self._last_sent:
+                    sample = line
+                continue
+            if reply.is_async:
+                if reply.verb == "BOOT":
+                    self.boot_banner = dict(reply.fields)
+                    next_hello = self._clock()   # the firmware is up: ask right away
+                else:
+                    self.stats["stray_lines"] += 1
+                continue
+            if reply.id in hello_ids:
+                if reply.ok and reply.verb == "HELLO":
+                    self._accept_hello(reply.fields)
+                    return
+                if reply.err_code == 6:
+                    raise self._version_error()
+                if reply.err_code in _TRANSIENT_ERRS:
+                    next_hello = self._clock()
+                    continue
+                raise DeviceError(
+                    f"{self.port} answered HELLO with 'ERR {reply.err_code} {reply.err_reason}': "
+                    "not a compatible hostctl probe firmware (reflash firmware/)")
+            if reply.id == 0 and not reply.ok:
+                next_hello = self._clock()   # our HELLO arrived mangled (bootloader noise)
+                continue
+            self.stats["stray_lines"] += 1
+        waited = self._clock() - start
+        if self._buf and not got_bytes:
+            got_bytes = True
+            sample = bytes(self._buf[:40])
+        if not got_bytes:
+            raise DeviceTimeout(
+                f"no answer from {self.port} within {waited:.1f} s: is the hostctl probe "
+                "firmware flashed and is this the right port? (see `hostctl devices`)")
+        if self.stats["echoes"] and self._junk_count() == junk_before and sample is None:
+            raise DeviceError(f"{self.port} only echoes our commands back (a loopback or a "
+                              "terminal, not a hostctl probe)")
+        shown = (sample or b"")[:40].decode("ascii", "backslashreplace")
+        raise DeviceError(
+            f"{self.port} answers but is not a hostctl probe (no HELLO reply in {waited:.1f} s; "
+            f"it sent e.g. {shown!r}); wrong port, or the firmware is not flashed")
+
+    def _junk_count(self) -> int:
+        s = self.stats
+        return s["crc_errors"] + s["garbage_lines"] + s["long_lines"]
+
+    def _accept_hello(self, fields: dict[str, str]) -> None:
+        proto = fields.get("proto", "")
+        if not proto.isdigit() or not PROTO_MIN <= int(proto) <= PROTO_MAX:
+            raise DeviceError(f"{self.port} replied to HELLO with proto={proto or '?'}, this "
+                              f"hostctl speaks {_versions()}")
+        self.info = dict(fields)
+
+    def _version_error(self) -> DeviceError:
+        """ERR 6 carries no version: read it from the banner or an ID command."""
+        fw_proto, fw = None, None
+        if self.boot_banner:
+            fw_proto, fw = self.boot_banner.get("proto"), self.boot_banner.get("fw")
+        if fw_proto is None:
+            try:
+                reply = self._transact("ID", timeout_s=min(self.timeout_s, 1.0), retries=0)
+                fw_proto, fw = reply.fields.get("proto"), reply.fields.get("fw")
+            except DeviceError:
+                pass
+        theirs = f"protocol {fw_proto}" if fw_proto else "an unknown protocol version"
+        fw_txt = f" (firmware {fw})" if fw else ""
+        return DeviceError(f"probe on {self.port} speaks {theirs}{fw_txt}, this hostctl speaks "
+                           f"{_versions()}: update hostctl or reflash the firmware")
+
+    # ------------------------------------------------------------------ commands
+    def _transact(self, verb: str, *args: object, timeout_s: float | None = None,
+                  retries: int | None = None) -> Reply:
+        """Send one command and return its OK reply, surviving noise, resets and timeouts."""
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        budget = self.retries if retries is None else retries
+        what = " ".join([verb, *map(str, args)])
+        attempts = 0
+        resets = 0
+        start = self._clock()
+        last_problem = "no reply"
+        while True:
+            attempts += 1
+            cid = self._new_id()
+            self.stats["commands"] += 1
+            self._send(cid, verb, *args)
+            deadline = self._clock() + timeout
+            outcome = None        # "timeout" | "reset" | "transient"
+            while outcome is None:
+                line = self._read_line(deadline)
+                if line is None:
+                    outcome = "timeout"
+                    break
+                reply = self._parse(line)
+                if reply is None:
+                    continue
+                if reply.is_async:
+                    if reply.verb == "BOOT":
+                        self.boot_banner = dict(reply.fields)
+                        outcome = "reset"
+                    else:
+                        self.stats["stray_lines"] += 1
+                    continue
+                if reply.id == cid:
+                    if reply.ok and reply.verb == verb:
+                        return reply
+                    if reply.ok:   # right id, wrong verb: not our reply
+                        self.stats["stray_lines"] += 1
+                        continue
+                    if reply.err_code in _TRANSIENT_ERRS:
+                        last_problem = f"ERR {reply.err_code} {reply.err_reason}"
+                        outcome = "transient"
+                        continue
+                    raise ProtocolError(f"probe on {self.port} rejected '{what}': "
+                                        f"ERR {reply.err_code} {reply.err_reason}")
+                if reply.id == 0 and not reply.ok:
+                    # The firmware could not read an id: our line was mangled on the way.
+                    last_problem = f"ERR {reply.err_code} {reply.err_reason} (id 0)"
+                    outcome = "transient"
+                    continue
+                self.stats["stray_lines"] += 1
+            if outcome == "reset":
+                self.stats["resets"] += 1
+                resets += 1
+                if resets > MAX_RESETS_PER_COMMAND:
+                    raise DeviceReset(
+                        f"probe on {self.port} reset {resets} times during '{what}': check the "
+                        "USB cable and power (brown-out?)")
+                try:
+                    self._handshake(self.boot_timeout_s)
+                except DeviceError as e:
+                    raise DeviceReset(f"probe on {self.port} reset during '{what}' and did not "
+                                      f"come back: {e}") from None
+                continue   # resets do not use up the retry budget; they have their own cap
+            if outcome == "timeout":
+                self.stats["timeouts"] += 1
+                self._drop_partial()
+                last_problem = "no reply"
+            if attempts > budget:
+                spent = self._clock() - start
+                if last_problem == "no reply":
+                    raise DeviceTimeout(
+                        f"no reply from {self.port} to '{what}' after {attempts} "
+                        f"tr{'y' if attempts == 1 else 'ies'} ({spent:.1f} s, {timeout:.2f} s "
+                        "each): probe hung or unplugged?")
+                raise ProtocolError(f"probe on {self.port} kept answering '{what}' with "
+                                    f"{last_problem} after {attempts} tries (noisy line?)")
+            self.stats["retries"] += 1
+
+    def ping(self) -> float:
+        """Round trip of one PING, seconds (a liveness check)."""
+        t0 = time.perf_counter()
+        self._transact("PING")
+        return time.perf_counter() - t0
+
+    def identify(self) -> dict[str, str]:
+        """The ID reply fields (same keys as HELLO)."""
+        return dict(self._transact("ID").fields)
+
+    def measure(self, ms: int = 200) -> MeasureResult:
+        """One MEASURE window of ``ms`` milliseconds; the reply waits at least that long."""
+        from hostctl.protocol import parse_measure
+
+        if not 1 <= int(ms) <= 5000:
+            raise DeviceError(f"measure window must be 1..5000 ms, got {ms}")
+        reply = self._transact("MEASURE", int(ms), timeout_s=self.timeout_s + int(ms) / 1000.0)
+        try:
+            return parse_measure(reply)
+        except ProtocolError as e:
+            raise ProtocolError(f"probe on {self.port}: malformed MEASURE reply: {e}") from None
+
+
+def _looks_checksummed(line: bytes) -> bool:
+    """Does the line end like `` *XXXX``? Then a parse failure is most likely a CRC error."""
+    if len(line) < 6 or line[-6:-4] != b" *":
+        return False
+    return all(c in b"0123456789ABCDEF" for c in line[-4:])
+
+
+def _versions() -> str:
+    return f"protocol {PROTO_MIN}" if PROTO_MIN == PROTO_MAX else f"protocols {PROTO_MIN}..{PROTO_MAX}"
+
+
+def open_probe(port: str, **kw: Any) -> Probe:
+    """Open ``port`` (a path or any pyserial URL, incl. ``sim://``) and handshake."""
+    return Probe(port, **kw)

@@ -1,0 +1,149 @@
+"""Which tone next: a short log sweep, then the tone that informs most.
+
+Gain mode: the candidate that most shrinks the summed variance of the components still
+short of the precision (A-optimal design on the linearised log-model, with each channel's
+noise growing as its gain falls). LED mode: bisection in log-frequency of the widest
+on/off bracket, at each tone level, until the brackets are narrower than the precision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hostctl.circuits import Circuit
+from hostctl.measurements import Measurement
+
+BAND = (20.0, 20000.0)
+
+
+def log_sweep(n: int, band: tuple[float, float] = BAND) -> list[float]:
+    """``n`` tones evenly spaced in log-frequency across the band, ends included."""
+    lo, hi = band
+    return [float(f) for f in np.geomspace(lo, hi, n)]
+
+
+def round_tone(f: float) -> float:
+    """Tones to 4 significant digits: readable in the session, unique enough."""
+    return float(f"{f:.4g}")
+
+
+@dataclass(frozen=True)
+class Tone:
+    frequency_hz: float
+    level_dbfs: float
+
+
+def _log_response(circ: Circuit, freqs: np.ndarray, values: Mapping[str, float],
+                  capacitance: float | Mapping[str, float]) -> dict[str, np.ndarray]:
+    out = circ.response(freqs, values, capacitance)
+    return {k: np.log(np.maximum(v.detach().numpy(), 1e-300)) for k, v in out.items()}
+
+
+def jacobian_log(circ: Circuit, freqs: np.ndarray, values: Mapping[str, float],
+                 capacitance: float | Mapping[str, float]
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """d log|H| / d log R per channel (central differences; cheap and exact enough)."""
+    base = _log_response(circ, freqs, values, capacitance)
+    jac = {ch: np.zeros((len(freqs), len(circ.resistors))) for ch in circ.channels}
+    h = 1e-5
+    for j, r in enumerate(circ.resistors):
+        up = dict(values, **{r: values[r] * math.exp(h)})
+        dn = dict(values, **{r: values[r] * math.exp(-h)})
+        lu = _log_response(circ, freqs, up, capacitance)
+        ld = _log_response(circ, freqs, dn, capacitance)
+        for ch in circ.channels:
+            jac[ch][:, j] = (lu[ch] - ld[ch]) / (2 * h)
+    return base, jac
+
+
+def gain_sigma(log_gain: np.ndarray, ref_rms_counts: float, noise_counts: float = 0.5,
+               n_samples: int = 1000) -> np.ndarray:
+    """Standard deviation of a measured log-gain: ADC noise over the signal, plus a floor."""
+    sig = np.exp(log_gain) * max(ref_rms_counts, 1.0)
+    rel = noise_counts / np.sqrt(max(n_samples, 1)) / np.maximum(sig, 1e-9)
+    # quantisation of small signals and model error: never trust a gain below ~2 counts
+    rel = np.where(sig < 2.0, 1e3, rel)
+    return np.sqrt(rel ** 2 + 1e-3 ** 2)
+
+
+def next_gain_tone(circ: Circuit, values: Mapping[str, float],
+                   capacitance: float | Mapping[str, float], done: Sequence[float],
+                   wanted: Iterable[str], ref_rms_counts: float, noise_counts: float,
+                   n_samples: int, band: tuple[float, float] = BAND) -> float:
+    """The tone that most shrinks the variance of the ``wanted`` components."""
+    cand = np.geomspace(band[0], band[1], 241)
+    idx = [circ.resistors.index(r) for r in wanted]
+    done_arr = np.asarray(sorted(done), dtype=float)
+    base_d, jac_d = jacobian_log(circ, done_arr, values, capacitance) if len(done_arr) else ({}, {})
+    p = len(circ.resistors)
+    info = np.eye(p) * 1e-6
+    for ch in circ.channels:
+        if len(done_arr):
+            w = 1 / gain_sigma(base_d[ch], ref_rms_counts, noise_counts, n_samples) ** 2
+            info += (jac_d[ch] * w[:, None]).T @ jac_d[ch]
+    base_c, jac_c = jacobian_log(circ, cand, values, capacitance)
+    best, best_score = float(cand[len(cand) // 2]), math.inf
+    for k, f in enumerate(cand):
+        if len(done_arr) and np.min(np.abs(np.log(done_arr / f))) < 0.003:
+            continue
+        m = info.copy()
+        for ch in circ.channels:
+            row = jac_c[ch][k]
+            w = 1 / gain_sigma(base_c[ch][k:k + 1], ref_rms_counts, noise_counts, n_samples)[0] ** 2
+            m += w * np.outer(row, row)
+        try:
+            cov = np.linalg.inv(m)
+        except np.linalg.LinAlgError:
+            continue
+        score = float(sum(cov[i, i] for i in idx))
+        if score < best_score:
+            best, best_score = float(f), score
+    return best
+
+
+@dataclass(frozen=True)
+class Bracket:
+    channel: str
+    level_dbfs: float
+    lo_hz: float
+    hi_hz: float
+
+    @property
+    def log_width(self) -> float:
+        return math.log(self.hi_hz / self.lo_hz)
+
+
+def led_brackets(rows: Iterable[Measurement]) -> list[Bracket]:
+    """Every on/off switch between neighbouring tones, per channel and level."""
+    groups: dict[tuple[str, float], list[Measurement]] = {}
+    for m in rows:
+        if m.led_usable and m.level_dbfs is not None:
+            groups.setdefault((m.channel, m.level_dbfs), []).append(m)
+    out = []
+    for (ch, lvl), ms in groups.items():
+        ms.sort(key=lambda m: m.frequency_hz)
+        for a, b in zip(ms, ms[1:], strict=False):
+            if a.led != b.led and b.frequency_hz > a.frequency_hz:
+                out.append(Bracket(ch, lvl, a.frequency_hz, b.frequency_hz))
+    return out
+
+
+def next_led_tone(rows: Iterable[Measurement], precision: float,
+                  lit_channels: Iterable[str] = ()) -> Tone | None:
+    """Geometric midpoint of the widest bracket still wider than the precision allows.
+
+    A bracket of log-width w pins a first-order corner to within about w/2 either way,
+    so brackets are split until w < precision (with margin for the threshold's share).
+    """
+    brackets = [b for b in led_brackets(rows) if b.log_width > precision]
+    if not brackets:
+        return None
+    b = max(brackets, key=lambda b: b.log_width)
+    f = round_tone(math.sqrt(b.lo_hz * b.hi_hz))
+    if not (b.lo_hz < f < b.hi_hz):
+        return None
+    return Tone(f, b.level_dbfs)
