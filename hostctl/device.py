@@ -18,7 +18,9 @@ the *transport discipline* of firmware/PROTOCOL.md "Host rules":
 from __future__ import annotations
 
 import errno
+import re
 import time
+from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -35,8 +37,12 @@ PROTO_MIN = 1
 PROTO_MAX = 1
 #: Longest line we keep; a device spewing without newlines cannot grow memory.
 MAX_LINE = 512
+#: Most bytes taken from the port at once (with MAX_LINE, bounds the line buffer).
+READ_CHUNK = 4096
 #: How often HELLO is re-sent while waiting for the board to boot.
 HELLO_INTERVAL_S = 0.5
+#: After a boot banner, how long a HELLO already in flight may take to be answered.
+BANNER_GRACE_S = 0.05
 #: Serial read poll: short so deadlines are honoured within a few ms.
 POLL_S = 0.02
 #: A board that resets more often than this during one command is not coming back.
@@ -59,7 +65,8 @@ def _register_sim_handlers() -> None:
 def _open_error(port: str, exc: BaseException) -> DeviceError:
     """Turn an OS/pyserial open failure into one actionable line."""
     code = getattr(exc, "errno", None)
-    text = str(exc)
+    text = re.sub(r"^\[Errno \d+\] ", "", str(exc))
+    text = re.sub(r"^[Cc]ould not open port .*?: (?=\[Errno|[A-Z])", "", text)
     if code == errno.ENOENT or "No such file" in text:
         return DeviceError(f"no such port {port} (see `hostctl devices`)")
     if code == errno.EACCES or "Permission denied" in text:
@@ -83,7 +90,7 @@ class Probe:
 
     def __init__(self, port: str, *, baudrate: int = 115200, timeout_s: float = 1.0,
                  boot_timeout_s: float = 4.0, retries: int = 3, serial_obj: Any = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] | None = None) -> None:
         from hostctl import protocol  # noqa: F401  (fail early if the wire layer is missing)
 
         self.port = port
@@ -93,16 +100,31 @@ class Probe:
         self.info: dict[str, str] = {}
         self.boot_banner: dict[str, str] | None = None
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
-        self._clock = clock
+        self._clock: Callable[[], float] = clock or time.monotonic
         self._next_id = 1
         self._buf = bytearray()
         self._discarding = False       # inside an over-long line: drop up to the next "\n"
         self._last_sent = b""
+        self._recent_sent: deque[bytes] = deque(maxlen=8)   # to recognise our own echo
+        self._rx_bytes = 0
         if serial_obj is None:
             serial_obj = self._open(port, baudrate)
+        elif getattr(serial_obj, "timeout", POLL_S) != POLL_S:
+            # Reads poll in short slices so our own deadlines hold (None would block forever).
+            try:
+                serial_obj.timeout = POLL_S
+            except (AttributeError, ValueError):
+                pass
         self.serial: serial.SerialBase = serial_obj
+        bench = getattr(serial_obj, "bench", None)
+        if clock is None and bench is not None and hasattr(bench, "now_s"):
+            # The virtual bench never sleeps: its timeouts pass in simulated time.
+            self._clock = lambda: float(bench.now_s)
+        t0 = self._clock()
         try:
             self._handshake(self.boot_timeout_s)
+            #: seconds from open to the HELLO reply (simulated seconds on sim://)
+            self.handshake_s = self._clock() - t0
         except BaseException:
             self.close()
             raise
@@ -149,6 +171,7 @@ class Probe:
 
         line = encode_command(cmd_id, verb, *args)
         self._last_sent = line.rstrip(b"\r\n")
+        self._recent_sent.append(self._last_sent)
         try:
             self.serial.write(line)
             flush = getattr(self.serial, "flush", None)
@@ -169,9 +192,10 @@ class Probe:
                 n = int(ser.in_waiting)
             except (AttributeError, NotImplementedError, TypeError):
                 n = 0
-            data = ser.read(n if n > 0 else 1)
+            data = ser.read(min(n, READ_CHUNK) if n > 0 else 1)
         except Exception as e:  # noqa: BLE001
             raise DeviceError(f"lost the connection to {self.port}: {e} (unplugged?)") from None
+        self._rx_bytes += len(data or b"")
         if not data:
             # A non-blocking port (some URL handlers) would otherwise spin a core.
             spent = self._clock() - t0
@@ -202,10 +226,11 @@ class Probe:
                 self._buf += chunk
 
     def _drop_partial(self) -> None:
-        """After a timeout the buffer holds at most half a line: resync at the next newline."""
-        if self._buf or self._discarding:
-            self._buf.clear()
-            self._discarding = True
+        """After a timeout, forget half a line so it cannot swallow the next reply.
+
+        Should its rest still arrive, that fragment fails its CRC and is dropped alone.
+        """
+        self._buf.clear()
 
     def _parse(self, line: bytes) -> Reply | None:
         """Parse one line; count and drop anything that is not a valid protocol line."""
@@ -213,20 +238,29 @@ class Probe:
 
         if not line:
             return None
-        if line == self._last_sent:
+        if line in self._recent_sent:
             self.stats["echoes"] += 1
             return None
         try:
             return parse_reply(line)
         except (ProtocolError, ValueError, UnicodeDecodeError):
             pass
-        # Resynchronise: bytes from a bootloader or line noise may prefix a good line.
+        # Resynchronise: bootloader bytes or line noise may prefix a good line, and a board
+        # that resets mid-reply glues its "! BOOT" banner to the cut-off line. The CRC
+        # still guards whatever suffix we try.
+        starts = []
         bad = [i for i, b in enumerate(line) if not 0x20 <= b <= 0x7E]
-        if bad and bad[-1] + 1 < len(line):
-            try:
-                return parse_reply(line[bad[-1] + 1:])
-            except (ProtocolError, ValueError, UnicodeDecodeError):
-                pass
+        if bad:
+            starts.append(bad[-1] + 1)
+        bang = line.rfind(b"! ")
+        if bang > 0:
+            starts.append(bang)
+        for start in starts:
+            if start < len(line):
+                try:
+                    return parse_reply(line[start:])
+                except (ProtocolError, ValueError, UnicodeDecodeError):
+                    pass
         if _looks_checksummed(line):
             self.stats["crc_errors"] += 1
         else:
@@ -241,8 +275,11 @@ class Probe:
         hello_ids: set[int] = set()
         next_hello = start
         junk_before = self._junk_count()
+        crc_before = self.stats["crc_errors"]
+        echoes_before = self.stats["echoes"]
+        rx_before = self._rx_bytes
+        saw_protocol = False
         sample: bytes | None = None
-        got_bytes = False
         while True:
             now = self._clock()
             if now >= deadline:
@@ -255,16 +292,18 @@ class Probe:
             line = self._read_line(min(deadline, next_hello))
             if line is None:
                 continue
-            got_bytes = True
             reply = self._parse(line)
             if reply is None:
-                if sample is None and line != self._last_sent:
+                if sample is None and line and line not in self._recent_sent:
                     sample = line
                 continue
+            saw_protocol = True
             if reply.is_async:
                 if reply.verb == "BOOT":
                     self.boot_banner = dict(reply.fields)
-                    next_hello = self._clock()   # the firmware is up: ask right away
+                    # The firmware is up: ask soon. A HELLO sent just before may still be
+                    # answered (no bootloader swallowed it), so give it a moment first.
+                    next_hello = min(next_hello, self._clock() + BANNER_GRACE_S)
                 else:
                     self.stats["stray_lines"] += 1
                 continue
@@ -285,14 +324,20 @@ class Probe:
                 continue
             self.stats["stray_lines"] += 1
         waited = self._clock() - start
-        if self._buf and not got_bytes:
-            got_bytes = True
+        if sample is None and self._buf:
             sample = bytes(self._buf[:40])
-        if not got_bytes:
+        if self._rx_bytes == rx_before:
             raise DeviceTimeout(
                 f"no answer from {self.port} within {waited:.1f} s: is the hostctl probe "
                 "firmware flashed and is this the right port? (see `hostctl devices`)")
-        if self.stats["echoes"] and self._junk_count() == junk_before and sample is None:
+        protocolish = self.stats["crc_errors"] > crc_before or saw_protocol
+        if protocolish:
+            raise DeviceTimeout(
+                f"probe on {self.port} did not complete the handshake within {waited:.1f} s "
+                f"({self.stats['crc_errors'] - crc_before} lines with a bad CRC): noisy USB "
+                "link or wrong baud rate? try again, or another cable/port")
+        if self.stats["echoes"] > echoes_before and self._junk_count() == junk_before \
+                and sample is None:
             raise DeviceError(f"{self.port} only echoes our commands back (a loopback or a "
                               "terminal, not a hostctl probe)")
         shown = (sample or b"")[:40].decode("ascii", "backslashreplace")
@@ -350,8 +395,13 @@ class Probe:
                 if line is None:
                     outcome = "timeout"
                     break
+                crc_seen = self.stats["crc_errors"]
                 reply = self._parse(line)
                 if reply is None:
+                    if self.stats["crc_errors"] > crc_seen and line.startswith(b"%d " % cid):
+                        # Our reply, damaged on the way: ask again now, not after the timeout.
+                        last_problem = "a reply with a bad CRC"
+                        outcome = "transient"
                     continue
                 if reply.is_async:
                     if reply.verb == "BOOT":
@@ -408,9 +458,9 @@ class Probe:
 
     def ping(self) -> float:
         """Round trip of one PING, seconds (a liveness check)."""
-        t0 = time.perf_counter()
+        t0 = self._clock()
         self._transact("PING")
-        return time.perf_counter() - t0
+        return self._clock() - t0
 
     def identify(self) -> dict[str, str]:
         """The ID reply fields (same keys as HELLO)."""
@@ -430,14 +480,20 @@ class Probe:
 
 
 def _looks_checksummed(line: bytes) -> bool:
-    """Does the line end like `` *XXXX``? Then a parse failure is most likely a CRC error."""
-    if len(line) < 6 or line[-6:-4] != b" *":
+    """Is this a line with a ``*XXXX`` that does not match? (vs. plain garbage)"""
+    from hostctl.protocol import crc16, split_crc
+
+    text = line.decode("ascii", "replace")
+    body, crc, present = split_crc(text)
+    if not present:
         return False
-    return all(c in b"0123456789ABCDEF" for c in line[-4:])
+    return crc is None or crc16(body.encode("ascii", "replace")) != crc
 
 
 def _versions() -> str:
-    return f"protocol {PROTO_MIN}" if PROTO_MIN == PROTO_MAX else f"protocols {PROTO_MIN}..{PROTO_MAX}"
+    if PROTO_MIN == PROTO_MAX:
+        return f"protocol {PROTO_MIN}"
+    return f"protocols {PROTO_MIN}..{PROTO_MAX}"
 
 
 def open_probe(port: str, **kw: Any) -> Probe:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import math
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -230,10 +232,14 @@ def test_encode_command_parses_back(cid, verb, args):
     assert body.split(" ") == [str(cid), verb, *args]
 
 
+@st.composite
+def _four_channels(draw):
+    n = draw(st.integers(1, 50))
+    return [draw(st.lists(st.integers(0, 1023), min_size=n, max_size=n)) for _ in range(4)]
+
+
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.lists(st.integers(0, 1023), min_size=1, max_size=50), min_size=4, max_size=4)
-       .filter(lambda c: len({len(x) for x in c}) == 1),
-       st.integers(1, 5000))
+@given(_four_channels(), st.integers(1, 5000))
 def test_measure_roundtrip_property(chans, ms):
     n = len(chans[0])
     lit = (0, n // 2, n)
@@ -242,3 +248,51 @@ def test_measure_roundtrip_property(chans, ms):
     for s, c in zip(res.analog, chans, strict=True):
         assert abs(s.mean - sum(c) / n) <= 0.0005 + 1e-12
         assert (s.min, s.max) == (min(c), max(c))
+
+
+# --- shared vectors written by helper FIRMWARE (firmware/vectors/) -----------------------
+
+VECTORS = Path(__file__).resolve().parent.parent / "firmware" / "vectors"
+
+
+def _vector_records(name: str) -> list[tuple[int, str, str]]:
+    path = VECTORS / name
+    if not path.exists():
+        pytest.skip(f"{path} not present (firmware vectors not written yet)")
+    out = []
+    for lineno, line in enumerate(path.read_text(encoding="ascii").split("\n"), 1):
+        if not line or line.startswith("#"):
+            continue
+        kind, _, rest = line.partition(" ")
+        out.append((lineno, kind, rest))
+    return out
+
+
+def samples_from_list(s: str) -> list[int]:
+    xs: list[int] = []
+    for t in s.split(","):
+        v, _, k = t.partition("*")
+        xs += [int(v)] * int(k or 1)
+    return xs
+
+
+def test_vectors_crc():
+    recs = _vector_records("crc.txt")
+    assert recs
+    for lineno, kind, rest in recs:
+        assert kind == "crc", lineno
+        hexv, _, text = rest.partition(" ")
+        data = codecs.escape_decode(text.encode("ascii"))[0]
+        assert p.crc16(data) == int(hexv, 16), f"crc.txt:{lineno}"
+
+
+def test_vectors_stats():
+    recs = _vector_records("stats.txt")
+    assert len(recs) > 10
+    for lineno, kind, rest in recs:
+        assert kind == "stats", lineno
+        lhs, _, rhs = rest.partition(" -> ")
+        mean, rms, lo, hi = rhs.split()
+        m, r, a, b = p.channel_stats_fields(samples_from_list(lhs))
+        assert (p.format_milli(m), p.format_milli(r), str(a), str(b)) == (mean, rms, lo, hi), \
+            f"stats.txt:{lineno}"

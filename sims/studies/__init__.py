@@ -8,6 +8,8 @@ claim on them) and a ``main()`` that prints a short table::
     python -m sims.studies.p3_vector_calculus   # the identities, against autograd
     python -m sims.studies.p4_relu_elbow        # the ReLU elbow after one SGD step
     python -m sims.studies.p5_color_organ       # the notebook's parts (c)-(i) vs hostctl
+        [--notebook]    the notebook's own learning rates (about a minute)
+        [--spread N]    the spread of the notebook's answers over N draws of the tones
 
 They keep the homework's notation so a reader can hold the two side by side.
 """

@@ -129,8 +129,8 @@ def main() -> None:
     print(f"    final error ||w_k - w*|| = {g.errors[-1]:.4f}   max over t = {g.errors.max():.4f}"
           f"   (|v_min . w*| = {r.invisible_component:.4f}: the part no data can reveal)")
     b = r.gd_unstable
-    print(f"  GD eta = 2.5/alpha^2 (may diverge): inequality first fails at step "
-          f"{b.first_violation}; ||w_60|| = {b.norms[-1]:.3e}")
+    print(f"  GD eta = 2.5/alpha^2 (> 2/alpha^2, hypothesis broken): inequality first fails "
+          f"at step {b.first_violation}; ||w_60|| = {b.norms[-1]:.3e}")
     print("  noise on y    ||F^-1 y - w*||    GD ||w_k - w*||")
     for nz, ie, ge in r.noise_sweep:
         print(f"  {nz:9.0e}    {ie:15.3e}    {ge:15.4f}")

@@ -1,0 +1,766 @@
+"""The virtual bench: a simulated color-organ board + Arduino probe + USB serial link.
+
+Physics model (what a MEASURE window sees)
+-------------------------------------------
+* The PC's sound card plays a sine of frequency ``f`` at ``level_dbfs``; its peak voltage
+  is ``A = peak_v_at_0dbfs * 10**(level_dbfs/20)`` (board parameter, e.g. 1.0 V at 0 dBFS).
+  Tones above the board's ``audio_max_hz`` (if set) cannot be played: InputError.
+* Every signal sits on a mid-rail bias (2.5 V). The reference input A0 is
+  ``bias + A sin(2 pi f t + phi)``; A1, A2, A3 are the low, band and high channel outputs
+  ``bias + |H_ch(f)| A sin(2 pi f t + phi)`` with ``|H|`` from the hostctl circuit preset
+  (``Circuit.response``) at the board's *true* component values. A channel the preset
+  lacks (e.g. a plain low-pass board) stays at the bias. (Only |H| matters to the
+  statistics, so the channels' phase shifts are not modelled.)
+* True values: ``nominal * (1 + tol * u)`` with ``u`` uniform in [-1, 1], drawn once per
+  board from the seed (resistor and capacitor tolerances separately); exactly nominal
+  when the tolerance is 0.
+* ADC: ``count = clamp(floor(v / vref * 2**bits + noise), 0, 2**bits - 1)`` with gaussian
+  ``noise`` of ``noise_lsb`` LSB (0 for the notebook board: pure quantization).
+* LEDs: the pin of channel ``i`` reads HIGH while that channel's AC output
+  ``v(t) - bias`` exceeds ``led_threshold_v[i]`` (the LED driver's threshold).
+  The notebook board sets the threshold to ``A(-6 dBFS) / sqrt(2)``, so at -6 dBFS an
+  LED is lit during part of every cycle exactly when ``|H| > 1/sqrt(2)`` - the notebook's
+  LED rule.
+* Sampling: the firmware loop takes rounds (A0, A1, A2, A3 conversions, then the three
+  LED pins) at ``rate_hz`` rounds per second (board parameter: 5684/s, what the
+  firmware achieves per firmware/README.md; HELLO reports ``nominal_rate_hz`` = 5700
+  until the first MEASURE), conversion ``c`` at ``t_k + c/(5 rate)``, LEDs at ``t_k + 4/(5 rate)``,
+  ``t_k = t0 + k/rate``, until ``ms`` have elapsed (``n = ceil(ms*rate/1000)`` rounds,
+  at most 65535). The tone's phase ``phi`` is random per window (the PC and the
+  Arduino share no clock). Silence: every input at the bias.
+* The statistics are then computed by sims/device_core.py with the firmware's integer
+  formulas, so the reply is what the real firmware would print for these samples.
+
+Time and the serial link
+------------------------
+``bench.now_s`` is simulated time (the host's clock). Bytes take 10 bits at the board's
+baud rate each way; a MEASURE takes its window; a reboot takes ``boot_s``. Reading
+advances ``now_s`` to when the bytes arrive (or by the timeout); nothing ever sleeps.
+Faults (sims/faults.py) corrupt, drop or duplicate bytes, delay replies, reboot or
+unplug the board.
+
+Run ``python -m sims.bench serve --board bench`` to get a real pseudo-terminal that any
+serial program can open, plus a control socket for the tone (JSON lines).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hostctl.errors import DeviceError, InputError
+from sims.device_core import MAX_ROUNDS, DeviceCore, Window
+from sims.faults import ByteFaults, FaultConfig, parse_faults
+
+if TYPE_CHECKING:
+    from hostctl.circuits import Circuit
+    from hostctl.protocol import MeasureResult
+
+BOARDS_DIR = Path(__file__).resolve().parent / "boards"
+CHANNEL_ORDER = ("low", "band", "high")   # A1..A3 and LEDs D2..D4
+
+
+class Disconnected(DeviceError):
+    """The simulated board was unplugged (fault ``disconnect@N``)."""
+
+
+# ------------------------------------------------------------------------------ boards
+@dataclass(frozen=True)
+class Board:
+    """A board description (sims/boards/NAME.toml)."""
+
+    name: str
+    circuit: str
+    resistors: dict[str, float]             # nominal, ohm
+    capacitance_f: dict[str, float]         # nominal, farad, per resistor's section
+    resistor_tol: float = 0.0               # fraction (0.05 = 5 %)
+    capacitor_tol: float = 0.0
+    peak_v_at_0dbfs: float = 1.0
+    audio_max_hz: float | None = None
+    bias_v: float = 2.5
+    adc_bits: int = 10
+    vref_v: float = 5.0
+    noise_lsb: float = 0.0
+    rate_hz: float = 5684.0
+    nominal_rate_hz: int = 5700
+    led_threshold_v: tuple[float, float, float] = (0.3, 0.3, 0.3)
+    baudrate: int = 115200
+    boot_s: float = 0.3
+    description: str = ""
+    path: str = ""
+
+
+def list_boards() -> list[str]:
+    return sorted(p.stem for p in BOARDS_DIR.glob("*.toml"))
+
+
+def _get(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str,
+         default: Any = None, required: bool = False) -> Any:
+    if key not in d:
+        if required:
+            raise InputError(f"missing '{key}'", where)
+        return default
+    v = d[key]
+    if kind in (float, int) or kind == (float, int):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise InputError(f"'{key}' must be a number, got {v!r}", where)
+        return v
+    if not isinstance(v, kind):
+        raise InputError(f"'{key}' has the wrong type ({type(v).__name__})", where)
+    return v
+
+
+def load_board(name_or_path: str | os.PathLike) -> Board:
+    """A board by name (a file in sims/boards/) or by path to a TOML file."""
+    from hostctl.circuits import get_circuit
+
+    s = str(name_or_path)
+    path = Path(s)
+    if not (s.endswith(".toml") or os.sep in s) or not path.exists():
+        cand = BOARDS_DIR / f"{s}.toml"
+        if cand.exists():
+            path = cand
+        elif not path.exists():
+            raise InputError(f"unknown board '{s}' (known: {', '.join(list_boards())}; "
+                             "or give a path to a .toml file)")
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"not valid TOML: {e}", where) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read: {e}", where) from None
+    circ = get_circuit(_get(data, "circuit", str, where, required=True))
+    res_t = _get(data, "resistors", dict, where, required=True)
+    resistors = {}
+    for r in circ.resistors:
+        v = _get(res_t, r, (float, int), where + " [resistors]", required=True)
+        if v <= 0:
+            raise InputError(f"[resistors] {r} must be > 0 ohm, got {v}", where)
+        resistors[r] = float(v)
+    extra = set(res_t) - set(circ.resistors)
+    if extra:
+        raise InputError(f"[resistors] {', '.join(sorted(extra))} not in circuit "
+                         f"'{circ.name}' ({', '.join(circ.resistors)})", where)
+    cap = data.get("capacitance_f", 1e-6)
+    if isinstance(cap, dict):
+        default = float(cap.get("default", 1e-6))
+        caps = {r: float(cap.get(r, cap.get("C" + r[1:], default))) for r in circ.resistors}
+    else:
+        caps = {r: float(_get(data, "capacitance_f", (float, int), where)) for r in circ.resistors}
+    if any(not (c > 0) for c in caps.values()):
+        raise InputError("capacitance_f must be > 0 farad", where)
+    tol = _get(data, "tolerance", dict, where, default={})
+    audio = _get(data, "audio", dict, where, default={})
+    adc = _get(data, "adc", dict, where, default={})
+    led = _get(data, "led", dict, where, default={})
+    ser = _get(data, "serial", dict, where, default={})
+    peak = float(_get(audio, "peak_v_at_0dbfs", (float, int), where, 1.0))
+    if "threshold_v" in led:
+        t = led["threshold_v"]
+        thr = tuple(float(x) for x in (t if isinstance(t, list) else [t] * 3))
+    elif "threshold_gain" in led:
+        g = float(_get(led, "threshold_gain", (float, int), where))
+        lvl = float(_get(led, "threshold_level_dbfs", (float, int), where, -6.0))
+        thr = (peak * 10 ** (lvl / 20) * g,) * 3
+    else:
+        thr = (0.3, 0.3, 0.3)
+    if len(thr) != 3 or any(not (math.isfinite(x) and x > 0) for x in thr):
+        raise InputError("[led] threshold_v must be one positive number or a list of 3", where)
+    amax = audio.get("max_hz")
+    board = Board(
+        name=str(data.get("name", path.stem)),
+        circuit=circ.name,
+        resistors=resistors,
+        capacitance_f=caps,
+        resistor_tol=float(_get(tol, "resistor_pct", (float, int), where, 0.0)) / 100,
+        capacitor_tol=float(_get(tol, "capacitor_pct", (float, int), where, 0.0)) / 100,
+        peak_v_at_0dbfs=peak,
+        audio_max_hz=None if amax is None else float(amax),
+        bias_v=float(_get(adc, "bias_v", (float, int), where, 2.5)),
+        adc_bits=int(_get(adc, "bits", (float, int), where, 10)),
+        vref_v=float(_get(adc, "vref_v", (float, int), where, 5.0)),
+        noise_lsb=float(_get(adc, "noise_lsb", (float, int), where, 0.0)),
+        rate_hz=float(_get(adc, "rate_hz", (float, int), where, 5684.0)),
+        nominal_rate_hz=int(_get(adc, "nominal_rate_hz", (float, int), where, 5700)),
+        led_threshold_v=thr,  # type: ignore[arg-type]
+        baudrate=int(_get(ser, "baudrate", (float, int), where, 115200)),
+        boot_s=float(_get(ser, "boot_s", (float, int), where, 0.3)),
+        description=str(data.get("description", "")),
+        path=where,
+    )
+    if not (0 <= board.resistor_tol < 1 and 0 <= board.capacitor_tol < 1):
+        raise InputError("[tolerance] percentages must be in 0..100", where)
+    if not (1 <= board.rate_hz <= 1e6 and board.noise_lsb >= 0 and 1 <= board.adc_bits <= 16
+            and board.vref_v > 0 and board.peak_v_at_0dbfs > 0 and board.baudrate > 0):
+        raise InputError("[adc]/[audio]/[serial] values out of range", where)
+    return board
+
+
+# ------------------------------------------------------------------------------ bench
+@dataclass
+class _Out:
+    t: float            # simulated time the byte has fully arrived at the host
+    b: int
+    hold_real_s: float = 0.0   # pty server: hold this byte back in real time (delay fault)
+
+
+@dataclass
+class VirtualBench:
+    """A simulated board + probe + serial link (see the module docstring)."""
+
+    board: Board
+    seed: int = 0
+    faults: FaultConfig | None = None
+    now_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        import numpy as np
+
+        from hostctl.circuits import get_circuit
+
+        if isinstance(self.faults, str):
+            self.faults = parse_faults(self.faults)
+        self.faults = self.faults or FaultConfig()
+        self.circuit: Circuit = get_circuit(self.board.circuit)
+        rng = np.random.default_rng([int(self.seed), 0])
+        b = self.board
+        u_r = rng.uniform(-1.0, 1.0, len(self.circuit.resistors))
+        u_c = rng.uniform(-1.0, 1.0, len(self.circuit.resistors))
+        self.true_values: dict[str, float] = {
+            r: b.resistors[r] * (1 + b.resistor_tol * float(u)) if b.resistor_tol else
+            b.resistors[r] for r, u in zip(self.circuit.resistors, u_r, strict=True)}
+        self.true_capacitances: dict[str, float] = {
+            r: b.capacitance_f[r] * (1 + b.capacitor_tol * float(u)) if b.capacitor_tol else
+            b.capacitance_f[r] for r, u in zip(self.circuit.resistors, u_c, strict=True)}
+        self._rng = np.random.default_rng([int(self.seed), 1])
+        self._byte_faults = ByteFaults(self.faults, int(self.seed))
+        self.tone_hz: float | None = None
+        self.level_dbfs: float = -6.0
+        self.byte_s = 10.0 / b.baudrate
+        self.core = DeviceCore(self._measure_window, nominal_rate_hz=b.nominal_rate_hz)
+        self._out: deque[_Out] = deque()
+        self._host_tx_free = 0.0
+        self._dev_tx_free = 0.0
+        self._dev_free = 0.0
+        self._booting_until = -1.0
+        self._exec_t = 0.0
+        self._exec_end = 0.0
+        self.disconnected = False
+        self.commands = 0        # complete command lines received (session total)
+        self.replies = 0         # reply lines sent (session total)
+        self.boots = 0
+        self.windows = 0
+        self._gain_cache: dict[float, list[float]] = {}
+
+    # ------------------------------------------------------------------ physics
+    @property
+    def adc_noise_lsb(self) -> float:
+        return self.board.noise_lsb
+
+    @property
+    def rate_hz(self) -> float:
+        return self.board.rate_hz
+
+    def set_tone(self, freq_hz: float | None, level_dbfs: float = -6.0) -> None:
+        """What the sound card plays from now on; None (or 0) = silence."""
+        if freq_hz is None or freq_hz == 0:
+            self.tone_hz = None
+            return
+        f = float(freq_hz)
+        lvl = float(level_dbfs)
+        if not (math.isfinite(f) and f > 0):
+            raise InputError(f"tone frequency must be a positive number of Hz, got {freq_hz}")
+        if self.board.audio_max_hz is not None and f > self.board.audio_max_hz:
+            raise InputError(f"{f:g} Hz is above what board '{self.board.name}''s sound card "
+                             f"plays ({self.board.audio_max_hz:g} Hz)")
+        if not (math.isfinite(lvl) and lvl <= 0):
+            raise InputError(f"tone level must be <= 0 dBFS (the sound card clips), got {lvl}")
+        self.tone_hz, self.level_dbfs = f, lvl
+
+    def gains(self, freq_hz: float) -> list[float]:
+        """[1, |H_low|, |H_band|, |H_high|] at the true values (0 for missing channels)."""
+        f = float(freq_hz)
+        g = self._gain_cache.get(f)
+        if g is None:
+            h = self.circuit.response(f, self.true_values, self.true_capacitances)
+            g = [1.0] + [float(h[c]) if c in h else 0.0 for c in CHANNEL_ORDER]
+            if len(self._gain_cache) > 4096:
+                self._gain_cache.clear()
+            self._gain_cache[f] = g
+        return g
+
+    def amplitude_v(self, level_dbfs: float) -> float:
+        return self.board.peak_v_at_0dbfs * 10 ** (float(level_dbfs) / 20)
+
+    def analog_levels(self, freq_hz: float | None, level_dbfs: float = -6.0
+                      ) -> list[tuple[float, float]]:
+        """(bias_v, peak_amplitude_v) for A0..A3 while playing this tone."""
+        bias = self.board.bias_v
+        if freq_hz is None or freq_hz == 0:
+            return [(bias, 0.0)] * 4
+        a = self.amplitude_v(level_dbfs)
+        return [(bias, a * g) for g in self.gains(freq_hz)]
+
+    def led_threshold_v(self, i: int) -> float:
+        return self.board.led_threshold_v[i]
+
+    def _measure_window(self, ms: int) -> Window:
+        """One firmware MEASURE window starting at the command's execution time."""
+        import numpy as np
+
+        b = self.board
+        t0 = self._exec_t
+        period = 1.0 / b.rate_hz
+        n = max(1, min(MAX_ROUNDS, math.ceil(ms * 1e-3 * b.rate_hz - 1e-9)))
+        elapsed_us = round(n * period * 1e6)
+        t0_ms = t0 * 1e3
+        elapsed_ms = math.floor(t0_ms + elapsed_us / 1e3) - math.floor(t0_ms)
+        self._exec_end = t0 + elapsed_us * 1e-6
+        self.windows += 1
+        k = np.arange(n, dtype=np.float64)
+        phi = float(self._rng.uniform(0, 2 * math.pi))
+        levels = self.analog_levels(self.tone_hz, self.level_dbfs)
+        w = 2 * math.pi * (self.tone_hz or 0.0)
+        scale = 2 ** b.adc_bits / b.vref_v
+        top = 2 ** b.adc_bits - 1
+        analog = []
+        for c in range(4):
+            bias, amp = levels[c]
+            t = t0 + (k + c / 5) * period
+            v = bias + amp * np.sin(w * t + phi) if amp else np.full(n, bias)
+            x = v * scale
+            if b.noise_lsb:
+                x = x + self._rng.normal(0.0, b.noise_lsb, n)
+            analog.append(np.clip(np.floor(x), 0, top).astype(np.int64))
+        lit = []
+        t_led = t0 + (k + 4 / 5) * period
+        s_led = np.sin(w * t_led + phi)
+        for i in range(3):
+            amp = levels[i + 1][1]
+            lit.append(int(np.count_nonzero(amp * s_led > b.led_threshold_v[i])) if amp else 0)
+        return Window(analog, lit, elapsed_ms, elapsed_us, led_counts=True)
+
+    # ------------------------------------------------------------------ link: device side
+    def boot(self, at_s: float | None = None, *, hold_real_s: float = 0.0) -> None:
+        """(Re)boot the board at ``at_s``: state lost, banner after ``boot_s``."""
+        t = self.now_s if at_s is None else at_s
+        banner = self.core.reset()
+        self.boots += 1
+        while self._out and self._out[-1].t > t:   # unsent output dies with the board
+            self._out.pop()
+        self._dev_tx_free = t
+        self._booting_until = t + self.board.boot_s
+        self._dev_free = self._booting_until
+        self._send(banner, self._booting_until, hold_real_s=hold_real_s)
+
+    def _send(self, data: bytes, t_start: float, hold_real_s: float = 0.0) -> None:
+        data = self._byte_faults.apply(data)
+        t = max(t_start, self._dev_tx_free)
+        for i, b in enumerate(data):
+            t += self.byte_s
+            self._out.append(_Out(t, b, hold_real_s if i == 0 else 0.0))
+        self._dev_tx_free = t
+
+    def _device_byte(self, b: int, t_arr: float) -> None:
+        if self.disconnected or t_arr < self._booting_until:
+            return                      # the bootloader swallows bytes while booting
+        t = max(t_arr, self._dev_free)
+        self._exec_t = self._exec_end = t
+        before = self.core.lines
+        reply = self.core.feed_byte(b)
+        if self.core.lines == before:
+            return
+        self.commands += 1
+        cfg = self.faults
+        assert cfg is not None
+        if self.commands in cfg.disconnects:
+            self.disconnected = True
+            self._out.clear()
+            return
+        if self.commands in cfg.resets:
+            self.boot(t)
+            return
+        if reply is None:
+            return
+        self.replies += 1
+        start = self._exec_end
+        delay = cfg.delays.get(self.replies, 0.0)
+        self._send(reply, start + delay, hold_real_s=delay)
+        self._dev_free = start + delay
+
+    # ------------------------------------------------------------------ link: host side
+    def host_write(self, data: bytes) -> int:
+        """The host sends bytes now; the board handles them as they arrive."""
+        if self.disconnected:
+            raise Disconnected("the simulated board was unplugged (fault disconnect@N)")
+        for b in self._byte_faults.apply(bytes(data)):
+            t = max(self.now_s, self._host_tx_free) + self.byte_s
+            self._host_tx_free = t
+            self._device_byte(b, t)
+        return len(data)
+
+    def in_waiting(self) -> int:
+        """Bytes that have arrived at the host by ``now_s``."""
+        n = 0
+        for o in self._out:
+            if o.t > self.now_s:
+                break
+            n += 1
+        return n
+
+    def next_output_s(self) -> float | None:
+        return self._out[0].t if self._out else None
+
+    def host_read(self, size: int = 1, timeout_s: float | None = None) -> bytes:
+        """Read like a pyserial port with ``timeout``, advancing simulated time instead of
+        waiting: up to ``size`` bytes, returning early when they have all arrived."""
+        if self.disconnected:
+            raise Disconnected("the simulated board was unplugged (fault disconnect@N)")
+        if size <= 0:
+            return b""
+        if timeout_s is None:
+            deadline = math.inf
+        else:
+            deadline = self.now_s + max(0.0, float(timeout_s))
+        if len(self._out) >= size and self._out[size - 1].t <= deadline:
+            self.now_s = max(self.now_s, self._out[size - 1].t)
+        elif math.isfinite(deadline):
+            self.now_s = deadline
+        elif self._out:
+            self.now_s = max(self.now_s, self._out[-1].t)   # would block forever: give all
+        out = bytearray()
+        while self._out and len(out) < size and self._out[0].t <= self.now_s:
+            out.append(self._out.popleft().b)
+        return bytes(out)
+
+    def pop_output(self, upto_s: float) -> list[_Out]:
+        """Entries that have arrived by ``upto_s`` (pty server)."""
+        got = []
+        while self._out and self._out[0].t <= upto_s:
+            got.append(self._out.popleft())
+        return got
+
+    def discard_input(self) -> None:
+        """pyserial reset_input_buffer: drop what has arrived, keep what is on its way."""
+        while self._out and self._out[0].t <= self.now_s:
+            self._out.popleft()
+
+    def advance(self, seconds: float) -> None:
+        self.now_s += max(0.0, float(seconds))
+
+    # ------------------------------------------------------------------ conveniences
+    def transact(self, line: bytes, timeout_s: float = 10.0) -> list[bytes]:
+        """Send one line, return every line received until the next reply (or timeout).
+
+        Waits (in simulated time) for a boot in progress to finish first.
+        """
+        self.now_s = max(self.now_s, self._booting_until)
+        self.host_write(line)
+        lines: list[bytes] = []
+        buf = bytearray()
+        deadline = self.now_s + timeout_s
+        while self.now_s < deadline:
+            chunk = self.host_read(1, deadline - self.now_s)
+            if not chunk:
+                break
+            buf += chunk
+            if chunk == b"\n":
+                lines.append(bytes(buf))
+                buf.clear()
+                if not lines[-1].startswith(b"!"):
+                    break
+        return lines
+
+    def measure(self, ms: int = 200, cmd_id: int = 1) -> MeasureResult:
+        """MEASURE through the device core, as a host would (advances ``now_s``)."""
+        from hostctl.protocol import encode_command, parse_measure, parse_reply
+
+        for line in self.transact(encode_command(cmd_id, "MEASURE", ms), ms / 1000 + 5):
+            r = parse_reply(line)
+            if r.id == cmd_id:
+                return parse_measure(r)
+        raise DeviceError("no MEASURE reply from the virtual bench")
+
+    def state(self) -> dict[str, Any]:
+        """A JSON-able summary (control socket ``{"get": "state"}``)."""
+        b = self.board
+        return {
+            "board": b.name, "circuit": b.circuit, "seed": self.seed,
+            "faults": str(self.faults), "sim_time_s": self.now_s,
+            "tone_hz": self.tone_hz, "level_dbfs": self.level_dbfs,
+            "true_values": self.true_values, "true_capacitances": self.true_capacitances,
+            "nominal_values": b.resistors, "rate_hz": b.rate_hz, "adc_noise_lsb": b.noise_lsb,
+            "led_threshold_v": list(b.led_threshold_v), "bias_v": b.bias_v,
+            "peak_v_at_0dbfs": b.peak_v_at_0dbfs, "commands": self.commands,
+            "replies": self.replies, "boots": self.boots, "windows": self.windows,
+            "disconnected": self.disconnected, "byte_faults": dict(self._byte_faults.counts),
+        }
+
+
+def make_bench(board: str | Board = "notebook", seed: int = 0,
+               faults: str | FaultConfig | None = None) -> VirtualBench:
+    b = board if isinstance(board, Board) else load_board(board)
+    f = parse_faults(faults) if isinstance(faults, str) or faults is None else faults
+    return VirtualBench(b, seed=seed, faults=f)
+
+
+# ------------------------------------------------------------------------------ pty server
+#: Real time a pty client gets after opening the port before the banner is written
+#: (pyserial flushes the input right after opening; a banner sent earlier would be lost).
+PTY_BOOT_HOLD_S = 0.1
+
+
+def serve(bench: VirtualBench, *, listen: str | None = None, listen_given: bool = False,
+          out: Any = None) -> int:
+    """Serve the bench on a pseudo-terminal + control socket until SIGTERM/SIGINT.
+
+    Prints ``PTY /dev/pts/N`` and ``CONTROL /path/control.sock``. Opening the pty reboots
+    the board (like a Uno's DTR reset): the banner follows ~0.1 s later. Simulated time
+    runs as fast as the traffic allows; only ``delay`` faults (and the boot banner)
+    are held back in real time, so a host's real timeout can fire. A client that closes
+    and reopens the pty within a few ms may not be seen as a new open (no reboot).
+    """
+    import json
+    import select
+    import shutil
+    import signal
+    import socket
+    import sys
+    import tempfile
+    import threading
+    import time
+    import tty
+
+    out = out or sys.stdout
+    lock = threading.Lock()
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    slave_name = os.ttyname(slave)
+    os.close(slave)          # no slave fd of ours: POLLHUP on the master = no client
+    os.set_blocking(master, False)
+    sockdir = tempfile.mkdtemp(prefix="hostctl-bench-")
+    sock_path = os.path.join(sockdir, "control.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(sock_path)
+    srv.listen(8)
+    srv.setblocking(False)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    stop = {"flag": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    old_wake = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+
+    def set_tone(freq_hz: float | None, level_dbfs: float = -6.0) -> None:
+        with lock:
+            bench.set_tone(freq_hz, level_dbfs)
+
+    if listen_given:
+        try:
+            import sims.listen as listen_mod
+        except ImportError as e:
+            print(f"error: --listen needs sims/listen.py (helper AUDIO's module): {e}",
+                  file=sys.stderr)
+            return 2
+        listen_stop = threading.Event()
+
+        def run_listen() -> None:
+            try:
+                listen_mod.follow(listen or None, on_tone=set_tone, stop_event=listen_stop)
+            except Exception as e:  # noqa: BLE001 - report in one line, keep serving
+                print(f"error: --listen stopped: {e}", file=sys.stderr, flush=True)
+
+        threading.Thread(target=run_listen, daemon=True, name="listen").start()
+
+    bench.gains(1000.0)      # import torch now, not during the host's first MEASURE
+    print(f"PTY {slave_name}", file=out, flush=True)
+    print(f"CONTROL {sock_path}", file=out, flush=True)
+
+    clients: dict[int, tuple[socket.socket, bytearray]] = {}
+    master_open = True
+    client_present = False
+    hold_until: float | None = None
+    wbuf = bytearray()
+
+    def control(req: Any) -> dict[str, Any]:
+        if not isinstance(req, dict):
+            return {"ok": False, "error": "request must be a JSON object"}
+        if req.get("get") == "state":
+            with lock:
+                return {"ok": True, **bench.state()}
+        if "tone_hz" in req:
+            try:
+                set_tone(req["tone_hz"], float(req.get("level_dbfs", -6.0)))
+            except (InputError, TypeError, ValueError) as e:
+                return {"ok": False, "error": str(e)}
+            return {"ok": True, "sim_time_s": bench.now_s}
+        return {"ok": False, "error": "unknown request (want tone_hz or get=state)"}
+
+    try:
+        while not stop["flag"]:
+            timeout_ms = 200
+            if master_open:
+                ev = select.poll()
+                ev.register(master, select.POLLIN)
+                hup = any(e & (select.POLLHUP | select.POLLERR) for _, e in ev.poll(0))
+                if hup and client_present:          # the host closed the port
+                    client_present = False
+                    wbuf.clear()
+                    with lock:
+                        bench.pop_output(math.inf)
+                elif not hup and not client_present:   # opened: DTR resets the board
+                    client_present = True
+                    hold_until = None
+                    with lock:
+                        bench.pop_output(math.inf)
+                        bench.boot(hold_real_s=PTY_BOOT_HOLD_S)
+            # release output: simulated time jumps ahead except for real-time holds
+            if master_open and client_present:
+                with lock:
+                    while bench._out:
+                        head = bench._out[0]
+                        if head.hold_real_s > 0:
+                            if hold_until is None:
+                                hold_until = time.monotonic() + head.hold_real_s
+                            if time.monotonic() < hold_until:
+                                timeout_ms = min(timeout_ms, max(1, int(
+                                    (hold_until - time.monotonic()) * 1000) + 1))
+                                break
+                            head.hold_real_s = 0.0
+                            hold_until = None
+                        bench.now_s = max(bench.now_s, head.t)
+                        wbuf.append(bench._out.popleft().b)
+                if wbuf:
+                    try:
+                        k = os.write(master, bytes(wbuf))
+                        del wbuf[:k]
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        wbuf.clear()
+            p = select.poll()
+            p.register(wake_r, select.POLLIN)
+            p.register(srv, select.POLLIN)
+            for fd in clients:
+                p.register(fd, select.POLLIN)
+            if master_open and client_present:
+                p.register(master, select.POLLIN | (select.POLLOUT if wbuf else 0))
+            elif master_open:
+                timeout_ms = 20      # poll for a client opening the port
+            for fd, e in p.poll(timeout_ms):
+                if fd == wake_r:
+                    try:
+                        os.read(wake_r, 512)
+                    except BlockingIOError:
+                        pass
+                elif fd == srv.fileno():
+                    try:
+                        conn, _ = srv.accept()
+                    except BlockingIOError:
+                        continue
+                    conn.setblocking(False)
+                    clients[conn.fileno()] = (conn, bytearray())
+                elif fd in clients:
+                    conn, buf = clients[fd]
+                    try:
+                        data = conn.recv(4096)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if not data:
+                        conn.close()
+                        del clients[fd]
+                        continue
+                    buf += data
+                    while b"\n" in buf:
+                        raw, _, rest = bytes(buf).partition(b"\n")
+                        buf[:] = rest
+                        if not raw.strip():
+                            continue
+                        try:
+                            resp = control(json.loads(raw))
+                        except (ValueError, UnicodeDecodeError) as err:
+                            resp = {"ok": False, "error": f"not JSON: {err}"}
+                        try:
+                            conn.sendall((json.dumps(resp) + "\n").encode())
+                        except OSError:
+                            pass
+                elif fd == master and e & select.POLLIN:
+                    try:
+                        data = os.read(master, 4096)
+                    except (BlockingIOError, OSError):
+                        data = b""
+                    if data:
+                        with lock:
+                            try:
+                                bench.host_write(data)
+                            except Disconnected:
+                                pass
+            if master_open and bench.disconnected:
+                os.close(master)     # the host's reads/writes now fail: "unplugged"
+                master_open = False
+    finally:
+        if listen_given:
+            listen_stop.set()
+        signal.set_wakeup_fd(old_wake)
+        for s, h in old.items():
+            signal.signal(s, h)
+        for conn, _ in clients.values():
+            conn.close()
+        srv.close()
+        if master_open:
+            os.close(master)
+        os.close(wake_r)
+        os.close(wake_w)
+        shutil.rmtree(sockdir, ignore_errors=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m sims.bench",
+                                 description="The virtual hostctl bench.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sp = sub.add_parser("serve", help="serve a simulated probe on a pseudo-terminal")
+    sp.add_argument("--board", default="notebook",
+                    help=f"board name ({', '.join(list_boards())}) or .toml path")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--faults", default=None, help="fault spec, see sims/faults.py")
+    sp.add_argument("--listen", nargs="?", const="", default=None, metavar="DEVICE",
+                    help="follow the tone played on a real/loopback audio input")
+    sp.add_argument("--tone", type=float, default=None, help="initial tone (Hz)")
+    sp.add_argument("--level", type=float, default=-6.0, help="initial level (dBFS)")
+    sb = sub.add_parser("boards", help="list the board files")
+    del sb
+    args = ap.parse_args(argv)
+    if args.cmd == "boards":
+        for name in list_boards():
+            b = load_board(name)
+            print(f"{name:12s} {b.circuit:20s} {b.description}")
+        return 0
+    try:
+        bench = make_bench(args.board, args.seed, args.faults)
+        if args.tone is not None:
+            bench.set_tone(args.tone, args.level)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return serve(bench, listen=args.listen or None, listen_given=args.listen is not None)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""Fault injection for the virtual bench: what goes wrong on a real USB serial link.
+
+Grammar (comma-separated items, order irrelevant, spaces ignored)::
+
+    drop:P          each byte (both directions) is lost with probability P (0..1)
+    corrupt:P       each byte gets one random bit flipped with probability P
+    dup:P           each byte is sent twice with probability P
+    delay:S@N       the N-th reply line is held back S seconds (past the host's timeout);
+                    the board is stalled meanwhile, the reply still arrives late
+    reset@N         the board reboots on receiving the N-th command line: that command is
+                    lost, the boot banner ``! BOOT ...`` follows after the boot time
+    disconnect@N    on the N-th command line the board vanishes (USB unplugged): every
+                    later read/write raises serial.SerialException (pty: the pty closes)
+
+N counts from 1 over the whole session (since the bench was created; reboots do not
+restart the count): "command" = a complete line received by the board (empty lines
+excluded), "reply" = a reply line the board sends (banners excluded). ``delay``,
+``reset`` and ``disconnect`` may be repeated with different N.
+Example: ``drop:0.01,corrupt:0.01,dup:0.01,delay:2.0@5,reset@7,disconnect@9``.
+
+The random byte faults draw from their own stream seeded by the bench seed, so the same
+seed and the same host traffic give the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from hostctl.errors import InputError
+
+GRAMMAR = ("drop:P, corrupt:P, dup:P (P in 0..1), delay:SECONDS@N, reset@N, disconnect@N "
+           "(N >= 1), comma-separated")
+
+
+@dataclass
+class FaultConfig:
+    """Parsed fault specification (see the module docstring)."""
+
+    drop: float = 0.0
+    corrupt: float = 0.0
+    dup: float = 0.0
+    delays: dict[int, float] = field(default_factory=dict)   # reply number -> seconds
+    resets: set[int] = field(default_factory=set)             # command numbers
+    disconnects: set[int] = field(default_factory=set)        # command numbers
+
+    @property
+    def byte_faults(self) -> bool:
+        return self.drop > 0 or self.corrupt > 0 or self.dup > 0
+
+    def __str__(self) -> str:
+        items = [f"{k}:{getattr(self, k)!r}" for k in ("drop", "corrupt", "dup")
+                 if getattr(self, k)]
+        items += [f"delay:{s!r}@{n}" for n, s in sorted(self.delays.items())]
+        items += [f"reset@{n}" for n in sorted(self.resets)]
+        items += [f"disconnect@{n}" for n in sorted(self.disconnects)]
+        return ",".join(items)
+
+
+def _prob(name: str, s: str, spec: str) -> float:
+    try:
+        p = float(s)
+    except ValueError:
+        raise InputError(f"faults '{spec}': {name} needs a probability, got '{s}' "
+                         f"(grammar: {GRAMMAR})") from None
+    if not (math.isfinite(p) and 0.0 <= p <= 1.0):
+        raise InputError(f"faults '{spec}': {name} probability {s} is not in 0..1")
+    return p
+
+
+def _count(name: str, s: str, spec: str) -> int:
+    if not s.isdigit() or int(s) < 1:
+        raise InputError(f"faults '{spec}': {name}@N needs a whole number N >= 1, got '{s}'")
+    return int(s)
+
+
+def parse_faults(spec: str | None) -> FaultConfig:
+    """Parse the grammar above; InputError naming the bad item otherwise."""
+    cfg = FaultConfig()
+    if spec is None:
+        return cfg
+    for raw in spec.replace(" ", "").split(","):
+        if not raw:
+            continue
+        if raw.startswith(("drop:", "corrupt:", "dup:")):
+            name, _, val = raw.partition(":")
+            setattr(cfg, name, _prob(name, val, spec))
+        elif raw.startswith("delay:"):
+            body = raw[len("delay:"):]
+            secs, at, n = body.partition("@")
+            if not at:
+                raise InputError(f"faults '{spec}': delay needs SECONDS@N, got '{raw}'")
+            try:
+                s = float(secs)
+            except ValueError:
+                s = -1.0
+            if not (math.isfinite(s) and 0 <= s <= 3600):
+                raise InputError(f"faults '{spec}': delay seconds '{secs}' not in 0..3600")
+            cfg.delays[_count("delay", n, spec)] = s
+        elif raw.startswith("reset@"):
+            cfg.resets.add(_count("reset", raw[len("reset@"):], spec))
+        elif raw.startswith("disconnect@"):
+            cfg.disconnects.add(_count("disconnect", raw[len("disconnect@"):], spec))
+        else:
+            raise InputError(f"faults '{spec}': unknown item '{raw}' (grammar: {GRAMMAR})")
+    return cfg
+
+
+class ByteFaults:
+    """Applies the per-byte faults of a config with a seeded random stream."""
+
+    def __init__(self, cfg: FaultConfig, seed: int) -> None:
+        self.cfg = cfg
+        self.rng = random.Random(f"hostctl-faults-{seed}")
+        self.counts = {"dropped": 0, "corrupted": 0, "duplicated": 0}
+
+    def apply(self, data: bytes) -> bytes:
+        c = self.cfg
+        if not c.byte_faults:
+            return data
+        out = bytearray()
+        rnd = self.rng.random
+        for b in data:
+            if c.drop and rnd() < c.drop:
+                self.counts["dropped"] += 1
+                continue
+            if c.corrupt and rnd() < c.corrupt:
+                b ^= 1 << self.rng.randrange(8)
+                self.counts["corrupted"] += 1
+            out.append(b)
+            if c.dup and rnd() < c.dup:
+                out.append(b)
+                self.counts["duplicated"] += 1
+        return bytes(out)
+
+
+__all__ = ["FaultConfig", "ByteFaults", "parse_faults", "GRAMMAR"]
