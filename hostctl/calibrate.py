@@ -308,15 +308,15 @@ class _Run:
                 f = plan.round_tone(f)
                 if (f, lvl) not in done:
                     self.take(f, lvl)
-                    self.report_progress(f, None)
+                    self.report_progress(f)
 
     def n_tones(self) -> int:
         return len(self.tones_done())
 
-    def report_progress(self, f: float, fit: FitResult | None) -> None:
+    def report_progress(self, f: float, fit: FitResult | None = None,
+                        worst: float = math.nan, name: str = "") -> None:
         if self.progress is None:
             return
-        worst, name = math.nan, ""
         if fit is not None:
             prec = _precision(fit)
             name = max(prec, key=lambda k: prec[k])
@@ -324,6 +324,9 @@ class _Run:
         self.progress(self.n_tones(), self.cfg.tone_budget, f, worst, name)
 
     def refine(self) -> FitResult:
+        """Add tones until the precision is reached or the budget is spent."""
+        if self.cfg.mode == "led":
+            return self.refine_led()
         cfg = self.cfg
         result = self.fit()
         while self.n_tones() < cfg.tone_budget:
@@ -331,7 +334,7 @@ class _Run:
             wanted = [r for r, p in prec.items() if not p <= cfg.precision]
             if not wanted:
                 break
-            tone = self.next_tone(result, wanted)
+            tone = self.next_gain_tone(result, wanted)
             if tone is None:
                 break
             self.take(tone.frequency_hz, tone.level_dbfs)
@@ -339,15 +342,34 @@ class _Run:
             self.report_progress(tone.frequency_hz, result)
         return result
 
-    def next_tone(self, result: FitResult, wanted: list[str]) -> plan.Tone | None:
-        done = self.tones_done()
-        if self.cfg.mode == "led":
-            # brackets must be narrower than the precision; the threshold's share needs margin
-            margin = 0.5 if self.levels()[1:] else 1.0
+    def refine_led(self) -> FitResult:
+        """Bisect LED brackets; the brackets alone say where to go, so fit once at the end.
+
+        A bracket of log-width w pins a first-order corner to about w/2; with the
+        threshold estimated from two levels its error adds in, hence the tighter margin.
+        """
+        margin = 0.45 if self.levels()[1:] else 0.6
+        every = 6                     # a fit (slow with a profiled threshold) every few tones
+        since = every
+        while self.n_tones() < self.cfg.tone_budget:
+            if since >= every:
+                since = 0
+                prec = _precision(self.fit())
+                if all(p <= self.cfg.precision for p in prec.values()):
+                    break
             t = plan.next_led_tone(self.data.rows, self.cfg.precision * margin)
-            if t is not None and (t.frequency_hz, t.level_dbfs) not in done:
-                return t
-            return None
+            if t is None or (t.frequency_hz, t.level_dbfs) in self.tones_done():
+                break
+            self.take(t.frequency_hz, t.level_dbfs)
+            since += 1
+            widths = {f"{b.channel}@{b.level_dbfs:g}": b.log_width / 2
+                      for b in plan.led_brackets(self.data.rows)}
+            name = max(widths, key=lambda k: widths[k]) if widths else ""
+            self.report_progress(t.frequency_hz, worst=widths.get(name, math.nan), name=name)
+        return self.fit()
+
+    def next_gain_tone(self, result: FitResult, wanted: list[str]) -> plan.Tone | None:
+        done = self.tones_done()
         freqs = [f for f, lvl in done if lvl == self.level]
         noise = max(max(self.floor.rms[1:], default=0.5), 0.3)
         f = plan.round_tone(plan.next_gain_tone(

@@ -120,9 +120,9 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
             if not resume:
                 cfg.circuit = circuit_name or bench.circuit.name
                 if not cfg.installed:
-                    cfg.installed = dict(bench.nominal_values)
+                    cfg.installed = dict(bench.board.resistors)
                 if capacitance == "1e-6":
-                    cfg.capacitance = dict(bench.nominal_capacitances)
+                    cfg.capacitance = dict(bench.board.capacitance_f)
         else:
             if not resume:
                 cfg.circuit = circuit_name or "color-organ"
