@@ -59,6 +59,77 @@ def numpy_color_organ(theta: np.ndarray, f: np.ndarray, ch: np.ndarray, C: float
     return np.where(ch == 0, lo, np.where(ch == 1, band, hi))
 
 
+def noisy_copy(ms: MeasurementSet, sigma: float, seed: int) -> MeasurementSet:
+    """The same rows with multiplicative log-normal gain noise (log-gain sd ``sigma``)."""
+    rng = np.random.default_rng(seed)
+    rows = [Measurement(m.frequency_hz, m.channel, gain=float(m.gain * math.exp(sigma * z)))
+            for m, z in zip(ms.rows, rng.normal(0.0, 1.0, len(ms.rows)), strict=True)]
+    return MeasurementSet(rows, dict(ms.meta))
+
+
+def peer_compare(gain: MeasurementSet, truth: dict[str, float], *, repeats: int = 5,
+                 gd_runs: tuple[tuple[float, int], ...] = ((1e5, 100_000), (200.0, 20_000)),
+                 far: float = 1.5) -> dict:
+    """hostctl fit vs scipy least_squares (LM, numpy model) vs the notebook's gradient
+    descent, on the *same* gain rows in the same process: time, iterations, error.
+
+    Error = max over resistors of |fitted / truth - 1|. scipy gets the same data prep and
+    the same linear start as hostctl (``scipy_lm``), and both are also run from a start
+    ``far`` x the truth on every resistor (``*_far``: both have to iterate). The notebook's
+    descent (``hostctl.fit(loss="notebook-mse")``: plain gradient descent on R in ohms, MSE
+    on linear gain, fixed learning rate, stop when loss < 1e-6 or |grad| < 1e-6 or after
+    ``steps``) starts at 500 ohm, as the course does; one entry per (lr, max steps).
+    """
+    from scipy.optimize import least_squares
+
+    circ = get_circuit("color-organ")
+    names = list(circ.resistors)
+    tv = np.array([truth[r] for r in names])
+
+    def err(v: np.ndarray) -> float:
+        return float(np.abs(v / tv - 1).max())
+
+    out: dict = {"rows": len(gain)}
+    t, r = median_time(lambda: fitmod.fit(gain, circ), repeats)
+    out["hostctl"] = {"seconds": t, "iterations": r.iterations,
+                      "max_rel_err": err(np.array([r.values[k] for k in names]))}
+    init = {k: far * truth[k] for k in names}
+    t, r = median_time(lambda: fitmod.fit(gain, circ, init=init), repeats)
+    out["hostctl_far"] = {"seconds": t, "iterations": r.iterations,
+                          "max_rel_err": err(np.array([r.values[k] for k in names]))}
+    caps = {k: 1e-6 for k in names}
+
+    def scipy_fit(x_start: np.ndarray | None = None):
+        p = fitmod._build(gain, circ, caps, fitmod.LED_THRESHOLD, None, None)
+        x0 = (np.array([fitmod._linear_start(p)[k] for k in range(4)])
+              if x_start is None else x_start)
+        return least_squares(lambda th: numpy_color_organ(th, p.freq_g, p.chg) - p.logg, x0,
+                             method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15)
+
+    t, s = median_time(scipy_fit, repeats)
+    out["scipy_lm"] = {"seconds": t, "iterations": int(s.nfev), "max_rel_err": err(np.exp(s.x))}
+    x_far = np.log(tv * far)
+    t, s = median_time(lambda: scipy_fit(x_far), repeats)
+    out["scipy_lm_far"] = {"seconds": t, "iterations": int(s.nfev),
+                           "max_rel_err": err(np.exp(s.x))}
+    out["notebook_gd"] = []
+    for lr, steps in gd_runs:
+        t0 = time.perf_counter()
+        r = fitmod.fit(gain, circ, loss="notebook-mse", init=500.0, lr=lr, steps=steps)
+        out["notebook_gd"].append({"lr": lr, "max_steps": steps,
+                                   "seconds": time.perf_counter() - t0,
+                                   "iterations": r.iterations, "converged": r.converged,
+                                   "max_rel_err": err(np.array([r.values[k] for k in names]))})
+    h, sc = out["hostctl"], out["scipy_lm"]
+    out["ratio_time_vs_scipy"] = h["seconds"] / sc["seconds"]
+    out["ratio_time_vs_scipy_far"] = out["hostctl_far"]["seconds"] / out["scipy_lm_far"]["seconds"]
+    out["ratio_err_vs_scipy"] = h["max_rel_err"] / max(sc["max_rel_err"], 1e-300)
+    for g in out["notebook_gd"]:
+        g["ratio_time_hostctl_vs_gd"] = h["seconds"] / g["seconds"]
+        g["ratio_err_hostctl_vs_gd"] = h["max_rel_err"] / max(g["max_rel_err"], 1e-300)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=15)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from hostctl import plan
 from hostctl.circuits import LED_THRESHOLD, Circuit, capacitances, get_circuit
-from hostctl.errors import DeviceError, FitError, InputError
+from hostctl.errors import AudioError, DeviceError, FitError, InputError
 from hostctl.measure import Floor, readings_from
 from hostctl.measurements import Measurement, MeasurementSet
 from hostctl.recommend import Design, check_bands, design, design_for_led, led_map
@@ -34,6 +34,8 @@ SWEEP_TONES = 12
 #: LED mode without a known threshold measures at a second level this many dB lower.
 SECOND_LEVEL_DB = -2.0
 CLIP_STEP_DB = 3.0
+#: Flags a repeat would not change (a weak channel): no re-measure for these.
+REMEASURE_OK = frozenset({"below-floor"})
 
 
 @dataclass
@@ -168,6 +170,7 @@ class _Run:
         self.problems: list[str] = []
         self.level = cfg.level_dbfs
         self.floor = Floor()
+        self.ref_rms, self.rate_hz, self.n_samples = 70.0, None, 1000
         path = out_dir / SESSION_NAME
         self.data = MeasurementSet()
         if resume:
@@ -192,6 +195,9 @@ class _Run:
         if "floor_rms" in meta:
             rms = tuple(float(x) for x in meta["floor_rms"].split(","))
             self.floor = Floor(rms=rms)
+        self.ref_rms = float(meta.get("ref_rms", 70.0))
+        self.rate_hz = float(meta.get("rate_hz", 0.0)) or None
+        self.n_samples = int(meta.get("n_samples", 1000))
 
     # --- steps -------------------------------------------------------------------------
     def measure(self, freq: float | None, level: float) -> Any:
@@ -201,9 +207,19 @@ class _Run:
             self.output.silence()
         else:
             self.output.tone(freq, level)
-        res = self.probe.measure(self.cfg.window_ms)
+        res = self.probe.measure(self.window_ms(freq))
         self.bench_time += self.clock() - t
         return res
+
+    def window_ms(self, freq: float | None) -> int:
+        """At least 20 cycles of the tone, so a partial cycle cannot bias the RMS."""
+        if freq is None:
+            return self.cfg.window_ms
+        return int(min(5000, max(self.cfg.window_ms, math.ceil(20_000 / freq))))
+
+    def tone(self, f: float) -> float:
+        """A planned frequency as played: rounded, and off the probe's bad ratios."""
+        return plan.round_tone(f, self.rate_hz, self.n_samples)
 
     def preflight(self) -> None:
         """Offsets, noise floor and LED inputs in silence; the reference at 1 kHz."""
@@ -235,20 +251,40 @@ class _Run:
         else:
             raise DeviceError("reference A0 clips even 12 dB down: reduce the sound card volume")
         self.rec.note("floor_rms", ",".join(f"{a:.4f}" for a in self.floor.rms))
-        self.rec.note("level_dbfs_used", repr(self.level))
         self.ref_rms = res.analog[0].rms
         self.n_samples = res.n
+        self.rate_hz = float(res.rate_hz) or None
+        self.rec.note("level_dbfs_used", repr(self.level))
+        self.rec.note("ref_rms", f"{self.ref_rms:.3f}")
+        self.rec.note("rate_hz", str(res.rate_hz))
+        self.rec.note("n_samples", str(res.n))
 
     def take(self, freq: float, level: float) -> None:
-        res = self.measure(freq, level)
-        rd = readings_from(res, freq, level, self.clock() - self.t0, self.floor, self.probe.info,
-                           channels=self.circ.channels)
-        self.rec.append(rd.rows)           # recorded before anything else happens
-        self.data.extend(rd.rows)
-        self.ref_rms = rd.ref_rms or getattr(self, "ref_rms", 70.0)
-        self.n_samples = res.n
-        for p in rd.problems:
-            self.problems.append(f"{freq:g} Hz: {p}")
+        """Measure one tone; a reading that fails a sanity check is kept (flagged, never
+        fitted) and measured once more, since a glitch rarely repeats."""
+        for attempt in range(2):
+            try:
+                res = self.measure(freq, level)
+            except (AudioError, InputError) as e:
+                # the sound card cannot play this tone: say so in the session, plan around it
+                self.rec.append([Measurement(freq, ch, level_dbfs=level, flag="not-played")
+                                 for ch in self.circ.channels])
+                self.data.extend(Measurement(freq, ch, level_dbfs=level, flag="not-played")
+                                 for ch in self.circ.channels)
+                self.problems.append(f"{freq:g} Hz: not played ({e})")
+                return
+            rd = readings_from(res, freq, level, self.clock() - self.t0, self.floor,
+                               self.probe.info, channels=self.circ.channels)
+            self.rec.append(rd.rows)           # recorded before anything else happens
+            self.data.extend(rd.rows)
+            for p in rd.problems:
+                self.problems.append(f"{freq:g} Hz: {p}")
+            suspect = {f for m in rd.rows for f in m.flags} - REMEASURE_OK
+            if not suspect:
+                self.ref_rms = rd.ref_rms or self.ref_rms
+                return
+            if attempt == 0:
+                self.problems.append(f"{freq:g} Hz: re-measured ({', '.join(sorted(suspect))})")
 
     def tones_done(self) -> set[tuple[float, float]]:
         return {(m.frequency_hz, m.level_dbfs) for m in self.data.rows
@@ -305,7 +341,7 @@ class _Run:
         done = self.tones_done()
         for lvl in self.levels():
             for f in plan.log_sweep(self.cfg.sweep_tones):
-                f = plan.round_tone(f)
+                f = self.tone(f)
                 if (f, lvl) not in done:
                     self.take(f, lvl)
                     self.report_progress(f)
@@ -357,7 +393,7 @@ class _Run:
                 prec = _precision(self.fit())
                 if all(p <= self.cfg.precision for p in prec.values()):
                     break
-            t = plan.next_led_tone(self.data.rows, self.cfg.precision * margin)
+            t = plan.next_led_tone(self.data.rows, self.cfg.precision * margin, self.tone)
             if t is None or (t.frequency_hz, t.level_dbfs) in self.tones_done():
                 break
             self.take(t.frequency_hz, t.level_dbfs)
@@ -372,7 +408,7 @@ class _Run:
         done = self.tones_done()
         freqs = [f for f, lvl in done if lvl == self.level]
         noise = max(max(self.floor.rms[1:], default=0.5), 0.3)
-        f = plan.round_tone(plan.next_gain_tone(
+        f = self.tone(plan.next_gain_tone(
             self.circ, result.values, self.cfg.capacitance, freqs, wanted,
             self.ref_rms, noise, self.n_samples))
         if (f, self.level) in done:

@@ -47,11 +47,20 @@ BANNER_GRACE_S = 0.05
 POLL_S = 0.02
 #: A board that resets more often than this during one command is not coming back.
 MAX_RESETS_PER_COMMAND = 3
+#: After the port vanishes (USB unplugged), how long to keep re-opening it: a board
+#: plugged back in within this time is handshaken again and the command re-sent.
+RECONNECT_S = 5.0
+#: Pause between re-open attempts on a real port.
+RECONNECT_POLL_S = 0.25
 #: ERR codes after which re-sending the same command can help (corrupted on the way, busy).
 _TRANSIENT_ERRS = {2, 3, 4, 7}
 
 STAT_KEYS = ("commands", "retries", "timeouts", "crc_errors", "garbage_lines", "long_lines",
-             "stray_lines", "echoes", "resets")
+             "stray_lines", "echoes", "resets", "reconnects")
+
+
+class DeviceGone(DeviceError):
+    """The port itself failed (unplugged): re-opening it may bring the board back."""
 
 
 def _register_sim_handlers() -> None:
@@ -90,13 +99,15 @@ class Probe:
 
     def __init__(self, port: str, *, baudrate: int = 115200, timeout_s: float = 1.0,
                  boot_timeout_s: float = 4.0, retries: int = 3, serial_obj: Any = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 reconnect_s: float = RECONNECT_S) -> None:
         from hostctl import protocol  # noqa: F401  (fail early if the wire layer is missing)
 
         self.port = port
         self.timeout_s = float(timeout_s)
         self.boot_timeout_s = float(boot_timeout_s)
         self.retries = max(0, int(retries))
+        self.reconnect_s = float(reconnect_s)
         self.info: dict[str, str] = {}
         self.boot_banner: dict[str, str] | None = None
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
@@ -181,8 +192,8 @@ class Probe:
             if type(e).__name__ == "SerialTimeoutException":
                 raise DeviceTimeout(f"writing '{verb}' to {self.port} timed out "
                                     "(port stuck? unplug and re-plug the probe)") from None
-            raise DeviceError(f"lost the connection to {self.port} while sending '{verb}': "
-                              f"{e}") from None
+            raise DeviceGone(f"lost the connection to {self.port} while sending '{verb}': "
+                             f"{e}") from None
 
     def _read_chunk(self, remaining: float) -> bytes:
         ser = self.serial
@@ -194,7 +205,7 @@ class Probe:
                 n = 0
             data = ser.read(min(n, READ_CHUNK) if n > 0 else 1)
         except Exception as e:  # noqa: BLE001
-            raise DeviceError(f"lost the connection to {self.port}: {e} (unplugged?)") from None
+            raise DeviceGone(f"lost the connection to {self.port}: {e} (unplugged?)") from None
         self._rx_bytes += len(data or b"")
         if not data:
             # A non-blocking port (some URL handlers) would otherwise spin a core.
@@ -387,11 +398,18 @@ class Probe:
             attempts += 1
             cid = self._new_id()
             self.stats["commands"] += 1
-            self._send(cid, verb, *args)
+            outcome = None        # "timeout" | "reset" | "transient" | "gone"
+            try:
+                self._send(cid, verb, *args)
+            except DeviceGone as e:
+                outcome, gone = "gone", e
             deadline = self._clock() + timeout
-            outcome = None        # "timeout" | "reset" | "transient"
             while outcome is None:
-                line = self._read_line(deadline)
+                try:
+                    line = self._read_line(deadline)
+                except DeviceGone as e:
+                    outcome, gone = "gone", e
+                    break
                 if line is None:
                     outcome = "timeout"
                     break
@@ -428,6 +446,12 @@ class Probe:
                     outcome = "transient"
                     continue
                 self.stats["stray_lines"] += 1
+            if outcome == "gone":
+                resets += 1
+                if resets > MAX_RESETS_PER_COMMAND:
+                    raise gone
+                self._reconnect(what, gone)
+                continue
             if outcome == "reset":
                 self.stats["resets"] += 1
                 resets += 1
@@ -455,6 +479,39 @@ class Probe:
                 raise ProtocolError(f"probe on {self.port} kept answering '{what}' with "
                                     f"{last_problem} after {attempts} tries (noisy line?)")
             self.stats["retries"] += 1
+
+    def _reconnect(self, what: str, gone: DeviceError) -> None:
+        """Re-open the port for up to ``reconnect_s`` (a re-plugged board), then handshake.
+
+        A port we did not open (``serial_obj``) is re-opened through its own ``open()``,
+        which is what pyserial does for a device path coming back under the same name.
+        """
+        ser = self.serial
+        start, real_start = self._clock(), time.monotonic()
+        real = self._clock is time.monotonic
+        while True:
+            try:
+                ser.close()
+            except Exception:  # noqa: BLE001 - a vanished port may fail to close
+                pass
+            try:
+                ser.open()
+                break
+            except Exception:  # noqa: BLE001 - pyserial raises several unrelated types
+                if (self._clock() - start >= self.reconnect_s
+                        or time.monotonic() - real_start >= self.reconnect_s):
+                    raise DeviceGone(f"{gone}; it did not come back within "
+                                     f"{self.reconnect_s:g} s (during '{what}')") from None
+                if real or self._clock() == start:
+                    time.sleep(RECONNECT_POLL_S)
+        self.stats["reconnects"] += 1
+        self._buf.clear()
+        self._discarding = False
+        try:
+            self._handshake(self.boot_timeout_s)
+        except DeviceError as e:
+            raise DeviceGone(f"probe on {self.port} came back after an unplug but did not "
+                             f"answer: {e}") from None
 
     def ping(self) -> float:
         """Round trip of one PING, seconds (a liveness check)."""

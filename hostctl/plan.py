@@ -9,7 +9,7 @@ on/off bracket, at each tone level, until the brackets are narrower than the pre
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,9 +26,27 @@ def log_sweep(n: int, band: tuple[float, float] = BAND) -> list[float]:
     return [float(f) for f in np.geomspace(lo, hi, n)]
 
 
-def round_tone(f: float) -> float:
-    """Tones to 4 significant digits: readable in the session, unique enough."""
-    return float(f"{f:.4g}")
+def round_tone(f: float, rate_hz: float | None = None, n_samples: int = 1000) -> float:
+    """Tones to 4 significant digits, moved off frequencies the probe samples badly.
+
+    The probe's rounds run at ``rate_hz``; if f/rate is near p/q with small q, the samples
+    of one window fall on only q phases and the RMS and LED fractions are biased. With
+    x = p/q + e the q phase clusters smear by n*e over a window, so we need |q*x - p| of at
+    least a few 1/n for every q up to 24 — the tone is nudged (by well under 1%) until so.
+    """
+    f0 = float(f"{f:.4g}")
+    if not rate_hz:
+        return f0
+    for k in range(0, 60):
+        for sign in (1, -1):
+            cand = float(f"{f * (1 + sign * k * 0.0007):.4g}")
+            if _well_sampled(cand / rate_hz, n_samples):
+                return cand
+    return f0
+
+
+def _well_sampled(x: float, n: int, qmax: int = 24, fills: float = 3.0) -> bool:
+    return all(abs(q * x - round(q * x)) >= fills / n for q in range(1, qmax + 1))
 
 
 @dataclass(frozen=True)
@@ -133,7 +151,7 @@ def led_brackets(rows: Iterable[Measurement]) -> list[Bracket]:
 
 
 def next_led_tone(rows: Iterable[Measurement], precision: float,
-                  lit_channels: Iterable[str] = ()) -> Tone | None:
+                  place: Callable[[float], float] = round_tone) -> Tone | None:
     """Geometric midpoint of the widest bracket still wider than the precision allows.
 
     A bracket of log-width w pins a first-order corner to within about w/2 either way,
@@ -143,7 +161,7 @@ def next_led_tone(rows: Iterable[Measurement], precision: float,
     if not brackets:
         return None
     b = max(brackets, key=lambda b: b.log_width)
-    f = round_tone(math.sqrt(b.lo_hz * b.hi_hz))
+    f = place(math.sqrt(b.lo_hz * b.hi_hz))
     if not (b.lo_hz < f < b.hi_hz):
         return None
     return Tone(f, b.level_dbfs)

@@ -253,6 +253,7 @@ class VirtualBench:
         self._exec_t = 0.0
         self._exec_end = 0.0
         self.disconnected = False
+        self.replug_at: float | None = None   # unplug:S@N: when re-opening works again
         self.commands = 0        # complete command lines received (session total)
         self.replies = 0         # reply lines sent (session total)
         self.boots = 0
@@ -326,8 +327,11 @@ class VirtualBench:
         self.windows += 1
         k = np.arange(n, dtype=np.float64)
         phi = float(self._rng.uniform(0, 2 * math.pi))
-        levels = self.analog_levels(self.tone_hz, self.level_dbfs)
-        w = 2 * math.pi * (self.tone_hz or 0.0)
+        assert self.faults is not None
+        muted = self.windows in self.faults.mutes        # fault mute@N: the card glitched
+        tone = None if muted else self.tone_hz
+        levels = self.analog_levels(tone, self.level_dbfs)
+        w = 2 * math.pi * (tone or 0.0)
         scale = 2 ** b.adc_bits / b.vref_v
         top = 2 ** b.adc_bits - 1
         analog = []
@@ -380,9 +384,11 @@ class VirtualBench:
         self.commands += 1
         cfg = self.faults
         assert cfg is not None
-        if self.commands in cfg.disconnects:
+        if self.commands in cfg.disconnects or self.commands in cfg.unplugs:
             self.disconnected = True
             self._out.clear()
+            if self.commands in cfg.unplugs:
+                self.replug_at = t + cfg.unplugs[self.commands]
             return
         if self.commands in cfg.resets:
             self.boot(t)

@@ -11,11 +11,17 @@ Grammar (comma-separated items, order irrelevant, spaces ignored)::
                     lost, the boot banner ``! BOOT ...`` follows after the boot time
     disconnect@N    on the N-th command line the board vanishes (USB unplugged): every
                     later read/write raises serial.SerialException (pty: the pty closes)
+    unplug:S@N      like disconnect@N, but the board is plugged back in S (simulated)
+                    seconds later: re-opening the port then works and reboots it
+                    (in-process ``sim://`` only; on the pty it is a disconnect)
+    mute@N          the sound card plays nothing during the N-th MEASURE window (a
+                    glitch: the reference input A0 sees silence)
 
 N counts from 1 over the whole session (since the bench was created; reboots do not
 restart the count): "command" = a complete line received by the board (empty lines
-excluded), "reply" = a reply line the board sends (banners excluded). ``delay``,
-``reset`` and ``disconnect`` may be repeated with different N.
+excluded), "reply" = a reply line the board sends (banners excluded), "window" = a
+MEASURE window the board runs. ``delay``, ``reset``, ``disconnect``, ``unplug`` and
+``mute`` may be repeated with different N.
 Example: ``drop:0.01,corrupt:0.01,dup:0.01,delay:2.0@5,reset@7,disconnect@9``.
 
 The random byte faults draw from their own stream seeded by the bench seed, so the same
@@ -30,8 +36,8 @@ from dataclasses import dataclass, field
 
 from hostctl.errors import InputError
 
-GRAMMAR = ("drop:P, corrupt:P, dup:P (P in 0..1), delay:SECONDS@N, reset@N, disconnect@N "
-           "(N >= 1), comma-separated")
+GRAMMAR = ("drop:P, corrupt:P, dup:P (P in 0..1), delay:SECONDS@N, reset@N, disconnect@N, "
+           "unplug:SECONDS@N, mute@N (N >= 1), comma-separated")
 
 
 @dataclass
@@ -44,6 +50,8 @@ class FaultConfig:
     delays: dict[int, float] = field(default_factory=dict)   # reply number -> seconds
     resets: set[int] = field(default_factory=set)             # command numbers
     disconnects: set[int] = field(default_factory=set)        # command numbers
+    unplugs: dict[int, float] = field(default_factory=dict)   # command number -> seconds
+    mutes: set[int] = field(default_factory=set)              # MEASURE window numbers
 
     @property
     def byte_faults(self) -> bool:
@@ -55,6 +63,8 @@ class FaultConfig:
         items += [f"delay:{s!r}@{n}" for n, s in sorted(self.delays.items())]
         items += [f"reset@{n}" for n in sorted(self.resets)]
         items += [f"disconnect@{n}" for n in sorted(self.disconnects)]
+        items += [f"unplug:{s!r}@{n}" for n, s in sorted(self.unplugs.items())]
+        items += [f"mute@{n}" for n in sorted(self.mutes)]
         return ",".join(items)
 
 
@@ -86,22 +96,24 @@ def parse_faults(spec: str | None) -> FaultConfig:
         if raw.startswith(("drop:", "corrupt:", "dup:")):
             name, _, val = raw.partition(":")
             setattr(cfg, name, _prob(name, val, spec))
-        elif raw.startswith("delay:"):
-            body = raw[len("delay:"):]
+        elif raw.startswith(("delay:", "unplug:")):
+            name, _, body = raw.partition(":")
             secs, at, n = body.partition("@")
             if not at:
-                raise InputError(f"faults '{spec}': delay needs SECONDS@N, got '{raw}'")
+                raise InputError(f"faults '{spec}': {name} needs SECONDS@N, got '{raw}'")
             try:
                 s = float(secs)
             except ValueError:
                 s = -1.0
             if not (math.isfinite(s) and 0 <= s <= 3600):
-                raise InputError(f"faults '{spec}': delay seconds '{secs}' not in 0..3600")
-            cfg.delays[_count("delay", n, spec)] = s
+                raise InputError(f"faults '{spec}': {name} seconds '{secs}' not in 0..3600")
+            (cfg.delays if name == "delay" else cfg.unplugs)[_count(name, n, spec)] = s
         elif raw.startswith("reset@"):
             cfg.resets.add(_count("reset", raw[len("reset@"):], spec))
         elif raw.startswith("disconnect@"):
             cfg.disconnects.add(_count("disconnect", raw[len("disconnect@"):], spec))
+        elif raw.startswith("mute@"):
+            cfg.mutes.add(_count("mute", raw[len("mute@"):], spec))
         else:
             raise InputError(f"faults '{spec}': unknown item '{raw}' (grammar: {GRAMMAR})")
     return cfg

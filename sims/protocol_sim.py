@@ -20,6 +20,7 @@ DTR again) reboots the board, which then sends its ``! BOOT`` banner, like a Uno
 
 from __future__ import annotations
 
+import errno
 import math
 import urllib.parse
 from typing import Any
@@ -27,6 +28,9 @@ from typing import Any
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException, to_bytes
 
 from hostctl.errors import HostctlError
+
+#: Simulated seconds one failed open of an unplugged board takes (a host retry loop).
+OPEN_RETRY_S = 0.1
 
 
 class Serial(SerialBase):
@@ -50,6 +54,17 @@ class Serial(SerialBase):
         if self.bench is None or self._opened_url != self._port:
             self.bench = self.from_url(self._port)
             self._opened_url = self._port
+        if self.bench.disconnected:
+            # unplugged (fault disconnect@N / unplug:S@N): the device node is gone until
+            # the board is plugged back in; each failed attempt costs simulated time so
+            # a host retrying in a loop sees its (simulated) deadline pass.
+            replug = self.bench.replug_at
+            if replug is None or self.bench.now_s < replug:
+                self.bench.advance(OPEN_RETRY_S)
+                raise SerialException(errno.ENOENT, f"could not open port {self._port}: "
+                                      "[Errno 2] No such file or directory (simulated unplug)")
+            self.bench.disconnected = False
+            self.bench.replug_at = None
         self._reconfigure_port()
         self.is_open = True
         self.reset_input_buffer()

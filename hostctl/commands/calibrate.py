@@ -17,7 +17,7 @@ from hostctl.commands.options import (
     parse_values,
     series_option,
 )
-from hostctl.errors import InputError
+from hostctl.errors import DeviceError, HostctlError, InputError
 
 
 def parse_precision(text: str) -> float:
@@ -110,10 +110,48 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
     if sim_board:
         port = f"sim://?board={sim_board}&seed={seed}"
 
-    from hostctl.audio import SimToneOutput, open_output
     from hostctl.device import open_probe
 
-    with open_probe(port) as probe:
+    try:
+        res = _run_on_probe(open_probe(port), calibrate, cfg, out, resume, audio_device,
+                            audio_channel, circuit_name, capacitance, as_json)
+    except (DeviceError, KeyboardInterrupt) as e:
+        from hostctl.record import SESSION_NAME
+
+        if not (out / SESSION_NAME).exists():
+            raise
+        hint = (f"the session is kept: continue it with `hostctl calibrate --resume {out}`"
+                " (add --port PORT if the probe moved)")
+        if isinstance(e, KeyboardInterrupt):
+            raise Interrupted(f"interrupted; {hint}") from None
+        e.args = (f"{e}; {hint}",)
+        raise
+    if sys.stderr.isatty() and not as_json:
+        click.echo("", err=True)
+    notes = report.write(res, out, plot=not no_plot)
+    if as_json:
+        click.echo(json.dumps(res.to_json(), indent=2))
+    else:
+        click.echo(report.table(res))
+        click.echo(f"report: {out / 'report.json'}")
+    for n in notes:
+        click.echo(n, err=True)
+    if not res.passed:
+        sys.exit(1)
+
+
+class Interrupted(HostctlError):
+    """Ctrl-C during a run: the shell's usual code for SIGINT."""
+
+    exit_code = 130
+
+
+def _run_on_probe(probe_cm, calibrate, cfg, out, resume, audio_device, audio_channel,
+                  circuit_name, capacitance, as_json):
+    """The run itself, with the probe open (split out so errors can name the session)."""
+    from hostctl.audio import SimToneOutput, open_output
+
+    with probe_cm as probe:
         bench = getattr(probe.serial, "bench", None)
         if bench is not None and audio_device is None:
             output = SimToneOutput(bench)
@@ -128,19 +166,7 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
                 cfg.circuit = circuit_name or "color-organ"
             output = open_output(audio_device, channel=audio_channel)
         try:
-            res = calibrate.run(probe, output, cfg, out, resume=resume,
-                                progress=None if as_json else _progress)
+            return calibrate.run(probe, output, cfg, out, resume=resume,
+                                 progress=None if as_json else _progress)
         finally:
             output.close()
-    if sys.stderr.isatty() and not as_json:
-        click.echo("", err=True)
-    notes = report.write(res, out, plot=not no_plot)
-    if as_json:
-        click.echo(json.dumps(res.to_json(), indent=2))
-    else:
-        click.echo(report.table(res))
-        click.echo(f"report: {out / 'report.json'}")
-    for n in notes:
-        click.echo(n, err=True)
-    if not res.passed:
-        sys.exit(1)

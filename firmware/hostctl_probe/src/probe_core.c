@@ -378,9 +378,9 @@ static void do_measure(probe_t *p, uint16_t id, uint32_t ms)
             probe_acc_add(&acc[c], x);
         }
         for (c = 0; c < PROBE_LEDS; c++) {
-            if (h->led_read(h->ctx, c)) {
-                lit[c]++;
-            }
+            /* branch-free: a round must take the same time lit or dark, or the sampling
+               phase would follow the signal and bias every statistic */
+            lit[c] += (uint16_t)(h->led_read(h->ctx, c) & 1u);
         }
         n++;
     } while (n < PROBE_MAX_ROUNDS && (uint32_t)(h->millis(h->ctx) - t0_ms) < ms);
