@@ -33,8 +33,9 @@ def gain_set(freqs: Sequence[float], values: Mapping[str, float], sigma: float,
     H = log_response(f, values)
     chans = circuit().channels
     z = rng.normal(0.0, 1.0, (len(chans), len(f))) if sigma > 0 else np.zeros((len(chans), len(f)))
-    return MeasurementSet([Measurement(float(fi), c, gain=float(H[c][i] * math.exp(sigma * z[j, i])))
-                           for j, c in enumerate(chans) for i, fi in enumerate(f)])
+    return MeasurementSet([
+        Measurement(float(fi), c, gain=float(H[c][i] * math.exp(sigma * z[j, i])))
+        for j, c in enumerate(chans) for i, fi in enumerate(f)])
 
 
 def led_rows(freqs: Sequence[float], values: Mapping[str, float], level_dbfs: float | None = None,

@@ -297,44 +297,10 @@ class _Run:
 
     # --- fitting -----------------------------------------------------------------------
     def threshold(self) -> tuple[float | str, str]:
-        cfg = self.cfg
-        if cfg.led_threshold is not None:
-            return cfg.led_threshold, "given (--led-threshold)"
-        if cfg.led_vf is not None:
-            vins = [m.vin_v for m in self.data.rows if m.vin_v and m.led_usable]
-            if not vins:
-                raise FitError("no reference amplitude measured to turn --led-vf into a threshold")
-            a = statistics.median(vins)
-            return cfg.led_vf / a, (f"from the LED threshold {cfg.led_vf:g} V and the measured "
-                                    f"reference amplitude {a:.3f} V peak")
-        if cfg.mode == "gain":
-            return LED_THRESHOLD, "assumed 1/sqrt(2) (gain mode; pass --led-vf for your LEDs)"
-        return "estimate", (f"estimated from LED switches at {self.level:g} and "
-                            f"{self.level + SECOND_LEVEL_DB:g} dBFS")
-
-    def fit_set(self) -> MeasurementSet:
-        """What the fit sees: the mode's observations; tone levels only when they matter."""
-        keep_level = self.threshold()[0] == "estimate"
-        rows: list[Measurement] = []
-        for m in self.data.rows:
-            g = m.gain if (self.cfg.mode != "led" and m.gain_usable) else None
-            led = m.led if (self.cfg.mode != "gain" and m.led_usable) else None
-            if g is None and led is None:
-                continue
-            rows.append(Measurement(m.frequency_hz, m.channel, gain=g, led=led,
-                                    level_dbfs=m.level_dbfs if keep_level else None))
-        return MeasurementSet(rows, dict(self.data.meta))
+        return led_threshold_for(self.cfg, self.data, self.level)
 
     def fit(self) -> FitResult:
-        from hostctl.fit import fit
-
-        thr, _ = self.threshold()
-        if thr == "estimate":
-            # the threshold is relative to 0 dBFS in the fit's model
-            return fit(self.fit_set(), self.circ, capacitance=self.cfg.capacitance,
-                       led_threshold="estimate")
-        return fit(self.fit_set(), self.circ, capacitance=self.cfg.capacitance,
-                   led_threshold=float(thr))
+        return fit_session(self.cfg, self.data, self.level)
 
     # --- the loop ----------------------------------------------------------------------
     def sweep(self) -> None:
@@ -421,6 +387,50 @@ class _Run:
             self.output.silence()
         except Exception:  # noqa: BLE001 - silence is best effort once the run is over
             pass
+
+
+def led_threshold_for(cfg: RunConfig, data: MeasurementSet, level: float
+                      ) -> tuple[float | str, str]:
+    """The LED threshold on |H| at ``level`` and where it comes from ("estimate": measured)."""
+    if cfg.led_threshold is not None:
+        return cfg.led_threshold, "given (--led-threshold)"
+    if cfg.led_vf is not None:
+        vins = [m.vin_v for m in data.rows if m.vin_v and m.led_usable]
+        if not vins:
+            raise FitError("no reference amplitude measured to turn --led-vf into a threshold")
+        a = statistics.median(vins)
+        return cfg.led_vf / a, (f"from the LED threshold {cfg.led_vf:g} V and the measured "
+                                f"reference amplitude {a:.3f} V peak")
+    if cfg.mode == "gain":
+        return LED_THRESHOLD, "assumed 1/sqrt(2) (gain mode; pass --led-vf for your LEDs)"
+    return "estimate", (f"estimated from LED switches at {level:g} and "
+                        f"{level + SECOND_LEVEL_DB:g} dBFS")
+
+
+def fit_session(cfg: RunConfig, data: MeasurementSet, level: float) -> FitResult:
+    """Fit what the run's mode observes; tone levels only matter when the threshold is
+    estimated (the fit's threshold is then relative to 0 dBFS)."""
+    from hostctl.fit import fit
+
+    thr, _ = led_threshold_for(cfg, data, level)
+    keep_level = thr == "estimate"
+    rows: list[Measurement] = []
+    for m in data.rows:
+        g = m.gain if (cfg.mode != "led" and m.gain_usable) else None
+        led = m.led if (cfg.mode != "gain" and m.led_usable) else None
+        if g is not None or led is not None:
+            rows.append(Measurement(m.frequency_hz, m.channel, gain=g, led=led,
+                                    level_dbfs=m.level_dbfs if keep_level else None))
+    return fit(MeasurementSet(rows, dict(data.meta)), get_circuit(cfg.circuit),
+               capacitance=cfg.capacitance,
+               led_threshold="estimate" if keep_level else float(thr))
+
+
+def refit(data: MeasurementSet) -> FitResult:
+    """Re-fit a recorded session offline exactly as its run did."""
+    cfg = config_from_meta(data.meta, RunConfig())
+    level = float(data.meta.get("level_dbfs_used", cfg.level_dbfs))
+    return fit_session(cfg, data, level)
 
 
 def recommend(result: FitResult, circ: Circuit, cfg: RunConfig, threshold: float

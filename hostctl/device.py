@@ -52,6 +52,9 @@ MAX_RESETS_PER_COMMAND = 3
 RECONNECT_S = 5.0
 #: Pause between re-open attempts on a real port.
 RECONNECT_POLL_S = 0.25
+#: Extra tries for a command or reply damaged on the way (bad CRC): on a noisy line a
+#: 170-byte MEASURE reply fails often, and every retry is a fresh chance.
+NOISE_RETRIES = 10
 #: ERR codes after which re-sending the same command can help (corrupted on the way, busy).
 _TRANSIENT_ERRS = {2, 3, 4, 7}
 
@@ -391,14 +394,20 @@ class Probe:
         budget = self.retries if retries is None else retries
         what = " ".join([verb, *map(str, args)])
         attempts = 0
+        noise_tries = 0
+        # A late OK to an earlier try of this very command (same verb and arguments, sent
+        # since the last reset) answers it as well as the latest try would.
+        sent_ids: list[int] = []
         resets = 0
         start = self._clock()
         last_problem = "no reply"
         while True:
             attempts += 1
             cid = self._new_id()
+            sent_ids.append(cid)
             self.stats["commands"] += 1
             outcome = None        # "timeout" | "reset" | "transient" | "gone"
+            noise = False         # the transient was line noise, not the device's answer
             try:
                 self._send(cid, verb, *args)
             except DeviceGone as e:
@@ -419,7 +428,7 @@ class Probe:
                     if self.stats["crc_errors"] > crc_seen and line.startswith(b"%d " % cid):
                         # Our reply, damaged on the way: ask again now, not after the timeout.
                         last_problem = "a reply with a bad CRC"
-                        outcome = "transient"
+                        outcome, noise = "transient", True
                     continue
                 if reply.is_async:
                     if reply.verb == "BOOT":
@@ -428,6 +437,10 @@ class Probe:
                     else:
                         self.stats["stray_lines"] += 1
                     continue
+                if reply.id != cid and reply.id in sent_ids and reply.ok \
+                        and reply.verb == verb:
+                    self.stats["stray_lines"] += 1      # counted: it was late
+                    return reply
                 if reply.id == cid:
                     if reply.ok and reply.verb == verb:
                         return reply
@@ -436,16 +449,18 @@ class Probe:
                         continue
                     if reply.err_code in _TRANSIENT_ERRS:
                         last_problem = f"ERR {reply.err_code} {reply.err_reason}"
-                        outcome = "transient"
+                        outcome, noise = "transient", reply.err_code in (2, 3, 4)
                         continue
                     raise ProtocolError(f"probe on {self.port} rejected '{what}': "
                                         f"ERR {reply.err_code} {reply.err_reason}")
                 if reply.id == 0 and not reply.ok:
                     # The firmware could not read an id: our line was mangled on the way.
                     last_problem = f"ERR {reply.err_code} {reply.err_reason} (id 0)"
-                    outcome = "transient"
+                    outcome, noise = "transient", True
                     continue
                 self.stats["stray_lines"] += 1
+            if outcome in ("reset", "gone"):
+                sent_ids.clear()        # a reply from before the reboot measured nothing now
             if outcome == "gone":
                 resets += 1
                 if resets > MAX_RESETS_PER_COMMAND:
@@ -469,6 +484,11 @@ class Probe:
                 self.stats["timeouts"] += 1
                 self._drop_partial()
                 last_problem = "no reply"
+            if noise and noise_tries < NOISE_RETRIES:
+                noise_tries += 1
+                attempts -= 1
+                self.stats["retries"] += 1
+                continue
             if attempts > budget:
                 spent = self._clock() - start
                 if last_problem == "no reply":
@@ -477,7 +497,8 @@ class Probe:
                         f"tr{'y' if attempts == 1 else 'ies'} ({spent:.1f} s, {timeout:.2f} s "
                         "each): probe hung or unplugged?")
                 raise ProtocolError(f"probe on {self.port} kept answering '{what}' with "
-                                    f"{last_problem} after {attempts} tries (noisy line?)")
+                                    f"{last_problem} after {attempts + noise_tries} tries "
+                                    "(noisy line?)")
             self.stats["retries"] += 1
 
     def _reconnect(self, what: str, gone: DeviceError) -> None:

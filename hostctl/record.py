@@ -72,6 +72,15 @@ def _cut_partial_line(path: Path) -> None:
             os.fsync(fh.fileno())
 
 
+def is_session(path: str | os.PathLike) -> bool:
+    """Does the file start like a calibrate session (``# format: hostctl-session/...``)?"""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(64).startswith(f"# format: {FORMAT.split('/')[0]}".encode())
+    except OSError:
+        return False
+
+
 def read_session(path: str | os.PathLike) -> MeasurementSet:
     """Read a session, ignoring a partial last line; an empty session is allowed."""
     p = Path(path)
@@ -85,12 +94,14 @@ def read_session(path: str | os.PathLike) -> MeasurementSet:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise InputError(f"session is not UTF-8 (byte {e.start})", str(p)) from None
-    meta_only = all(not ln.strip() or ln.startswith("#") for ln in text.splitlines()[:-1])
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    if lines and meta_only and lines[-1].startswith(COLUMNS[0]):
+    body = [ln for ln in lines if not ln.startswith("#")]
+    if len(body) == 1 and body[0].startswith(COLUMNS[0]):
+        # header only (a run stopped before its first tone; notes may follow the header)
         ms = MeasurementSet(meta={})
-        for ln in lines[:-1]:
-            k, _, v = ln.lstrip("#").partition(":")
-            ms.meta[k.strip()] = v.strip()
+        for ln in lines:
+            if ln.startswith("#"):
+                k, _, v = ln.lstrip("#").partition(":")
+                ms.meta[k.strip()] = v.strip()
         return ms
     return MeasurementSet.parse_csv(text, str(p))

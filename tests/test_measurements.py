@@ -83,7 +83,8 @@ finite = st.floats(min_value=1e-6, max_value=1e6, allow_nan=False)
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(finite, st.sampled_from(["low", "band", "high"]),
-                          st.one_of(st.none(), finite), st.one_of(st.none(), st.sampled_from([0, 1]))),
+                          st.one_of(st.none(), finite),
+                          st.one_of(st.none(), st.sampled_from([0, 1]))),
                 min_size=1, max_size=20))
 def test_round_trip_is_exact(rows):
     ms = MeasurementSet([Measurement(f, ch, gain=g, led=l) for f, ch, g, l in rows], {"k": "v"})

@@ -22,7 +22,8 @@ def test_series_have_their_sizes_and_are_log_spaced():
 
 @pytest.mark.parametrize("value,series,expect", [
     (198.94, "E24", 200.0), (31.83, "E24", 33.0), (39.79, "E24", 39.0),
-    (159.15, "E96", 158.0), (198.94, "E12", 180.0), (9.5, "E24", 9.1), (9.6, "E24", 10.0), (9.7, "E24", 10.0),
+    (159.15, "E96", 158.0), (198.94, "E12", 180.0), (9.5, "E24", 9.1),
+    (9.6, "E24", 10.0), (9.7, "E24", 10.0),
     (4.64e6, "E96", 4.64e6),
 ])
 def test_snap_is_nearest_by_ratio(value, series, expect):

@@ -61,6 +61,8 @@ def _progress(done: int, budget: int, f: float, worst: float, name: str) -> None
 @series_option
 @click.option("--level", "level_dbfs", type=float, default=-6.0, show_default=True,
               help="Tone level in dBFS.")
+@click.option("--level-cap", type=float, default=-6.0, show_default=True,
+              help="Never play louder than this (dBFS); protects the circuit and your ears.")
 @click.option("--window-ms", type=click.IntRange(10, 5000), default=200, show_default=True)
 @click.option("--led-threshold", type=float, default=None,
               help="LED threshold on |H| at --level (default: measured).")
@@ -71,7 +73,8 @@ def _progress(done: int, budget: int, f: float, worst: float, name: str) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout.")
 @click.option("--no-plot", is_flag=True, help="Skip bode.png.")
 def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_name, target_file,
-            installed, capacitance, precision, max_tones, series, level_dbfs, window_ms,
+            installed, capacitance, precision, max_tones, series, level_dbfs, level_cap,
+            window_ms,
             led_threshold, led_vf, out_dir, resume_dir, as_json, no_plot) -> None:
     """Calibrate: tones out, measurements in, fit, recommend, report.
 
@@ -90,6 +93,9 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
                               capacitance=parse_capacitance(capacitance),
                               level_dbfs=level_dbfs, window_ms=window_ms,
                               led_threshold=led_threshold, led_vf=led_vf)
+    if level_dbfs > level_cap:
+        raise InputError(f"--level {level_dbfs:g} dBFS is above the level cap {level_cap:g} dBFS "
+                         "(raise --level-cap if you mean it)")
     resume = resume_dir is not None
     if resume:
         from hostctl.record import SESSION_NAME, read_session
@@ -114,7 +120,7 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
 
     try:
         res = _run_on_probe(open_probe(port), calibrate, cfg, out, resume, audio_device,
-                            audio_channel, circuit_name, capacitance, as_json)
+                            audio_channel, circuit_name, capacitance, as_json, level_cap)
     except (DeviceError, KeyboardInterrupt) as e:
         from hostctl.record import SESSION_NAME
 
@@ -147,7 +153,7 @@ class Interrupted(HostctlError):
 
 
 def _run_on_probe(probe_cm, calibrate, cfg, out, resume, audio_device, audio_channel,
-                  circuit_name, capacitance, as_json):
+                  circuit_name, capacitance, as_json, level_cap=-6.0):
     """The run itself, with the probe open (split out so errors can name the session)."""
     from hostctl.audio import SimToneOutput, open_output
 
@@ -164,7 +170,7 @@ def _run_on_probe(probe_cm, calibrate, cfg, out, resume, audio_device, audio_cha
         else:
             if not resume:
                 cfg.circuit = circuit_name or "color-organ"
-            output = open_output(audio_device, channel=audio_channel)
+            output = open_output(audio_device, channel=audio_channel, level_cap_dbfs=level_cap)
         try:
             return calibrate.run(probe, output, cfg, out, resume=resume,
                                  progress=None if as_json else _progress)

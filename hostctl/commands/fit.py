@@ -28,6 +28,9 @@ def _data_lines(path: str) -> list[int]:
     return lines[1:]
 
 
+DEFAULT_THRESHOLD_TEXT = "0.7071067811865476"
+
+
 def _threshold(text: str) -> float | str:
     if text.strip().lower() == "estimate":
         return "estimate"
@@ -107,7 +110,7 @@ def _fmt(v: float) -> str:
 @click.option("--capacitance", default=None,
               help="Farads for every section, or C_low=1e-6,C_high=2.2e-6. Default: the "
                    "file's '# capacitance:' line, else 1e-6.")
-@click.option("--led-threshold", "led_threshold", default="0.7071067811865476",
+@click.option("--led-threshold", "led_threshold", default=DEFAULT_THRESHOLD_TEXT,
               show_default="1/sqrt(2)", help="|H| at which an LED lights, or 'estimate' "
                                              "(needs level_dbfs rows).")
 @click.option("--series", default="E24", show_default=True,
@@ -127,7 +130,7 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
             series: str, loss: str, priors: tuple[str, ...], prior_file: str | None,
             fixed: str | None, lr: str | None, steps: str | None, as_json: bool) -> None:
     """Fit component values to a measurement CSV (or a session file)."""
-    from hostctl.recommend import series_info, snap
+    from hostctl.recommend import series_info
 
     series_info(series)
     series = series.upper()
@@ -136,7 +139,18 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
     thr = _threshold(led_threshold)
     lr_v = _positive(lr, "--lr", float) if lr is not None else None
     steps_v = int(_positive(steps, "--steps", int)) if steps is not None else None
-    ms = MeasurementSet.read_csv(data)
+    from hostctl.record import is_session, read_session
+
+    if is_session(data):
+        ms = read_session(data)
+        if not (capacitance or circuit_name or priors or prior_file or fixed
+                or loss != "auto" or led_threshold != DEFAULT_THRESHOLD_TEXT):
+            # a calibrate session: re-fit it exactly as the run did (its mode and threshold)
+            from hostctl.calibrate import refit
+
+            return _emit(refit(ms), series, as_json)
+    else:
+        ms = MeasurementSet.read_csv(data)
     circuit_name = circuit_name or ms.meta.get("circuit")
     if not circuit_name:
         raise InputError("no --circuit given and the file has no '# circuit:' line", data)
@@ -164,6 +178,14 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
         lines = _data_lines(data)
         line = lines[row] if row < len(lines) else None
         raise InputError(e.bare, data, line, e.column_name) from None  # type: ignore[attr-defined]
+    _emit(res, series, as_json)
+
+
+def _emit(res, series: str, as_json: bool) -> None:
+    """The table or the JSON object for one fit."""
+    from hostctl.recommend import snap
+
+    circ = get_circuit(res.circuit)
     # no part for a value the data do not determine (open or missing interval)
     recommended = {r: snap(v, series) for r, v in res.values.items()
                    if math.isfinite(v) and v > 0 and res.ci_method.get(r) != "none"
@@ -209,3 +231,5 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
         click.echo(f"note: {n}")
     for w in res.warnings:
         click.echo(f"warning: {w}")
+
+

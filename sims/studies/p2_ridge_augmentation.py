@@ -256,7 +256,7 @@ def hostctl_prior_check() -> list[HostctlPriorCase] | str:
     import inspect
 
     try:
-        from hostctl.fit import fit
+        from hostctl.fit import S_GAIN_FLOOR, fit
         from hostctl.measurements import Measurement, MeasurementSet
     except Exception as e:
         return f"hostctl.fit not importable ({type(e).__name__}: {e})"
@@ -277,7 +277,7 @@ def hostctl_prior_check() -> list[HostctlPriorCase] | str:
                     prior={"R_low": (PRIOR_NOMINAL, PRIOR_SIGMA)})
         except Exception as e:
             return f"hostctl.fit failed on '{label}': {type(e).__name__}: {e}"
-        s = data_only_scale(f, g)
+        s = max(data_only_scale(f, g), S_GAIN_FLOOR)   # hostctl floors the scale at 1 ppm
         pred = augmented_map_1d(f, g, s, theta0, PRIOR_SIGMA)
         out.append(HostctlPriorCase(label, f, g, s, pred, float(r.values["R_low"]),
                                     tuple(float(v) for v in r.ci95["R_low"])))
