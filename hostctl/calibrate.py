@@ -63,6 +63,13 @@ class RunConfig:
         if self.max_tones is not None and self.max_tones < self.sweep_tones:
             raise InputError(f"--max-tones must be at least {self.sweep_tones} "
                              "(the initial sweep)")
+        from hostctl.recommend import series_info
+
+        series_info(self.series)
+        if not (10 <= self.window_ms <= 5000):
+            raise InputError(f"window {self.window_ms} ms is outside 10..5000")
+        if self.max_tones is not None and self.max_tones > 10_000:
+            raise InputError(f"--max-tones {self.max_tones} is more than 10000")
         if not (-60 <= self.level_dbfs <= 0):
             raise InputError(f"level {self.level_dbfs} dBFS is outside -60..0")
         if self.led_threshold is not None and not (0 < self.led_threshold < 1):
@@ -177,6 +184,7 @@ class _Run:
             if not path.exists():
                 raise InputError("no session to resume here", str(out_dir))
             self.data = read_session(path)
+            self.session_path = str(path)
             self._restore_meta(self.data.meta)
             self.rec = Recorder(path, resume=True)
             self.rec.note("resumed", datetime.now(UTC).isoformat(timespec="seconds"))
@@ -190,6 +198,17 @@ class _Run:
         self.session = str(path)
 
     def _restore_meta(self, meta: dict[str, str]) -> None:
+        try:
+            self._restore_meta_values(meta)
+        except (ValueError, TypeError) as e:
+            raise InputError(f"bad run note in the session header ({e}): fix or delete that "
+                             "'# key: value' line", self.session_path) from None
+        if not (len(self.floor.rms) == 4 and -60 <= self.level <= 0
+                and all(math.isfinite(x) and x >= 0 for x in self.floor.rms)):
+            raise InputError("session header: floor_rms / level_dbfs_used out of range",
+                             self.session_path)
+
+    def _restore_meta_values(self, meta: dict[str, str]) -> None:
         if "level_dbfs_used" in meta:
             self.level = float(meta["level_dbfs_used"])
         if "floor_rms" in meta:
@@ -496,13 +515,14 @@ def config_from_meta(meta: Mapping[str, str], base: RunConfig) -> RunConfig:
         cfg.capacitance = parse_capacitance(meta["capacitance"])
     if meta.get("installed"):
         cfg.installed = parse_values(meta["installed"], "installed")
-    for key, conv in (("level_dbfs", float), ("window_ms", int), ("precision", float),
-                      ("max_tones", int)):
+    convs = (("level_dbfs", float), ("window_ms", int), ("precision", float),
+             ("max_tones", int), ("led_threshold", float), ("led_vf", float))
+    for key, conv in convs:
         if meta.get(key):
-            setattr(cfg, key, conv(meta[key]))
+            try:
+                setattr(cfg, key, conv(meta[key]))
+            except ValueError:
+                raise InputError(f"session header: '{key}' is '{meta[key]}', not a "
+                                 f"{'whole ' if conv is int else ''}number") from None
     cfg.series = meta.get("series", cfg.series)
-    if meta.get("led_threshold"):
-        cfg.led_threshold = float(meta["led_threshold"])
-    if meta.get("led_vf"):
-        cfg.led_vf = float(meta["led_vf"])
     return cfg

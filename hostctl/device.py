@@ -25,7 +25,13 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from hostctl.errors import DeviceError, DeviceReset, DeviceTimeout, ProtocolError
+from hostctl.errors import (
+    DeviceError,
+    DeviceReset,
+    DeviceTimeout,
+    HostctlError,
+    ProtocolError,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import serial
@@ -103,14 +109,14 @@ class Probe:
     def __init__(self, port: str, *, baudrate: int = 115200, timeout_s: float = 1.0,
                  boot_timeout_s: float = 4.0, retries: int = 3, serial_obj: Any = None,
                  clock: Callable[[], float] | None = None,
-                 reconnect_s: float = RECONNECT_S) -> None:
+                 reconnect_s: float | None = None) -> None:
         from hostctl import protocol  # noqa: F401  (fail early if the wire layer is missing)
 
         self.port = port
         self.timeout_s = float(timeout_s)
         self.boot_timeout_s = float(boot_timeout_s)
         self.retries = max(0, int(retries))
-        self.reconnect_s = float(reconnect_s)
+        self.reconnect_s = float(RECONNECT_S if reconnect_s is None else reconnect_s)
         self.info: dict[str, str] = {}
         self.boot_banner: dict[str, str] | None = None
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
@@ -151,6 +157,8 @@ class Probe:
         try:
             return serial.serial_for_url(port, baudrate=baudrate, timeout=POLL_S,
                                          write_timeout=max(1.0, self.timeout_s))
+        except HostctlError:
+            raise          # a usage error the URL handler reported (e.g. a bad sim:// board)
         except (serial.SerialException, OSError, ValueError) as e:
             raise _open_error(port, e) from None
 

@@ -81,8 +81,9 @@ def readings_from(result, freq: float, level_dbfs: float, time_s: float, floor: 
         frac = fractions[i]
         led = 1 if frac > 0.0 else 0
         flag = "|".join(flags)
-        # an LED lit with no signal on its channel is not a reading to trust
-        if led and gain is not None and gain < 0.05 and "below-floor" not in flag:
+        # an LED lit with no signal on its channel is not a reading to trust (below the
+        # noise floor least of all: its LED state would otherwise still be fitted)
+        if led and gain is not None and gain < 0.05:
             rd.problems.append(f"{ch}: LED lit at gain {gain:.3f}")
             flag = (flag + "|led-inconsistent").strip("|")
         rd.rows.append(Measurement(

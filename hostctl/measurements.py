@@ -179,7 +179,7 @@ def format_row(m: Measurement) -> str:
 
 
 def _num(cells: list[str], idx: dict[str, int], col: str, path: str, lineno: int,
-         *, positive: bool = False, nonneg: bool = False) -> float | None:
+         *, positive: bool = False, nonneg: bool = False, hi: float = 1e9) -> float | None:
     if col not in idx:
         return None
     s = cells[idx[col]].strip()
@@ -195,19 +195,21 @@ def _num(cells: list[str], idx: dict[str, int], col: str, path: str, lineno: int
         raise InputError(f"{s} must be > 0", path, lineno, col)
     if nonneg and v < 0:
         raise InputError(f"{s} must be >= 0", path, lineno, col)
+    if abs(v) > hi:      # physically absurd magnitudes would overflow the fit
+        raise InputError(f"{s} is out of range (at most {hi:g})", path, lineno, col)
     return v
 
 
 def _parse_row(cells: list[str], idx: dict[str, int], path: str, lineno: int) -> Measurement:
-    f = _num(cells, idx, "frequency_hz", path, lineno, positive=True)
+    f = _num(cells, idx, "frequency_hz", path, lineno, positive=True, hi=1e7)
     if f is None:
         raise InputError("frequency is empty", path, lineno, "frequency_hz")
     ch = cells[idx["channel"]].strip()
     if not ch:
         raise InputError("channel is empty", path, lineno, "channel")
-    gain = _num(cells, idx, "gain", path, lineno, nonneg=True)
-    vin = _num(cells, idx, "vin_v", path, lineno, positive=True)
-    vout = _num(cells, idx, "vout_v", path, lineno, nonneg=True)
+    gain = _num(cells, idx, "gain", path, lineno, nonneg=True, hi=1e6)
+    vin = _num(cells, idx, "vin_v", path, lineno, positive=True, hi=1e4)
+    vout = _num(cells, idx, "vout_v", path, lineno, nonneg=True, hi=1e4)
     if gain is None and vin is not None and vout is not None:
         gain = vout / vin
     led = None

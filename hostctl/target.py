@@ -104,7 +104,10 @@ def parse_target(doc: Mapping[str, Any], source: str) -> Target:
                          "(expected [corners] and [bands.CHANNEL])")
     if "corners" not in doc and "bands" not in doc:
         raise InputError(f"{source}: needs a [corners] table or [bands.CHANNEL] tables")
-    for ch, v in dict(doc.get("corners", {})).items():
+    raw_corners = doc.get("corners", {})
+    if not isinstance(raw_corners, dict):
+        raise InputError(f"{source}: corners must be a table: [corners] CHANNEL = Hz")
+    for ch, v in raw_corners.items():
         where = f"{source}: corners.{ch}"
         if isinstance(v, list):
             if len(v) != 2:

@@ -22,7 +22,7 @@ Physics model (what a MEASURE window sees)
   LED is lit during part of every cycle exactly when ``|H| > 1/sqrt(2)`` - the notebook's
   LED rule.
 * Sampling: the firmware loop takes rounds (A0, A1, A2, A3 conversions, then the three
-  LED pins) at ``rate_hz`` rounds per second (board parameter: 5684/s, what the
+  LED pins) at ``rate_hz`` rounds per second (board parameter: 5718/s, what the
   firmware achieves per firmware/README.md; HELLO reports ``nominal_rate_hz`` = 5700
   until the first MEASURE), conversion ``c`` at ``t_k + c/(5 rate)``, LEDs at ``t_k + 4/(5 rate)``,
   ``t_k = t0 + k/rate``, until ``ms`` have elapsed (``n = ceil(ms*rate/1000)`` rounds,
@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hostctl.errors import DeviceError, InputError
+from hostctl.errors import DeviceError, HostctlError, InputError
 from sims.device_core import MAX_ROUNDS, DeviceCore, Window
 from sims.faults import ByteFaults, FaultConfig, parse_faults
 
@@ -87,7 +87,7 @@ class Board:
     adc_bits: int = 10
     vref_v: float = 5.0
     noise_lsb: float = 0.0
-    rate_hz: float = 5684.0
+    rate_hz: float = 5718.0
     nominal_rate_hz: int = 5700
     led_threshold_v: tuple[float, float, float] = (0.3, 0.3, 0.3)
     baudrate: int = 115200
@@ -150,30 +150,42 @@ def load_board(name_or_path: str | os.PathLike) -> Board:
                          f"'{circ.name}' ({', '.join(circ.resistors)})", where)
     cap = data.get("capacitance_f", 1e-6)
     if isinstance(cap, dict):
-        default = float(cap.get("default", 1e-6))
-        caps = {r: float(cap.get(r, cap.get("C" + r[1:], default))) for r in circ.resistors}
+        default = _get(cap, "default", (float, int), where + " [capacitance_f]", 1e-6)
+        caps = {r: float(_get(cap, r, (float, int), where + " [capacitance_f]",
+                              _get(cap, "C" + r[1:], (float, int), where + " [capacitance_f]",
+                                   default)))
+                for r in circ.resistors}
     else:
-        caps = {r: float(_get(data, "capacitance_f", (float, int), where)) for r in circ.resistors}
-    if any(not (c > 0) for c in caps.values()):
-        raise InputError("capacitance_f must be > 0 farad", where)
+        caps = {r: float(_get(data, "capacitance_f", (float, int), where, 1e-6))
+                for r in circ.resistors}
+    if any(not (0 < c < 1) for c in caps.values()):
+        raise InputError("capacitance_f must be between 0 and 1 farad", where)
     tol = _get(data, "tolerance", dict, where, default={})
     audio = _get(data, "audio", dict, where, default={})
     adc = _get(data, "adc", dict, where, default={})
     led = _get(data, "led", dict, where, default={})
     ser = _get(data, "serial", dict, where, default={})
     peak = float(_get(audio, "peak_v_at_0dbfs", (float, int), where, 1.0))
+    if not 0 < peak <= 100:
+        raise InputError(f"[audio] peak_v_at_0dbfs must be in (0, 100] volts, got {peak}", where)
     if "threshold_v" in led:
         t = led["threshold_v"]
-        thr = tuple(float(x) for x in (t if isinstance(t, list) else [t] * 3))
+        items = t if isinstance(t, list) else [t] * 3
+        thr = tuple(float(_get({"threshold_v": x}, "threshold_v", (float, int), where + " [led]"))
+                    for x in items)
     elif "threshold_gain" in led:
         g = float(_get(led, "threshold_gain", (float, int), where))
         lvl = float(_get(led, "threshold_level_dbfs", (float, int), where, -6.0))
+        if not -120 <= lvl <= 0:
+            raise InputError(f"[led] threshold_level_dbfs must be in -120..0, got {lvl}", where)
         thr = (peak * 10 ** (lvl / 20) * g,) * 3
     else:
         thr = (0.3, 0.3, 0.3)
     if len(thr) != 3 or any(not (math.isfinite(x) and x > 0) for x in thr):
         raise InputError("[led] threshold_v must be one positive number or a list of 3", where)
-    amax = audio.get("max_hz")
+    amax = _get(audio, "max_hz", (float, int), where + " [audio]")
+    if amax is not None and not amax > 0:
+        raise InputError(f"[audio] max_hz must be > 0 Hz, got {amax}", where)
     board = Board(
         name=str(data.get("name", path.stem)),
         circuit=circ.name,
@@ -187,7 +199,7 @@ def load_board(name_or_path: str | os.PathLike) -> Board:
         adc_bits=int(_get(adc, "bits", (float, int), where, 10)),
         vref_v=float(_get(adc, "vref_v", (float, int), where, 5.0)),
         noise_lsb=float(_get(adc, "noise_lsb", (float, int), where, 0.0)),
-        rate_hz=float(_get(adc, "rate_hz", (float, int), where, 5684.0)),
+        rate_hz=float(_get(adc, "rate_hz", (float, int), where, 5718.0)),
         nominal_rate_hz=int(_get(adc, "nominal_rate_hz", (float, int), where, 5700)),
         led_threshold_v=thr,  # type: ignore[arg-type]
         baudrate=int(_get(ser, "baudrate", (float, int), where, 115200)),
@@ -197,8 +209,10 @@ def load_board(name_or_path: str | os.PathLike) -> Board:
     )
     if not (0 <= board.resistor_tol < 1 and 0 <= board.capacitor_tol < 1):
         raise InputError("[tolerance] percentages must be in 0..100", where)
-    if not (1 <= board.rate_hz <= 1e6 and board.noise_lsb >= 0 and 1 <= board.adc_bits <= 16
-            and board.vref_v > 0 and board.peak_v_at_0dbfs > 0 and board.baudrate > 0):
+    if not (1 <= board.rate_hz <= 1e6 and 0 <= board.noise_lsb <= 1e3
+            and 1 <= board.adc_bits <= 16 and 0 < board.vref_v <= 100
+            and 0 <= board.bias_v <= board.vref_v and 300 <= board.baudrate <= 1e7
+            and 0 <= board.boot_s <= 60 and 1 <= board.nominal_rate_hz <= 1e6):
         raise InputError("[adc]/[audio]/[serial] values out of range", where)
     return board
 
@@ -523,6 +537,18 @@ def make_bench(board: str | Board = "notebook", seed: int = 0,
 PTY_BOOT_HOLD_S = 0.1
 
 
+#: --listen records at the null sink's rate where the device allows (no resampling, and
+#: the whole band to 20 kHz well inside Nyquist), else at the device's default.
+LISTEN_RATE = 48000
+
+
+def _open_capture(capture_cls: Any, device: str | None) -> Any:
+    try:
+        return capture_cls(device, sample_rate=LISTEN_RATE)
+    except HostctlError:
+        return capture_cls(device)
+
+
 def serve(bench: VirtualBench, *, listen: str | None = None, listen_given: bool = False,
           out: Any = None) -> int:
     """Serve the bench on a pseudo-terminal + control socket until SIGTERM/SIGINT.
@@ -532,6 +558,12 @@ def serve(bench: VirtualBench, *, listen: str | None = None, listen_given: bool 
     runs as fast as the traffic allows; only ``delay`` faults (and the boot banner)
     are held back in real time, so a host's real timeout can fire. A client that closes
     and reopens the pty within a few ms may not be seen as a new open (no reboot).
+
+    ``listen_given``: the tone comes from the audio input ``listen`` (None = the default
+    input), heard by a recorder started before the PTY line is printed: each MEASURE is held,
+    in real time, until one steady tone has been heard in the command's window
+    (sims.listen.MeasureGate); its level is the recorded dBFS. Control-socket tones are
+    overridden at the next MEASURE.
     """
     import json
     import select
@@ -572,22 +604,40 @@ def serve(bench: VirtualBench, *, listen: str | None = None, listen_given: bool 
         with lock:
             bench.set_tone(freq_hz, level_dbfs)
 
+    gate = None
+    capture = None
     if listen_given:
+        # The tone is whatever the recorder heard during each MEASURE window (sims.listen
+        # MeasureGate): MEASURE lines wait, in real time, for the audio to arrive.
         try:
-            import sims.listen as listen_mod
+            from sims.listen import Capture, MeasureGate
         except ImportError as e:
-            print(f"error: --listen needs sims/listen.py (helper AUDIO's module): {e}",
-                  file=sys.stderr)
+            print(f"error: --listen needs sims/listen.py: {e}", file=sys.stderr)
             return 2
-        listen_stop = threading.Event()
+        try:
+            capture = _open_capture(Capture, listen or None)
+            waited = capture.start()
+        except HostctlError as e:
+            print(f"error: --listen: {e}", file=sys.stderr, flush=True)
+            return 2
+        print(f"listen: recording '{capture.name}' at {capture.rate} Hz "
+              f"(capture started after {waited:.2f} s)", file=sys.stderr, flush=True)
 
-        def run_listen() -> None:
+        def gate_write(data: bytes) -> None:
             try:
-                listen_mod.follow(listen or None, on_tone=set_tone, stop_event=listen_stop)
-            except Exception as e:  # noqa: BLE001 - report in one line, keep serving
-                print(f"error: --listen stopped: {e}", file=sys.stderr, flush=True)
+                bench.host_write(data)
+            except Disconnected:
+                pass
 
-        threading.Thread(target=run_listen, daemon=True, name="listen").start()
+        def heard_tone(freq_hz: float | None, level_dbfs: float) -> None:
+            # A recorded tone is estimated to ~1e-6: one played at the sound card's limit
+            # (or at 0 dBFS) may come out a hair above it; that is the limit, not beyond.
+            top = bench.board.audio_max_hz
+            if freq_hz is not None and top is not None and top < freq_hz <= top * (1 + 1e-4):
+                freq_hz = float(top)
+            bench.set_tone(freq_hz, min(level_dbfs, 0.0) if level_dbfs < 0.01 else level_dbfs)
+
+        gate = MeasureGate(capture, heard_tone, gate_write, verbose=True)
 
     bench.gains(1000.0)      # import torch now, not during the host's first MEASURE
     print(f"PTY {slave_name}", file=out, flush=True)
@@ -631,6 +681,14 @@ def serve(bench: VirtualBench, *, listen: str | None = None, listen_given: bool 
                     with lock:
                         bench.pop_output(math.inf)
                         bench.boot(hold_real_s=PTY_BOOT_HOLD_S)
+            if gate is not None:
+                if not client_present:
+                    gate.reset()
+                elif master_open:
+                    with lock:
+                        again = gate.pump()       # MEASUREs whose audio has been heard
+                    if again is not None:
+                        timeout_ms = min(timeout_ms, max(1, int(again * 1000)))
             # release output: simulated time jumps ahead except for real-time holds
             if master_open and client_present:
                 with lock:
@@ -708,7 +766,9 @@ def serve(bench: VirtualBench, *, listen: str | None = None, listen_given: bool 
                         data = os.read(master, 4096)
                     except (BlockingIOError, OSError):
                         data = b""
-                    if data:
+                    if data and gate is not None:
+                        gate.feed(data, time.monotonic())
+                    elif data:
                         with lock:
                             try:
                                 bench.host_write(data)
@@ -718,8 +778,15 @@ def serve(bench: VirtualBench, *, listen: str | None = None, listen_given: bool 
                 os.close(master)     # the host's reads/writes now fail: "unplugged"
                 master_open = False
     finally:
-        if listen_given:
-            listen_stop.set()
+        if capture is not None:
+            capture.close()
+        if gate is not None:
+            waits = sorted(w for _, _, w in gate.heard)
+            med = waits[len(waits) // 2] if waits else 0.0
+            print(f"listen: {len(gate.heard)} MEASUREs heard (wait median {med:.3f} s, "
+                  f"max {waits[-1] if waits else 0.0:.3f} s), {gate.fallbacks} without a "
+                  f"steady tone, {capture.overflows if capture else 0} input overflows",
+                  file=sys.stderr, flush=True)
         signal.set_wakeup_fd(old_wake)
         for s, h in old.items():
             signal.signal(s, h)
@@ -747,7 +814,9 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--faults", default=None, help="fault spec, see sims/faults.py")
     sp.add_argument("--listen", nargs="?", const="", default=None, metavar="DEVICE",
-                    help="follow the tone played on a real/loopback audio input")
+                    help="take the tone from an audio input (e.g. a null sink's monitor): "
+                         "each MEASURE waits until the tone played during its window has "
+                         "been heard; level = the recorded dBFS")
     sp.add_argument("--tone", type=float, default=None, help="initial tone (Hz)")
     sp.add_argument("--level", type=float, default=-6.0, help="initial level (dBFS)")
     sb = sub.add_parser("boards", help="list the board files")

@@ -27,10 +27,18 @@ from typing import Any
 
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException, to_bytes
 
-from hostctl.errors import HostctlError
+from hostctl.errors import HostctlError, InputError
 
 #: Simulated seconds one failed open of an unplugged board takes (a host retry loop).
 OPEN_RETRY_S = 0.1
+
+
+class SimURLError(SerialException, InputError):
+    """A bad ``sim://`` URL or board file: pyserial sees a SerialException, hostctl a
+    usage error (exit code 2) rather than a device failure."""
+
+    def __init__(self, message: str) -> None:
+        InputError.__init__(self, message)
 
 
 class Serial(SerialBase):
@@ -93,19 +101,19 @@ class Serial(SerialBase):
                 try:
                     seed = int(value)
                 except ValueError:
-                    raise SerialException(f"sim URL: seed must be an integer, got {value!r}") \
+                    raise SimURLError(f"sim URL: seed must be an integer, got {value!r}") \
                         from None
             elif key == "faults":
                 faults = value
             elif key == "boot":
                 self._boot_on_open = value not in ("0", "false", "no")
             else:
-                raise SerialException(f"sim URL: unknown option {key!r} "
+                raise SimURLError(f"sim URL: unknown option {key!r} "
                                       "(known: board, seed, faults, boot)")
         try:
             return make_bench(board, seed, faults)
         except HostctlError as e:
-            raise SerialException(f"sim URL {url!r}: {e}") from None
+            raise SimURLError(f"sim URL {url!r}: {e}") from None
 
     def _reconfigure_port(self) -> None:
         if not isinstance(self._baudrate, int) or not 0 < self._baudrate < 2 ** 32:

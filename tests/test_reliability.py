@@ -84,10 +84,11 @@ def assert_one_line_stop(code: int, err: str, expect_code: int, out: Path) -> No
     assert (out / "session.csv").exists() and not (out / "report.json").exists()
 
 
-def resume_right(out: Path, port: str = CLEAN) -> dict:
+def resume_right(out: Path, port: str | None = CLEAN) -> dict:
+    """``--resume DIR [--port PORT]`` finishes right; without a port, the session's own."""
     before = data_rows(out / "session.csv")
     code, err, stdout = cli(["calibrate", "--no-plot", "--json", "--resume", str(out),
-                             "--port", port])
+                             *(["--port", port] if port else [])])
     assert code == 0, err
     rep = json.loads(stdout)
     corners_ok(rep)
@@ -151,6 +152,45 @@ def rep_meta(out: Path) -> dict[str, str]:
     return read_session(out / "session.csv").meta
 
 
+@pytest.mark.parametrize("bad,flag", [
+    ({"channel": 2, "min": 0, "max": 1023}, "adc-rail"),       # a channel stuck at the rails
+    ({"channel": 0, "min": 0, "max": 1023}, "ref-clipping"),   # the reference clipping
+    ({"led": 1}, "led-inconsistent"),                           # LED lit with no signal
+])
+def test_suspect_reading_is_flagged_and_remeasured(tmp_path: Path, monkeypatch, bad: dict,
+                                                   flag: str) -> None:
+    """One reading is doctored; it is recorded with its flag, re-measured, never fitted."""
+    import dataclasses
+
+    from hostctl.device import Probe
+
+    orig, calls = Probe.measure, {"n": 0}
+
+    def measure(self: Probe, ms: int = 200):
+        r = orig(self, ms)
+        calls["n"] += 1
+        if calls["n"] == 4:               # silence, 1 kHz, 20 Hz, then the 37 Hz tone
+            if "led" in bad:
+                lit = list(r.led_lit)
+                lit[2] = r.n // 3         # the high LED lit at 37 Hz: its gain is ~0.007
+                return dataclasses.replace(r, led_lit=tuple(lit))
+            a = list(r.analog)
+            a[bad["channel"]] = dataclasses.replace(a[bad["channel"]], min=bad["min"],
+                                                    max=bad["max"])
+            return dataclasses.replace(r, analog=tuple(a))
+        return r
+
+    monkeypatch.setattr(Probe, "measure", measure)
+    out = tmp_path / "run"
+    code, err, stdout = cli(["calibrate", *FAST, "--out", str(out), "--port", CLEAN])
+    assert code == 0, err
+    rep = json.loads(stdout)
+    corners_ok(rep)
+    assert any("re-measured" in p and flag in p for p in rep["run"]["problems"])
+    rows = [ln for ln in (out / "session.csv").read_text().splitlines() if ln.startswith("37.")]
+    assert len(rows) == 6 and sum(flag in ln for ln in rows) >= 1
+
+
 def test_tone_the_sound_card_cannot_play_is_flagged(tmp_path: Path) -> None:
     board = (ROOT / "sims/boards/notebook.toml").read_text().replace(
         "[audio]\n", "[audio]\nmax_hz = 15000\n")
@@ -163,6 +203,21 @@ def test_tone_the_sound_card_cannot_play_is_flagged(tmp_path: Path) -> None:
     corners_ok(rep)
     assert any("20000 Hz: not played" in p for p in rep["run"]["problems"])
     assert "20000.0,low,,,,,-6.0,,,not-played" in (out / "session.csv").read_text()
+
+
+def test_soak_small() -> None:
+    """benchmarks/soak.py with 15 random fault mixes: none wrong, none crashed."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import soak
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    res = soak.soak(15, seed=3)
+    c = res["counts"]
+    bad = [r for r in res["runs"] if r["outcome"] in ("wrong", "crashed")]
+    assert c["wrong"] == 0 and c["crashed"] == 0, bad
+    assert c["finished"] + c["resumed"] == 15
+    assert c["resumed"] > 0 and c["finished"] > 0     # both paths were exercised
 
 
 # ------------------------------------------------------------------ Ctrl-C and kill -9
@@ -195,7 +250,11 @@ def test_ctrl_c_stops_with_one_line_then_resumes(tmp_path: Path) -> None:
     assert "Traceback" not in err
     last = [ln for ln in err.splitlines() if ln.strip()][-1]
     assert last.startswith("hostctl: error: interrupted") and f"--resume {out}" in last
-    resume_right(out)
+    # no --port: the session's own `port` (the --sim URL) is reopened, with the sim
+    # board's installed values from the session header
+    assert rep_meta(out)["port"] == CLEAN
+    rep = resume_right(out, port=None)
+    assert rep["capacitance"]["source"].startswith("measured")
 
 
 def test_kill_9_at_random_points_then_resume(tmp_path: Path) -> None:
@@ -275,8 +334,6 @@ def test_pty_unplug_stops_cleanly_and_resumes(tmp_path: Path, served, monkeypatc
     import hostctl.device as device
 
     monkeypatch.setattr(device, "RECONNECT_S", 1.0)   # do not wait 5 s for a re-plug
-    monkeypatch.setattr(device.Probe.__init__, "__kwdefaults__",
-                        {**device.Probe.__init__.__kwdefaults__, "reconnect_s": 1.0})
     out = tmp_path / "run"
     s = served("disconnect@12")
     code, err, _ = cli(["calibrate", *FAST, "--out", str(out), *s.args()])

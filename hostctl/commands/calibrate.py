@@ -48,6 +48,12 @@ def _progress(done: int, budget: int, f: float, worst: float, name: str) -> None
 @click.option("--seed", default=0, show_default=True, help="Virtual bench board draw.")
 @click.option("--audio-device", default=None, help="Output device name or index.")
 @click.option("--audio-channel", type=click.Choice(["both", "left", "right"]), default="both")
+@click.option("--audio-rate", type=click.IntRange(8000, 384000), default=None,
+              help="Output sample rate, Hz (default: the device's; 48000 plays up to 20 kHz).")
+@click.option("--settle", "settle_s", type=click.FloatRange(0, 10), default=0.05,
+              show_default=True,
+              help="Seconds to wait after a tone reaches the output before measuring "
+                   "(raise for slow audio paths, e.g. a listening virtual bench).")
 @click.option("--mode", type=click.Choice(["gain", "led", "both"]), default="gain",
               show_default=True, help="Fit filter output amplitudes, LED states, or both.")
 @click.option("--circuit", "circuit_name", default=None,
@@ -75,13 +81,16 @@ def _progress(done: int, budget: int, f: float, worst: float, name: str) -> None
 def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_name, target_file,
             installed, capacitance, precision, max_tones, series, level_dbfs, level_cap,
             window_ms,
-            led_threshold, led_vf, out_dir, resume_dir, as_json, no_plot) -> None:
+            led_threshold, led_vf, out_dir, resume_dir, as_json, no_plot,
+            audio_rate=None, settle_s=0.05) -> None:
     """Calibrate: tones out, measurements in, fit, recommend, report.
 
     \b
     hostctl calibrate --sim                      the virtual bench, in seconds
     hostctl calibrate --port /dev/ttyACM0 --installed R_low=200,R_band_low=39,...
     hostctl calibrate --resume hostctl-runs/20261128-101500
+    hostctl calibrate --port /dev/pts/N --audio-device pulse --audio-rate 48000
+        --settle 0.1 --installed ...   (a `python -m sims.bench serve --listen` bench)
     """
     from hostctl import calibrate, report
     from hostctl.target import load_target
@@ -120,7 +129,8 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
 
     try:
         res = _run_on_probe(open_probe(port), calibrate, cfg, out, resume, audio_device,
-                            audio_channel, circuit_name, capacitance, as_json, level_cap)
+                            audio_channel, circuit_name, capacitance, as_json, level_cap,
+                            audio_rate=audio_rate, settle_s=settle_s)
     except (DeviceError, KeyboardInterrupt) as e:
         from hostctl.record import SESSION_NAME
 
@@ -153,7 +163,8 @@ class Interrupted(HostctlError):
 
 
 def _run_on_probe(probe_cm, calibrate, cfg, out, resume, audio_device, audio_channel,
-                  circuit_name, capacitance, as_json, level_cap=-6.0):
+                  circuit_name, capacitance, as_json, level_cap=-6.0, *, audio_rate=None,
+                  settle_s=0.05):
     """The run itself, with the probe open (split out so errors can name the session)."""
     from hostctl.audio import SimToneOutput, open_output
 
@@ -170,7 +181,8 @@ def _run_on_probe(probe_cm, calibrate, cfg, out, resume, audio_device, audio_cha
         else:
             if not resume:
                 cfg.circuit = circuit_name or "color-organ"
-            output = open_output(audio_device, channel=audio_channel, level_cap_dbfs=level_cap)
+            output = open_output(audio_device, channel=audio_channel, level_cap_dbfs=level_cap,
+                                 sample_rate=audio_rate, settle_s=settle_s)
         try:
             return calibrate.run(probe, output, cfg, out, resume=resume,
                                  progress=None if as_json else _progress)
