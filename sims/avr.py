@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from hostctl.errors import DeviceError, HostctlError
+from sims.control import ControlClients
 
 SIMAVR_DIR = Path(__file__).resolve().parent / "simavr"
 REPO_DIR = SIMAVR_DIR.parent.parent
@@ -373,7 +374,6 @@ def serve(sim: AvrBench, *, out: Any = None) -> int:
     ``hostctl.audio``'s ``sim:/path.sock`` output drives the simavr board unchanged.
     Opening the pty resets the MCU (Uno DTR behaviour), the banner follows.
     """
-    import json
     import signal
     import socket
     import sys
@@ -411,10 +411,10 @@ def serve(sim: AvrBench, *, out: Any = None) -> int:
 
     print(f"PTY {sim.port}", file=out, flush=True)
     print(f"CONTROL {sock_path}", file=out, flush=True)
-    clients: dict[int, tuple[socket.socket, bytearray]] = {}
+    ctl = ControlClients(srv, control)
     try:
         while not stop["flag"] and sim.alive():
-            fds = [srv.fileno(), *clients]
+            fds = [srv.fileno(), *ctl.fds()]
             try:
                 ready, _, _ = select.select(fds, [], [], 0.2)
             except InterruptedError:
@@ -422,36 +422,13 @@ def serve(sim: AvrBench, *, out: Any = None) -> int:
             sim.drain()
             for fd in ready:
                 if fd == srv.fileno():
-                    conn, _ = srv.accept()
-                    clients[conn.fileno()] = (conn, bytearray())
-                    continue
-                conn, buf = clients[fd]
-                try:
-                    data = conn.recv(4096)
-                except OSError:
-                    data = b""
-                if not data:
-                    conn.close()
-                    del clients[fd]
-                    continue
-                buf += data
-                while b"\n" in buf:
-                    raw, _, rest = bytes(buf).partition(b"\n")
-                    buf[:] = rest
-                    if not raw.strip():
-                        continue
-                    try:
-                        resp = control(json.loads(raw))
-                    except (ValueError, UnicodeDecodeError) as err:
-                        resp = {"ok": False, "error": f"not JSON: {err}"}
-                    with contextlib.suppress(OSError):
-                        conn.sendall((json.dumps(resp) + "\n").encode())
+                    ctl.accept()
+                else:
+                    ctl.service(fd)
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
-        for conn, _ in clients.values():
-            conn.close()
-        srv.close()
+        ctl.close()
         shutil.rmtree(sockdir, ignore_errors=True)
     return 0 if stop["flag"] else 1
 

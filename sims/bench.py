@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hostctl.errors import DeviceError, HostctlError, InputError
+from sims.control import ControlClients
 from sims.device_core import MAX_ROUNDS, DeviceCore, Window
 from sims.faults import ByteFaults, FaultConfig, parse_faults
 
@@ -565,7 +566,6 @@ def serve(bench: VirtualBench, *, listen: str | None = None, listen_given: bool 
     (sims.listen.MeasureGate); its level is the recorded dBFS. Control-socket tones are
     overridden at the next MEASURE.
     """
-    import json
     import select
     import shutil
     import signal
@@ -643,7 +643,6 @@ def serve(bench: VirtualBench, *, listen: str | None = None, listen_given: bool 
     print(f"PTY {slave_name}", file=out, flush=True)
     print(f"CONTROL {sock_path}", file=out, flush=True)
 
-    clients: dict[int, tuple[socket.socket, bytearray]] = {}
     master_open = True
     client_present = False
     hold_until: float | None = None
@@ -663,6 +662,7 @@ def serve(bench: VirtualBench, *, listen: str | None = None, listen_given: bool 
             return {"ok": True, "sim_time_s": bench.now_s}
         return {"ok": False, "error": "unknown request (want tone_hz or get=state)"}
 
+    ctl = ControlClients(srv, control)
     try:
         while not stop["flag"]:
             timeout_ms = 200
@@ -716,7 +716,7 @@ def serve(bench: VirtualBench, *, listen: str | None = None, listen_given: bool 
             p = select.poll()
             p.register(wake_r, select.POLLIN)
             p.register(srv, select.POLLIN)
-            for fd in clients:
+            for fd in ctl.fds():
                 p.register(fd, select.POLLIN)
             if master_open and client_present:
                 p.register(master, select.POLLIN | (select.POLLOUT if wbuf else 0))
@@ -729,38 +729,9 @@ def serve(bench: VirtualBench, *, listen: str | None = None, listen_given: bool 
                     except BlockingIOError:
                         pass
                 elif fd == srv.fileno():
-                    try:
-                        conn, _ = srv.accept()
-                    except BlockingIOError:
-                        continue
-                    conn.setblocking(False)
-                    clients[conn.fileno()] = (conn, bytearray())
-                elif fd in clients:
-                    conn, buf = clients[fd]
-                    try:
-                        data = conn.recv(4096)
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        data = b""
-                    if not data:
-                        conn.close()
-                        del clients[fd]
-                        continue
-                    buf += data
-                    while b"\n" in buf:
-                        raw, _, rest = bytes(buf).partition(b"\n")
-                        buf[:] = rest
-                        if not raw.strip():
-                            continue
-                        try:
-                            resp = control(json.loads(raw))
-                        except (ValueError, UnicodeDecodeError) as err:
-                            resp = {"ok": False, "error": f"not JSON: {err}"}
-                        try:
-                            conn.sendall((json.dumps(resp) + "\n").encode())
-                        except OSError:
-                            pass
+                    ctl.accept()
+                elif fd in ctl.clients:
+                    ctl.service(fd)
                 elif fd == master and e & select.POLLIN:
                     try:
                         data = os.read(master, 4096)
@@ -790,9 +761,7 @@ def serve(bench: VirtualBench, *, listen: str | None = None, listen_given: bool 
         signal.set_wakeup_fd(old_wake)
         for s, h in old.items():
             signal.signal(s, h)
-        for conn, _ in clients.values():
-            conn.close()
-        srv.close()
+        ctl.close()
         if master_open:
             os.close(master)
         os.close(wake_r)
