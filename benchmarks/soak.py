@@ -24,8 +24,6 @@ resumed from scratch can land >1% away by chance). Outcomes:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import random
 import shutil
@@ -36,23 +34,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from hostctl.cli import invoke
+
 TRUTH = {"R_low": 800.0, "R_band_low": 4000.0, "R_band_high": 1000.0, "R_high": 5000.0}
 BYTE_RATE_MAX = 0.003
 OUTCOMES = ("finished", "resumed", "wrong", "crashed")
 
 
-def cli(argv: list[str]) -> tuple[int, str, str]:
-    """hostctl in-process; non-HostctlError exceptions propagate (= a crash)."""
-    from hostctl.cli import main
-
-    err, out = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        try:
-            main(argv)
-        except SystemExit as e:
-            code = int(e.code or 0) if not isinstance(e.code, str) else 2
-    return code, err.getvalue(), out.getvalue()
+cli = invoke   # hostctl in-process: (exit code, stderr, stdout)
 
 
 def random_faults(rng: random.Random, commands: int) -> str:

@@ -77,5 +77,21 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def invoke(argv: list[str]) -> tuple[int, str, str]:
+    """Run hostctl in-process: (exit code, stderr, stdout). Used by tests and the soak;
+    any exception that is not a HostctlError propagates, i.e. counts as a crash."""
+    import contextlib
+    import io
+
+    err, out = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        try:
+            main(argv)
+        except SystemExit as e:
+            code = int(e.code or 0) if not isinstance(e.code, str) else 2
+    return code, err.getvalue(), out.getvalue()
+
+
 if __name__ == "__main__":
     main()

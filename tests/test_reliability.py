@@ -10,8 +10,6 @@ small 20-tone budget).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import os
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from hostctl.cli import main
+from hostctl.cli import invoke
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH = {"R_low": 800.0, "R_band_low": 4000.0, "R_band_high": 1000.0, "R_high": 5000.0}
@@ -33,16 +31,7 @@ CLEAN = "sim://?board=notebook&seed=0"
 FAST = ["--no-plot", "--json", "--max-tones", "20", "--window-ms", "100"]
 
 
-def cli(argv: list[str]) -> tuple[int, str, str]:
-    """Run hostctl in-process: (exit code, stderr, stdout); any other exception fails."""
-    err, out = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        try:
-            main(argv)
-        except SystemExit as e:
-            code = int(e.code or 0)
-    return code, err.getvalue(), out.getvalue()
+cli = invoke   # hostctl in-process: (exit code, stderr, stdout)
 
 
 _BASELINE: dict[str, float] = {}
