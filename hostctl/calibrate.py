@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from hostctl import plan
 from hostctl.circuits import LED_THRESHOLD, Circuit, capacitances, get_circuit
 from hostctl.errors import AudioError, DeviceError, FitError, InputError
-from hostctl.measure import Floor, readings_from
+from hostctl.measure import CHANNELS, Floor, readings_from
 from hostctl.measurements import Measurement, MeasurementSet
 from hostctl.recommend import Design, check_bands, design, design_for_led, led_map
 from hostctl.record import SESSION_NAME, Recorder, read_session
@@ -308,6 +308,15 @@ class _Run:
             if attempt == 0:
                 self.problems.append(f"{freq:g} Hz: re-measured ({', '.join(sorted(suspect))})")
 
+    def check_leds_seen(self) -> None:
+        """After the sweep every LED input should have gone HIGH at some tone."""
+        for i, ch in enumerate(CHANNELS):
+            rows = [m for m in self.data.rows if m.channel == ch and m.led is not None]
+            if rows and not any(m.led for m in rows):
+                self.problems.append(f"LED input D{i + 2} ({ch}) never went HIGH during the "
+                                     "sweep: check its wiring, or the LED threshold is above "
+                                     "the signal (LED mode cannot use it)")
+
     def tones_done(self) -> set[tuple[float, float]]:
         return {(m.frequency_hz, m.level_dbfs) for m in self.data.rows
                 if m.level_dbfs is not None}
@@ -483,6 +492,7 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
     try:
         r.preflight()
         r.sweep()
+        r.check_leds_seen()
         result = r.refine()
     finally:
         r.close()

@@ -190,3 +190,22 @@ def test_bad_cli_values_one_line_exit_2_nothing_written(tmp_path, args, msg):
     assert msg in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (out / "report.json").exists()
+
+
+def test_an_led_that_never_lights_is_reported(tmp_path):
+    """A board whose band LED needs more than the band-pass can give: said plainly."""
+    board = tmp_path / "dim.toml"
+    from sims.bench import load_board
+
+    src = load_board("bench").path
+    text = open(src).read().replace("threshold_v = 0.3 ", "threshold_v = [0.3, 0.45, 0.3] ")
+    board.write_text(text)
+    with open_probe(f"sim://?board={board}&seed=1") as p:
+        b = p.serial.bench
+        assert b.led_threshold_v(1) == 0.45
+        cfg = calibrate.RunConfig(mode="gain", circuit=b.circuit.name,
+                                  installed=dict(b.board.resistors),
+                                  capacitance=dict(b.board.capacitance_f))
+        res = calibrate.run(p, SimToneOutput(b), cfg, tmp_path / "run")
+    assert any("D3 (band) never went HIGH" in pr for pr in res.problems), res.problems
+    assert not any("D2" in pr or "D4" in pr for pr in res.problems if "never" in pr)
