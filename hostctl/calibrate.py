@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hostctl import plan
-from hostctl.circuits import LED_THRESHOLD, Circuit, capacitances, get_circuit
+from hostctl.circuits import (
+    LED_THRESHOLD,
+    Circuit,
+    Threshold,
+    capacitances,
+    format_threshold,
+    get_circuit,
+)
+from hostctl.commands.options import format_per_led
 from hostctl.errors import AudioError, DeviceError, FitError, InputError
 from hostctl.measure import CHANNELS, Floor, readings_from
 from hostctl.measurements import Measurement, MeasurementSet
@@ -50,8 +58,10 @@ class RunConfig:
     capacitance: float | dict[str, float] = 1e-6
     level_dbfs: float = -6.0
     window_ms: int = 200
-    led_threshold: float | None = None  # on |H| at level_dbfs; None: measure it
-    led_vf: float | None = None         # volts: threshold from the reference amplitude
+    #: on |H| at level_dbfs, one for all LEDs or per channel; None: measure it
+    led_threshold: float | dict[str, float] | None = None
+    #: volts (one, or per channel): threshold from the measured reference amplitude
+    led_vf: float | dict[str, float] | None = None
     sweep_tones: int = SWEEP_TONES
 
     def check(self) -> None:
@@ -72,11 +82,9 @@ class RunConfig:
             raise InputError(f"--max-tones {self.max_tones} is more than 10000")
         if not (-60 <= self.level_dbfs <= 0):
             raise InputError(f"level {self.level_dbfs} dBFS is outside -60..0")
-        if self.led_threshold is not None and not (0 < self.led_threshold < 1):
-            raise InputError(f"--led-threshold must be in (0, 1), got {self.led_threshold}")
-        if self.led_vf is not None and not (0 < self.led_vf < 5):
-            raise InputError(f"--led-vf must be a voltage in (0, 5), got {self.led_vf}")
         circ = get_circuit(self.circuit)
+        _check_per_led(self.led_threshold, "--led-threshold", 0, 1, "", circ)
+        _check_per_led(self.led_vf, "--led-vf", 0, 5, " V", circ)
         for k, v in self.installed.items():
             if k not in circ.resistors:
                 raise InputError(f"--installed: '{k}' is not a resistor of {circ.name} "
@@ -99,9 +107,28 @@ class RunConfig:
             "level_dbfs": repr(self.level_dbfs), "window_ms": str(self.window_ms),
             "precision": repr(self.precision), "max_tones": str(self.tone_budget),
             "series": self.series, "target": self.target.source,
-            "led_threshold": "" if self.led_threshold is None else repr(self.led_threshold),
-            "led_vf": "" if self.led_vf is None else repr(self.led_vf),
+            "led_threshold": format_per_led(self.led_threshold),
+            "led_vf": format_per_led(self.led_vf),
         }
+
+
+def _check_per_led(value: float | dict[str, float] | None, option: str, lo: float, hi: float,
+                   unit: str, circ: Circuit) -> None:
+    """One value for every LED, or one for each of the circuit's channels."""
+    if value is None:
+        return
+    items = value.items() if isinstance(value, dict) else [("value", value)]
+    for k, v in items:
+        if isinstance(value, dict) and k not in circ.channels:
+            raise InputError(f"{option}: '{k}' is not a channel of {circ.name} "
+                             f"({', '.join(circ.channels)})")
+        if not (lo < v < hi):
+            raise InputError(f"{option}: {k} must be in ({lo:g}, {hi:g}){unit}, got {v}")
+    if isinstance(value, dict):
+        missing = [c for c in circ.channels if c not in value]
+        if missing:
+            raise InputError(f"{option}: no value for channel {', '.join(missing)} (give one "
+                             f"for each of {', '.join(circ.channels)}, or one for all)")
 
 
 @dataclass
@@ -113,7 +140,7 @@ class RunResult:
     wall_time_s: float
     precision_reached: dict[str, float]
     unmet: list[str]
-    threshold: float
+    threshold: Threshold               # on |H| at the run's level; per channel or one
     threshold_source: str
     actual_capacitance: dict[str, float]
     capacitance_source: str
@@ -421,8 +448,9 @@ class _Run:
 
 
 def led_threshold_for(cfg: RunConfig, data: MeasurementSet, level: float
-                      ) -> tuple[float | str, str]:
-    """The LED threshold on |H| at ``level`` and where it comes from ("estimate": measured)."""
+                      ) -> tuple[Threshold | str, str]:
+    """The LED threshold on |H| at ``level`` (one, or per channel) and where it comes from
+    ("estimate": measured)."""
     if cfg.led_threshold is not None:
         return cfg.led_threshold, "given (--led-threshold)"
     if cfg.led_vf is not None:
@@ -430,8 +458,10 @@ def led_threshold_for(cfg: RunConfig, data: MeasurementSet, level: float
         if not vins:
             raise FitError("no reference amplitude measured to turn --led-vf into a threshold")
         a = statistics.median(vins)
-        return cfg.led_vf / a, (f"from the LED threshold {cfg.led_vf:g} V and the measured "
-                                f"reference amplitude {a:.3f} V peak")
+        vf = cfg.led_vf
+        thr = {k: v / a for k, v in vf.items()} if isinstance(vf, dict) else vf / a
+        return thr, (f"from the LED switching voltage {format_threshold(vf, 'g')} V and the "
+                     f"measured reference amplitude {a:.3f} V peak")
     if cfg.mode == "gain":
         return LED_THRESHOLD, "assumed 1/sqrt(2) (gain mode; pass --led-vf for your LEDs)"
     return "estimate", (f"estimated from LED switches at {level:g} and "
@@ -454,7 +484,7 @@ def fit_session(cfg: RunConfig, data: MeasurementSet, level: float) -> FitResult
                                     level_dbfs=m.level_dbfs if keep_level else None))
     return fit(MeasurementSet(rows, dict(data.meta)), get_circuit(cfg.circuit),
                capacitance=cfg.capacitance,
-               led_threshold="estimate" if keep_level else float(thr))
+               led_threshold="estimate" if keep_level else thr)
 
 
 def refit(data: MeasurementSet) -> FitResult:
@@ -464,7 +494,7 @@ def refit(data: MeasurementSet) -> FitResult:
     return fit_session(cfg, data, level)
 
 
-def recommend(result: FitResult, circ: Circuit, cfg: RunConfig, threshold: float
+def recommend(result: FitResult, circ: Circuit, cfg: RunConfig, threshold: Threshold
               ) -> tuple[Design, dict[str, float], str]:
     """Parts for *this* circuit: its actual capacitances where the installed R are known."""
     nominal = capacitances(circ, cfg.capacitance)
@@ -498,11 +528,15 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
         r.close()
     circ = r.circ
     thr_val, thr_src = r.threshold()
-    if thr_val == "estimate":
+    if thr_val == "estimate" and result.led_thresholds:
+        thr = {k: v / 10 ** (r.level / 20) for k, v in result.led_thresholds.items()}
+        thr_src = (f"{thr_src}, each LED its own, from the fitted gains (at {r.level:g} "
+                   "dBFS)")
+    elif thr_val == "estimate":
         thr = (result.led_threshold or LED_THRESHOLD) / 10 ** (r.level / 20)
         thr_src = f"{thr_src} (t = {thr:.4f} at {r.level:g} dBFS)"
     else:
-        thr = float(thr_val)
+        thr = thr_val
     d, caps, cap_src = recommend(result, circ, cfg, thr)
     lmap = led_map(circ, d.values, caps, thr)
     bands = check_bands(circ, d.values, caps, thr, cfg.target)
@@ -513,13 +547,13 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
         wall_time_s=time.monotonic() - wall0, precision_reached=prec, unmet=unmet,
         threshold=thr, threshold_source=thr_src, actual_capacitance=caps,
         capacitance_source=cap_src, led_map=lmap, bands=bands,
-        passed=all(v["pass"] for v in bands.values()) if bands else True,
+        passed=result.trusted and (all(v["pass"] for v in bands.values()) if bands else True),
         problems=r.problems, session=r.session, config=cfg, probe_info=dict(probe.info))
 
 
 def config_from_meta(meta: Mapping[str, str], base: RunConfig) -> RunConfig:
     """The run's settings as recorded in a session header (for --resume)."""
-    from hostctl.commands.options import parse_capacitance, parse_values
+    from hostctl.commands.options import parse_capacitance, parse_per_led, parse_values
 
     cfg = base
     cfg.circuit = meta.get("circuit", cfg.circuit)
@@ -528,8 +562,11 @@ def config_from_meta(meta: Mapping[str, str], base: RunConfig) -> RunConfig:
         cfg.capacitance = parse_capacitance(meta["capacitance"])
     if meta.get("installed"):
         cfg.installed = parse_values(meta["installed"], "installed")
+    for key, lo, hi, unit in (("led_threshold", 0, 1, ""), ("led_vf", 0, 5, " V")):
+        if meta.get(key):
+            setattr(cfg, key, parse_per_led(meta[key], f"session header '{key}'", lo, hi, unit))
     convs = (("level_dbfs", float), ("window_ms", int), ("precision", float),
-             ("max_tones", int), ("led_threshold", float), ("led_vf", float))
+             ("max_tones", int))
     for key, conv in convs:
         if meta.get(key):
             try:

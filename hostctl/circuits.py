@@ -23,6 +23,23 @@ if TYPE_CHECKING:  # torch is imported lazily: `hostctl --help` must not pay for
 
 DEFAULT_CAPACITANCE = 1e-6
 LED_THRESHOLD = 1 / math.sqrt(2)
+#: An LED threshold on |H|: one number for every LED, or one per channel (a red, a green and
+#: a blue LED switch at different voltages).
+Threshold = float | Mapping[str, float]
+
+
+def channel_threshold(threshold: Threshold, channel: str) -> float:
+    """The threshold of one channel's LED."""
+    if isinstance(threshold, Mapping):
+        return float(threshold[channel])
+    return float(threshold)
+
+
+def format_threshold(threshold: Threshold, fmt: str = ".4f") -> str:
+    """``0.5000`` or ``low 0.4000, band 0.5000, high 0.6000``."""
+    if isinstance(threshold, Mapping):
+        return ", ".join(f"{k} {float(v):{fmt}}" for k, v in threshold.items())
+    return f"{float(threshold):{fmt}}"
 
 ModelFn = Callable[["torch.Tensor", Mapping[str, "torch.Tensor"], Mapping[str, "torch.Tensor"]],
                    dict[str, "torch.Tensor"]]

@@ -96,6 +96,10 @@ class FitResult:
     ci_method: dict[str, str] = field(default_factory=dict)
     #: consistent range of an estimated LED threshold (LED-only data), else None
     led_threshold_ci95: tuple[float, float] | None = None
+    #: per-channel thresholds when each LED has its own (then ``led_threshold`` is None)
+    led_thresholds: dict[str, float] | None = None
+    #: False when the data contradict the model itself (see ``warnings``): do not use
+    trusted: bool = True
 
     def predict(self, freq_hz: Any) -> dict[str, np.ndarray]:
         """|H| per channel at ``freq_hz`` for the fitted values."""
@@ -121,6 +125,8 @@ class FitResult:
             "notes": list(self.notes), "ci_method": dict(self.ci_method),
             "led_threshold_ci95": (None if self.led_threshold_ci95 is None
                                    else [num(x) for x in self.led_threshold_ci95]),
+            "led_thresholds": self.led_thresholds,
+            "trusted": bool(self.trusted),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -156,6 +162,9 @@ class FitResult:
             led_threshold_ci95=(None if d.get("led_threshold_ci95") is None
                                 else tuple(math.inf if x is None else float(x)
                                            for x in d["led_threshold_ci95"])),
+            led_thresholds=(None if d.get("led_thresholds") is None
+                            else {k: float(v) for k, v in d["led_thresholds"].items()}),
+            trusted=bool(d.get("trusted", True)),
         )
 
 
@@ -237,6 +246,8 @@ class _Problem:
     warnings: list[str] = field(default_factory=list)
     #: per-LED-row weights (B, n) for padded batches of boards (None: all rows count)
     wt: np.ndarray | None = None
+    #: per-channel fixed thresholds (folded into ``lvl``), or None
+    t_map: dict[str, float] | None = None
 
     @property
     def npar(self) -> int:
@@ -363,7 +374,8 @@ def _rowerror(msg: str, row: int, column: str) -> InputError:
 
 
 def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
-           led_threshold: float | str, prior: Mapping[str, tuple[float, float]] | None,
+           led_threshold: float | Mapping[str, float] | str,
+           prior: Mapping[str, tuple[float, float]] | None,
            fixed: Mapping[str, float] | None, use_gain: bool = True,
            use_led: bool = True) -> _Problem:
     import torch
@@ -442,7 +454,23 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
     ch = torch.from_numpy(np.concatenate([cg, cl]))
     if isinstance(led_threshold, str) and not est:
         raise InputError(f"led_threshold must be a number or 'estimate', got '{led_threshold}'")
-    if not est:
+    t_map: dict[str, float] | None = None
+    if isinstance(led_threshold, Mapping):
+        # one LED per channel, each its own threshold: a per-row offset of log t
+        t_map = {}
+        for c, v in led_threshold.items():
+            if c not in chidx:
+                raise InputError(f"LED threshold for '{c}': not a channel of {circ.name} "
+                                 f"({', '.join(circ.channels)})")
+            t_map[c] = float(v)
+            if not (math.isfinite(t_map[c]) and t_map[c] > 0):
+                raise InputError(f"LED threshold for {c} must be a positive number, got {v}")
+        missing = sorted({circ.channels[c] for c in cl} - set(t_map))
+        if missing:
+            raise InputError(f"no LED threshold for channel {', '.join(missing)}")
+        log_t = 0.0
+        lvl = np.log(np.array([t_map[circ.channels[c]] for c in cl], dtype=float))
+    elif not est:
         t = float(led_threshold)
         if not (math.isfinite(t) and t > 0):
             raise InputError(f"LED threshold must be a positive number, got {led_threshold}")
@@ -471,7 +499,7 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
                     np.log(np.array(gg, dtype=float)), np.where(np.array(yl) > 0, 1.0, -1.0),
                     lvl, log_t, est, np.array(pidx, dtype=int), np.array(pmu), np.array(psig),
                     np.array(fg, dtype=float), np.array(fl, dtype=float),
-                    np.array(cg, dtype=int), np.array(cl, dtype=int), warn)
+                    np.array(cg, dtype=int), np.array(cl, dtype=int), warn, t_map=t_map)
 
 
 # --- starting values -----------------------------------------------------------------
@@ -861,7 +889,7 @@ def _fit_notebook(prob: _Problem, loss: str, init: np.ndarray, lr: float, steps:
 # --- the public API ------------------------------------------------------------------
 
 def fit(data: MeasurementSet, circuit: Circuit | str, *, capacitance: Any = 1e-6,
-        led_threshold: float | str = LED_THRESHOLD, loss: str = "auto",
+        led_threshold: float | Mapping[str, float] | str = LED_THRESHOLD, loss: str = "auto",
         prior: Mapping[str, tuple[float, float]] | None = None,
         fixed: Mapping[str, float] | None = None,
         init: Mapping[str, float] | float | None = None,
@@ -1054,9 +1082,11 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
         t_ci, prof, t_open = _profile_threshold(prob, theta, led_only)
         for k, (lo, hi) in prof.items():
             ci[k] = (min(ci[k][0], lo), max(ci[k][1], hi))
-        notes.append(f"LED threshold t_ref = {math.exp(theta[-1]):.4g} at 0 dBFS (consistent "
-                     f"range {math.exp(t_ci[0]):.4g}..{math.exp(t_ci[1]):.4g}); resistor "
-                     "intervals cover every threshold in that range")
+        notes.append(f"LED threshold t_ref = {math.exp(theta[-1]):.4g} at 0 dBFS, shared by "
+                     f"every LED (consistent range {math.exp(t_ci[0]):.4g}.."
+                     f"{math.exp(t_ci[1]):.4g}); resistor intervals cover every threshold in "
+                     "that range. LEDs of different colors need one threshold each "
+                     "(--led-vf low=V,band=V,high=V)")
         if t_open:
             warns.append("the LED threshold is not pinned down by the data (its consistent "
                          "range reaches the search limit); add switches at another tone level")
@@ -1068,11 +1098,88 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
     if n_rej:
         notes.append(f"{n_rej} LED observation(s) disagree with the fit and were treated as "
                      "noise; intervals use the remaining observations")
+    conflicts = []
+    if t_ci is not None and n_rej and len(led_only) > 1:
+        conflicts = _threshold_conflicts(data, prob, theta, led_only, t_ci, capacitance, prior)
+    if conflicts:
+        warns.append("the LEDs do not switch at one common threshold (" + "; ".join(conflicts)
+                     + f"; all together: {math.exp(t_ci[0]):.4g}..{math.exp(t_ci[1]):.4g}), so "
+                     "resistor values fitted with one estimated threshold are wrong: give "
+                     "each LED's switching voltage (--led-vf low=V,band=V,high=V) or fit "
+                     "amplitudes too (--mode both)")
     res = _result(prob, theta, ci, ci_method, converged, iters, t0, method, "auto",
                   warns, notes)
+    res.trusted = not conflicts
+    if prob.est_t and prob.nl and prob.ng and set(prob.chl.tolist()) <= gain_ch:
+        own = _thresholds_per_led(prob, theta)
+        if max(lo for lo, _ in own.values()) > min(hi for _, hi in own.values()):
+            # no one threshold lets every LED switch where it did: each LED its own
+            res.led_thresholds = {k: math.sqrt(lo * hi) for k, (lo, hi) in own.items()}
+            notes.append("the LEDs switch at different thresholds; t_ref per LED at 0 dBFS "
+                         "(from the fitted gains): " + ", ".join(
+                             f"{k} {math.sqrt(lo * hi):.4g} ({lo:.4g}..{hi:.4g})"
+                             for k, (lo, hi) in own.items()))
     if t_ci is not None:
         res.led_threshold_ci95 = (math.exp(t_ci[0]), math.exp(t_ci[1]))
     return res
+
+
+def _thresholds_per_led(prob: _Problem, theta: np.ndarray
+                        ) -> dict[str, tuple[float, float]]:
+    """Each LED's own threshold range (at 0 dBFS) where gains have fixed the response.
+
+    With |H| known at every LED row the threshold lies in the gap between dark and lit
+    rows of ``log|H| + level``: the gap misclassifying fewest rows. Different LEDs (red,
+    green, blue) have disjoint gaps; a shared estimate would only be their compromise.
+    """
+    p = len(prob.free)
+    L, _ = prob.model.logh(theta[None, :p], prob.omega[prob.ng:], prob.ch[prob.ng:], jac=False)
+    x = L[0] - prob.lvl                       # lit iff log t_ref < x
+    out = {}
+    for c in sorted(set(prob.chl.tolist())):
+        sel = prob.chl == c
+        order = np.argsort(x[sel])
+        xs, lit = x[sel][order], prob.sgn[sel][order] > 0
+        # cut before position i: lit rows below it and dark rows from it on are wrong
+        wrong = np.concatenate([[0], np.cumsum(lit)]) + np.concatenate(
+            [np.cumsum((~lit)[::-1])[::-1], [0]])
+        i = int(np.argmin(wrong))
+        lo = xs[i - 1] if i > 0 else xs[0] - 1.0
+        hi = xs[i] if i < len(xs) else xs[-1] + 1.0
+        out[prob.circ.channels[c]] = (float(math.exp(lo)), float(math.exp(hi)))
+    return out
+
+
+def _threshold_conflicts(data: MeasurementSet, prob: _Problem, theta: np.ndarray,
+                         led_only: list, t_ci: tuple[float, float], capacitance: Any,
+                         prior: Mapping[str, tuple[float, float]] | None) -> list[str]:
+    """Channels whose LED alone needs a threshold outside the shared one's consistent range.
+
+    One shared threshold is the right model for LEDs of one type and the wrong one for a
+    red, a green and a blue LED: then some switches contradict it (they show up as rejected
+    observations). Each channel that switches at two levels is refitted alone, from the
+    shared estimate, with its own threshold; disjoint consistent ranges mean the LEDs
+    differ.
+    """
+    p = len(prob.free)
+    names = prob.circ.channels
+    out = []
+    for ks, chans in led_only:
+        keep = {names[c] for c in chans}
+        sub = MeasurementSet([m for m in data.rows if m.channel in keep], dict(data.meta))
+        own = {prob.free[k] for k in ks}
+        hold = dict(prob.fixed)
+        hold.update({prob.free[k]: math.exp(theta[k]) for k in range(p) if prob.free[k] not in own})
+        try:
+            r = _fit(sub, prob.circ, capacitance, "estimate", "auto", prior, hold,
+                     {n: math.exp(theta[prob.free.index(n)]) for n in own}, None, None,
+                     time.perf_counter())
+        except FitError:
+            continue  # not identifiable alone (switches at one level only)
+        lo, hi = r.led_threshold_ci95 or (0.0, math.inf)
+        if hi < math.exp(t_ci[0]) or lo > math.exp(t_ci[1]):
+            out.append(f"{', '.join(sorted(keep))} alone: {lo:.4g}..{hi:.4g}")
+    return out
 
 
 def _inside(iv: tuple[float, float], th: float, neutral: float) -> float:
@@ -1237,14 +1344,17 @@ def _result(prob: _Problem, theta: np.ndarray, ci: dict[int, tuple[float, float]
     ordered = {r: ci_method.get(r, "none") for r in circ.resistors}
     corner = {r: circ.corner_hz(r, values[r], prob.caps) for r in circ.resistors}
     thr = None
-    if prob.nl or prob.est_t:
-        thr = float(math.exp(theta[len(prob.free)])) if prob.est_t else float(math.exp(prob.log_t))
+    if prob.t_map is not None:
+        pass  # per channel: led_thresholds
+    elif prob.est_t:
+        thr = float(math.exp(theta[len(prob.free)]))
     elif prob.log_t is not None:
         thr = float(math.exp(prob.log_t))
     return FitResult(circuit=circ.name, values=values, ci95=cis, corner_hz=corner,
                      capacitance=dict(prob.caps), converged=bool(converged), iterations=iters,
                      seconds=time.perf_counter() - t0, method=method, loss=loss,
                      led_threshold=thr, led_threshold_estimated=prob.est_t,
+                     led_thresholds=None if prob.t_map is None else dict(prob.t_map),
                      warnings=warns, n_gain=prob.ng, n_led=prob.nl, notes=notes,
                      ci_method=ordered)
 
@@ -1252,7 +1362,8 @@ def _result(prob: _Problem, theta: np.ndarray, ci: dict[int, tuple[float, float]
 # --- many boards at once -------------------------------------------------------------
 
 def fit_many(datasets: Sequence[MeasurementSet], circuit: Circuit | str, *,
-             capacitance: Any = 1e-6, led_threshold: float | str = LED_THRESHOLD,
+             capacitance: Any = 1e-6,
+             led_threshold: float | Mapping[str, float] | str = LED_THRESHOLD,
              **kw: Any) -> list[FitResult]:
     """Fit many boards (same circuit) at once: a batch dimension through the model and a
     block-diagonal LM. Gain-only boards and LED-only boards (fixed threshold) are
@@ -1266,6 +1377,7 @@ def fit_many(datasets: Sequence[MeasurementSet], circuit: Circuit | str, *,
     has_led = [any(_usable(m, "led") for m in d.rows) for d in datasets]
     has_gain = [any(_usable(m, "gain") for m in d.rows) for d in datasets]
     one_by_one = (kw or not datasets or led_threshold == "estimate"
+                  or isinstance(led_threshold, Mapping)
                   or any(g and led for g, led in zip(has_gain, has_led, strict=True)))
     if one_by_one:
         return [fit(d, circ, capacitance=capacitance, led_threshold=led_threshold, **kw)

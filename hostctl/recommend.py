@@ -9,7 +9,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hostctl.circuits import Circuit, capacitances
+from hostctl.circuits import Circuit, Threshold, capacitances, channel_threshold
 from hostctl.errors import InputError
 from hostctl.target import Target
 
@@ -207,7 +207,7 @@ def _switch_points(target: Target, channel: str) -> list[tuple[float, str]]:
 
 
 def led_map(circ: Circuit, values: Mapping[str, float], capacitance: float | Mapping[str, float],
-            threshold: float, freqs=None) -> dict[str, list[tuple[float, float]]]:
+            threshold: Threshold, freqs=None) -> dict[str, list[tuple[float, float]]]:
     """Frequency bands (Hz, 20 Hz-20 kHz) where each channel's LED is lit."""
     import numpy as np
 
@@ -215,7 +215,7 @@ def led_map(circ: Circuit, values: Mapping[str, float], capacitance: float | Map
     resp = circ.response(f, values, capacitance)
     out: dict[str, list[tuple[float, float]]] = {}
     for ch, h in resp.items():
-        lit = h.detach().numpy() > threshold
+        lit = h.detach().numpy() > channel_threshold(threshold, ch)
         bands, start = [], None
         for i, on in enumerate(lit):
             if on and start is None:
@@ -230,7 +230,7 @@ def led_map(circ: Circuit, values: Mapping[str, float], capacitance: float | Map
 
 
 def check_bands(circ: Circuit, values: Mapping[str, float],
-                capacitance: float | Mapping[str, float], threshold: float, target: Target
+                capacitance: float | Mapping[str, float], threshold: Threshold, target: Target
                 ) -> dict[str, dict]:
     """Pass/fail of each channel's predicted LED against the target's on/off bands."""
     import numpy as np
@@ -244,7 +244,7 @@ def check_bands(circ: Circuit, values: Mapping[str, float],
             for lo, hi in bands:
                 f = np.geomspace(lo, hi, 60)
                 h = circ.response(f, values, capacitance)[ch].detach().numpy()
-                lit = h > threshold
+                lit = h > channel_threshold(threshold, ch)
                 if (kind == "on" and not lit.all()) or (kind == "off" and lit.any()):
                     ok = False
         out[ch] = {"pass": ok}
@@ -252,7 +252,7 @@ def check_bands(circ: Circuit, values: Mapping[str, float],
 
 
 def design_for_led(circ: Circuit, target: Target, capacitance: float | Mapping[str, float],
-                   threshold: float, series: str = "E24") -> Design:
+                   threshold: Threshold, series: str = "E24") -> Design:
     """Standard parts whose LEDs switch mid-gap of the target bands at ``threshold``."""
     import numpy as np
     from scipy.optimize import least_squares
@@ -269,7 +269,7 @@ def design_for_led(circ: Circuit, target: Target, capacitance: float | Mapping[s
         r = []
         for ch, f in eqs:
             h = float(circ.response([f], vals, caps)[ch][0])
-            r.append(math.log(max(h, 1e-300)) - math.log(threshold))
+            r.append(math.log(max(h, 1e-300)) - math.log(channel_threshold(threshold, ch)))
         return np.asarray(r)
 
     sol = least_squares(resid, np.log([start[n] for n in names]), method="lm")

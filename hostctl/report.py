@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hostctl.circuits import channel_threshold, format_threshold
 from hostctl.measurements import atomic_write_json
 from hostctl.recommend import format_ohm
 
@@ -20,8 +21,10 @@ def table(res: RunResult) -> str:
     lines = [
         f"circuit {fit.circuit}, mode {res.config.mode}: {res.tones} tones, "
         f"{res.bench_time_s:.1f} s of bench time ({res.wall_time_s:.1f} s wall)",
-        f"LED threshold {res.threshold:.4f} of the tone: {res.threshold_source}",
+        f"LED threshold {format_threshold(res.threshold)} of the tone: {res.threshold_source}",
         f"capacitors {res.capacitance_source}",
+        *([] if fit.trusted else ["NOT TRUSTED: the data contradict this fit's model; do not "
+                                  "buy these parts (see the warning below)"]),
         "",
         f"{'component':<12} {'fitted':>9} {'95% interval':>21} {'±':>6} {'corner':>10}"
         f" {'buy':>7} {'new corner':>11}",
@@ -42,7 +45,9 @@ def table(res: RunResult) -> str:
         verdict = res.bands.get(ch, {}).get("pass")
         mark = "" if verdict is None else ("  PASS" if verdict else "  FAIL")
         lines.append(f"LED {ch:<5} with the recommended parts: {shown}{mark}")
-    lines.append(f"target ({res.config.target.source}): {'PASS' if res.passed else 'FAIL'}")
+    lines.append(f"target ({res.config.target.source}): {'PASS' if res.passed else 'FAIL'}"
+                 + ("" if fit.trusted else " (the fitted values contradict the data: see the "
+                    "warning)"))
     if res.unmet:
         lines.append(f"precision {100 * res.config.precision:g}% not reached for: "
                      f"{', '.join(res.unmet)} (raise --max-tones or check the wiring)")
@@ -90,7 +95,8 @@ def bode(res: RunResult, path: Path) -> None:
                   label="measured")
         ax.loglog(f, fitted[ch], "-", label="fitted")
         ax.loglog(f, built[ch].detach().numpy(), "--", label="recommended build")
-        ax.axhline(res.threshold, color="grey", lw=0.8, ls=":", label="LED threshold")
+        ax.axhline(channel_threshold(res.threshold, ch), color="grey", lw=0.8, ls=":",
+                   label="LED threshold")
         for lo, hi in res.config.target.bands.get(ch, {}).get("on", []):
             ax.axvspan(lo, hi, color="green", alpha=0.08)
         for c in res.config.target.corners.get(ch, ()):

@@ -176,9 +176,12 @@ def test_each_measure_heard_the_tone_hostctl_played_for_it(chain: dict) -> None:
     tones: list[float] = []
     for h, _ in heard[1:]:
         f = float(h.split()[0])
-        if not tones or abs(f / tones[-1] - 1) > 1e-5:      # repeats: re-measures, ref checks
+        # repeats are re-measures and reference checks; the bench's sine fit of a short
+        # recorded stretch is good to ~1e-4 (seen: 246.62 Hz heard for 246.6 Hz), while
+        # distinct tones of a run differ by far more than 5e-4
+        if not tones or abs(f / tones[-1] - 1) > 5e-4:
             tones.append(f)
-    assert tones == pytest.approx([1000.0, *played], rel=1e-5)
+    assert tones == pytest.approx([1000.0, *played], rel=5e-4)
     levels = [float(lv) for h, lv in heard[1:]]
     assert max(abs(lv + 6.0) for lv in levels) < 0.01
 

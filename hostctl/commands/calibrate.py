@@ -14,6 +14,7 @@ from hostctl.circuits import CIRCUITS
 from hostctl.commands.options import (
     capacitance_option,
     parse_capacitance,
+    parse_per_led,
     parse_values,
     series_option,
 )
@@ -70,10 +71,13 @@ def _progress(done: int, budget: int, f: float, worst: float, name: str) -> None
 @click.option("--level-cap", type=float, default=-6.0, show_default=True,
               help="Never play louder than this (dBFS); protects the circuit and your ears.")
 @click.option("--window-ms", type=click.IntRange(10, 5000), default=200, show_default=True)
-@click.option("--led-threshold", type=float, default=None,
-              help="LED threshold on |H| at --level (default: measured).")
-@click.option("--led-vf", type=float, default=None,
-              help="LED switching voltage (V): threshold from the measured reference amplitude.")
+@click.option("--led-threshold", default=None,
+              help="LED threshold on |H| at --level, one or per LED: low=0.5,band=0.6,high=0.8 "
+                   "(default: measured).")
+@click.option("--led-vf", default=None,
+              help="LED switching voltage (V), one or per LED (LEDs of different colors): "
+                   "low=1.8,band=2.0,high=2.9; the threshold follows from the measured "
+                   "reference amplitude.")
 @click.option("--out", "out_dir", default=None, help="Session folder (default: a new one).")
 @click.option("--resume", "resume_dir", default=None, help="Continue the session in DIR.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout.")
@@ -101,7 +105,10 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
                               installed=parse_values(installed, "--installed"),
                               capacitance=parse_capacitance(capacitance),
                               level_dbfs=level_dbfs, window_ms=window_ms,
-                              led_threshold=led_threshold, led_vf=led_vf)
+                              led_threshold=None if led_threshold is None else parse_per_led(
+                                  led_threshold, "--led-threshold", 0, 1, ""),
+                              led_vf=None if led_vf is None else parse_per_led(
+                                  led_vf, "--led-vf", 0, 5, " V"))
     if level_dbfs > level_cap:
         raise InputError(f"--level {level_dbfs:g} dBFS is above the level cap {level_cap:g} dBFS "
                          "(raise --level-cap if you mean it)")

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from hostctl.circuits import CIRCUITS, get_circuit
-from hostctl.commands.options import parse_capacitance, parse_values
+from hostctl.commands.options import parse_capacitance, parse_per_led, parse_values
 from hostctl.errors import FitError, InputError
 from hostctl.measurements import MeasurementSet
 
@@ -31,9 +31,11 @@ def _data_lines(path: str) -> list[int]:
 DEFAULT_THRESHOLD_TEXT = "0.7071067811865476"
 
 
-def _threshold(text: str) -> float | str:
+def _threshold(text: str) -> float | dict[str, float] | str:
     if text.strip().lower() == "estimate":
         return "estimate"
+    if "=" in text:  # one per LED: low=0.5,band=0.6,high=0.8 (channels checked by the fit)
+        return parse_per_led(text, "--led-threshold", 0, math.inf, "")
     try:
         t = float(text)
     except ValueError:
@@ -111,8 +113,9 @@ def _fmt(v: float) -> str:
               help="Farads for every section, or C_low=1e-6,C_high=2.2e-6. Default: the "
                    "file's '# capacitance:' line, else 1e-6.")
 @click.option("--led-threshold", "led_threshold", default=DEFAULT_THRESHOLD_TEXT,
-              show_default="1/sqrt(2)", help="|H| at which an LED lights, or 'estimate' "
-                                             "(needs level_dbfs rows).")
+              show_default="1/sqrt(2)",
+              help="|H| at which an LED lights, one for all or per LED (low=0.5,band=0.6,"
+                   "high=0.8), or 'estimate' (needs level_dbfs rows).")
 @click.option("--series", default="E24", show_default=True,
               help="Standard series for the recommended part: E12, E24, E96.")
 @click.option("--loss", default="auto", show_default=True,
@@ -209,6 +212,7 @@ def _emit(res, series: str, as_json: bool) -> None:
                     "warnings": res.warnings, "notes": res.notes,
                     "led_threshold": res.led_threshold,
                     "led_threshold_estimated": res.led_threshold_estimated,
+                    "led_thresholds": res.led_thresholds,
                     "n_gain": res.n_gain, "n_led": res.n_led,
                     "capacitance_f": res.capacitance},
         }

@@ -56,6 +56,41 @@ def parse_values(text: str, option: str) -> dict[str, float]:
     return out
 
 
+def parse_per_led(text: str, option: str, lo: float, hi: float, unit: str
+                  ) -> float | dict[str, float]:
+    """``0.3`` for every LED, or ``low=0.25,band=0.3,high=0.4`` per channel's LED."""
+    def num(s: str, what: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise InputError(f"{option}: '{s}' is not a number ({what})") from None
+        if not (lo < v < hi):
+            raise InputError(f"{option}: {what} must be in ({lo:g}, {hi:g}){unit}, got {s}")
+        return v
+
+    text = str(text).strip()
+    if "=" not in text:
+        return num(text, "value")
+    out: dict[str, float] = {}
+    for part in [p for p in text.split(",") if p.strip()]:
+        if "=" not in part:
+            raise InputError(f"{option}: '{part}' should be CHANNEL=VALUE (e.g. low=0.3)")
+        k, v = (s.strip() for s in part.split("=", 1))
+        if k in out:
+            raise InputError(f"{option}: channel '{k}' given twice")
+        out[k] = num(v, k)
+    return out
+
+
+def format_per_led(value: float | dict[str, float] | None) -> str:
+    """The session-header form that :func:`parse_per_led` reads back."""
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v!r}" for k, v in value.items())
+    return repr(value)
+
+
 def _check_series(ctx: click.Context, param: click.Parameter, value: str) -> str:
     series_info(value)
     return value.upper()

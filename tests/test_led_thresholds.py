@@ -1,0 +1,163 @@
+"""LEDs of different colors: one threshold per LED, given or measured, and a shared estimate
+that says so when the LEDs do not share it (instead of printing wrong resistor values)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hostctl import calibrate
+from hostctl.audio import SimToneOutput
+from hostctl.circuits import NOTEBOOK_VALUES, get_circuit
+from hostctl.cli import invoke
+from hostctl.device import open_probe
+from hostctl.errors import InputError
+from hostctl.fit import FitResult, fit
+from hostctl.measurements import Measurement, MeasurementSet
+from hostctl.recommend import check_bands
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from make_notebook_data import tones  # noqa: E402
+
+RGB = {"low": 0.25, "band": 0.3, "high": 0.4}   # thresholds at 0 dBFS, as on sims/boards/rgb
+
+
+def _led_rows(levels, thresholds, gains=False, n=400, dense=False):
+    """Noise-free LED (and optionally gain) rows of the notebook's color organ; ``dense``:
+    a 0.5 % grid over 20 Hz-20 kHz, as fine as a calibration's bisections."""
+    circ = get_circuit("color-organ")
+    f = np.geomspace(20.0, 20000.0, 1400) if dense else tones(3, n)
+    H = {k: v.numpy() for k, v in circ.response(f, NOTEBOOK_VALUES).items()}
+    rows = []
+    for lv in levels:
+        for c in circ.channels:
+            for i, fi in enumerate(f):
+                lit = int(H[c][i] * 10 ** (lv / 20) > thresholds[c])
+                rows.append(Measurement(float(fi), c, led=lit, level_dbfs=lv,
+                                        gain=float(H[c][i]) if gains else None))
+    return MeasurementSet(rows)
+
+
+def test_given_threshold_per_led_recovers_every_resistor():
+    ms = _led_rows([0.0], RGB)
+    res = fit(ms, "color-organ", led_threshold=RGB)
+    assert res.led_thresholds == RGB and res.led_threshold is None and res.trusted
+    for r, v in NOTEBOOK_VALUES.items():
+        lo, hi = res.ci95[r]
+        assert lo <= v <= hi and hi / lo < 1.1, (r, lo, v, hi)
+    # one threshold for all three LEDs misplaces the low and high sections
+    one = fit(ms, "color-organ", led_threshold=0.3)
+    assert abs(one.values["R_low"] / NOTEBOOK_VALUES["R_low"] - 1) > 0.15
+    assert FitResult.from_json(json.loads(json.dumps(res.to_json()))).led_thresholds == RGB
+
+
+@pytest.mark.parametrize("thr,msg", [
+    ({"low": 0.3, "band": 0.3}, "no LED threshold for channel high"),
+    ({**RGB, "mid": 0.3}, "'mid': not a channel"),
+    ({**RGB, "low": -1.0}, "low must be a positive")])
+def test_bad_threshold_per_led_is_named(thr, msg):
+    with pytest.raises(InputError, match=msg):
+        fit(_led_rows([0.0], RGB, n=50), "color-organ", led_threshold=thr)
+
+
+def test_shared_estimate_flags_leds_that_differ():
+    # coarse data cannot tell (the switches at two levels move by 1 % between a 0.25 and a
+    # 0.3 threshold); the answer is then conditional on one shared threshold, and says so
+    coarse = fit(_led_rows([0.0, -2.0], RGB), "color-organ", led_threshold="estimate")
+    assert any("shared by every LED" in n for n in coarse.notes), coarse.notes
+    res = fit(_led_rows([0.0, -2.0], RGB, dense=True), "color-organ", led_threshold="estimate")
+    assert not res.trusted
+    assert any("do not switch at one common threshold" in w and "--led-vf" in w
+               for w in res.warnings), res.warnings
+    same = {c: 0.3 for c in RGB}
+    ok = fit(_led_rows([0.0, -2.0], same, dense=True), "color-organ", led_threshold="estimate")
+    assert ok.trusted and not ok.warnings
+    lo, hi = ok.led_threshold_ci95
+    assert lo <= 0.3 <= hi
+    for r, v in NOTEBOOK_VALUES.items():
+        assert abs(ok.values[r] / v - 1) < 0.01, r
+
+
+def test_gains_give_each_led_its_own_threshold():
+    res = fit(_led_rows([-6.0], RGB, gains=True, n=200), "color-organ", led_threshold="estimate")
+    assert set(res.led_thresholds) == set(RGB)
+    for c, t in RGB.items():  # the gap between dark and lit tones: a few percent
+        assert abs(res.led_thresholds[c] / t - 1) < 0.05, (c, res.led_thresholds)
+    same = fit(_led_rows([-6.0], {c: 0.3 for c in RGB}, gains=True, n=200), "color-organ",
+               led_threshold="estimate")
+    assert same.led_thresholds is None and abs(same.led_threshold / 0.3 - 1) < 0.02
+
+
+# --- against the virtual bench's RGB board -------------------------------------------------
+
+def _run(tmp_path, mode, **kw):
+    with open_probe("sim://?board=rgb&seed=4") as p:
+        b = p.serial.bench
+        cfg = calibrate.RunConfig(mode=mode, circuit=b.circuit.name,
+                                  installed=dict(b.board.resistors),
+                                  capacitance=dict(b.board.capacitance_f), **kw)
+        res = calibrate.run(p, SimToneOutput(b), cfg, tmp_path / mode)
+    true_thr = {c: b.led_threshold_v(i) / b.amplitude_v(res.config.level_dbfs)
+                for i, c in enumerate(b.circuit.channels)}
+    errs = [res.fit.corner_hz[r] * 2 * math.pi * b.true_values[r] * b.true_capacitances[r] - 1
+            for r in res.fit.values]
+    built = check_bands(b.circuit, res.design.values, b.true_capacitances, true_thr,
+                        res.config.target)
+    return res, true_thr, max(abs(e) for e in errs), built
+
+
+def test_rgb_board_led_mode_with_each_leds_voltage(tmp_path):
+    res, true_thr, err, built = _run(tmp_path, "led", led_vf=dict(RGB), max_tones=80)
+    assert res.tones <= 80 and err < 0.01
+    assert set(res.threshold) == set(RGB)
+    for c, t in true_thr.items():
+        assert res.threshold[c] == pytest.approx(t, rel=0.005)
+    assert res.passed and all(v["pass"] for v in built.values()), built
+    # the session header carries the per-LED voltages: an offline refit agrees exactly
+    code, err, out = invoke(["fit", res.session, "--json"])
+    assert code == 0, err
+    assert json.loads(out)["fit"]["led_thresholds"] == pytest.approx(res.threshold)
+
+
+def test_rgb_board_led_mode_estimate_refuses_to_pass(tmp_path):
+    res, _, err, _ = _run(tmp_path, "led", max_tones=80)
+    assert err > 0.05                    # one shared threshold cannot fit these LEDs ...
+    assert not res.fit.trusted and not res.passed       # ... and the run says so
+    assert any("--led-vf low=V" in w for w in res.fit.warnings)
+
+
+def test_rgb_board_both_mode_measures_each_threshold(tmp_path):
+    res, true_thr, err, built = _run(tmp_path, "both")
+    assert err < 0.01 and res.fit.trusted
+    assert isinstance(res.threshold, dict)
+    for c, t in true_thr.items():
+        assert res.threshold[c] == pytest.approx(t, rel=0.15), (c, res.threshold)
+    assert res.passed and all(v["pass"] for v in built.values()), built
+
+
+def test_cli_per_led_voltage_errors_are_one_line(tmp_path):
+    for arg, msg in (("low=0.3,band=0.2", "no value for channel high"),
+                     ("low=0.3,band=x,high=0.2", "'x' is not a number"),
+                     ("low=0.3,mid=0.2,high=0.2", "'mid' is not a channel"),
+                     ("low=0.3,low=0.2", "given twice")):
+        code, err, out = invoke(["calibrate", "--sim", "rgb", "--led-vf", arg, "--out",
+                                 str(tmp_path / "x")])
+        assert code == 2 and not out, (code, out)
+        lines = [s for s in err.splitlines() if s.strip()]
+        assert len(lines) == 1 and msg in lines[0], err
+        assert not (tmp_path / "x").exists()
+
+
+def test_cli_led_mode_estimate_on_rgb_exits_1_with_the_reason(tmp_path):
+    code, err, out = invoke(["calibrate", "--sim", "rgb", "--seed", "4", "--mode", "led",
+                             "--no-plot", "--out", str(tmp_path / "run")])
+    assert code == 1, err
+    assert "NOT TRUSTED" in out and "one common threshold" in out
+    rep = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert rep["pass"] is False and rep["fit"]["trusted"] is False
+    assert np.isfinite(rep["fit"]["values"]["R_low"])
