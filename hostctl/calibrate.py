@@ -25,7 +25,7 @@ from hostctl.circuits import (
     format_threshold,
     get_circuit,
 )
-from hostctl.commands.options import format_per_led
+from hostctl.commands.options import check_per_led, format_per_led
 from hostctl.errors import AudioError, DeviceError, FitError, InputError
 from hostctl.measure import CHANNELS, Floor, readings_from
 from hostctl.measurements import Measurement, MeasurementSet
@@ -83,8 +83,8 @@ class RunConfig:
         if not (-60 <= self.level_dbfs <= 0):
             raise InputError(f"level {self.level_dbfs} dBFS is outside -60..0")
         circ = get_circuit(self.circuit)
-        _check_per_led(self.led_threshold, "--led-threshold", 0, 1, "", circ)
-        _check_per_led(self.led_vf, "--led-vf", 0, 5, " V", circ)
+        check_per_led(self.led_threshold, "--led-threshold", 0, 1, "", circ)
+        check_per_led(self.led_vf, "--led-vf", 0, 5, " V", circ)
         for k, v in self.installed.items():
             if k not in circ.resistors:
                 raise InputError(f"--installed: '{k}' is not a resistor of {circ.name} "
@@ -110,25 +110,6 @@ class RunConfig:
             "led_threshold": format_per_led(self.led_threshold),
             "led_vf": format_per_led(self.led_vf),
         }
-
-
-def _check_per_led(value: float | dict[str, float] | None, option: str, lo: float, hi: float,
-                   unit: str, circ: Circuit) -> None:
-    """One value for every LED, or one for each of the circuit's channels."""
-    if value is None:
-        return
-    items = value.items() if isinstance(value, dict) else [("value", value)]
-    for k, v in items:
-        if isinstance(value, dict) and k not in circ.channels:
-            raise InputError(f"{option}: '{k}' is not a channel of {circ.name} "
-                             f"({', '.join(circ.channels)})")
-        if not (lo < v < hi):
-            raise InputError(f"{option}: {k} must be in ({lo:g}, {hi:g}){unit}, got {v}")
-    if isinstance(value, dict):
-        missing = [c for c in circ.channels if c not in value]
-        if missing:
-            raise InputError(f"{option}: no value for channel {', '.join(missing)} (give one "
-                             f"for each of {', '.join(circ.channels)}, or one for all)")
 
 
 @dataclass

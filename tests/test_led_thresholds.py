@@ -161,3 +161,25 @@ def test_cli_led_mode_estimate_on_rgb_exits_1_with_the_reason(tmp_path):
     rep = json.loads((tmp_path / "run" / "report.json").read_text())
     assert rep["pass"] is False and rep["fit"]["trusted"] is False
     assert np.isfinite(rep["fit"]["values"]["R_low"])
+
+
+def test_design_for_leds_of_different_colors():
+    thr = {"low": 0.5, "band": 0.6, "high": 0.8}
+    code, err, out = invoke(["design", "--led-threshold", "low=0.5,band=0.6,high=0.8",
+                             "--json"])
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["led_threshold"] == thr
+    assert all(v["pass"] for v in d["target_check"].values()), d["target_check"]
+    # the parts really give those bands (checked here, not taken from the command)
+    circ = get_circuit("color-organ")
+    parts = {r: p["value_ohm"] for r, p in d["parts"].items()}
+    from hostctl.target import default_target
+    assert all(v["pass"] for v in check_bands(circ, parts, 1e-6, thr, default_target()).values())
+    # the corner design (LEDs at 1/sqrt(2)) misses with these LEDs: the option matters
+    code, _, out = invoke(["design", "--json"])
+    corner = {r: p["value_ohm"] for r, p in json.loads(out)["parts"].items()}
+    checks = check_bands(circ, corner, 1e-6, thr, default_target())
+    assert not all(v["pass"] for v in checks.values()), checks
+    code, err, _ = invoke(["design", "--led-threshold", "low=0.5"])
+    assert code == 2 and "no value for channel band, high" in err

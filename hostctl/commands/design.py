@@ -6,9 +6,15 @@ import json
 
 import click
 
-from hostctl.circuits import CIRCUITS, get_circuit
-from hostctl.commands.options import capacitance_option, parse_capacitance, series_option
-from hostctl.recommend import design, format_ohm
+from hostctl.circuits import CIRCUITS, LED_THRESHOLD, format_threshold, get_circuit
+from hostctl.commands.options import (
+    capacitance_option,
+    check_per_led,
+    parse_capacitance,
+    parse_per_led,
+    series_option,
+)
+from hostctl.recommend import check_bands, design, design_for_led, format_ohm, led_map
 from hostctl.target import load_target
 
 
@@ -19,20 +25,37 @@ from hostctl.target import load_target
               help=f"Circuit preset ({', '.join(CIRCUITS)}).")
 @capacitance_option
 @series_option
+@click.option("--led-threshold", default=None,
+              help="|H| at which the LEDs light at your tone level, one or per LED "
+                   "(low=0.5,band=0.6,high=0.8; e.g. from `hostctl calibrate`): parts are "
+                   "then chosen so each LED switches mid-gap of the target's LED bands. "
+                   "Default: design the corners (LEDs at 1/sqrt(2)).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 def command(target_file: str | None, circuit_name: str, capacitance: str, series: str,
-            as_json: bool) -> None:
+            led_threshold: str | None, as_json: bool) -> None:
     """Standard resistors that meet a target with the given capacitors."""
     circ = get_circuit(circuit_name)
     caps = parse_capacitance(capacitance)
     tgt = load_target(target_file)
-    d = design(circ, tgt, caps, series)
+    thr = LED_THRESHOLD
+    if led_threshold is not None:
+        thr = parse_per_led(led_threshold, "--led-threshold", 0, 1, "")
+        check_per_led(thr, "--led-threshold", 0, 1, "", circ)
+    by_led = led_threshold is not None and bool(tgt.bands)
+    d = design_for_led(circ, tgt, caps, thr, series) if by_led else design(circ, tgt, caps,
+                                                                          series)
+    lmap = led_map(circ, d.values, caps, thr)
+    checks = check_bands(circ, d.values, caps, thr, tgt)
     if as_json:
         out = d.to_json()
         out["target"] = tgt.to_json()
+        out["led_threshold"] = thr
+        out["predicted_led_bands_hz"] = {k: [list(b) for b in v] for k, v in lmap.items()}
+        out["target_check"] = checks
         click.echo(json.dumps(out, indent=2))
         return
-    click.echo(f"target: {tgt.source}; circuit {circ.name}; series {d.series}")
+    click.echo(f"target: {tgt.source}; circuit {circ.name}; series {d.series}; "
+               f"{'LED switches' if by_led else 'corners'} designed")
     click.echo(f"{'component':<12} {'ideal':>10} {'part':>8} {'corner':>11} {'error':>7}  pair")
     for r, p in d.parts.items():
         pair = ""
@@ -40,3 +63,9 @@ def command(target_file: str | None, circuit_name: str, capacitance: str, series
             pair = f"{p.pair.text} = {format_ohm(p.pair.value_ohm)} -> {p.pair_corner_hz:.1f} Hz"
         click.echo(f"{r:<12} {p.ideal_ohm:>10.2f} {format_ohm(p.value_ohm):>8} "
                    f"{p.corner_hz:>8.1f} Hz {100 * p.corner_error:>+6.2f}%  {pair}")
+    click.echo(f"LED threshold {format_threshold(thr)} of the tone")
+    for ch, bands in lmap.items():
+        shown = ", ".join(f"{a:.0f}-{b:.0f} Hz" for a, b in bands) or "never lit"
+        verdict = checks.get(ch, {}).get("pass")
+        mark = "" if verdict is None else ("  PASS" if verdict else "  FAIL")
+        click.echo(f"LED {ch:<5} lit {shown}{mark}")

@@ -6,6 +6,7 @@ import math
 
 import click
 
+from hostctl.circuits import Circuit
 from hostctl.errors import InputError
 from hostctl.recommend import series_info
 
@@ -89,6 +90,25 @@ def format_per_led(value: float | dict[str, float] | None) -> str:
     if isinstance(value, dict):
         return ",".join(f"{k}={v!r}" for k, v in value.items())
     return repr(value)
+
+
+def check_per_led(value: float | dict[str, float] | None, option: str, lo: float, hi: float,
+                   unit: str, circ: Circuit) -> None:
+    """One value for every LED, or one for each of the circuit's channels."""
+    if value is None:
+        return
+    items = value.items() if isinstance(value, dict) else [("value", value)]
+    for k, v in items:
+        if isinstance(value, dict) and k not in circ.channels:
+            raise InputError(f"{option}: '{k}' is not a channel of {circ.name} "
+                             f"({', '.join(circ.channels)})")
+        if not (lo < v < hi):
+            raise InputError(f"{option}: {k} must be in ({lo:g}, {hi:g}){unit}, got {v}")
+    if isinstance(value, dict):
+        missing = [c for c in circ.channels if c not in value]
+        if missing:
+            raise InputError(f"{option}: no value for channel {', '.join(missing)} (give one "
+                             f"for each of {', '.join(circ.channels)}, or one for all)")
 
 
 def _check_series(ctx: click.Context, param: click.Parameter, value: str) -> str:
