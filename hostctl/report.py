@@ -40,11 +40,7 @@ def table(res: RunResult) -> str:
         if part and part.pair is not None:
             lines.append(f"{'':<12} or {part.pair.text} = {format_ohm(part.pair.value_ohm)}")
     lines.append("")
-    for ch, bands in res.led_map.items():
-        shown = ", ".join(f"{a:.0f}-{b:.0f} Hz" for a, b in bands) or "never lit"
-        verdict = res.bands.get(ch, {}).get("pass")
-        mark = "" if verdict is None else ("  PASS" if verdict else "  FAIL")
-        lines.append(f"LED {ch:<5} with the recommended parts: {shown}{mark}")
+    lines += led_lines(res.led_map, res.bands, "with the recommended parts: ")
     lines.append(f"target ({res.config.target.source}): {'PASS' if res.passed else 'FAIL'}"
                  + ("" if fit.trusted else " (the fitted values contradict the data: see the "
                     "warning)"))
@@ -57,6 +53,18 @@ def table(res: RunResult) -> str:
         lines.append(f"note: {p}")
     lines.append(f"session: {res.session}")
     return "\n".join(lines)
+
+
+def led_lines(lmap: dict[str, list[tuple[float, float]]], checks: dict[str, dict],
+              say: str) -> list[str]:
+    """One line per LED: where it is lit, and PASS/FAIL where the target has bands."""
+    out = []
+    for ch, bands in lmap.items():
+        shown = ", ".join(f"{a:.0f}-{b:.0f} Hz" for a, b in bands) or "never lit"
+        verdict = checks.get(ch, {}).get("pass")
+        mark = "" if verdict is None else ("  PASS" if verdict else "  FAIL")
+        out.append(f"LED {ch:<5} {say}{shown}{mark}")
+    return out
 
 
 def write(res: RunResult, out_dir: str | Path, *, plot: bool = True) -> list[str]:

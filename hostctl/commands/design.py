@@ -15,6 +15,7 @@ from hostctl.commands.options import (
     series_option,
 )
 from hostctl.recommend import check_bands, design, design_for_led, format_ohm, led_map
+from hostctl.report import led_lines
 from hostctl.target import load_target
 
 
@@ -64,8 +65,5 @@ def command(target_file: str | None, circuit_name: str, capacitance: str, series
         click.echo(f"{r:<12} {p.ideal_ohm:>10.2f} {format_ohm(p.value_ohm):>8} "
                    f"{p.corner_hz:>8.1f} Hz {100 * p.corner_error:>+6.2f}%  {pair}")
     click.echo(f"LED threshold {format_threshold(thr)} of the tone")
-    for ch, bands in lmap.items():
-        shown = ", ".join(f"{a:.0f}-{b:.0f} Hz" for a, b in bands) or "never lit"
-        verdict = checks.get(ch, {}).get("pass")
-        mark = "" if verdict is None else ("  PASS" if verdict else "  FAIL")
-        click.echo(f"LED {ch:<5} lit {shown}{mark}")
+    for line in led_lines(lmap, checks, "lit "):
+        click.echo(line)
