@@ -330,7 +330,9 @@ class _Run:
                 if m.level_dbfs is not None}
 
     def levels(self) -> list[float]:
-        if self.cfg.mode == "gain" or self.cfg.led_threshold is not None or self.cfg.led_vf:
+        """A second tone level only where it is needed: LED data alone with an unknown
+        threshold (in both mode the gains fix |H| and one level gives each LED's)."""
+        if self.cfg.mode != "led" or self.cfg.led_threshold is not None or self.cfg.led_vf:
             return [self.level]
         return [self.level, self.level + SECOND_LEVEL_DB]
 
@@ -381,6 +383,27 @@ class _Run:
             self.take(tone.frequency_hz, tone.level_dbfs)
             result = self.fit()
             self.report_progress(tone.frequency_hz, result)
+        if result.led_thresholds_ci95:
+            result = self.refine_thresholds(result)
+        return result
+
+    def refine_thresholds(self, result: FitResult) -> FitResult:
+        """Both mode: split LED switches until each LED's threshold is known to the precision
+        (the recommendation's LED bands depend on it as much as on the parts)."""
+        while self.n_tones() < self.cfg.tone_budget and result.led_thresholds_ci95:
+            wide = {ch: (0.5 * math.log(hi / lo) if lo > 0 and math.isfinite(hi) else math.inf)
+                    for ch, (lo, hi) in result.led_thresholds_ci95.items()}
+            todo = [ch for ch, w in wide.items() if not w <= self.cfg.precision]
+            if not todo:
+                break
+            rows = [m for m in self.data.rows if m.channel in todo]
+            t = plan.next_led_tone(rows, 1e-4, self.tone)
+            if t is None or (t.frequency_hz, t.level_dbfs) in self.tones_done():
+                break
+            self.take(t.frequency_hz, t.level_dbfs)
+            result = self.fit()
+            name = max(todo, key=lambda ch: wide[ch])
+            self.report_progress(t.frequency_hz, worst=wide[name], name=f"LED {name}")
         return result
 
     def refine_led(self) -> FitResult:
@@ -445,6 +468,9 @@ def led_threshold_for(cfg: RunConfig, data: MeasurementSet, level: float
                      f"measured reference amplitude {a:.3f} V peak")
     if cfg.mode == "gain":
         return LED_THRESHOLD, "assumed 1/sqrt(2) (gain mode; pass --led-vf for your LEDs)"
+    if cfg.mode == "both":
+        return "estimate-each", (f"measured for each LED: the fitted gains and its switches "
+                                 f"at {level:g} dBFS")
     return "estimate", (f"estimated from LED switches at {level:g} and "
                         f"{level + SECOND_LEVEL_DB:g} dBFS")
 
@@ -455,7 +481,7 @@ def fit_session(cfg: RunConfig, data: MeasurementSet, level: float) -> FitResult
     from hostctl.fit import fit
 
     thr, _ = led_threshold_for(cfg, data, level)
-    keep_level = thr == "estimate"
+    keep_level = thr in ("estimate", "estimate-each")
     rows: list[Measurement] = []
     for m in data.rows:
         g = m.gain if (cfg.mode != "led" and m.gain_usable) else None
@@ -465,7 +491,7 @@ def fit_session(cfg: RunConfig, data: MeasurementSet, level: float) -> FitResult
                                     level_dbfs=m.level_dbfs if keep_level else None))
     return fit(MeasurementSet(rows, dict(data.meta)), get_circuit(cfg.circuit),
                capacitance=cfg.capacitance,
-               led_threshold="estimate" if keep_level else thr)
+               led_threshold=thr)
 
 
 def refit(data: MeasurementSet) -> FitResult:
@@ -509,10 +535,10 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
         r.close()
     circ = r.circ
     thr_val, thr_src = r.threshold()
-    if thr_val == "estimate" and result.led_thresholds:
+    if thr_val in ("estimate", "estimate-each") and result.led_thresholds:
         thr = {k: v / 10 ** (r.level / 20) for k, v in result.led_thresholds.items()}
-        thr_src = (f"{thr_src}, each LED its own, from the fitted gains (at {r.level:g} "
-                   "dBFS)")
+        if thr_val == "estimate":
+            thr_src = f"{thr_src}; they differ, so each LED its own, from the fitted gains"
     elif thr_val == "estimate":
         thr = (result.led_threshold or LED_THRESHOLD) / 10 ** (r.level / 20)
         thr_src = f"{thr_src} (t = {thr:.4f} at {r.level:g} dBFS)"

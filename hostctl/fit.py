@@ -100,6 +100,8 @@ class FitResult:
     led_thresholds: dict[str, float] | None = None
     #: False when the data contradict the model itself (see ``warnings``): do not use
     trusted: bool = True
+    #: consistent range of each LED's threshold ("estimate-each"), else None
+    led_thresholds_ci95: dict[str, tuple[float, float]] | None = None
 
     def predict(self, freq_hz: Any) -> dict[str, np.ndarray]:
         """|H| per channel at ``freq_hz`` for the fitted values."""
@@ -127,6 +129,9 @@ class FitResult:
                                    else [num(x) for x in self.led_threshold_ci95]),
             "led_thresholds": self.led_thresholds,
             "trusted": bool(self.trusted),
+            "led_thresholds_ci95": (None if self.led_thresholds_ci95 is None else
+                                    {k: [num(lo), num(hi)]
+                                     for k, (lo, hi) in self.led_thresholds_ci95.items()}),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -165,6 +170,9 @@ class FitResult:
             led_thresholds=(None if d.get("led_thresholds") is None
                             else {k: float(v) for k, v in d["led_thresholds"].items()}),
             trusted=bool(d.get("trusted", True)),
+            led_thresholds_ci95=(None if d.get("led_thresholds_ci95") is None else
+                                 {k: (float(lo), math.inf if hi is None else float(hi))
+                                  for k, (lo, hi) in d["led_thresholds_ci95"].items()}),
         )
 
 
@@ -932,6 +940,11 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
     if loss not in LOSSES:
         raise InputError(f"unknown loss '{loss}' (known: {', '.join(LOSSES)})")
     caps = capacitances(circ, capacitance)
+    if led_threshold == "estimate-each":
+        if loss != "auto":
+            raise InputError("the notebook losses use a fixed LED threshold; do not combine "
+                             "them with --led-threshold estimate-each")
+        return _fit_each(data, circ, capacitance, prior, fixed, init, t0)
     prob = _build(data, circ, caps, led_threshold, prior, fixed)
     warns = list(prob.warnings)
     notes: list[str] = []
@@ -1144,10 +1157,58 @@ def _thresholds_per_led(prob: _Problem, theta: np.ndarray
         wrong = np.concatenate([[0], np.cumsum(lit)]) + np.concatenate(
             [np.cumsum((~lit)[::-1])[::-1], [0]])
         i = int(np.argmin(wrong))
-        lo = xs[i - 1] if i > 0 else xs[0] - 1.0
-        hi = xs[i] if i < len(xs) else xs[-1] + 1.0
-        out[prob.circ.channels[c]] = (float(math.exp(lo)), float(math.exp(hi)))
+        lo = float(math.exp(xs[i - 1])) if i > 0 else 0.0          # never lit: open below
+        hi = float(math.exp(xs[i])) if i < len(xs) else math.inf   # always lit: open above
+        out[prob.circ.channels[c]] = (lo, hi)
     return out
+
+
+def _fit_each(data: MeasurementSet, circ: Circuit, capacitance: Any,
+              prior: Mapping[str, tuple[float, float]] | None,
+              fixed: Mapping[str, float] | None, init: Any, t0: float) -> FitResult:
+    """One threshold per LED (a red, a green and a blue LED differ), measured where gains
+    fix the response: the components from the gains alone, then each LED's threshold from
+    the gap between its dark and lit tones (:func:`_thresholds_per_led`)."""
+    from dataclasses import replace
+
+    gain_rows = [replace(m, led=None) for m in data.rows if m.gain is not None]
+    led_rows = [replace(m, gain=None) for m in data.rows if m.led is not None]
+    if not gain_rows:
+        raise FitError("estimating one threshold per LED needs gain data on the LED channels "
+                       "(--mode both); with LED data only give each LED's threshold or "
+                       "voltage, or estimate one shared threshold")
+    res = _fit(MeasurementSet(gain_rows, dict(data.meta)), circ, capacitance, LED_THRESHOLD,
+               "auto", prior, fixed, init, None, None, t0)
+    if not led_rows:
+        return res
+    prob = _build(MeasurementSet(led_rows, dict(data.meta)), circ, res.capacitance,
+                  "estimate", None, fixed)
+    missing = sorted({circ.channels[c] for c in prob.chl} - {m.channel for m in gain_rows
+                                                            if m.gain_usable})
+    if missing:
+        raise FitError(f"no usable gain data on channel {', '.join(missing)}: its LED's "
+                       "threshold cannot be measured from its switches alone")
+    theta = np.log([res.values[r] for r in prob.free])
+    ranges = _thresholds_per_led(prob, theta)
+    res.led_threshold, res.led_threshold_estimated = None, True
+    res.led_thresholds = {}
+    res.led_thresholds_ci95 = ranges
+    res.n_led = prob.nl
+    res.method = f"{res.method} + per-LED thresholds"
+    for ch, (lo, hi) in ranges.items():
+        if lo > 0 and math.isfinite(hi):
+            res.led_thresholds[ch] = math.sqrt(lo * hi)
+            continue
+        res.led_thresholds[ch] = lo if lo > 0 else hi
+        bound = f"above {lo:.4g}" if lo > 0 else f"below {hi:.4g}"
+        res.warnings.append(f"LED {ch} was {'always lit' if lo == 0 else 'never lit'} at the "
+                            f"measured tones: its threshold is only bounded ({bound})")
+    res.notes.append("LED thresholds t_ref per LED at 0 dBFS, from the fitted gains and each "
+                     "LED's switches: " + ", ".join(
+                         f"{k} {res.led_thresholds[k]:.4g} ({lo:.4g}..{hi:.4g})"
+                         for k, (lo, hi) in ranges.items()))
+    res.seconds = time.perf_counter() - t0
+    return res
 
 
 def _threshold_conflicts(data: MeasurementSet, prob: _Problem, theta: np.ndarray,

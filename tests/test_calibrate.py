@@ -94,6 +94,18 @@ def test_led_mode_measures_the_threshold_itself(tmp_path, seed):
     assert levels == {-6.0, -8.0}
 
 
+@pytest.mark.parametrize("board,seed", BOARDS)
+def test_both_mode_recovers_corners_and_each_leds_threshold(tmp_path, board, seed):
+    res, b = run(tmp_path, board, seed, "both")
+    errs = corner_errors(res, b)
+    assert res.tones <= 60
+    assert max(abs(e) for e in errs.values()) < 0.01, errs
+    assert isinstance(res.threshold, dict) and "each LED" in res.threshold_source
+    for c, t in res.threshold.items():
+        assert t == pytest.approx(true_threshold(b, -6.0), rel=0.015), (c, res.threshold)
+    assert_build_meets_target(res, b)
+
+
 def test_capacitors_are_inferred_from_installed_values(tmp_path):
     res, b = run(tmp_path, "bench", 4, "gain", precision=0.005)
     for r, c in res.actual_capacitance.items():

@@ -16,10 +16,11 @@ from hostctl.audio import SimToneOutput
 from hostctl.circuits import NOTEBOOK_VALUES, get_circuit
 from hostctl.cli import invoke
 from hostctl.device import open_probe
-from hostctl.errors import InputError
+from hostctl.errors import FitError, InputError
 from hostctl.fit import FitResult, fit
 from hostctl.measurements import Measurement, MeasurementSet
 from hostctl.recommend import check_bands
+from hostctl.record import read_session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from make_notebook_data import tones  # noqa: E402
@@ -93,6 +94,26 @@ def test_gains_give_each_led_its_own_threshold():
     assert same.led_thresholds is None and abs(same.led_threshold / 0.3 - 1) < 0.02
 
 
+def test_estimate_each_led_from_gains():
+    ms = _led_rows([-6.0], RGB, gains=True, n=600)
+    res = fit(ms, "color-organ", led_threshold="estimate-each")
+    assert res.led_threshold is None and res.led_threshold_estimated
+    for c, t in RGB.items():
+        lo, hi = res.led_thresholds_ci95[c]
+        assert lo <= t <= hi and lo <= res.led_thresholds[c] <= hi and hi / lo < 1.1, c
+    for r, v in NOTEBOOK_VALUES.items():        # the components come from the gains alone
+        assert abs(res.values[r] / v - 1) < 1e-6
+    back = FitResult.from_json(json.loads(json.dumps(res.to_json())))
+    assert back.led_thresholds_ci95 == pytest.approx(res.led_thresholds_ci95)
+    # an LED that never switched at the measured tones is only bounded, and said so
+    dark = fit(_led_rows([-6.0], {**RGB, "high": 5.0}, gains=True, n=200), "color-organ",
+               led_threshold="estimate-each")
+    assert dark.led_thresholds_ci95["high"][1] == math.inf
+    assert any("LED high was never lit" in w for w in dark.warnings), dark.warnings
+    with pytest.raises(FitError, match="needs gain data"):
+        fit(_led_rows([-6.0], RGB, n=100), "color-organ", led_threshold="estimate-each")
+
+
 # --- against the virtual bench's RGB board -------------------------------------------------
 
 def _run(tmp_path, mode, **kw):
@@ -128,8 +149,13 @@ def test_rgb_board_both_mode_measures_each_threshold(tmp_path):
     res, true_thr, err, built = _run(tmp_path, "both")
     assert err < 0.01 and res.fit.trusted
     assert isinstance(res.threshold, dict)
-    for c, t in true_thr.items():
-        assert res.threshold[c] == pytest.approx(t, rel=0.15), (c, res.threshold)
+    for c, t in true_thr.items():  # bisected until each LED's range is within 1 %
+        assert res.threshold[c] == pytest.approx(t, rel=0.015), (c, res.threshold)
+        lo, hi = res.fit.led_thresholds_ci95[c]
+        assert lo <= t * 10 ** (res.config.level_dbfs / 20) <= hi
+        assert 0.5 * math.log(hi / lo) <= 0.01
+    assert res.tones <= 60
+    assert {m.level_dbfs for m in read_session(res.session)} == {-6.0}  # one level is enough
     assert res.passed and all(v["pass"] for v in built.values()), built
 
 

@@ -32,14 +32,15 @@ DEFAULT_THRESHOLD_TEXT = "0.7071067811865476"
 
 
 def _threshold(text: str) -> float | dict[str, float] | str:
-    if text.strip().lower() == "estimate":
-        return "estimate"
+    if text.strip().lower() in ("estimate", "estimate-each"):
+        return text.strip().lower()
     if "=" in text:  # one per LED: low=0.5,band=0.6,high=0.8 (channels checked by the fit)
         return parse_per_led(text, "--led-threshold", 0, math.inf, "")
     try:
         t = float(text)
     except ValueError:
-        raise InputError(f"--led-threshold: '{text}' is not a number or 'estimate'") from None
+        raise InputError(f"--led-threshold: '{text}' is not a number, 'estimate' or "
+                         "'estimate-each'") from None
     if not (math.isfinite(t) and t > 0):
         raise InputError(f"--led-threshold: must be a positive number, got {text}")
     return t
@@ -115,7 +116,8 @@ def _fmt(v: float) -> str:
 @click.option("--led-threshold", "led_threshold", default=DEFAULT_THRESHOLD_TEXT,
               show_default="1/sqrt(2)",
               help="|H| at which an LED lights, one for all or per LED (low=0.5,band=0.6,"
-                   "high=0.8), or 'estimate' (needs level_dbfs rows).")
+                   "high=0.8), 'estimate' (one shared; needs level_dbfs rows) or "
+                   "'estimate-each' (one per LED; needs gains too).")
 @click.option("--series", default="E24", show_default=True,
               help="Standard series for the recommended part: E12, E24, E96.")
 @click.option("--loss", default="auto", show_default=True,
