@@ -4,7 +4,8 @@
 5 % resistors, 10 % capacitors), ``SimToneOutput`` on the probe's bench, the installed
 (nominal) values given as ``hostctl calibrate --sim`` does. Per mode: tones used, simulated
 bench seconds (tone + MEASURE windows + serial), wall seconds, and the worst corner error
-against the board's true corners (1 / 2 pi R_true C_true).
+against the board's true corners (1 / 2 pi R_true C_true). Modes gain, led (LED threshold
+estimated) and both (each LED's threshold measured).
 
     python benchmarks/bench_calibrate.py [--seeds 5]
 """
@@ -49,7 +50,7 @@ def one(mode: str, seed: int, max_tones: int | None = None) -> dict:
             "precision_unmet": list(r.unmet)}
 
 
-def run(seeds: int = 5, modes: tuple[str, ...] = ("gain", "led"),
+def run(seeds: int = 5, modes: tuple[str, ...] = ("gain", "led", "both"),
         max_tones: dict[str, int | None] | None = None) -> dict:
     out: dict = {"board": "bench", "seeds": seeds, "modes": {}}
     for mode in modes:

@@ -41,7 +41,7 @@ SECTIONS = ("fit", "efficiency", "led", "scale", "bench")
 
 QUICK = {"repeats": 2, "gd_runs": ((1e5, 2000), (200.0, 300)), "trials": 300, "led_seeds": 3,
          "budgets": (20, 40), "sizes": (1, 10, 50), "bench_seeds": 1,
-         "bench_max_tones": {"gain": 16, "led": 40}}
+         "bench_max_tones": {"gain": 16, "led": 40, "both": 24}}
 FULL = {"repeats": 7, "gd_runs": ((1e5, 100_000), (200.0, 20_000)), "trials": 2000,
         "led_seeds": 20, "budgets": (20, 40, 80), "sizes": (1, 10, 100, 1000),
         "bench_seeds": 5, "bench_max_tones": None}
