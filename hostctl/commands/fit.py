@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from hostctl.circuits import CIRCUITS, get_circuit
+from hostctl.circuits import CIRCUITS, format_threshold, get_circuit
 from hostctl.commands.options import parse_capacitance, parse_per_led, parse_values
 from hostctl.errors import FitError, InputError
 from hostctl.measurements import MeasurementSet
@@ -231,7 +231,10 @@ def _emit(res, series: str, as_json: bool) -> None:
         part = _fmt(recommended[r]) if r in recommended else "-"
         click.echo(f"{r:<12} {_fmt(res.values[r]):>10} {_fmt(lo):>10} .. {_fmt(hi):<9}{mark} "
                    f"{res.corner_hz[r]:>9.1f} Hz {part:>11}")
-    if res.led_threshold_estimated and res.led_threshold is not None:
+    if res.led_thresholds:
+        how = "estimated, at 0 dBFS" if res.led_threshold_estimated else "given"
+        click.echo(f"LED thresholds ({how}): {format_threshold(res.led_thresholds, '.4g')}")
+    elif res.led_threshold_estimated and res.led_threshold is not None:
         click.echo(f"LED threshold (estimated, at 0 dBFS): {res.led_threshold:.4g}")
     for n in res.notes:
         click.echo(f"note: {n}")
