@@ -25,7 +25,13 @@ from hostctl.circuits import (
     format_threshold,
     get_circuit,
 )
-from hostctl.commands.options import check_per_led, format_per_led
+from hostctl.commands.options import (
+    check_per_led,
+    format_per_led,
+    parse_capacitance,
+    parse_per_led,
+    parse_values,
+)
 from hostctl.errors import AudioError, DeviceError, FitError, InputError
 from hostctl.measure import CHANNELS, Floor, readings_from
 from hostctl.measurements import Measurement, MeasurementSet
@@ -539,6 +545,9 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
         thr = {k: v / 10 ** (r.level / 20) for k, v in result.led_thresholds.items()}
         if thr_val == "estimate":
             thr_src = f"{thr_src}; they differ, so each LED its own, from the fitted gains"
+    elif thr_val == "estimate-each":
+        thr = LED_THRESHOLD
+        thr_src = "assumed 1/sqrt(2): no usable LED observations to measure the LEDs from"
     elif thr_val == "estimate":
         thr = (result.led_threshold or LED_THRESHOLD) / 10 ** (r.level / 20)
         thr_src = f"{thr_src} (t = {thr:.4f} at {r.level:g} dBFS)"
@@ -547,6 +556,10 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
     d, caps, cap_src = recommend(result, circ, cfg, thr)
     lmap = led_map(circ, d.values, caps, thr)
     bands = check_bands(circ, d.values, caps, thr, cfg.target)
+    for ch, (lo, hi) in (result.led_thresholds_ci95 or {}).items():
+        if ch in bands and not (lo > 0 and math.isfinite(hi)):  # a bound is no threshold
+            bands[ch] = {"pass": False, "why": "its LED never switched, so its threshold "
+                                               "is unknown"}
     prec = _precision(result)
     unmet = [k for k, v in prec.items() if not v <= cfg.precision]
     return RunResult(
@@ -560,8 +573,6 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
 
 def config_from_meta(meta: Mapping[str, str], base: RunConfig) -> RunConfig:
     """The run's settings as recorded in a session header (for --resume)."""
-    from hostctl.commands.options import parse_capacitance, parse_per_led, parse_values
-
     cfg = base
     cfg.circuit = meta.get("circuit", cfg.circuit)
     cfg.mode = meta.get("mode", cfg.mode)

@@ -1172,7 +1172,7 @@ def _fit_each(data: MeasurementSet, circ: Circuit, capacitance: Any,
     from dataclasses import replace
 
     gain_rows = [replace(m, led=None) for m in data.rows if m.gain is not None]
-    led_rows = [replace(m, gain=None) for m in data.rows if m.led is not None]
+    led_rows = [replace(m, gain=None) for m in data.rows if _usable(m, "led")]
     if not gain_rows:
         raise FitError("estimating one threshold per LED needs gain data on the LED channels "
                        "(--mode both); with LED data only give each LED's threshold or "

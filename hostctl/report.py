@@ -63,7 +63,8 @@ def led_lines(lmap: dict[str, list[tuple[float, float]]], checks: dict[str, dict
         shown = ", ".join(f"{a:.0f}-{b:.0f} Hz" for a, b in bands) or "never lit"
         verdict = checks.get(ch, {}).get("pass")
         mark = "" if verdict is None else ("  PASS" if verdict else "  FAIL")
-        out.append(f"LED {ch:<5} {say}{shown}{mark}")
+        why = checks.get(ch, {}).get("why")
+        out.append(f"LED {ch:<5} {say}{shown}{mark}" + (f" ({why})" if why else ""))
     return out
 
 

@@ -204,8 +204,10 @@ def test_bad_cli_values_one_line_exit_2_nothing_written(tmp_path, args, msg):
     assert not (out / "report.json").exists()
 
 
-def test_an_led_that_never_lights_is_reported(tmp_path):
-    """A board whose band LED needs more than the band-pass can give: said plainly."""
+@pytest.mark.parametrize("mode", ["gain", "both"])
+def test_an_led_that_never_lights_is_reported(tmp_path, mode):
+    """A board whose band LED needs more than the band-pass can give: said plainly (and in
+    both mode its threshold is only bounded, never invented)."""
     board = tmp_path / "dim.toml"
     from sims.bench import load_board
 
@@ -215,9 +217,14 @@ def test_an_led_that_never_lights_is_reported(tmp_path):
     with open_probe(f"sim://?board={board}&seed=1") as p:
         b = p.serial.bench
         assert b.led_threshold_v(1) == 0.45
-        cfg = calibrate.RunConfig(mode="gain", circuit=b.circuit.name,
+        cfg = calibrate.RunConfig(mode=mode, circuit=b.circuit.name,
                                   installed=dict(b.board.resistors),
                                   capacitance=dict(b.board.capacitance_f))
         res = calibrate.run(p, SimToneOutput(b), cfg, tmp_path / "run")
     assert any("D3 (band) never went HIGH" in pr for pr in res.problems), res.problems
     assert not any("D2" in pr or "D4" in pr for pr in res.problems if "never" in pr)
+    if mode == "both":
+        lo, hi = res.fit.led_thresholds_ci95["band"]
+        assert hi == math.inf and lo < 0.45 / b.amplitude_v(0.0)
+        assert any("LED band was never lit" in w for w in res.fit.warnings)
+        assert not res.passed          # the band LED cannot meet its target band
