@@ -176,6 +176,12 @@ def _precision(fit: FitResult) -> dict[str, float]:
     return out
 
 
+def _undetermined(fit: FitResult) -> list[str]:
+    """Components the data leave open (no switch seen, no tone near the corner)."""
+    return [r for r, (lo, hi) in fit.ci95.items()
+            if fit.ci_method.get(r) == "none" or not (lo > 0 and math.isfinite(hi))]
+
+
 class _Run:
     """State of one calibration; methods are the pipeline's steps."""
 
@@ -512,9 +518,14 @@ def recommend(result: FitResult, circ: Circuit, cfg: RunConfig, threshold: Thres
     """Parts for *this* circuit: its actual capacitances where the installed R are known."""
     nominal = capacitances(circ, cfg.capacitance)
     if cfg.installed and all(r in cfg.installed for r in circ.resistors):
-        # the fit measures each section's RC product; with R known, C follows
-        caps = {r: result.values[r] * nominal[r] / cfg.installed[r] for r in circ.resistors}
+        # the fit measures each section's RC product; with R known, C follows (a section
+        # the data leave open keeps its nominal capacitor)
+        open_ = set(_undetermined(result))
+        caps = {r: nominal[r] if r in open_ else result.values[r] * nominal[r] / cfg.installed[r]
+                for r in circ.resistors}
         source = "measured: fitted RC products over the installed resistors"
+        if open_:
+            source += f" (nominal for {', '.join(sorted(open_))}: not determined)"
     else:
         caps = dict(nominal)
         source = "nominal (pass --installed to account for the capacitors' real values)"
@@ -560,6 +571,13 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
         if ch in bands and not (lo > 0 and math.isfinite(hi)):  # a bound is no threshold
             bands[ch] = {"pass": False, "why": "its LED never switched, so its threshold "
                                                "is unknown"}
+    open_ = _undetermined(result)
+    secs = circ.sections or {}
+    for name in open_:
+        d.parts[name].measured = False  # the nominal design for the target, not this circuit's
+        for ch in ([secs[name][0]] if name in secs else circ.channels):
+            if ch in bands:
+                bands[ch] = {"pass": False, "why": f"{name} is not determined by the data"}
     prec = _precision(result)
     unmet = [k for k, v in prec.items() if not v <= cfg.precision]
     return RunResult(

@@ -119,10 +119,14 @@ class PartChoice:
     corner_error: float        # relative error of that corner against the ideal
     pair: Pair | None = None   # offered when the single part misses by more than the tolerance
     pair_corner_hz: float | None = None
+    #: False when the measurement left this part's section open: a nominal design only
+    measured: bool = True
 
     def to_json(self) -> dict:
         d = {"value_ohm": self.value_ohm, "series": self.series, "ideal_ohm": self.ideal_ohm,
              "corner_hz": self.corner_hz, "corner_error": self.corner_error}
+        if not self.measured:
+            d["measured"] = False
         if self.pair is not None:
             d["pair"] = {"kind": self.pair.kind, "parts_ohm": list(self.pair.parts),
                          "value_ohm": self.pair.value_ohm, "corner_hz": self.pair_corner_hz}

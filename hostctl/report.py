@@ -32,13 +32,16 @@ def table(res: RunResult) -> str:
     for r, v in fit.values.items():
         lo, hi = fit.ci95[r]
         part = res.design.parts.get(r)
-        buy = format_ohm(part.value_ohm) if part else "-"
+        buy = (format_ohm(part.value_ohm) + ("" if part.measured else "?")) if part else "-"
         newc = f"{part.corner_hz:8.1f} Hz" if part else ""
         lines.append(
             f"{r:<12} {v:>9.3f} [{lo:>9.3f}, {hi:>9.3f}] {100 * res.precision_reached[r]:>5.2f}%"
             f" {fit.corner_hz[r]:>7.1f} Hz {buy:>7} {newc:>11}")
         if part and part.pair is not None:
             lines.append(f"{'':<12} or {part.pair.text} = {format_ohm(part.pair.value_ohm)}")
+    if any(not p.measured for p in res.design.parts.values()):
+        lines.append("?: the data do not determine that section: the part is the nominal "
+                     "design for the target, not one measured for this circuit")
     lines.append("")
     lines += led_lines(res.led_map, res.bands, "with the recommended parts: ")
     lines.append(f"target ({res.config.target.source}): {'PASS' if res.passed else 'FAIL'}"

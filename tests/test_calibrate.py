@@ -204,7 +204,7 @@ def test_bad_cli_values_one_line_exit_2_nothing_written(tmp_path, args, msg):
     assert not (out / "report.json").exists()
 
 
-@pytest.mark.parametrize("mode", ["gain", "both"])
+@pytest.mark.parametrize("mode", ["gain", "both", "led"])
 def test_an_led_that_never_lights_is_reported(tmp_path, mode):
     """A board whose band LED needs more than the band-pass can give: said plainly (and in
     both mode its threshold is only bounded, never invented)."""
@@ -228,3 +228,11 @@ def test_an_led_that_never_lights_is_reported(tmp_path, mode):
         assert hi == math.inf and lo < 0.45 / b.amplitude_v(0.0)
         assert any("LED band was never lit" in w for w in res.fit.warnings)
         assert not res.passed          # the band LED cannot meet its target band
+    if mode == "led":   # LED data alone then say nothing of the band-pass section
+        assert res.bands["band"] == {"pass": False,
+                                     "why": "R_band_high is not determined by the data"}
+        assert not res.design.parts["R_band_low"].measured and not res.passed
+        assert res.design.to_json()["parts"]["R_band_high"]["measured"] is False
+        assert res.design.parts["R_low"].measured and res.bands["low"]["pass"]
+    if mode == "gain":  # the gains determine every section
+        assert all(p.measured for p in res.design.parts.values())
