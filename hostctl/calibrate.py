@@ -47,6 +47,8 @@ DEFAULT_MAX_TONES = {"gain": 40, "led": 80, "both": 60}
 SWEEP_TONES = 12
 #: LED mode without a known threshold measures at a second level this many dB lower.
 SECOND_LEVEL_DB = -2.0
+#: inferred capacitors further than this factor from nominal point at a wrong --installed
+CAP_PLAUSIBLE = 1.5
 CLIP_STEP_DB = 3.0
 #: Flags a repeat would not change (a weak channel): no re-measure for these.
 REMEASURE_OK = frozenset({"below-floor"})
@@ -565,6 +567,14 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
     else:
         thr = thr_val
     d, caps, cap_src = recommend(result, circ, cfg, thr)
+    nominal = capacitances(circ, cfg.capacitance)
+    for name, c in caps.items():
+        if not 1 / CAP_PLAUSIBLE <= c / nominal[name] <= CAP_PLAUSIBLE:
+            r.problems.append(
+                f"{name}: installed {cfg.installed.get(name, 0):g} ohm with the measured corner "
+                f"means a {c * 1e6:.3g} uF capacitor, {c / nominal[name]:.2g}x the nominal "
+                f"{nominal[name] * 1e6:.3g} uF: check --installed and --capacitance (the parts "
+                "to buy are right only if the installed value is)")
     lmap = led_map(circ, d.values, caps, thr)
     bands = check_bands(circ, d.values, caps, thr, cfg.target)
     for ch, (lo, hi) in (result.led_thresholds_ci95 or {}).items():

@@ -236,3 +236,20 @@ def test_an_led_that_never_lights_is_reported(tmp_path, mode):
         assert res.design.parts["R_low"].measured and res.bands["low"]["pass"]
     if mode == "gain":  # the gains determine every section
         assert all(p.measured for p in res.design.parts.values())
+
+
+def test_an_implausible_installed_value_is_pointed_out(tmp_path):
+    """A mistyped --installed (2000 for 200) would make a 0.1 uF capacitor out of the
+    measured corner: the run says so; right values (10 % capacitors) raise nothing."""
+    ok, _ = run(tmp_path, "bench", 3, "gain")
+    assert not [p for p in ok.problems if "capacitor" in p], ok.problems
+    with open_probe("sim://?board=bench&seed=3") as p:
+        b = p.serial.bench
+        cfg = calibrate.RunConfig(mode="gain", circuit=b.circuit.name,
+                                  installed={**b.board.resistors, "R_low": 2000.0},
+                                  capacitance=dict(b.board.capacitance_f))
+        res = calibrate.run(p, SimToneOutput(b), cfg, tmp_path / "typo")
+    notes = [p for p in res.problems if "capacitor" in p]
+    assert len(notes) == 1 and notes[0].startswith("R_low: installed 2000 ohm"), res.problems
+    rc = b.true_values["R_low"] * b.true_capacitances["R_low"]
+    assert f"{rc / 2000 / 1e-6:.2g}x the nominal" in notes[0]
