@@ -253,3 +253,18 @@ def test_an_implausible_installed_value_is_pointed_out(tmp_path):
     assert len(notes) == 1 and notes[0].startswith("R_low: installed 2000 ohm"), res.problems
     rc = b.true_values["R_low"] * b.true_capacitances["R_low"]
     assert f"{rc / 2000 / 1e-6:.2g}x the nominal" in notes[0]
+
+
+def test_sim_with_another_circuit_takes_the_boards_parts_for_it(tmp_path):
+    """`--sim --circuit lowpass` on the color organ board: the board's R_low and C, only."""
+    from hostctl.cli import invoke
+
+    code, err, out = invoke(["calibrate", "--sim", "bench", "--seed", "2", "--circuit",
+                             "lowpass", "--no-plot", "--json", "--out", str(tmp_path / "run")])
+    assert code in (0, 1), err
+    rep = json.loads(out)
+    assert list(rep["fit"]["values"]) == ["R_low"] and rep["circuit"] == "lowpass"
+    with open_probe("sim://?board=bench&seed=2") as p:
+        b = p.serial.bench
+        rc = b.true_values["R_low"] * b.true_capacitances["R_low"]
+    assert rep["fit"]["corner_hz"]["R_low"] * 2 * math.pi * rc == pytest.approx(1, abs=0.01)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from hostctl.circuits import CIRCUITS
+from hostctl.circuits import CIRCUITS, get_circuit
 from hostctl.commands.options import (
     capacitance_option,
     parse_capacitance,
@@ -181,10 +181,13 @@ def _run_on_probe(probe_cm, calibrate, cfg, out, resume, audio_device, audio_cha
             output = SimToneOutput(bench)
             if not resume:
                 cfg.circuit = circuit_name or bench.circuit.name
+                # the board's parts, for the sections the chosen circuit has
+                mine = set(get_circuit(cfg.circuit).resistors)
                 if not cfg.installed:
-                    cfg.installed = dict(bench.board.resistors)
+                    cfg.installed = {k: v for k, v in bench.board.resistors.items() if k in mine}
                 if capacitance == "1e-6":
-                    cfg.capacitance = dict(bench.board.capacitance_f)
+                    cfg.capacitance = {k: v for k, v in bench.board.capacitance_f.items()
+                                       if k in mine}
         else:
             if not resume:
                 cfg.circuit = circuit_name or "color-organ"
