@@ -62,6 +62,8 @@ LN10_20 = math.log(10.0) / 20.0
 SIGMA_SCHEDULE = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
 #: a start whose fit leaves an rms log error above this triggers the multi-start search
 MISFIT_RMS = 0.05
+#: a channel whose gains the final fit misses by more than this (rms, log) is not this model
+MISFIT_TRUST = 0.15
 #: smallest gain noise scale (log units) used to weigh gain rows against LED rows / priors
 S_GAIN_FLOOR = 1e-6
 #: probability that an LED observation is simply wrong (robust probit). The coarsest
@@ -1063,6 +1065,13 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
         theta = th_b[0]
         converged &= bool(done[0])
 
+    misfit = _misfit_channels(prob, theta)
+    if misfit:
+        warns.append("the gains do not follow the circuit's model (rms misfit "
+                     + ", ".join(f"{ch} {100 * v:.0f}%" for ch, v in misfit.items())
+                     + "): check the wiring (outputs swapped?), --circuit and --capacitance;"
+                     " the values are not to be used")
+
     # 3) uncertainty
     ci: dict[int, tuple[float, float]] = {}
     ci_method: dict[str, str] = {}
@@ -1122,7 +1131,7 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
                      "amplitudes too (--mode both)")
     res = _result(prob, theta, ci, ci_method, converged, iters, t0, method, "auto",
                   warns, notes)
-    res.trusted = not conflicts
+    res.trusted = not conflicts and not misfit
     if prob.est_t and prob.nl and prob.ng and set(prob.chl.tolist()) <= gain_ch:
         own = _thresholds_per_led(prob, theta)
         if max(lo for lo, _ in own.values()) > min(hi for _, hi in own.values()):
@@ -1135,6 +1144,24 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
     if t_ci is not None:
         res.led_threshold_ci95 = (math.exp(t_ci[0]), math.exp(t_ci[1]))
     return res
+
+
+def _misfit_channels(prob: _Problem, theta: np.ndarray) -> dict[str, float]:
+    """Channels whose gains the fitted model misses by more than ``MISFIT_TRUST`` rms (log).
+
+    Noise does not do that (ADC noise near the floor is flagged before the fit); a wrong
+    model does: swapped outputs, the wrong --circuit, a section wired differently."""
+    if not prob.ng:
+        return {}
+    p = len(prob.free)
+    L, _ = prob.model.logh(theta[None, :p], prob.omega[:prob.ng], prob.ch[:prob.ng], jac=False)
+    r = L[0] - prob.logg
+    out = {}
+    for c in sorted(set(prob.chg.tolist())):
+        rms = float(np.sqrt(np.mean(r[prob.chg == c] ** 2)))
+        if rms > MISFIT_TRUST:
+            out[prob.circ.channels[c]] = rms
+    return out
 
 
 def _thresholds_per_led(prob: _Problem, theta: np.ndarray

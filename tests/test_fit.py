@@ -82,6 +82,7 @@ def test_gain_noise_interval_coverage():
     cover = {r: np.mean([b.ci95[r][0] <= tv[r] <= b.ci95[r][1] for b in res]) for r in tv}
     for r, cv in cover.items():
         assert 0.91 <= cv <= 0.99, (r, cv)
+    assert all(b.trusted for b in res)          # noise is not a wrong model
     # the batched path agrees with the single-board path
     one = fit(boards[0], circ)
     for r in tv:
@@ -382,3 +383,23 @@ def test_bad_inputs_raise_hostctl_errors(sets):
         fit(sets["lowpass"][0], "no-such-circuit")
     with pytest.raises(InputError):
         fit(sets["lowpass"][0], "lowpass", loss="mae")
+
+
+def test_swapped_outputs_are_not_fitted_silently(sets, tmp_path):
+    """Band and high outputs swapped at the probe: no high-pass explains band-pass data, and
+    the fit says so (not trusted, the channel named) instead of offering parts."""
+    swap = {"band": "high", "high": "band"}
+    gain = sets["color-organ"][0]
+    ms = MeasurementSet([Measurement(m.frequency_hz, swap.get(m.channel, m.channel),
+                                     gain=m.gain) for m in gain.rows])
+    res = fit(ms, "color-organ")
+    assert not res.trusted
+    assert any("do not follow the circuit's model" in w and "high" in w for w in res.warnings)
+    assert fit(gain, "color-organ").trusted
+    path = tmp_path / "swapped.csv"
+    ms.write_csv(path)
+    from hostctl.cli import invoke
+
+    code, err, out = invoke(["fit", str(path), "--circuit", "color-organ", "--json"])
+    assert code == 1, err
+    assert json.loads(out)["fit"]["trusted"] is False

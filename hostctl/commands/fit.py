@@ -214,11 +214,12 @@ def _emit(res, series: str, as_json: bool) -> None:
                     "warnings": res.warnings, "notes": res.notes,
                     "led_threshold": res.led_threshold,
                     "led_threshold_estimated": res.led_threshold_estimated,
-                    "led_thresholds": res.led_thresholds,
+                    "led_thresholds": res.led_thresholds, "trusted": res.trusted,
                     "n_gain": res.n_gain, "n_led": res.n_led,
                     "capacitance_f": res.capacitance},
         }
         click.echo(json.dumps(out, indent=2))
+        _exit_if_untrusted(res)
         return
     click.echo(f"{circ.name}: {res.n_gain} gain + {res.n_led} LED rows, method {res.method}, "
                f"{res.iterations} iterations, {1e3 * res.seconds:.0f} ms"
@@ -240,5 +241,14 @@ def _emit(res, series: str, as_json: bool) -> None:
         click.echo(f"note: {n}")
     for w in res.warnings:
         click.echo(f"warning: {w}")
+    if not res.trusted:
+        click.echo("NOT TRUSTED: the data contradict the model (see the warnings); exit 1")
+    _exit_if_untrusted(res)
+
+
+def _exit_if_untrusted(res) -> None:
+    """Exit 1 for a result the data contradict: scripts must not take its values."""
+    if not res.trusted:
+        raise SystemExit(1)
 
 
