@@ -64,6 +64,8 @@ SIGMA_SCHEDULE = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
 MISFIT_RMS = 0.05
 #: a channel whose gains the final fit misses by more than this (rms, log) is not this model
 MISFIT_TRUST = 0.15
+#: an LED channel with more of its observations rejected than this is not this model
+LED_MISFIT_FRACTION = 0.1
 #: smallest gain noise scale (log units) used to weigh gain rows against LED rows / priors
 S_GAIN_FLOOR = 1e-6
 #: probability that an LED observation is simply wrong (robust probit). The coarsest
@@ -1083,6 +1085,7 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
         ci[k] = (theta[k] - Z95 * sd, theta[k] + Z95 * sd)
         ci_method[prob.free[k]] = "jacobian"
     n_rej = 0
+    led_misfit: list[str] = []
     for ks, chans in led_only:
         if not np.isin(prob.chl, list(chans)).any():
             chn = ", ".join(prob.circ.channels[c] for c in sorted(chans))
@@ -1095,6 +1098,11 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
         ivs, nr, msgs = _led_interval(prob, theta, ks, chans)
         n_rej += nr
         warns += msgs
+        n_rows = int(np.isin(prob.chl, list(chans)).sum())
+        if nr > max(2, LED_MISFIT_FRACTION * n_rows):
+            # a misread LED is rare and sits next to a switch; this many is another signal
+            led_misfit.append(f"{', '.join(prob.circ.channels[c] for c in sorted(chans))}: "
+                              f"{nr} of {n_rows}")
         for k, iv in ivs.items():
             ci[k] = iv
             ci_method[prob.free[k]] = "data-consistent"
@@ -1129,9 +1137,14 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
                      "resistor values fitted with one estimated threshold are wrong: give "
                      "each LED's switching voltage (--led-vf low=V,band=V,high=V) or fit "
                      "amplitudes too (--mode both)")
+    if led_misfit:
+        warns.append("LED observations contradict the circuit's model ("
+                     + "; ".join(led_misfit) + " disagree with the fit): check the LED "
+                     "wiring (D2 low, D3 band, D4 high) and --circuit; the values are not to "
+                     "be used")
     res = _result(prob, theta, ci, ci_method, converged, iters, t0, method, "auto",
                   warns, notes)
-    res.trusted = not conflicts and not misfit
+    res.trusted = not conflicts and not misfit and not led_misfit
     if prob.est_t and prob.nl and prob.ng and set(prob.chl.tolist()) <= gain_ch:
         own = _thresholds_per_led(prob, theta)
         if max(lo for lo, _ in own.values()) > min(hi for _, hi in own.values()):

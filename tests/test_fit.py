@@ -267,6 +267,7 @@ def test_led_noise_is_tolerated(sets):
     lo, hi = res.ci95["R_low"]
     assert lo <= NOTEBOOK_VALUES["R_low"] <= hi and lo <= res.values["R_low"] <= hi
     assert any("treated as noise" in n for n in res.notes)
+    assert res.trusted                      # a few misread LEDs are noise, not a wrong model
 
 
 def test_led_noise_band_pass(sets):
@@ -403,3 +404,17 @@ def test_swapped_outputs_are_not_fitted_silently(sets, tmp_path):
     code, err, out = invoke(["fit", str(path), "--circuit", "color-organ", "--json"])
     assert code == 1, err
     assert json.loads(out)["fit"]["trusted"] is False
+
+
+def test_swapped_led_wiring_is_not_fitted_silently(sets):
+    """LEDs on D2 and D4 swapped: hundreds of observations contradict any low-pass, which
+    is not noise (a few misread LEDs are, see test_led_noise_is_tolerated)."""
+    swap = {"low": "high", "high": "low"}
+    led = sets["color-organ"][1]
+    ms = MeasurementSet([Measurement(m.frequency_hz, swap.get(m.channel, m.channel),
+                                     led=m.led) for m in led.rows])
+    res = fit(ms, "color-organ")
+    assert not res.trusted
+    w = [w for w in res.warnings if "LED observations contradict" in w]
+    assert len(w) == 1 and "low: " in w[0] and "high: " in w[0], res.warnings
+    assert fit(led, "color-organ").trusted
