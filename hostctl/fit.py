@@ -1136,7 +1136,8 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
                      + f"; all together: {math.exp(t_ci[0]):.4g}..{math.exp(t_ci[1]):.4g}), so "
                      "resistor values fitted with one estimated threshold are wrong: give "
                      "each LED's switching voltage (--led-vf low=V,band=V,high=V) or fit "
-                     "amplitudes too (--mode both)")
+                     "amplitudes too (--mode both; a recorded session with amplitudes: "
+                     "hostctl fit SESSION --led-threshold estimate-each)")
     if led_misfit:
         warns.append("LED observations contradict the circuit's model ("
                      + "; ".join(led_misfit) + " disagree with the fit): check the LED "

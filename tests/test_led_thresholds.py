@@ -187,6 +187,19 @@ def test_rgb_board_led_mode_estimate_refuses_to_pass(tmp_path):
         errs = [rep["fit"]["corner_hz"][r] * 2 * math.pi * b.true_values[r]
                 * b.true_capacitances[r] - 1 for r in b.true_values]
     assert max(abs(e) for e in errs) > 0.05, errs      # the warning is not a false alarm
+    # the run recorded amplitudes too: re-fitting its session with one threshold per LED
+    # gives the right parts and each LED's threshold
+    code, err, out = invoke(["fit", str(tmp_path / "run" / "session.csv"), "--led-threshold",
+                             "estimate-each", "--json"])
+    assert code == 0, err
+    d = json.loads(out)
+    for r, c in d["components"].items():
+        rc = b.true_values[r] * b.true_capacitances[r]
+        assert c["corner_hz"] * 2 * math.pi * rc == pytest.approx(1, abs=0.01), r
+    a0 = b.amplitude_v(0.0)
+    for i, ch in enumerate(b.circuit.channels):
+        assert d["fit"]["led_thresholds"][ch] == pytest.approx(b.led_threshold_v(i) / a0,
+                                                               rel=0.01)
 
 
 def test_design_for_leds_of_different_colors():
