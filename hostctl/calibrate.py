@@ -485,7 +485,8 @@ def led_threshold_for(cfg: RunConfig, data: MeasurementSet, level: float
     if cfg.mode == "both":
         return "estimate-each", (f"measured for each LED: the fitted gains and its switches "
                                  f"at {level:g} dBFS")
-    return "estimate", (f"estimated from LED switches at {level:g} and "
+    return "estimate", (f"estimated, one shared by all LEDs (LEDs that differ: --led-vf "
+                        f"per LED or --mode both), from LED switches at {level:g} and "
                         f"{level + SECOND_LEVEL_DB:g} dBFS")
 
 
