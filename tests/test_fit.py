@@ -6,6 +6,7 @@ a scalar root-finder on the band-pass equations, not by the code under test.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -386,13 +387,18 @@ def test_bad_inputs_raise_hostctl_errors(sets):
         fit(sets["lowpass"][0], "lowpass", loss="mae")
 
 
+def _swapped(ms: MeasurementSet, a: str, b: str) -> MeasurementSet:
+    """The same rows with channels a and b exchanged (two wires swapped at the probe)."""
+    swap = {a: b, b: a}
+    return MeasurementSet([dataclasses.replace(m, channel=swap.get(m.channel, m.channel))
+                           for m in ms.rows])
+
+
 def test_swapped_outputs_are_not_fitted_silently(sets, tmp_path):
     """Band and high outputs swapped at the probe: no high-pass explains band-pass data, and
     the fit says so (not trusted, the channel named) instead of offering parts."""
-    swap = {"band": "high", "high": "band"}
     gain = sets["color-organ"][0]
-    ms = MeasurementSet([Measurement(m.frequency_hz, swap.get(m.channel, m.channel),
-                                     gain=m.gain) for m in gain.rows])
+    ms = _swapped(gain, "band", "high")
     res = fit(ms, "color-organ")
     assert not res.trusted
     assert any("do not follow the circuit's model" in w and "high" in w for w in res.warnings)
@@ -409,11 +415,8 @@ def test_swapped_outputs_are_not_fitted_silently(sets, tmp_path):
 def test_swapped_led_wiring_is_not_fitted_silently(sets):
     """LEDs on D2 and D4 swapped: hundreds of observations contradict any low-pass, which
     is not noise (a few misread LEDs are, see test_led_noise_is_tolerated)."""
-    swap = {"low": "high", "high": "low"}
     led = sets["color-organ"][1]
-    ms = MeasurementSet([Measurement(m.frequency_hz, swap.get(m.channel, m.channel),
-                                     led=m.led) for m in led.rows])
-    res = fit(ms, "color-organ")
+    res = fit(_swapped(led, "low", "high"), "color-organ")
     assert not res.trusted
     w = [w for w in res.warnings if "LED observations contradict" in w]
     assert len(w) == 1 and "low: " in w[0] and "high: " in w[0], res.warnings
