@@ -1154,7 +1154,7 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
                   warns, notes)
     res.trusted = not conflicts and not misfit and not led_misfit
     if prob.est_t and prob.nl and prob.ng and set(prob.chl.tolist()) <= gain_ch:
-        own = _thresholds_per_led(prob, theta)
+        own, _ = _thresholds_per_led(prob, theta)
         if max(lo for lo, _ in own.values()) > min(hi for _, hi in own.values()):
             # no one threshold lets every LED switch where it did: each LED its own
             res.led_thresholds = {k: math.sqrt(lo * hi) for k, (lo, hi) in own.items()}
@@ -1192,8 +1192,9 @@ def _misfit_channels(prob: _Problem, theta: np.ndarray) -> dict[str, float]:
 
 
 def _thresholds_per_led(prob: _Problem, theta: np.ndarray
-                        ) -> dict[str, tuple[float, float]]:
-    """Each LED's own threshold range (at 0 dBFS) where gains have fixed the response.
+                        ) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[int, int]]]:
+    """Each LED's own threshold range (at 0 dBFS) where gains have fixed the response, and
+    per LED (rows that range misclassifies, rows).
 
     With |H| known at every LED row the threshold lies in the gap between dark and lit
     rows of ``log|H| + level``: the gap misclassifying fewest rows. Different LEDs (red,
@@ -1202,7 +1203,7 @@ def _thresholds_per_led(prob: _Problem, theta: np.ndarray
     p = len(prob.free)
     L, _ = prob.model.logh(theta[None, :p], prob.omega[prob.ng:], prob.ch[prob.ng:], jac=False)
     x = L[0] - prob.lvl                       # lit iff log t_ref < x
-    out = {}
+    out, wrong_rows = {}, {}
     for c in sorted(set(prob.chl.tolist())):
         sel = prob.chl == c
         order = np.argsort(x[sel])
@@ -1211,10 +1212,11 @@ def _thresholds_per_led(prob: _Problem, theta: np.ndarray
         wrong = np.concatenate([[0], np.cumsum(lit)]) + np.concatenate(
             [np.cumsum((~lit)[::-1])[::-1], [0]])
         i = int(np.argmin(wrong))
-        lo = float(math.exp(xs[i - 1])) if i > 0 else 0.0          # never lit: open below
-        hi = float(math.exp(xs[i])) if i < len(xs) else math.inf   # always lit: open above
+        lo = float(math.exp(xs[i - 1])) if i > 0 else 0.0          # always lit: open below
+        hi = float(math.exp(xs[i])) if i < len(xs) else math.inf   # never lit: open above
         out[prob.circ.channels[c]] = (lo, hi)
-    return out
+        wrong_rows[prob.circ.channels[c]] = (int(wrong[i]), len(xs))
+    return out, wrong_rows
 
 
 def _fit_each(data: MeasurementSet, circ: Circuit, capacitance: Any,
@@ -1243,7 +1245,14 @@ def _fit_each(data: MeasurementSet, circ: Circuit, capacitance: Any,
         raise FitError(f"no usable gain data on channel {', '.join(missing)}: its LED's "
                        "threshold cannot be measured from its switches alone")
     theta = np.log([res.values[r] for r in prob.free])
-    ranges = _thresholds_per_led(prob, theta)
+    ranges, wrong = _thresholds_per_led(prob, theta)
+    bad = {ch: (w, n) for ch, (w, n) in wrong.items() if w > max(2, LED_MISFIT_FRACTION * n)}
+    if bad:
+        res.trusted = False
+        res.warnings.append("LED observations contradict the fitted gains ("
+                            + "; ".join(f"{ch}: {w} of {n}" for ch, (w, n) in bad.items())
+                            + " fit no threshold): check the LED wiring (D2 low, D3 band, "
+                            "D4 high); the thresholds are not to be used")
     res.led_threshold, res.led_threshold_estimated = None, True
     res.led_thresholds = {}
     res.led_thresholds_ci95 = ranges

@@ -222,3 +222,17 @@ def test_design_for_leds_of_different_colors():
     assert not all(v["pass"] for v in checks.values()), checks
     code, err, _ = invoke(["design", "--led-threshold", "low=0.5"])
     assert code == 2 and "no value for channel band, high" in err
+
+
+def test_estimate_each_names_leds_on_the_wrong_pins():
+    ms = _led_rows([-6.0], RGB, gains=True, n=300)
+    swap = {"low": "high", "high": "low"}
+    rows = [m if m.led is None else Measurement(m.frequency_hz, m.channel, gain=m.gain) for m in
+            ms.rows]
+    rows += [Measurement(m.frequency_hz, swap.get(m.channel, m.channel), led=m.led,
+                         level_dbfs=m.level_dbfs) for m in ms.rows]
+    res = fit(MeasurementSet(rows), "color-organ", led_threshold="estimate-each")
+    assert not res.trusted
+    w = [w for w in res.warnings if "contradict the fitted gains" in w]
+    assert len(w) == 1 and "low: " in w[0] and "high: " in w[0] and "band: " not in w[0], w
+    assert fit(ms, "color-organ", led_threshold="estimate-each").trusted
