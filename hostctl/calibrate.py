@@ -47,6 +47,9 @@ DEFAULT_MAX_TONES = {"gain": 40, "led": 80, "both": 60}
 SWEEP_TONES = 12
 #: LED mode without a known threshold measures at a second level this many dB lower.
 SECOND_LEVEL_DB = -2.0
+#: RunConfig field -> (option, open range, unit) of the values given one or per LED
+PER_LED_LIMITS = {"led_threshold": ("--led-threshold", 0, 1, ""),
+                  "led_vf": ("--led-vf", 0, 5, " V")}
 #: inferred capacitors further than this factor from nominal point at a wrong --installed
 CAP_PLAUSIBLE = 1.5
 CLIP_STEP_DB = 3.0
@@ -91,8 +94,8 @@ class RunConfig:
         if not (-60 <= self.level_dbfs <= 0):
             raise InputError(f"level {self.level_dbfs} dBFS is outside -60..0")
         circ = get_circuit(self.circuit)
-        check_per_led(self.led_threshold, "--led-threshold", 0, 1, "", circ)
-        check_per_led(self.led_vf, "--led-vf", 0, 5, " V", circ)
+        for key, (option, lo, hi, unit) in PER_LED_LIMITS.items():
+            check_per_led(getattr(self, key), option, lo, hi, unit, circ)
         for k, v in self.installed.items():
             if k not in circ.resistors:
                 raise InputError(f"--installed: '{k}' is not a resistor of {circ.name} "
@@ -609,9 +612,11 @@ def config_from_meta(meta: Mapping[str, str], base: RunConfig) -> RunConfig:
         cfg.capacitance = parse_capacitance(meta["capacitance"])
     if meta.get("installed"):
         cfg.installed = parse_values(meta["installed"], "installed")
-    for key, lo, hi, unit in (("led_threshold", 0, 1, ""), ("led_vf", 0, 5, " V")):
+    for key, (_, lo, hi, unit) in PER_LED_LIMITS.items():
         if meta.get(key):
-            setattr(cfg, key, parse_per_led(meta[key], f"session header '{key}'", lo, hi, unit))
+            what = f"session header '{key}'"
+            setattr(cfg, key, parse_per_led(meta[key], what))
+            check_per_led(getattr(cfg, key), what, lo, hi, unit, get_circuit(cfg.circuit))
     convs = (("level_dbfs", float), ("window_ms", int), ("precision", float),
              ("max_tones", int))
     for key, conv in convs:

@@ -106,9 +106,9 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
                               capacitance=parse_capacitance(capacitance),
                               level_dbfs=level_dbfs, window_ms=window_ms,
                               led_threshold=None if led_threshold is None else parse_per_led(
-                                  led_threshold, "--led-threshold", 0, 1, ""),
+                                  led_threshold, "--led-threshold"),
                               led_vf=None if led_vf is None else parse_per_led(
-                                  led_vf, "--led-vf", 0, 5, " V"))
+                                  led_vf, "--led-vf"))
     if level_dbfs > level_cap:
         raise InputError(f"--level {level_dbfs:g} dBFS is above the level cap {level_cap:g} dBFS "
                          "(raise --level-cap if you mean it)")

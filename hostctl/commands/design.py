@@ -40,7 +40,7 @@ def command(target_file: str | None, circuit_name: str, capacitance: str, series
     tgt = load_target(target_file)
     thr = LED_THRESHOLD
     if led_threshold is not None:
-        thr = parse_per_led(led_threshold, "--led-threshold", 0, 1, "")
+        thr = parse_per_led(led_threshold, "--led-threshold")
         check_per_led(thr, "--led-threshold", 0, 1, "", circ)
     by_led = led_threshold is not None and bool(tgt.bands)
     d = design_for_led(circ, tgt, caps, thr, series) if by_led else design(circ, tgt, caps,

@@ -35,7 +35,7 @@ def _threshold(text: str) -> float | dict[str, float] | str:
     if text.strip().lower() in ("estimate", "estimate-each"):
         return text.strip().lower()
     if "=" in text:  # one per LED: low=0.5,band=0.6,high=0.8 (channels checked by the fit)
-        return parse_per_led(text, "--led-threshold", 0, math.inf, "")
+        return parse_per_led(text, "--led-threshold")
     try:
         t = float(text)
     except ValueError:
