@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from hostctl.errors import InputError
 
 if TYPE_CHECKING:  # torch is imported lazily: `hostctl --help` must not pay for it
+    import numpy as np
     import torch
 
 DEFAULT_CAPACITANCE = 1e-6
@@ -69,6 +70,24 @@ class Circuit:
         c = capacitances(self, capacitance)
         ct = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in c.items()}
         return self.model(omega, r, ct)
+
+    def magnitude(self, freq_hz, values: Mapping[str, object],
+                  capacitance: float | Mapping[str, float] = DEFAULT_CAPACITANCE
+                  ) -> dict[str, np.ndarray]:
+        """|H| per channel as numpy arrays, without torch (design, reports and plots need
+        no autograd and must start fast); a model that needs torch ops gets torch."""
+        import numpy as np
+
+        f = np.asarray(freq_hz, dtype=np.float64)
+        r = {k: np.asarray(values[k], dtype=np.float64) for k in self.resistors}
+        c = {k: np.asarray(v, dtype=np.float64) for k, v in capacitances(self, capacitance).items()}
+        try:
+            out = self.model(2 * math.pi * f, r, c)
+        except (AttributeError, TypeError):
+            return {k: v.detach().numpy() for k, v in
+                    self.response(freq_hz, values, capacitance).items()}
+        return {k: np.broadcast_to(np.asarray(v, dtype=np.float64), f.shape).copy()
+                for k, v in out.items()}
 
     def corner_hz(self, resistor: str, value_ohm: float,
                   capacitance: float | Mapping[str, float] = DEFAULT_CAPACITANCE) -> float:
@@ -127,14 +146,19 @@ def get_circuit(name: str) -> Circuit:
 
 # --- building blocks: buffered first-order sections -------------------------------------
 
+def _sqrt(x):
+    """sqrt of a torch tensor (autograd) or of a numpy array/float (no torch needed)."""
+    return x.sqrt() if hasattr(x, "sqrt") else x ** 0.5
+
+
 def lowpass_mag(omega, r, c):
     x = r * c * omega
-    return 1.0 / (1.0 + x * x).sqrt()
+    return 1.0 / _sqrt(1.0 + x * x)
 
 
 def highpass_mag(omega, r, c):
     x = r * c * omega
-    return x / (1.0 + x * x).sqrt()
+    return x / _sqrt(1.0 + x * x)
 
 
 # --- presets -------------------------------------------------------------------------
@@ -185,7 +209,7 @@ def _bandpass_unbuffered(omega, R, C):
     c = omega * R["R_band_low"] * C["R_band_high"]
     re = 1.0 - a * b
     im = a + b + c
-    return {"band": b / (re * re + im * im).sqrt()}
+    return {"band": b / _sqrt(re * re + im * im)}
 
 
 # The notebook's target values, R = 1/(2 pi f C) at C = 1 uF.

@@ -216,10 +216,10 @@ def led_map(circ: Circuit, values: Mapping[str, float], capacitance: float | Map
     import numpy as np
 
     f = np.geomspace(20.0, 20000.0, 2001) if freqs is None else np.asarray(freqs)
-    resp = circ.response(f, values, capacitance)
+    resp = circ.magnitude(f, values, capacitance)
     out: dict[str, list[tuple[float, float]]] = {}
     for ch, h in resp.items():
-        lit = h.detach().numpy() > channel_threshold(threshold, ch)
+        lit = h > channel_threshold(threshold, ch)
         bands, start = [], None
         for i, on in enumerate(lit):
             if on and start is None:
@@ -247,7 +247,7 @@ def check_bands(circ: Circuit, values: Mapping[str, float],
         for kind, bands in d.items():
             for lo, hi in bands:
                 f = np.geomspace(lo, hi, 60)
-                h = circ.response(f, values, capacitance)[ch].detach().numpy()
+                h = circ.magnitude(f, values, capacitance)[ch]
                 lit = h > channel_threshold(threshold, ch)
                 if (kind == "on" and not lit.all()) or (kind == "off" and lit.any()):
                     ok = False
@@ -272,7 +272,7 @@ def design_for_led(circ: Circuit, target: Target, capacitance: float | Mapping[s
         vals = dict(zip(names, np.exp(logr), strict=True))
         r = []
         for ch, f in eqs:
-            h = float(circ.response([f], vals, caps)[ch][0])
+            h = float(circ.magnitude([f], vals, caps)[ch][0])
             r.append(math.log(max(h, 1e-300)) - math.log(channel_threshold(threshold, ch)))
         return np.asarray(r)
 

@@ -1,0 +1,84 @@
+"""Start-up cost of hostctl's commands against `import torch`, measured in the same run.
+
+    python benchmarks/bench_startup.py [--repeat 3] [--json FILE]
+
+For each command: the import time Python itself reports (``python -X importtime``, the
+sum of the top-level imports) and the process wall time, median of ``--repeat`` runs,
+next to the same for ``python -c "import torch"``. Only fitting should pay for torch, so
+``--help``, ``design``, ``devices --no-probe`` and ``tone --help`` should cost a small
+fraction of the torch line (tests/test_startup.py checks that torch is not imported at
+all; this script gives the numbers, which depend on the machine and its load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMANDS: list[tuple[str, list[str]]] = [
+    ("hostctl --help", ["-m", "hostctl", "--help"]),
+    ("hostctl design", ["-m", "hostctl", "design"]),
+    ("hostctl devices --no-probe", ["-m", "hostctl", "devices", "--no-probe"]),
+    ("hostctl tone --help", ["-m", "hostctl", "tone", "--help"]),
+    ("hostctl probe --help", ["-m", "hostctl", "probe", "--help"]),
+    ("hostctl fit (notebook, 1000 rows)",
+     ["-m", "hostctl", "fit", str(ROOT / "examples/notebook_gain.csv"), "--circuit",
+      "color-organ"]),
+    ('python -c "import torch"', ["-c", "import torch"]),
+]
+_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)")
+
+
+def import_seconds(stderr: str) -> tuple[float, bool]:
+    """Sum of the cumulative times of top-level imports; and whether torch was one."""
+    total, torch = 0, False
+    for m in _LINE.finditer(stderr):
+        if not m.group(3):                       # top level: its cumulative covers children
+            total += int(m.group(2))
+        torch = torch or m.group(4) == "torch"
+    return total / 1e6, torch
+
+
+def measure(args: list[str], repeat: int) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    imports, walls, torch = [], [], False
+    for _ in range(repeat):
+        t = time.perf_counter()
+        p = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True,
+                           text=True, env=env, cwd=ROOT)
+        walls.append(time.perf_counter() - t)
+        if p.returncode != 0:
+            raise SystemExit(f"{' '.join(args)} failed ({p.returncode}): {p.stderr[-400:]}")
+        s, torch = import_seconds(p.stderr)
+        imports.append(s)
+    return {"import_s": statistics.median(imports), "wall_s": statistics.median(walls),
+            "imports_torch": torch}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", default=None, help="Also write the numbers here.")
+    a = ap.parse_args(argv)
+    rows = {name: measure(args, a.repeat) for name, args in COMMANDS}
+    ref = rows['python -c "import torch"']
+    print(f"{'command':<36} {'imports':>9} {'wall':>8} {'/ torch':>8}  torch?")
+    for name, r in rows.items():
+        print(f"{name:<36} {r['import_s']:>8.3f}s {r['wall_s']:>7.3f}s "
+              f"{r['import_s'] / ref['import_s']:>8.2f}  {'yes' if r['imports_torch'] else 'no'}")
+    print(f"(median of {a.repeat} runs each; load: {os.getloadavg()[0]:.2f})")
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
