@@ -286,6 +286,34 @@ def test_vectors_crc():
         assert p.crc16(data) == int(hexv, 16), f"crc.txt:{lineno}"
 
 
+def _crc16_bitwise(data: bytes) -> int:
+    """The CRC the firmware computes, bit by bit (probe_core.c), as the reference."""
+    crc = 0xFFFF
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def test_crc16_is_crc_hqx_and_the_firmwares():
+    """binascii.crc_hqx(., 0xFFFF) == the firmware's bitwise CRC on its vectors and on
+    random lines of every length a protocol line can have (and the one-byte alphabet)."""
+    import binascii
+    import random
+
+    recs = _vector_records("crc.txt")
+    for lineno, _, rest in recs:
+        hexv, _, text = rest.partition(" ")
+        data = codecs.escape_decode(text.encode("ascii"))[0]
+        assert _crc16_bitwise(data) == int(hexv, 16) == binascii.crc_hqx(data, 0xFFFF), lineno
+    rng = random.Random(16)
+    cases = [bytes([b]) for b in range(256)]
+    cases += [rng.randbytes(n) for n in range(0, 300) for _ in range(3)]
+    for data in cases:
+        assert p.crc16(data) == _crc16_bitwise(data), data
+
+
 def test_vectors_stats():
     recs = _vector_records("stats.txt")
     assert len(recs) > 10
