@@ -33,7 +33,14 @@ sys.path.insert(0, str(ROOT / "examples"))
 from make_notebook_data import notebook_sets  # noqa: E402
 
 from hostctl import fit as fitmod  # noqa: E402
-from hostctl.circuits import NOTEBOOK_VALUES, get_circuit  # noqa: E402
+from hostctl.circuits import (  # noqa: E402
+    LED_THRESHOLD,  # noqa: E402
+    NOTEBOOK_VALUES,
+    get_circuit,
+)
+from hostctl.fit.lm import _lm as levenberg_marquardt  # noqa: E402
+from hostctl.fit.problem import build_problem  # noqa: E402
+from hostctl.fit.starts import linear_start  # noqa: E402
 from hostctl.measurements import Measurement, MeasurementSet  # noqa: E402
 
 
@@ -100,8 +107,8 @@ def peer_compare(gain: MeasurementSet, truth: dict[str, float], *, repeats: int 
     caps = {k: 1e-6 for k in names}
 
     def scipy_fit(x_start: np.ndarray | None = None):
-        p = fitmod._build(gain, circ, caps, fitmod.LED_THRESHOLD, None, None)
-        x0 = (np.array([fitmod._linear_start(p)[k] for k in range(4)])
+        p = build_problem(gain, circ, caps, LED_THRESHOLD, None, None)
+        x0 = (np.array([linear_start(p)[k] for k in range(4)])
               if x_start is None else x_start)
         return least_squares(lambda th: numpy_color_organ(th, p.freq_g, p.chg) - p.logg, x0,
                              method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15)
@@ -151,15 +158,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     # --- the solver alone on prepared arrays (same work scipy is timed for) ---------
     caps = {r: 1e-6 for r in circ.resistors}
-    prob = fitmod._build(gain, circ, caps, fitmod.LED_THRESHOLD, None, None)
-    th0 = np.array([fitmod._linear_start(prob)[k] for k in range(4)])
+    prob = build_problem(gain, circ, caps, LED_THRESHOLD, None, None)
+    th0 = np.array([linear_start(prob)[k] for k in range(4)])
 
     import torch
 
     torch.set_num_threads(1)  # as fit() does; threads only cost on problems this small
 
     def solver_only(x0=th0):
-        return fitmod._lm(lambda th: prob.objective(th), x0[None])
+        return levenberg_marquardt(lambda th: prob.objective(th), x0[None])
 
     t_solver, out = median_time(solver_only, args.repeats)
     # a start 50% off on every resistor: both solvers have to iterate
@@ -185,8 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
     t_scipy_far, s_far = median_time(scipy_far, args.repeats)
 
     def scipy_with_start():
-        p = fitmod._build(gain, circ, caps, fitmod.LED_THRESHOLD, None, None)
-        x0 = np.array([fitmod._linear_start(p)[k] for k in range(4)])
+        p = build_problem(gain, circ, caps, LED_THRESHOLD, None, None)
+        x0 = np.array([linear_start(p)[k] for k in range(4)])
         return least_squares(lambda th: numpy_color_organ(th, p.freq_g, p.chg) - p.logg, x0,
                              method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15)
 
@@ -238,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
         vals = {r: NOTEBOOK_VALUES[r] * math.exp(rng.normal(0, 0.1)) for r in circ.resistors}
         f = 10 ** rng.uniform(1, 5, 100)
         H = {k: v.numpy() for k, v in circ.response(f, vals).items()}
-        ms = MeasurementSet([Measurement(float(fi), c, led=int(H[c][i] > fitmod.LED_THRESHOLD))
+        ms = MeasurementSet([Measurement(float(fi), c, led=int(H[c][i] > LED_THRESHOLD))
                              for c in circ.channels for i, fi in enumerate(f)])
         led_boards.append((ms, vals))
     t = time.perf_counter()

@@ -1,0 +1,537 @@
+"""The fit itself, as stages: gains, LEDs, assessment, intervals, result."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hostctl.circuits import LED_THRESHOLD, Circuit, capacitances, get_circuit
+from hostctl.errors import FitError, InputError
+from hostctl.fit.intervals import (
+    _covariance,
+    _fewest_rows,
+    _gof_channels,
+    _misfit_channels,
+    _n_informed,
+    _sensitivity_warnings,
+)
+from hostctl.fit.led import (
+    _check_threshold_identifiable,
+    _inside,
+    _led_interval,
+    _near_switch,
+    _profile_threshold,
+    _thresholds_per_led,
+)
+from hostctl.fit.lm import _lm
+from hostctl.fit.notebook import _fit_notebook
+from hostctl.fit.problem import _build, _Problem, _subproblem, _usable
+from hostctl.fit.result import FitResult
+from hostctl.fit.settings import (
+    LED_LAPSE,
+    LED_MISFIT_FRACTION,
+    LOSSES,
+    MISFIT_RMS,
+    MISFIT_TRUST,
+    S_GAIN_FLOOR,
+    SIGMA_SCHEDULE,
+    Z95,
+)
+from hostctl.fit.starts import _default_base, _grid_starts, _groups, _init_theta, _linear_start
+from hostctl.measurements import MeasurementSet
+
+if TYPE_CHECKING:
+    pass
+
+
+def fit(data: MeasurementSet, circuit: Circuit | str, *, capacitance: Any = 1e-6,
+        led_threshold: float | Mapping[str, float] | str = LED_THRESHOLD, loss: str = "auto",
+        prior: Mapping[str, tuple[float, float]] | None = None,
+        fixed: Mapping[str, float] | None = None,
+        init: Mapping[str, float] | float | None = None,
+        lr: float | None = None, steps: int | None = None) -> FitResult:
+    """Fit the circuit's free resistors to ``data``.
+
+    ``init`` (ohm, one value or per resistor) replaces the automatic starts: it exists to
+    test the optimiser's basin, not because anyone should need it. ``lr``/``steps`` only
+    apply to the notebook losses.
+    """
+    import torch
+
+    t0 = time.perf_counter()
+    nthreads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads cost more than they give
+    try:
+        return _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init,
+                    lr, steps, t0)
+    finally:
+        torch.set_num_threads(nthreads)
+
+
+@dataclass
+class _Run:
+    """What the stages of one fit pass along."""
+
+    prob: _Problem
+    theta: np.ndarray
+    A: np.ndarray | None = None
+    s_gain: float = 1.0
+    gain_rms: float = 0.0
+    iters: int = 0
+    converged: bool = True
+    method: str = "gauss-newton"
+    warns: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    #: goodness of fit of the gain rows: chi-square, its degrees of freedom, per channel
+    chi2: float | None = None
+    dof: int = 0
+    #: the 95 % quantile used for gain intervals (normal, or Student-t on few residuals)
+    quantile: float = Z95
+
+
+def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr, steps,
+         t0) -> FitResult:
+    circ = get_circuit(circuit) if isinstance(circuit, str) else circuit
+    if loss not in LOSSES:
+        raise InputError(f"unknown loss '{loss}' (known: {', '.join(LOSSES)})")
+    caps = capacitances(circ, capacitance)
+    if led_threshold == "estimate-each":
+        if loss != "auto":
+            raise InputError("the notebook losses use a fixed LED threshold; do not combine "
+                             "them with --led-threshold estimate-each")
+        return _fit_each(data, circ, capacitance, prior, fixed, init, t0)
+    prob = _build(data, circ, caps, led_threshold, prior, fixed)
+    th_init = _init_theta(prob, init)
+    if loss != "auto":
+        return _teaching(prob, loss, th_init, lr, steps, t0)
+    groups = _groups(prob)
+    gain_ch = set(prob.chg.tolist())
+    led_only = [(ks, ch) for ks, ch in groups if not (ch & gain_ch)]
+    if prob.nl and prob.est_t:
+        _check_threshold_identifiable(prob, gain_ch)
+    run = _Run(prob, th_init.copy() if th_init is not None else _default_base(prob),
+               warns=list(prob.warnings))
+    if prob.ng:
+        _fit_gains(run, th_init is None)
+    if prob.nl:
+        _fit_leds(run, th_init is not None)
+    misfit = _assess_gains(run)
+    ci, ci_method = _gain_intervals(run, led_only)
+    n_rej, led_misfit = _led_intervals(run, led_only, ci, ci_method)
+    t_ci, conflicts = _shared_threshold(run, data, led_only, ci, n_rej, capacitance, prior)
+    if any(m == "data-consistent" for m in ci_method.values()):
+        names = ", ".join(k for k, m in ci_method.items() if m == "data-consistent")
+        run.notes.append(f"{names}: the 95% interval is the data-consistent interval: every "
+                         "value in it reproduces all accepted LED observations (exact, not "
+                         "statistical)")
+    if n_rej:
+        run.notes.append(f"{n_rej} LED observation(s) disagree with the fit and were treated "
+                         "as noise; intervals use the remaining observations")
+    if led_misfit:
+        run.warns.append("LED observations contradict the circuit's model ("
+                         + "; ".join(led_misfit) + " disagree with the fit): check the LED "
+                         "wiring (each LED on its own channel's input) and the circuit; the "
+                         "values are not to be used")
+    res = _result(prob, run.theta, ci, ci_method, run.converged, run.iters, t0, run.method,
+                  "auto", run.warns, run.notes)
+    res.trusted = not conflicts and not misfit and not led_misfit
+    res.chi2, res.dof = run.chi2, run.dof
+    res.noise = "measured" if prob.noise_known else ("estimated" if prob.ng else "none")
+    _per_led_thresholds(run, res, gain_ch)
+    if t_ci is not None:
+        res.led_threshold_ci95 = (math.exp(t_ci[0]), math.exp(t_ci[1]))
+    return res
+
+
+def _teaching(prob: _Problem, loss: str, th_init: np.ndarray | None, lr: float | None,
+              steps: int | None, t0: float) -> FitResult:
+    """The notebook's losses by plain gradient descent (teaching mode, no intervals)."""
+    if prob.est_t:
+        raise InputError("the notebook losses use a fixed LED threshold (0.5 crossing); "
+                         "do not combine them with --led-threshold estimate")
+    lr_ = float(lr) if lr is not None else 200.0
+    st = int(steps) if steps is not None else 100_000
+    start = th_init if th_init is not None else np.array(
+        [math.log(500.0 * 1e-6 / prob.caps[r]) for r in prob.free])
+    theta, iters, conv, lval = _fit_notebook(prob, loss, start, lr_, st)
+    warns = list(prob.warnings)
+    notes = [f"teaching mode: plain gradient descent on R in ohms (lr {lr_:g}), "
+             f"final loss {lval:.3g}; no interval is computed"]
+    if not conv:
+        warns.append(f"gradient descent stopped after {iters} steps without meeting the "
+                     "notebook's stop rule (loss < 1e-6 or |grad| < 1e-6)")
+    return _result(prob, theta, {}, {k: "none" for k in prob.free}, conv, iters,
+                   t0, loss, loss, warns, notes)
+
+
+def _fit_gains(run: _Run, auto_start: bool) -> None:
+    """Gain rows: LM on the log error, weighted by the measured noise where the probe gave
+    it. Also the pilot that sets the noise scale the LED rows and priors are weighed by."""
+    prob, p = run.prob, len(run.prob.free)
+    gprob = _subproblem(prob, np.arange(prob.ng)) if prob.nl else prob
+    theta = run.theta
+    if auto_start:
+        lin = _linear_start(prob)
+        for k, v in lin.items():
+            theta[k] = v
+        if any(k not in lin for k in range(p)):
+            theta = _grid_starts(gprob, theta, 0.3, 1.0, top=1)[0]
+    use_prior_first = not prob.nl and len(prob.prior_idx) == 0
+
+    def gfun(th):
+        return gprob.objective(th, use_prior=use_prior_first)
+
+    theta_b, cost, A, done, it = _lm(gfun, theta[None])
+    run.iters += it
+    rms = math.sqrt(2 * cost[0] / max(prob.ng, 1))
+    if rms > MISFIT_RMS * (1.0 if prob.sg is None else 1.0 / float(np.median(prob.sg))) \
+            and auto_start:
+        starts = [theta_b[0]] + _grid_starts(gprob, theta_b[0], 0.3, 1.0, top=3)
+        tb, cb, Ab, db, itb = _lm(gfun, np.stack(starts))
+        run.iters += itb
+        best = int(np.argmin(cb))
+        theta_b, cost, A, done = (x[best:best + 1] for x in (tb, cb, Ab, db))
+        run.notes.append(f"first start left a large misfit; best of {len(starts)} starts kept")
+    run.theta = theta_b[0]
+    run.converged &= bool(done[0])
+    run.dof = prob.ng - _n_informed(A[0], prob.ng)
+    run.chi2 = 2 * float(cost[0])
+    _noise_scale(run)
+    run.A = A / run.s_gain ** 2  # rows at unit noise
+    if prob.nl or len(prob.prior_idx):
+        # weighting gain rows against LED/prior terms: below ~1 ppm the residuals are
+        # rounding noise, and dividing by it would make the cost itself noisy
+        run.s_gain = max(run.s_gain, S_GAIN_FLOOR)
+    if len(prob.prior_idx) and not prob.nl:
+        # MAP: prior rows against gain rows scaled to unit noise
+        s = run.s_gain
+        theta_b, cost, A, done, it = _lm(lambda th: prob.objective(th, s_gain=s),
+                                         run.theta[None])
+        run.iters += it
+        run.theta, run.A = theta_b[0], A  # rows at unit noise, plus the prior's
+        run.converged &= bool(done[0])
+
+
+def _noise_scale(run: _Run) -> None:
+    """The gain rows' noise: the probe's measured figures (inflated by the Birge ratio when
+    the residuals scatter more), or, without figures, the residuals' own rms with a
+    Student-t quantile for few degrees of freedom -- and none left means no interval."""
+    from scipy.special import stdtrit
+
+    prob = run.prob
+    dof = run.dof
+    run.gain_rms = math.sqrt(run.chi2 / max(prob.ng, 1)) if prob.sg is None else 0.0
+    if prob.sg is not None:
+        birge = run.chi2 / dof if dof > 0 else 1.0
+        run.s_gain = math.sqrt(max(birge, 1.0))
+        run.quantile = Z95
+        return
+    if dof <= 0:
+        run.s_gain = 1.0
+        run.quantile = math.inf
+        run.warns.append(f"{prob.ng} gain value(s) for {len(prob.free)} unknown(s) and no "
+                         "noise figures: nothing is left to judge the noise by, so the "
+                         "values are open (add tones)")
+        return
+    run.s_gain = max(math.sqrt(run.chi2 / dof), 1e-12)
+    run.quantile = float(stdtrit(dof, 0.975))
+
+
+def _fit_leds(run: _Run, given_start: bool) -> None:
+    """LED rows: probit with an annealed noise scale, multi-start at the coarse stage."""
+    prob, s_gain = run.prob, run.s_gain
+    run.method = "joint" if prob.ng else "led-interval"
+    # with a free threshold, wide smoothing prefers the stop-band power law (where R
+    # and t trade off exactly): start finer
+    sched = SIGMA_SCHEDULE[2:] if prob.est_t else SIGMA_SCHEDULE
+    if given_start:
+        starts = [run.theta]
+    else:
+        starts = _grid_starts(prob, run.theta, sched[0], s_gain, top=3)
+        if prob.ng:
+            starts = [run.theta] + starts
+    th_b = np.stack(starts)
+    for si, sigma in enumerate(sched):
+        sp = prob if si < 2 else _near_switch(prob, th_b, sigma)
+
+        def fun(th, sigma=sigma, lapse=0.0 if si == 0 else LED_LAPSE, sp=sp):
+            return sp.objective(th, sigma=sigma, s_gain=s_gain, lapse=lapse)
+        last = si == len(sched) - 1
+        tb, cb, Ab, db, it = _lm(fun, th_b, max_iter=40 if last else 25,
+                                 xtol=1e-8 if last else 1e-4, ftol=1e-12 if last else 1e-8)
+        run.iters += it
+        if len(th_b) > 1 and (si >= 1 or last):
+            tb, cb, Ab, db = (x[_survivors(tb, cb, last)] for x in (tb, cb, Ab, db))
+        th_b = tb
+        run.A, done = Ab, db
+    run.theta = th_b[0]
+    run.converged &= bool(done[0])
+
+
+def _survivors(tb: np.ndarray, cb: np.ndarray, last: bool) -> np.ndarray:
+    """Starts that misclassify what another start explains drop out; twins (same basin)
+    need not run twice; by the last stage only the best remains."""
+    if last:
+        return np.arange(len(cb)) == int(np.argmin(cb))
+    keep = cb <= cb.min() + 10.0
+    for i in range(len(cb)):
+        for j in range(i):
+            if keep[i] and keep[j] and np.abs(tb[i] - tb[j]).max() < 1e-2:
+                keep[i] = cb[i] < cb[j]
+                keep[j] = not keep[i]
+    return keep
+
+
+def _assess_gains(run: _Run) -> dict[str, float]:
+    """Channels whose gains the model cannot follow, with a warning naming them.
+
+    With the probe's noise figures this is a chi-square goodness-of-fit test (the data
+    contradict the model beyond what the measured noise allows); without them the only
+    yardstick left is a gross misfit of the log gains (MISFIT_TRUST rms)."""
+    prob = run.prob
+    if not prob.ng:
+        return {}
+    if prob.sg is not None:
+        misfit = _gof_channels(prob, run.theta, run.chi2, run.dof)
+        if misfit:
+            run.warns.append("the gains do not follow the circuit's model within the measured "
+                             "noise (rms misfit " + ", ".join(
+                                 f"{ch} {v:.1f}x the noise" for ch, v in misfit.items())
+                             + "): a different circuit is on the bench (wiring, topology, "
+                             "capacitors, ESR); the values are not to be used")
+        return misfit
+    misfit = {}
+    if prob.nl or len(prob.prior_idx) or run.gain_rms * math.sqrt(
+            prob.ng / _fewest_rows(prob.chg)) > MISFIT_TRUST:
+        misfit = _misfit_channels(prob, run.theta)
+    if misfit:
+        run.warns.append("the gains do not follow the circuit's model (rms misfit "
+                         + ", ".join(f"{ch} {100 * v:.0f}%" for ch, v in misfit.items())
+                         + "): check the wiring (outputs swapped?), the circuit and the "
+                         "capacitance; the values are not to be used")
+    return misfit
+
+
+def _gain_intervals(run: _Run, led_only: list) -> tuple[dict, dict[str, str]]:
+    """Jacobian intervals at the run's noise scale and quantile, with plain warnings."""
+    prob = run.prob
+    ci: dict[int, tuple[float, float]] = {}
+    ci_method: dict[str, str] = {}
+    A = run.A if run.A is not None else np.zeros((prob.npar, prob.npar))
+    cov, info_warn = _covariance(prob, A[0] if A.ndim == 3 else A, led_only)
+    run.warns += info_warn
+    run.warns += _sensitivity_warnings(prob, run.theta, led_only, info_warn)
+    for k in range(len(prob.free)):
+        sd = math.sqrt(max(cov[k, k], 0.0)) if np.isfinite(cov[k, k]) else math.inf
+        half = run.quantile * sd if math.isfinite(run.quantile) else math.inf
+        ci[k] = (run.theta[k] - half, run.theta[k] + half)
+        ci_method[prob.free[k]] = "jacobian"
+    return ci, ci_method
+
+
+def _led_intervals(run: _Run, led_only: list, ci: dict, ci_method: dict[str, str]
+                   ) -> tuple[int, list[str]]:
+    """Data-consistent intervals for resistors only LED rows see; rejected-row counts."""
+    prob = run.prob
+    n_rej = 0
+    led_misfit: list[str] = []
+    for ks, chans in led_only:
+        chn = ", ".join(prob.circ.channels[c] for c in sorted(chans))
+        if not np.isin(prob.chl, list(chans)).any():
+            for k in ks:
+                ci[k] = (-math.inf, math.inf)
+                ci_method[prob.free[k]] = "none"
+                run.warns.append(f"{prob.free[k]}: no usable rows on channel {chn}: the data "
+                                 "do not determine it; the value is a placeholder, not a fit")
+            continue
+        ivs, nr, msgs = _led_interval(prob, run.theta, ks, chans)
+        n_rej += nr
+        run.warns += msgs
+        n_rows = int(np.isin(prob.chl, list(chans)).sum())
+        if nr > max(2, LED_MISFIT_FRACTION * n_rows):
+            # a misread LED is rare and sits next to a switch; this many is another signal
+            led_misfit.append(f"{chn}: {nr} of {n_rows}")
+        for k, iv in ivs.items():
+            ci[k] = iv
+            ci_method[prob.free[k]] = "data-consistent"
+            run.theta[k] = _inside(iv, run.theta[k], _default_base(prob)[k])
+    return n_rej, led_misfit
+
+
+def _shared_threshold(run: _Run, data: MeasurementSet, led_only: list, ci: dict, n_rej: int,
+                      capacitance: Any, prior: Any
+                      ) -> tuple[tuple[float, float] | None, list[str]]:
+    """An estimated threshold shared by every LED: its consistent range, the resistor
+    intervals over that range, and LEDs that contradict sharing one."""
+    prob, theta = run.prob, run.theta
+    if not (prob.est_t and led_only and not prob.ng):
+        return None, []
+    t_ci, prof, t_open = _profile_threshold(prob, theta, led_only)
+    for k, (lo, hi) in prof.items():
+        ci[k] = (min(ci[k][0], lo), max(ci[k][1], hi))
+    run.notes.append(f"LED threshold t_ref = {math.exp(theta[-1]):.4g} at 0 dBFS, shared by "
+                     f"every LED (consistent range {math.exp(t_ci[0]):.4g}.."
+                     f"{math.exp(t_ci[1]):.4g}); resistor intervals cover every threshold in "
+                     "that range. LEDs of different colors need one threshold each "
+                     "(--led-vf low=V,band=V,high=V)")
+    if t_open:
+        run.warns.append("the LED threshold is not pinned down by the data (its consistent "
+                         "range reaches the search limit); add switches at another tone level")
+    conflicts = []
+    if n_rej and len(led_only) > 1:
+        conflicts = _threshold_conflicts(data, prob, theta, led_only, t_ci, capacitance, prior)
+    if conflicts:
+        run.warns.append("the LEDs do not switch at one common threshold ("
+                         + "; ".join(conflicts) + f"; all together: {math.exp(t_ci[0]):.4g}.."
+                         f"{math.exp(t_ci[1]):.4g}), so resistor values fitted with one "
+                         "estimated threshold are wrong: give each LED's switching voltage "
+                         "(--led-vf low=V,band=V,high=V) or fit amplitudes too (--mode both; "
+                         "a recorded session with amplitudes: hostctl fit SESSION "
+                         "--led-threshold estimate-each)")
+    return t_ci, conflicts
+
+
+def _per_led_thresholds(run: _Run, res: FitResult, gain_ch: set[int]) -> None:
+    """With gains on every LED channel, say so when the LEDs switch at different levels."""
+    prob = run.prob
+    if not (prob.est_t and prob.nl and prob.ng and set(prob.chl.tolist()) <= gain_ch):
+        return
+    own, _ = _thresholds_per_led(prob, run.theta)
+    if max(lo for lo, _ in own.values()) > min(hi for _, hi in own.values()):
+        # no one threshold lets every LED switch where it did: each LED its own
+        res.led_thresholds = {k: math.sqrt(lo * hi) for k, (lo, hi) in own.items()}
+        res.notes.append("the LEDs switch at different thresholds; t_ref per LED at 0 dBFS "
+                         "(from the fitted gains): " + ", ".join(
+                             f"{k} {math.sqrt(lo * hi):.4g} ({lo:.4g}..{hi:.4g})"
+                             for k, (lo, hi) in own.items()))
+
+
+def _fit_each(data: MeasurementSet, circ: Circuit, capacitance: Any,
+              prior: Mapping[str, tuple[float, float]] | None,
+              fixed: Mapping[str, float] | None, init: Any, t0: float) -> FitResult:
+    """One threshold per LED (a red, a green and a blue LED differ), measured where gains
+    fix the response: the components from the gains alone, then each LED's threshold from
+    the gap between its dark and lit tones (:func:`_thresholds_per_led`)."""
+    from dataclasses import replace
+
+    gain_rows = [replace(m, led=None) for m in data.rows if m.gain is not None]
+    led_rows = [replace(m, gain=None) for m in data.rows if _usable(m, "led")]
+    if not gain_rows:
+        raise FitError("estimating one threshold per LED needs gain data on the LED channels "
+                       "(--mode both); with LED data only give each LED's threshold or "
+                       "voltage, or estimate one shared threshold")
+    res = _fit(MeasurementSet(gain_rows, dict(data.meta)), circ, capacitance, LED_THRESHOLD,
+               "auto", prior, fixed, init, None, None, t0)
+    if not led_rows:
+        return res
+    prob = _build(MeasurementSet(led_rows, dict(data.meta)), circ, res.capacitance,
+                  "estimate", None, fixed)
+    missing = sorted({circ.channels[c] for c in prob.chl} - {m.channel for m in gain_rows
+                                                            if m.gain_usable})
+    if missing:
+        raise FitError(f"no usable gain data on channel {', '.join(missing)}: its LED's "
+                       "threshold cannot be measured from its switches alone")
+    theta = np.log([res.values[r] for r in prob.free])
+    ranges, wrong = _thresholds_per_led(prob, theta)
+    bad = {ch: (w, n) for ch, (w, n) in wrong.items() if w > max(2, LED_MISFIT_FRACTION * n)}
+    if bad:
+        res.trusted = False
+        res.warnings.append("LED observations contradict the fitted gains ("
+                            + "; ".join(f"{ch}: {w} of {n}" for ch, (w, n) in bad.items())
+                            + " fit no threshold): check the LED wiring (D2 low, D3 band, "
+                            "D4 high); the thresholds are not to be used")
+    res.led_threshold, res.led_threshold_estimated = None, True
+    res.led_thresholds = {}
+    res.led_thresholds_ci95 = ranges
+    res.n_led = prob.nl
+    res.method = f"{res.method} + per-LED thresholds"
+    for ch, (lo, hi) in ranges.items():
+        if lo > 0 and math.isfinite(hi):
+            res.led_thresholds[ch] = math.sqrt(lo * hi)
+            continue
+        res.led_thresholds[ch] = lo if lo > 0 else hi
+        bound = f"above {lo:.4g}" if lo > 0 else f"below {hi:.4g}"
+        res.warnings.append(f"LED {ch} was {'always lit' if lo == 0 else 'never lit'} at the "
+                            f"measured tones: its threshold is only bounded ({bound})")
+    res.notes.append("LED thresholds t_ref per LED at 0 dBFS, from the fitted gains and each "
+                     "LED's switches: " + ", ".join(
+                         f"{k} {res.led_thresholds[k]:.4g} ({lo:.4g}..{hi:.4g})"
+                         for k, (lo, hi) in ranges.items()))
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _threshold_conflicts(data: MeasurementSet, prob: _Problem, theta: np.ndarray,
+                         led_only: list, t_ci: tuple[float, float], capacitance: Any,
+                         prior: Mapping[str, tuple[float, float]] | None) -> list[str]:
+    """Channels whose LED alone needs a threshold outside the shared one's consistent range.
+
+    One shared threshold is the right model for LEDs of one type and the wrong one for a
+    red, a green and a blue LED: then some switches contradict it (they show up as rejected
+    observations). Each channel that switches at two levels is refitted alone, from the
+    shared estimate, with its own threshold; disjoint consistent ranges mean the LEDs
+    differ.
+    """
+    p = len(prob.free)
+    names = prob.circ.channels
+    out = []
+    for ks, chans in led_only:
+        keep = {names[c] for c in chans}
+        sub = MeasurementSet([m for m in data.rows if m.channel in keep], dict(data.meta))
+        own = {prob.free[k] for k in ks}
+        hold = dict(prob.fixed)
+        hold.update({prob.free[k]: math.exp(theta[k]) for k in range(p) if prob.free[k] not in own})
+        try:
+            r = _fit(sub, prob.circ, capacitance, "estimate", "auto", prior, hold,
+                     {n: math.exp(theta[prob.free.index(n)]) for n in own}, None, None,
+                     time.perf_counter())
+        except FitError:
+            continue  # not identifiable alone (switches at one level only)
+        lo, hi = r.led_threshold_ci95 or (0.0, math.inf)
+        if hi < math.exp(t_ci[0]) or lo > math.exp(t_ci[1]):
+            out.append(f"{', '.join(sorted(keep))} alone: {lo:.4g}..{hi:.4g}")
+    return out
+
+
+def _result(prob: _Problem, theta: np.ndarray, ci: dict[int, tuple[float, float]],
+            ci_method: dict[str, str], converged: bool, iters: int, t0: float, method: str,
+            loss: str, warns: list[str], notes: list[str]) -> FitResult:
+    circ = prob.circ
+    values: dict[str, float] = {}
+    cis: dict[str, tuple[float, float]] = {}
+    for r in circ.resistors:
+        if r in prob.fixed:
+            values[r] = float(prob.fixed[r])
+            cis[r] = (values[r], values[r])
+            ci_method[r] = "fixed"
+        else:
+            k = prob.free.index(r)
+            values[r] = float(math.exp(theta[k]))
+            if k in ci:
+                lo, hi = ci[k]
+                cis[r] = (math.exp(lo) if lo > -700 else 0.0,
+                          math.exp(hi) if hi < 700 else math.inf)
+            else:
+                cis[r] = (math.nan, math.nan)
+    ordered = {r: ci_method.get(r, "none") for r in circ.resistors}
+    corner = {r: circ.corner_hz(r, values[r], prob.caps) for r in circ.resistors}
+    thr = None
+    if prob.t_map is not None:
+        pass  # per channel: led_thresholds
+    elif prob.est_t:
+        thr = float(math.exp(theta[len(prob.free)]))
+    elif prob.log_t is not None:
+        thr = float(math.exp(prob.log_t))
+    return FitResult(circuit=circ.name, values=values, ci95=cis, corner_hz=corner,
+                     capacitance=dict(prob.caps), converged=bool(converged), iterations=iters,
+                     seconds=time.perf_counter() - t0, method=method, loss=loss,
+                     led_threshold=thr, led_threshold_estimated=prob.est_t,
+                     led_thresholds=None if prob.t_map is None else dict(prob.t_map),
+                     warnings=warns, n_gain=prob.ng, n_led=prob.nl, notes=notes,
+                     ci_method=ordered)
+

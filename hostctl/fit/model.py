@@ -1,0 +1,90 @@
+"""log|H| of each row's channel and its Jacobian in log parameters (autograd)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hostctl.circuits import LED_THRESHOLD, Circuit, capacitances, get_circuit
+from hostctl.measurements import MeasurementSet
+
+if TYPE_CHECKING:
+    import torch
+
+
+class _Model:
+    """log|H| of the selected channel at each row, and its Jacobian in log R."""
+
+    def __init__(self, circ: Circuit, caps: Mapping[str, float], free: Sequence[str],
+                 fixed: Mapping[str, float]) -> None:
+        import torch
+
+        self.torch = torch
+        self.circ = circ
+        self.free = list(free)
+        self.fixed = {k: torch.tensor(float(v), dtype=torch.float64) for k, v in fixed.items()}
+        self.ct = {k: torch.tensor(float(v), dtype=torch.float64) for k, v in caps.items()}
+        self.nch = len(circ.channels)
+
+    def logh(self, theta: np.ndarray, omega: torch.Tensor, ch: torch.Tensor,
+             jac: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """``theta`` (S, p) log-ohms; ``omega``/``ch`` (n,) or (S, n). Returns (S, n), (S, n, p)."""
+        torch = self.torch
+        S = theta.shape[0]
+        shape = (S, omega.shape[-1])
+        th = torch.from_numpy(np.ascontiguousarray(theta, dtype=np.float64))
+        R: dict[str, torch.Tensor] = dict(self.fixed)
+        leaves = []
+        with torch.set_grad_enabled(jac):
+            for k, name in enumerate(self.free):
+                v = th[:, k:k + 1].exp().expand(shape).contiguous()
+                if jac:
+                    v.requires_grad_(True)
+                R[name] = v
+                leaves.append(v)
+            out = self.circ.model(omega, R, self.ct)
+            if self.nch == 1:
+                H = torch.broadcast_to(out[self.circ.channels[0]], shape)
+            else:
+                Hs = torch.stack([torch.broadcast_to(out[c], shape) for c in self.circ.channels],
+                                 -1)
+                H = Hs.gather(-1, torch.broadcast_to(ch, shape).unsqueeze(-1)).squeeze(-1)
+            L = H.clamp_min(1e-300).log()
+            if not jac:
+                return L.numpy(), None
+            grads = torch.autograd.grad(L.sum(), leaves, allow_unused=True) if leaves else ()
+        J = np.zeros(shape + (len(self.free),))
+        for k, g in enumerate(grads):
+            if g is not None:
+                J[..., k] = (g * leaves[k].detach()).numpy()
+        return L.detach().numpy(), J
+
+
+def jacobian_reference(prob_data: MeasurementSet, circuit: Circuit | str,
+                       values: Mapping[str, float], capacitance: Any = 1e-6
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(fast per-row-copy Jacobian, torch.autograd.functional.jacobian) of log|H| in log R,
+    for tests: the two must agree to rounding."""
+    import torch
+
+    from hostctl.fit.problem import _build
+
+    circ = get_circuit(circuit) if isinstance(circuit, str) else circuit
+    caps = capacitances(circ, capacitance)
+    prob = _build(prob_data, circ, caps, LED_THRESHOLD, None, None, use_led=False)
+    th = np.array([math.log(values[r]) for r in prob.free])
+    _, J = prob.model.logh(th[None], prob.omega, prob.ch, jac=True)
+
+    def f(t: torch.Tensor) -> torch.Tensor:
+        R = {r: t[k].exp() for k, r in enumerate(prob.free)}
+        out = circ.model(prob.omega, R, prob.model.ct)
+        H = torch.stack([torch.broadcast_to(out[c], prob.omega.shape) for c in circ.channels],
+                        -1)
+        return H.gather(-1, prob.ch.unsqueeze(-1)).squeeze(-1).log()
+
+    Jref = torch.autograd.functional.jacobian(f, torch.from_numpy(th)).numpy()
+    return J[0], Jref
+

@@ -1,0 +1,310 @@
+"""A fit problem built from a MeasurementSet: rows as arrays, the likelihood."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hostctl.circuits import LED_THRESHOLD, Circuit
+from hostctl.errors import FitError, InputError
+from hostctl.fit.model import _Model
+from hostctl.fit.settings import LED_LAPSE, LN10_20
+from hostctl.measurements import MeasurementSet
+
+if TYPE_CHECKING:
+    pass
+
+
+@dataclass
+class _Problem:
+    circ: Circuit
+    caps: dict[str, float]
+    free: list[str]
+    fixed: dict[str, float]
+    model: _Model
+    omega: Any          # torch (N,) gain rows then LED rows
+    ch: Any             # torch long (N,)
+    ng: int
+    nl: int
+    logg: np.ndarray
+    sgn: np.ndarray     # +1 lit, -1 dark
+    lvl: np.ndarray     # -level_dbfs * ln10/20 (0 if the threshold is not estimated)
+    log_t: float        # fixed log threshold, or start of log t_ref when estimated
+    est_t: bool
+    prior_idx: np.ndarray
+    prior_mu: np.ndarray
+    prior_sig: np.ndarray
+    freq_g: np.ndarray
+    freq_l: np.ndarray
+    chg: np.ndarray
+    chl: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+    #: per-LED-row weights (B, n) for padded batches of boards (None: all rows count)
+    wt: np.ndarray | None = None
+    #: per-channel fixed thresholds (folded into ``lvl``), or None
+    t_map: dict[str, float] | None = None
+    #: per gain row, the measured noise of log(gain) (the probe's own ``gain_se / gain``);
+    #: None when the data carry no noise figures (then one scale comes from the residuals)
+    sg: np.ndarray | None = None
+
+    @property
+    def noise_known(self) -> bool:
+        return self.sg is not None
+
+    @property
+    def npar(self) -> int:
+        return len(self.free) + (1 if self.est_t else 0)
+
+    def objective(self, theta: np.ndarray, *, sigma: float = 0.01, s_gain: float = 1.0,
+                  use_prior: bool = True, deriv: bool = True, lapse: float = LED_LAPSE
+                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Negative log-likelihood per batch member, its gradient and a Gauss-Newton Hessian.
+
+        Gain rows: ``0.5 * ((log|H| - log g) / s_gain)^2``. LED rows: ``-log Phi(z)`` with
+        ``z = sign * (log|H| - log t) / sigma`` -- convex in z, so the Hessian uses the exact
+        curvature of the link (IRLS / Fisher scoring) and drops only the model's. Prior
+        rows: ``0.5 * ((log R - log mu) / sigma_prior)^2``.
+        """
+        from scipy.special import log_ndtr
+
+        p = len(self.free)
+        B, P = theta.shape
+        L, JL = self.model.logh(theta[:, :p], self.omega, self.ch, deriv)
+        cost = np.zeros(B)
+        g = np.zeros((B, P)) if deriv else None
+        A = np.zeros((B, P, P)) if deriv else None
+        if self.ng:
+            scale = s_gain if self.sg is None else s_gain * self.sg
+            r = (L[:, :self.ng] - self.logg) / scale
+            cost += 0.5 * np.einsum("bn,bn->b", r, r)
+            if deriv:
+                Jg = JL[:, :self.ng] / (scale if self.sg is None else scale[..., None])
+                Jgt = Jg.transpose(0, 2, 1)
+                g[:, :p] += (Jgt @ r[..., None])[..., 0]
+                A[:, :p, :p] += Jgt @ Jg
+        if self.nl:
+            logt = (theta[:, p:p + 1] if self.est_t else self.log_t) + self.lvl
+            z = self.sgn * (L[:, self.ng:] - logt) / sigma
+            # P(observation) = eps + (1 - 2 eps) Phi(z): a lapse rate bounds what one
+            # misread LED can cost (a pure probit's tail grows like z^2 and lets one stray
+            # observation far from any switch drag the whole fit)
+            log_l = math.log(lapse) if lapse > 0 else -math.inf
+            log_1m2l = math.log1p(-2 * lapse)
+            lp = np.logaddexp(log_l, log_1m2l + log_ndtr(z))
+            cost -= (lp if self.wt is None else lp * self.wt).sum(1)
+            if deriv:
+                lam = np.exp(log_1m2l - 0.5 * z * z - 0.5 * math.log(2 * math.pi) - lp)
+                w = np.maximum(lam * (z + lam), 0.0)      # d2(-log P)/dz2, clipped at 0
+                if self.wt is not None:
+                    lam, w = lam * self.wt, w * self.wt
+                dz = np.zeros((B, self.nl, P))
+                dz[..., :p] = (self.sgn / sigma)[..., None] * JL[:, self.ng:]
+                if self.est_t:
+                    dz[..., p] = -self.sgn / sigma
+                dzt = dz.transpose(0, 2, 1)
+                g -= (dzt @ lam[..., None])[..., 0]
+                A += dzt @ (dz * w[..., None])
+        if use_prior and len(self.prior_idx):
+            rp = (theta[:, self.prior_idx] - self.prior_mu) / self.prior_sig
+            cost += 0.5 * (rp * rp).sum(1)
+            if deriv:
+                g[:, self.prior_idx] += rp / self.prior_sig
+                A[:, self.prior_idx, self.prior_idx] += 1.0 / self.prior_sig ** 2
+        return cost, g, A
+
+
+def _usable(m: Any, what: str) -> bool:
+    """Row usable for a gain / an LED fit (flag rules live in measurements.py)."""
+    attr = getattr(m, f"{what}_usable", None)
+    if attr is not None:
+        return bool(attr)
+    return getattr(m, what) is not None and not m.flag
+
+
+def _num(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _rowerror(msg: str, row: int, column: str) -> InputError:
+    e = InputError(f"row {row + 1}: {msg}")
+    e.row, e.column_name, e.bare = row, column, msg  # type: ignore[attr-defined]
+    return e
+
+
+def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
+           led_threshold: float | Mapping[str, float] | str,
+           prior: Mapping[str, tuple[float, float]] | None,
+           fixed: Mapping[str, float] | None, use_gain: bool = True,
+           use_led: bool = True) -> _Problem:
+    import torch
+
+    fixed = dict(fixed or {})
+    for k, v in fixed.items():
+        if k not in circ.resistors:
+            raise InputError(f"fixed: '{k}' is not a resistor of {circ.name} "
+                             f"({', '.join(circ.resistors)})")
+        if not (math.isfinite(v) and v > 0):
+            raise InputError(f"fixed: {k} must be a positive resistance, got {v}")
+    free = [r for r in circ.resistors if r not in fixed]
+    if not free:
+        raise FitError("every resistor is fixed: nothing to fit")
+    chidx = {c: i for i, c in enumerate(circ.channels)}
+    warn: list[str] = []
+    est = led_threshold == "estimate"
+    rows = data.rows
+    nan = math.nan
+    # one pass over the rows into columns (the only Python-level loop over the data)
+    se = np.array([_num(getattr(m, "gain_se", None)) for m in rows], dtype=float)
+    cols = [(m.frequency_hz, m.channel, nan if m.gain is None else m.gain,
+             -1 if m.led is None else m.led, nan if m.level_dbfs is None else m.level_dbfs,
+             m.flag) for m in rows]
+    if not cols:
+        raise FitError("no usable rows: the data set is empty")
+    F, CH, G, Y, LV, FL = zip(*cols, strict=True)
+    F = np.array(F, dtype=float)
+    G = np.array(G, dtype=float)
+    Y = np.array(Y, dtype=np.int64)
+    LV = np.array(LV, dtype=float)
+    if any(FL):
+        gmask = np.array([_usable(m, "gain") for m in rows])
+        lmask = np.array([_usable(m, "led") for m in rows])
+    else:
+        gmask, lmask = ~np.isnan(G), Y >= 0
+    gmask &= use_gain
+    lmask &= use_led
+    used = gmask | lmask
+    chi = np.array([chidx.get(c, -1) for c in CH], dtype=np.int64)
+    bad = np.flatnonzero(used & (chi < 0))
+    if len(bad):
+        i = int(bad[0])
+        raise _rowerror(f"channel '{CH[i]}' is not an output of circuit {circ.name} "
+                        f"({', '.join(circ.channels)})", i, "channel")
+    bad = np.flatnonzero(used & ~(np.isfinite(F) & (F > 0)))
+    if len(bad):
+        i = int(bad[0])
+        raise _rowerror(f"frequency {F[i]} must be a positive number", i, "frequency_hz")
+    bad = np.flatnonzero(gmask & ~np.isfinite(G))
+    if len(bad):
+        i = int(bad[0])
+        raise _rowerror(f"gain {G[i]} is not finite", i, "gain")
+    bad = np.flatnonzero(lmask & (Y != 0) & (Y != 1))
+    if len(bad):
+        i = int(bad[0])
+        raise _rowerror(f"LED state must be 0 or 1, got {Y[i]}", i, "led")
+    if est:
+        bad = np.flatnonzero(lmask & np.isnan(LV))
+        if len(bad):
+            raise _rowerror("estimating the LED threshold needs level_dbfs on every LED row",
+                            int(bad[0]), "level_dbfs")
+    zero = gmask & (G <= 0)
+    n_zero = int(zero.sum())
+    gmask &= ~zero
+    fg, cg, gg = F[gmask], chi[gmask], G[gmask]
+    seg = se[gmask]
+    # the probe's noise figures count only when every fitted gain row has one
+    sg = seg / gg if len(gg) and np.all(np.isfinite(seg) & (seg > 0)) else None
+    fl, cl, yl = F[lmask], chi[lmask], Y[lmask]
+    ll = LV[lmask] if est else np.zeros(len(fl))
+    if n_zero:
+        warn.append(f"dropped {n_zero} gain value(s) <= 0 (no log); they carry no usable "
+                    "information for a log-error fit")
+    if not len(fg) and not len(fl):
+        raise FitError("no usable rows: need gain or LED observations on the circuit's "
+                       f"channels ({', '.join(circ.channels)})")
+    f_all = np.concatenate([fg, fl])
+    omega = torch.from_numpy(2 * math.pi * f_all)
+    ch = torch.from_numpy(np.concatenate([cg, cl]))
+    if isinstance(led_threshold, str) and not est:
+        raise InputError(f"led_threshold must be a number or 'estimate', got '{led_threshold}'")
+    t_map: dict[str, float] | None = None
+    if isinstance(led_threshold, Mapping):
+        # one LED per channel, each its own threshold: a per-row offset of log t
+        t_map = {}
+        for c, v in led_threshold.items():
+            if c not in chidx:
+                raise InputError(f"LED threshold for '{c}': not a channel of {circ.name} "
+                                 f"({', '.join(circ.channels)})")
+            t_map[c] = float(v)
+            if not (math.isfinite(t_map[c]) and t_map[c] > 0):
+                raise InputError(f"LED threshold for {c} must be a positive number, got {v}")
+        missing = sorted({circ.channels[c] for c in cl} - set(t_map))
+        if missing:
+            raise InputError(f"no LED threshold for channel {', '.join(missing)}")
+        log_t = 0.0
+        lvl = np.log(np.array([t_map[circ.channels[c]] for c in cl], dtype=float))
+    elif not est:
+        t = float(led_threshold)
+        if not (math.isfinite(t) and t > 0):
+            raise InputError(f"LED threshold must be a positive number, got {led_threshold}")
+        log_t = math.log(t)
+        lvl = np.zeros(len(fl))
+    else:
+        lv = np.array(ll, dtype=float)
+        lvl = -lv * LN10_20
+        log_t = math.log(LED_THRESHOLD) + (float(np.median(lv)) * LN10_20 if len(lv) else 0.0)
+    pidx, pmu, psig = [], [], []
+    for k, spec in (prior or {}).items():
+        if k not in circ.resistors:
+            raise InputError(f"prior: '{k}' is not a resistor of {circ.name} "
+                             f"({', '.join(circ.resistors)})")
+        mu, sig = (float(spec[0]), float(spec[1]))
+        if not (math.isfinite(mu) and mu > 0 and math.isfinite(sig) and sig > 0):
+            raise InputError(f"prior for {k}: need a positive value and a positive sigma, "
+                             f"got {spec}")
+        if k in fixed:
+            continue
+        pidx.append(free.index(k))
+        pmu.append(math.log(mu))
+        psig.append(sig)
+    model = _Model(circ, caps, free, fixed)
+    return _Problem(circ, caps, free, fixed, model, omega, ch, len(fg), len(fl),
+                    np.log(np.array(gg, dtype=float)), np.where(np.array(yl) > 0, 1.0, -1.0),
+                    lvl, log_t, est, np.array(pidx, dtype=int), np.array(pmu), np.array(psig),
+                    np.array(fg, dtype=float), np.array(fl, dtype=float),
+                    np.array(cg, dtype=int), np.array(cl, dtype=int), warn, t_map=t_map,
+                    sg=sg)
+
+
+def _subproblem(prob: _Problem, rows: np.ndarray) -> _Problem:
+    """The same problem restricted to some rows (indices into the stacked rows)."""
+    import torch
+
+    rows = np.asarray(rows)
+    g = rows[rows < prob.ng]
+    lrows = rows[rows >= prob.ng] - prob.ng
+    idx = torch.from_numpy(np.concatenate([g, lrows + prob.ng]).astype(np.int64))
+    return _Problem(prob.circ, prob.caps, prob.free, prob.fixed, prob.model,
+                    prob.omega[idx], prob.ch[idx], len(g), len(lrows), prob.logg[g],
+                    prob.sgn[lrows], prob.lvl[lrows], prob.log_t, prob.est_t,
+                    prob.prior_idx, prob.prior_mu, prob.prior_sig, prob.freq_g[g],
+                    prob.freq_l[lrows], prob.chg[g], prob.chl[lrows],
+                    sg=None if prob.sg is None else prob.sg[g])
+
+
+def parse_prior(text: str) -> tuple[str, tuple[float, float]]:
+    """``R_low=220@5%`` (or ``2.2k@0.05``) -> ("R_low", (220.0, 0.05)): sigma on log R."""
+    if "=" not in text or "@" not in text:
+        raise InputError(f"--prior: '{text}' should be NAME=OHMS@SIGMA (e.g. R_low=220@5%)")
+    name, rest = (s.strip() for s in text.split("=", 1))
+    val, sig = (s.strip() for s in rest.split("@", 1))
+    mult = 1.0
+    if val[-1:] in ("k", "K", "M"):
+        mult = 1e3 if val[-1] in "kK" else 1e6
+        val = val[:-1]
+    try:
+        v = float(val) * mult
+        s = float(sig[:-1]) / 100 if sig.endswith("%") else float(sig)
+    except ValueError:
+        raise InputError(f"--prior: '{text}' should be NAME=OHMS@SIGMA (e.g. R_low=220@5%)"
+                         ) from None
+    if not (math.isfinite(v) and v > 0 and math.isfinite(s) and s > 0):
+        raise InputError(f"--prior: '{text}' needs a positive value and a positive sigma")
+    return name, (v, s)
+
+
+#: public names for peers that run the same problem (benchmarks against scipy)
+build_problem = _build

@@ -1,0 +1,137 @@
+"""What a fit returns: values, 95 % intervals, verdict, and its JSON form."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hostctl.circuits import get_circuit
+from hostctl.errors import InputError
+from hostctl.measurements import atomic_write_json
+
+if TYPE_CHECKING:
+    pass
+
+
+@dataclass
+class FitResult:
+    """What a fit found, how sure it is, and how it got there."""
+
+    circuit: str
+    values: dict[str, float]              # ohm
+    ci95: dict[str, tuple[float, float]]  # ohm (0 / inf where the data leave a side open)
+    corner_hz: dict[str, float]
+    capacitance: dict[str, float]         # per resistor, farad
+    converged: bool
+    iterations: int
+    seconds: float
+    method: str                           # gauss-newton | led-interval | joint | notebook-*
+    loss: str
+    led_threshold: float | None
+    led_threshold_estimated: bool
+    warnings: list[str]
+    n_gain: int
+    n_led: int
+    notes: list[str] = field(default_factory=list)
+    #: how each interval was obtained: "jacobian", "data-consistent", "fixed", "none"
+    ci_method: dict[str, str] = field(default_factory=dict)
+    #: consistent range of an estimated LED threshold (LED-only data), else None
+    led_threshold_ci95: tuple[float, float] | None = None
+    #: per-channel thresholds when each LED has its own (then ``led_threshold`` is None)
+    led_thresholds: dict[str, float] | None = None
+    #: False when the data contradict the model itself (see ``warnings``): do not use
+    trusted: bool = True
+    #: consistent range of each LED's threshold ("estimate-each"), else None
+    led_thresholds_ci95: dict[str, tuple[float, float]] | None = None
+    #: gain rows' chi-square at the fit and its degrees of freedom (None without gains)
+    chi2: float | None = None
+    dof: int = 0
+    #: where the gain noise came from: "measured" (the probe's figures), "estimated" (from
+    #: the residuals), "none"
+    noise: str = "none"
+    #: the topology the data chose, and the rejected alternatives' misfit in sigma
+    topology: dict[str, Any] | None = None
+
+    def predict(self, freq_hz: Any) -> dict[str, np.ndarray]:
+        """|H| per channel at ``freq_hz`` for the fitted values."""
+        circ = get_circuit(self.circuit)
+        out = circ.response(np.asarray(freq_hz, dtype=float), self.values, self.capacitance)
+        return {k: v.detach().numpy() for k, v in out.items()}
+
+    def to_json(self) -> dict:
+        def num(v: float) -> float | None:
+            return float(v) if math.isfinite(v) else None
+
+        return {
+            "circuit": self.circuit,
+            "values": {k: float(v) for k, v in self.values.items()},
+            "ci95": {k: [num(lo), num(hi)] for k, (lo, hi) in self.ci95.items()},
+            "corner_hz": {k: float(v) for k, v in self.corner_hz.items()},
+            "capacitance": dict(self.capacitance),
+            "converged": bool(self.converged), "iterations": int(self.iterations),
+            "seconds": float(self.seconds), "method": self.method, "loss": self.loss,
+            "led_threshold": self.led_threshold,
+            "led_threshold_estimated": bool(self.led_threshold_estimated),
+            "warnings": list(self.warnings), "n_gain": self.n_gain, "n_led": self.n_led,
+            "notes": list(self.notes), "ci_method": dict(self.ci_method),
+            "led_threshold_ci95": (None if self.led_threshold_ci95 is None
+                                   else [num(x) for x in self.led_threshold_ci95]),
+            "led_thresholds": self.led_thresholds,
+            "trusted": bool(self.trusted),
+            "chi2": None if self.chi2 is None else float(self.chi2), "dof": int(self.dof),
+            "noise": self.noise, "topology": self.topology,
+            "led_thresholds_ci95": (None if self.led_thresholds_ci95 is None else
+                                    {k: [num(lo), num(hi)]
+                                     for k, (lo, hi) in self.led_thresholds_ci95.items()}),
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write as JSON (atomically)."""
+        atomic_write_json(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FitResult:
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+            return cls.from_json(d)
+        except FileNotFoundError:
+            raise InputError("no such file", str(path)) from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"not a hostctl fit result ({e})", str(path)) from None
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> FitResult:
+        ci = {}
+        for k, (lo, hi) in d["ci95"].items():
+            ci[k] = (0.0 if lo is None else float(lo), math.inf if hi is None else float(hi))
+        return cls(
+            circuit=d["circuit"], values={k: float(v) for k, v in d["values"].items()},
+            ci95=ci, corner_hz={k: float(v) for k, v in d["corner_hz"].items()},
+            capacitance={k: float(v) for k, v in d["capacitance"].items()},
+            converged=bool(d["converged"]), iterations=int(d["iterations"]),
+            seconds=float(d["seconds"]), method=d["method"], loss=d["loss"],
+            led_threshold=d.get("led_threshold"),
+            led_threshold_estimated=bool(d.get("led_threshold_estimated", False)),
+            warnings=list(d.get("warnings", [])), n_gain=int(d.get("n_gain", 0)),
+            n_led=int(d.get("n_led", 0)), notes=list(d.get("notes", [])),
+            ci_method=dict(d.get("ci_method", {})),
+            led_threshold_ci95=(None if d.get("led_threshold_ci95") is None
+                                else tuple(math.inf if x is None else float(x)
+                                           for x in d["led_threshold_ci95"])),
+            led_thresholds=(None if d.get("led_thresholds") is None
+                            else {k: float(v) for k, v in d["led_thresholds"].items()}),
+            trusted=bool(d.get("trusted", True)),
+            chi2=d.get("chi2"), dof=int(d.get("dof", 0)), noise=d.get("noise", "none"),
+            topology=d.get("topology"),
+            led_thresholds_ci95=(None if d.get("led_thresholds_ci95") is None else
+                                 {k: (float(lo), math.inf if hi is None else float(hi))
+                                  for k, (lo, hi) in d["led_thresholds_ci95"].items()}),
+        )
+

@@ -1,0 +1,43 @@
+"""Constants of the fit engine: noise scales, trust limits, quantiles."""
+
+from __future__ import annotations
+
+import math
+
+LOSSES = ("auto", "notebook-mse", "notebook-weighted")
+
+Z95 = 1.959963984540054
+
+LN10_20 = math.log(10.0) / 20.0
+
+#: probit noise scales (in log|H| units) for the annealing, coarse to fine
+SIGMA_SCHEDULE = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
+
+#: a start whose fit leaves an rms log error above this triggers the multi-start search
+MISFIT_RMS = 0.05
+
+#: a channel whose gains the final fit misses by more than this (rms, log) is not this model
+MISFIT_TRUST = 0.15
+
+#: an LED channel with more of its observations rejected than this is not this model
+LED_MISFIT_FRACTION = 0.1
+
+#: smallest gain noise scale (log units) used to weigh gain rows against LED rows / priors
+S_GAIN_FLOOR = 1e-6
+
+#: probability that an LED observation is simply wrong (robust probit). The coarsest
+#: annealing stage runs without it: a pure probit still pulls from far-off starts where
+#: every observation is wrong, which a bounded loss would not
+LED_LAPSE = 1e-3
+
+#: margin (in log R) around the coarse grid's span for the LED interval search box
+BOX = 5.0
+
+
+#: how far the probe's own noise figures (``gain_se``) may be off: the measured scatter of
+#: gains agrees with them to within this factor (tests/test_noise.py); a misfit must beat it
+NOISE_FIGURE_TOL = 1.15
+
+#: a model whose chi-square exceeds its upper 0.1 % point (after NOISE_FIGURE_TOL) is
+#: contradicted by the data: the goodness-of-fit test's false-alarm rate
+GOF_ALPHA = 1e-3
