@@ -12,6 +12,7 @@ import numpy as np
 
 from hostctl.circuits import LED_THRESHOLD, Circuit, capacitances, get_circuit
 from hostctl.errors import FitError, InputError
+from hostctl.fit.choice import candidates, choose
 from hostctl.fit.intervals import (
     _covariance,
     _fewest_rows,
@@ -57,6 +58,10 @@ def fit(data: MeasurementSet, circuit: Circuit | str, *, capacitance: Any = 1e-6
         lr: float | None = None, steps: int | None = None) -> FitResult:
     """Fit the circuit's free resistors to ``data``.
 
+    ``circuit`` names a preset or a family of presets (``color-organ``: buffered, passive,
+    ideal): a family's members are all fitted and the data choose (hostctl.fit.choice); a
+    :class:`Circuit` is fitted as it is.
+
     ``init`` (ohm, one value or per resistor) replaces the automatic starts: it exists to
     test the optimiser's basin, not because anyone should need it. ``lr``/``steps`` only
     apply to the notebook losses.
@@ -67,8 +72,12 @@ def fit(data: MeasurementSet, circuit: Circuit | str, *, capacitance: Any = 1e-6
     nthreads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: threads cost more than they give
     try:
-        return _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init,
-                    lr, steps, t0)
+        def one(d: MeasurementSet, c: Circuit) -> FitResult:
+            return _fit(d, c, capacitance, led_threshold, loss, prior, fixed, init, lr,
+                        steps, t0)
+        if loss != "auto":
+            return one(data, get_circuit(circuit) if isinstance(circuit, str) else circuit)
+        return choose(data, candidates(circuit), one)
     finally:
         torch.set_num_threads(nthreads)
 

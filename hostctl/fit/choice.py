@@ -1,0 +1,113 @@
+"""The topology is a hypothesis the data decide.
+
+A preset family (``color-organ``: the buffered band-pass, the passive one, the course's
+ideal circuit) lists circuits a student may have built. Each is fitted; the one the gains
+favour by likelihood wins, and the report names the rejected alternatives with how far
+they miss, in sigma of the likelihood ratio (sqrt of the chi-square difference at the
+measured noise, or at the winner's residual noise when the probe gave no figures).
+An alternative the data cannot reject, whose values differ, widens the intervals to
+cover both: the answer is only as sure as the topology is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from hostctl.circuits import CIRCUITS, Circuit, get_circuit
+from hostctl.errors import FitError
+from hostctl.fit.result import FitResult
+
+#: a topology whose likelihood is this many sigma below the winner's is rejected
+REJECT_SIGMA = 3.0
+
+
+def choose(data: Any, candidates: Sequence[Circuit], fit_one: Any) -> FitResult:
+    """Fit every candidate with ``fit_one(data, circuit)`` and keep the likeliest."""
+    if len(candidates) == 1:
+        return fit_one(data, candidates[0])
+    results: list[FitResult] = []
+    errors: list[str] = []
+    for c in candidates:
+        try:
+            results.append(fit_one(data, c))
+        except FitError as e:
+            errors.append(f"{c.name}: {e}")
+    if not results:
+        raise FitError("no candidate topology could be fitted (" + "; ".join(errors) + ")")
+    if not any(r.chi2 is not None for r in results):
+        return _assume_first(results)
+    best, sig = _rank(results)
+    _explain(best, results, sig)
+    return best
+
+
+def _rank(results: list[FitResult]) -> tuple[FitResult, dict[str, float]]:
+    """The likeliest fit and every candidate's distance from it in sigma."""
+    fits = [r for r in results if r.chi2 is not None]
+    best = min(fits, key=lambda r: r.chi2)
+    if best.noise == "measured":
+        scale = 1.0
+    else:  # the winner's residual variance per row is the noise yardstick
+        scale = best.chi2 / best.dof if best.dof > 0 and best.chi2 > 0 else 1.0
+    scale = max(scale, 1e-300)
+    sig = {r.circuit: math.sqrt(max(r.chi2 - best.chi2, 0.0) / scale) for r in fits}
+    return best, sig
+
+
+def _explain(best: FitResult, results: list[FitResult], sig: dict[str, float]) -> None:
+    """Say which topology the data chose, and what that means for the intervals."""
+    others = [r for r in results if r is not best and r.chi2 is not None]
+    best.topology = {"chosen": best.circuit,
+                     "rejected": {r.circuit: round(sig[r.circuit], 2) for r in others}}
+    if not others:
+        return
+    parts = ", ".join(f"{r.circuit} misses by {sig[r.circuit]:.1f} sigma" for r in others)
+    best.notes.append(f"topology chosen by the data: {best.circuit} ({parts})")
+    close = [r for r in others if sig[r.circuit] < REJECT_SIGMA]
+    for alt in close:
+        widened = []
+        for k, (lo, hi) in best.ci95.items():
+            if k not in alt.values:
+                continue
+            alo, ahi = alt.ci95.get(k, (alt.values[k], alt.values[k]))
+            if alo < lo or ahi > hi:
+                best.ci95[k] = (min(lo, alo), max(hi, ahi))
+                widened.append(k)
+        if widened:
+            best.warnings.append(
+                f"the data cannot tell {best.circuit} from {alt.circuit} "
+                f"({sig[alt.circuit]:.1f} sigma apart): the intervals of "
+                f"{', '.join(widened)} cover both; add tones near the corners or check how "
+                "the band-pass is built")
+
+
+def _assume_first(results: list[FitResult]) -> FitResult:
+    """LED-only data cannot weigh topologies: keep the family's default, say so, and widen
+    its intervals over every alternative the LEDs do not contradict."""
+    first = results[0]
+    for alt in results[1:]:
+        if not alt.trusted:
+            continue
+        for k, (lo, hi) in first.ci95.items():
+            alo, ahi = alt.ci95.get(k, (lo, hi))
+            first.ci95[k] = (min(lo, alo), max(hi, ahi))
+    first.topology = {"chosen": first.circuit, "rejected": {}, "assumed": True}
+    first.notes.append(f"topology assumed ({first.circuit}): LED states alone cannot tell "
+                       "the candidates apart; the intervals cover "
+                       + ", ".join(r.circuit for r in results if r.trusted))
+    return first
+
+
+def candidates(circuit: Circuit | str) -> list[Circuit]:
+    """The circuits a name stands for: its family's members (the named one first), or
+    itself; a Circuit object stands for itself."""
+    if not isinstance(circuit, str):
+        return [circuit]
+    named = get_circuit(circuit)
+    fam = getattr(named, "family", None)
+    if not fam or fam != named.name:
+        return [named]
+    members = [c for c in CIRCUITS.values() if getattr(c, "family", None) == fam]
+    return [named] + [c for c in members if c is not named]
