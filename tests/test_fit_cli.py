@@ -147,7 +147,6 @@ BAD_ARGS = [
     (["--circuit", "lowpass", "--prior", "R_nope=220@5%"], "not a resistor"),
     (["--circuit", "lowpass", "--led-threshold", "-1"], "--led-threshold"),
     (["--circuit", "lowpass", "--prior-file", "/nonexistent/p.toml"], "no such file"),
-    ([], "no --circuit"),
     (["--circuit", "lowpass", "--lr", "fast"], "--lr"),
     (["--circuit", "lowpass", "--steps", "0"], "--steps"),
     (["--circuit", "lowpass", "--fixed", "R_low=abc"], "--fixed"),
@@ -160,6 +159,16 @@ def test_bad_arguments_one_line_exit_2(files, capsys, args, frag):
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and frag in lines[0], err
+
+
+def test_no_circuit_takes_the_family_of_the_channels(files, capsys, tmp_path):
+    """No --circuit: low-only data are a low-pass; channels no family has are refused."""
+    code, out, err = run(["fit", str(files / "lowpass_nometa.csv"), "--json"], capsys)
+    assert code in (0, 1), err
+    assert json.loads(out)["circuit"].startswith("lowpass")
+    p = _write(tmp_path / "mid.csv", "frequency_hz,channel,gain\n100,mid,0.5\n200,mid,0.4\n")
+    code, out, err = run(["fit", p], capsys)
+    assert code == 2 and "match no preset family" in err and len(err.strip().splitlines()) == 1
 
 
 def test_missing_file(capsys, tmp_path):

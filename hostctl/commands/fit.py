@@ -156,9 +156,7 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
             return _emit(refit(ms), series, as_json)
     else:
         ms = MeasurementSet.read_csv(data)
-    circuit_name = circuit_name or ms.meta.get("circuit")
-    if not circuit_name:
-        raise InputError("no --circuit given and the file has no '# circuit:' line", data)
+    circuit_name = circuit_name or ms.meta.get("circuit") or _family_for(ms, data)
     circ = get_circuit(circuit_name)
     cap_text = capacitance or ms.meta.get("capacitance") or "1e-6"
     caps = parse_capacitance(cap_text)
@@ -172,7 +170,7 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
         prior[name] = spec
     fixed_vals = parse_values(fixed, "--fixed") if fixed else None
     try:
-        res = fit(ms, circ, capacitance=caps, led_threshold=thr, loss=loss,
+        res = fit(ms, circ.name, capacitance=caps, led_threshold=thr, loss=loss,
                   prior=prior or None, fixed=fixed_vals, lr=lr_v, steps=steps_v)
     except FitError as e:
         raise FitError(f"{data}: {e}") from None
@@ -186,14 +184,32 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
     _emit(res, series, as_json)
 
 
+#: which preset family the channels of a data file stand for, when no circuit is named
+FAMILY_BY_CHANNELS = {frozenset({"low", "band", "high"}): "color-organ",
+                      frozenset({"low"}): "lowpass", frozenset({"band"}): "bandpass",
+                      frozenset({"high"}): "highpass"}
+
+
+def _family_for(ms: MeasurementSet, data: str) -> str:
+    """The preset family whose channels the data cover (the fit then picks the member)."""
+    chans = frozenset(m.channel for m in ms.rows)
+    for have, fam in FAMILY_BY_CHANNELS.items():
+        if chans == have:
+            return fam
+    raise InputError(f"channels {', '.join(sorted(chans)) or '(none)'} match no preset family "
+                     "(low/band/high, or one of them): give --circuit or --netlist", data)
+
+
 def _emit(res, series: str, as_json: bool) -> None:
     """The table or the JSON object for one fit."""
     from hostctl.recommend import snap
 
     circ = get_circuit(res.circuit)
     # no part for a value the data do not determine (open or missing interval)
+    # and none at all for a result the data contradict (NOT TRUSTED)
     recommended = {r: snap(v, series) for r, v in res.values.items()
-                   if math.isfinite(v) and v > 0 and res.ci_method.get(r) != "none"
+                   if res.trusted and math.isfinite(v) and v > 0
+                   and res.ci_method.get(r) != "none"
                    and all(math.isfinite(x) and x > 0 for x in res.ci95[r])}
     if as_json:
         def num(v: float) -> float | None:
