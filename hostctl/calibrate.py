@@ -11,7 +11,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -505,9 +505,11 @@ def fit_session(cfg: RunConfig, data: MeasurementSet, level: float) -> FitResult
         g = m.gain if (cfg.mode != "led" and m.gain_usable) else None
         led = m.led if (cfg.mode != "gain" and m.led_usable) else None
         if g is not None or led is not None:
-            rows.append(Measurement(m.frequency_hz, m.channel, gain=g, led=led,
-                                    level_dbfs=m.level_dbfs if keep_level else None))
-    return fit(MeasurementSet(rows, dict(data.meta)), get_circuit(cfg.circuit),
+            # the row as measured (its noise figures too), minus what this mode ignores
+            rows.append(replace(m, gain=g, led=led, flag="",
+                                level_dbfs=m.level_dbfs if keep_level else None))
+    # the preset's name, not its Circuit: a family's topologies are weighed by the data
+    return fit(MeasurementSet(rows, dict(data.meta)), cfg.circuit,
                capacitance=cfg.capacitance,
                led_threshold=thr)
 
