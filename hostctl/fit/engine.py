@@ -527,6 +527,12 @@ def _result(prob: _Problem, theta: np.ndarray, ci: dict[int, tuple[float, float]
                           math.exp(hi) if hi < 700 else math.inf)
             else:
                 cis[r] = (math.nan, math.nan)
+    nuisance = {}
+    for k, name in enumerate(prob.free):
+        if name not in circ.resistors:
+            lo, hi = ci.get(k, (-math.inf, math.inf))
+            nuisance[name] = (float(math.exp(theta[k])), math.exp(lo) if lo > -700 else 0.0,
+                              math.exp(hi) if hi < 700 else math.inf)
     ordered = {r: ci_method.get(r, "none") for r in circ.resistors}
     corner = {r: circ.corner_hz(r, values[r], prob.caps) for r in circ.resistors}
     thr = None
@@ -542,5 +548,5 @@ def _result(prob: _Problem, theta: np.ndarray, ci: dict[int, tuple[float, float]
                      led_threshold=thr, led_threshold_estimated=prob.est_t,
                      led_thresholds=None if prob.t_map is None else dict(prob.t_map),
                      warnings=warns, n_gain=prob.ng, n_led=prob.nl, notes=notes,
-                     ci_method=ordered)
+                     ci_method=ordered, nuisance=nuisance)
 

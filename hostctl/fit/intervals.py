@@ -42,9 +42,9 @@ def _covariance(prob: _Problem, A: np.ndarray, led_only: list) -> tuple[np.ndarr
                 warn.append(f"{', '.join(names)} are confounded (condition number {cond:.1e}):"
                             " the data cannot tell them apart; intervals are not reliable")
     for k in range(p):
-        if k in led_k:
-            continue
         name = prob.free[k]
+        if k in led_k or name not in prob.circ.resistors:  # nuisances are held by priors
+            continue
         if not info[k]:
             warn.append(f"{name}: the data do not determine it (no tones where it changes the "
                         "response); the value is only a starting guess")
@@ -70,7 +70,8 @@ def _sensitivity_warnings(prob: _Problem, theta: np.ndarray, led_only: list,
     out = []
     for k in range(p):
         name = prob.free[k]
-        if k in led_k or any(w.startswith(name + ":") for w in already):
+        if k in led_k or name not in prob.circ.resistors or any(
+                w.startswith(name + ":") for w in already):
             continue
         if sens[k] < 0.01:
             out.append(f"{name}: no measured tone is near its corner (a 1% change moves the "

@@ -125,6 +125,16 @@ def _usable(m: Any, what: str) -> bool:
     return getattr(m, what) is not None and not m.flag
 
 
+def nuisances(circ: Circuit) -> dict[str, tuple[float, float]]:
+    """The circuit's nuisance parameters as log-normal priors: name -> (nominal, sigma of
+    log), the tolerance taken as one sigma (a wide prior: the data narrow it)."""
+    out = {}
+    for name, n in (getattr(circ, "nuisance", None) or {}).items():
+        if n.nominal > 0:
+            out[name] = (float(n.nominal), math.log1p(max(n.relative, 1e-6)))
+    return out
+
+
 def _num(v: Any) -> float:
     return math.nan if v is None else float(v)
 
@@ -143,8 +153,9 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
     import torch
 
     fixed = dict(fixed or {})
+    nuis = nuisances(circ)
     for k, v in fixed.items():
-        if k not in circ.resistors:
+        if k not in circ.resistors and k not in nuis:
             raise InputError(f"fixed: '{k}' is not a resistor of {circ.name} "
                              f"({', '.join(circ.resistors)})")
         if not (math.isfinite(v) and v > 0):
@@ -247,6 +258,14 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
         lvl = -lv * LN10_20
         log_t = math.log(LED_THRESHOLD) + (float(np.median(lv)) * LN10_20 if len(lv) else 0.0)
     pidx, pmu, psig = [], [], []
+    if len(fg):
+        # nuisance parts (ESR, ...) move only where gains can see them, held by their prior
+        for k, (mu, sig) in nuis.items():
+            if k not in fixed:
+                free.append(k)
+                pidx.append(len(free) - 1)
+                pmu.append(math.log(mu))
+                psig.append(sig)
     for k, spec in (prior or {}).items():
         if k not in circ.resistors:
             raise InputError(f"prior: '{k}' is not a resistor of {circ.name} "

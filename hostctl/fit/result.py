@@ -58,6 +58,8 @@ class FitResult:
     noise: str = "none"
     #: the topology the data chose, and the rejected alternatives' misfit in sigma
     topology: dict[str, Any] | None = None
+    #: nuisance parts fitted under their priors (ESR, ...): name -> (value, lo, hi)
+    nuisance: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
     def predict(self, freq_hz: Any) -> dict[str, np.ndarray]:
         """|H| per channel at ``freq_hz`` for the fitted values."""
@@ -87,6 +89,7 @@ class FitResult:
             "trusted": bool(self.trusted),
             "chi2": None if self.chi2 is None else float(self.chi2), "dof": int(self.dof),
             "noise": self.noise, "topology": self.topology,
+            "nuisance": {k: [num(v) for v in t] for k, t in self.nuisance.items()},
             "led_thresholds_ci95": (None if self.led_thresholds_ci95 is None else
                                     {k: [num(lo), num(hi)]
                                      for k, (lo, hi) in self.led_thresholds_ci95.items()}),
@@ -130,6 +133,8 @@ class FitResult:
             trusted=bool(d.get("trusted", True)),
             chi2=d.get("chi2"), dof=int(d.get("dof", 0)), noise=d.get("noise", "none"),
             topology=d.get("topology"),
+            nuisance={k: tuple(math.inf if v is None else float(v) for v in t)
+                      for k, t in (d.get("nuisance") or {}).items()},
             led_thresholds_ci95=(None if d.get("led_thresholds_ci95") is None else
                                  {k: (float(lo), math.inf if hi is None else float(hi))
                                   for k, (lo, hi) in d["led_thresholds_ci95"].items()}),

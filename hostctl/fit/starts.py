@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hostctl.errors import InputError
-from hostctl.fit.problem import _Problem, _subproblem
+from hostctl.fit.problem import _Problem, _subproblem, nuisances
 
 if TYPE_CHECKING:
     pass
@@ -20,10 +20,11 @@ def _groups(prob: _Problem) -> list[tuple[list[int], set[int]]]:
     circ = prob.circ
     secs = circ.sections or {}
     chidx = {c: i for i, c in enumerate(circ.channels)}
-    if not secs or any(r not in secs for r in prob.free):
-        return [(list(range(len(prob.free))), set(range(len(circ.channels))))]
+    own = [(k, r) for k, r in enumerate(prob.free) if r in circ.resistors]  # not nuisances
+    if not secs or any(r not in secs for _, r in own):
+        return [([k for k, _ in own], set(range(len(circ.channels))))]
     groups: list[tuple[list[int], set[int]]] = []
-    for k, r in enumerate(prob.free):
+    for k, r in own:
         c = chidx[secs[r][0]]
         for g in groups:
             if c in g[1]:
@@ -169,8 +170,10 @@ def _switch_rows(prob: _Problem, chans: set[int]) -> np.ndarray:
 def _default_base(prob: _Problem) -> np.ndarray:
     """Neutral values: 1 kohm at 1 uF (scaled by C), the middle of the coarse grid."""
     base = np.zeros(prob.npar)
-    for k in range(len(prob.free)):
-        base[k] = math.log(1e3 * 1e-6 / prob.caps[prob.free[k]])
+    nuis = nuisances(prob.circ)
+    for k, name in enumerate(prob.free):
+        base[k] = (math.log(nuis[name][0]) if name in nuis
+                   else math.log(1e3 * 1e-6 / prob.caps[name]))
     if prob.est_t:
         base[-1] = prob.log_t
     return base
