@@ -21,6 +21,8 @@ from hostctl.fit.result import FitResult
 
 #: a topology whose likelihood is this many sigma below the winner's is rejected
 REJECT_SIGMA = 3.0
+#: false-alarm rate of the likelihood-ratio test that frees the capacitors' ESR
+ESR_ALPHA = 1e-3
 
 
 def choose(data: Any, candidates: Sequence[Circuit], fit_one: Any) -> FitResult:
@@ -40,6 +42,8 @@ def choose(data: Any, candidates: Sequence[Circuit], fit_one: Any) -> FitResult:
         return _assume_first(results)
     best, sig = _rank(results)
     _explain(best, results, sig)
+    if not best.trusted and best.noise == "measured":
+        best = _with_free_esr(data, best, fit_one)
     return best
 
 
@@ -81,6 +85,47 @@ def _explain(best: FitResult, results: list[FitResult], sig: dict[str, float]) -
                 f"({sig[alt.circuit]:.1f} sigma apart): the intervals of "
                 f"{', '.join(widened)} cover both; add tones near the corners or check how "
                 "the band-pass is built")
+
+
+def _esr_names(circ: Circuit) -> list[str]:
+    return [k for k in (getattr(circ, "nuisance", None) or {}) if k.upper().startswith("ESR")]
+
+
+def _with_free_esr(data: Any, best: FitResult, fit_one: Any) -> FitResult:
+    """A misfit the film capacitors' ESR prior cannot explain may be electrolytics (ESR of
+    ohms): free the ESRs, and keep that model only if the likelihood ratio says the data
+    ask for it (chi-square test at ESR_ALPHA) and it then fits within the noise."""
+    from dataclasses import replace
+
+    from scipy.special import chdtri
+
+    from hostctl.circuits.directives import Nuisance
+
+    circ = get_circuit(best.circuit)
+    names = _esr_names(circ)
+    if not names or best.chi2 is None:
+        return best
+    wide = {k: (Nuisance(k, 1.0, 100.0) if k in names else v)
+            for k, v in circ.nuisance.items()}
+    try:
+        alt = fit_one(data, replace(circ, nuisance=wide))
+    except FitError:
+        return best
+    gain = best.chi2 - (alt.chi2 if alt.chi2 is not None else math.inf)
+    if gain < float(chdtri(len(names), ESR_ALPHA)):
+        best.warnings.append("freeing the capacitors' ESR does not explain the misfit "
+                             f"(chi-square only {max(gain, 0):.1f} lower)")
+        return best
+    alt.topology = best.topology
+    alt.notes += [n for n in best.notes if n.startswith("topology")]
+    esr = ", ".join(f"{k} {v:.3g} ohm ({lo:.3g}..{hi:.3g})"
+                    for k, (v, lo, hi) in alt.nuisance.items() if k in names)
+    alt.notes.append(f"capacitor ESR fitted (likelihood ratio {math.sqrt(gain):.1f} sigma "
+                     f"over film ESR): {esr}")
+    if not alt.trusted:
+        alt.warnings.append("even with the capacitors' ESR fitted the gains do not follow the "
+                            "model: the values are not to be used")
+    return alt
 
 
 def _assume_first(results: list[FitResult]) -> FitResult:
