@@ -17,6 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hostctl import plan
+from hostctl.advice import (
+    Advice,
+    advise,
+    fit_json,
+    precision,
+    target_from_meta,
+    target_to_meta,
+    threshold_from_fit,
+    undetermined,
+)
 from hostctl.circuits import (
     LED_THRESHOLD,
     Circuit,
@@ -35,7 +45,7 @@ from hostctl.commands.options import (
 from hostctl.errors import AudioError, DeviceError, FitError, InputError
 from hostctl.measure import CHANNELS, Floor, readings_from
 from hostctl.measurements import Measurement, MeasurementSet
-from hostctl.recommend import Design, check_bands, design, design_for_led, led_map
+from hostctl.recommend import Design
 from hostctl.record import SESSION_NAME, Recorder, read_session
 from hostctl.target import Target, default_target
 
@@ -43,6 +53,7 @@ if TYPE_CHECKING:
     from hostctl.fit import FitResult
 
 MODES = ("gain", "led", "both")
+REPORT_SCHEMA = "hostctl-report/2"
 DEFAULT_MAX_TONES = {"gain": 40, "led": 80, "both": 60}
 SWEEP_TONES = 12
 #: LED mode without a known threshold measures at a second level this many dB lower.
@@ -50,8 +61,6 @@ SECOND_LEVEL_DB = -2.0
 #: RunConfig field -> (option, open range, unit) of the values given one or per LED
 PER_LED_LIMITS = {"led_threshold": ("--led-threshold", 0, 1, ""),
                   "led_vf": ("--led-vf", 0, 5, " V")}
-#: inferred capacitors further than this factor from nominal point at a wrong --installed
-CAP_PLAUSIBLE = 1.5
 CLIP_STEP_DB = 3.0
 #: Flags a repeat would not change (a weak channel): no re-measure for these.
 REMEASURE_OK = frozenset({"below-floor"})
@@ -118,6 +127,7 @@ class RunConfig:
             "level_dbfs": repr(self.level_dbfs), "window_ms": str(self.window_ms),
             "precision": repr(self.precision), "max_tones": str(self.tone_budget),
             "series": self.series, "target": self.target.source,
+            "target_spec": target_to_meta(self.target),
             "led_threshold": format_per_led(self.led_threshold),
             "led_vf": format_per_led(self.led_vf),
         }
@@ -143,15 +153,15 @@ class RunResult:
     session: str
     config: RunConfig
     probe_info: dict[str, str]
+    advice: Advice | None = None
 
     def to_json(self) -> dict[str, Any]:
-        fitj = self.fit.to_json()
-        return {
-            "schema": "hostctl-report/1",
+        out = {
+            "schema": REPORT_SCHEMA,
             "circuit": self.fit.circuit,
             "mode": self.config.mode,
             "probe": self.probe_info,
-            "fit": fitj,
+            "fit": fit_json(self.fit),
             "run": {"tones": self.tones, "bench_time_s": self.bench_time_s,
                     "wall_time_s": self.wall_time_s,
                     "precision_asked": self.config.precision,
@@ -168,23 +178,17 @@ class RunResult:
             "target_check": self.bands,
             "pass": self.passed,
         }
+        if self.advice is not None:   # the same blocks `hostctl fit --json` prints
+            out.update(self.advice.to_json())
+            out["led_threshold"]["level_dbfs"] = self.config.level_dbfs
+        return out
 
 
 Progress = Callable[[int, int, float, float, str], None]
 
 
-def _precision(fit: FitResult) -> dict[str, float]:
-    out = {}
-    for r, v in fit.values.items():
-        lo, hi = fit.ci95[r]
-        out[r] = max(hi / v - 1, 1 - lo / v) if v > 0 else math.inf
-    return out
-
-
-def _undetermined(fit: FitResult) -> list[str]:
-    """Components the data leave open (no switch seen, no tone near the corner)."""
-    return [r for r, (lo, hi) in fit.ci95.items()
-            if fit.ci_method.get(r) == "none" or not (lo > 0 and math.isfinite(hi))]
+_precision = precision
+_undetermined = undetermined
 
 
 class _Run:
@@ -521,27 +525,19 @@ def refit(data: MeasurementSet) -> FitResult:
     return fit_session(cfg, data, level)
 
 
-def recommend(result: FitResult, circ: Circuit, cfg: RunConfig, threshold: Threshold
-              ) -> tuple[Design, dict[str, float], str]:
-    """Parts for *this* circuit: its actual capacitances where the installed R are known."""
-    nominal = capacitances(circ, cfg.capacitance)
-    if cfg.installed and all(r in cfg.installed for r in circ.resistors):
-        # the fit measures each section's RC product; with R known, C follows (a section
-        # the data leave open keeps its nominal capacitor)
-        open_ = set(_undetermined(result))
-        caps = {r: nominal[r] if r in open_ else result.values[r] * nominal[r] / cfg.installed[r]
-                for r in circ.resistors}
-        source = "measured: fitted RC products over the installed resistors"
-        if open_:
-            source += f" (nominal for {', '.join(sorted(open_))}: not determined)"
-    else:
-        caps = dict(nominal)
-        source = "nominal (pass --installed to account for the capacitors' real values)"
-    if cfg.target.bands:
-        d = design_for_led(circ, cfg.target, caps, threshold, cfg.series)
-    else:
-        d = design(circ, cfg.target, caps, cfg.series)
-    return d, caps, source
+def advise_session(data: MeasurementSet, cfg: RunConfig | None = None
+                   ) -> tuple[FitResult, RunConfig, Advice]:
+    """Re-fit a session and recommend exactly as its run did: its installed parts,
+    capacitance, target, series and threshold (``cfg``: the header's settings, possibly
+    overridden by the command line)."""
+    cfg = cfg or config_from_meta(data.meta, RunConfig())
+    level = float(data.meta.get("level_dbfs_used", cfg.level_dbfs))
+    result = fit_session(cfg, data, level)
+    thr, src = threshold_from_fit(*led_threshold_for(cfg, data, level), result, level)
+    adv = advise(get_circuit(cfg.circuit), cfg.target, series=cfg.series,
+                 capacitance=cfg.capacitance, threshold=thr, threshold_source=src,
+                 installed=cfg.installed, fit=result)
+    return result, cfg, adv
 
 
 def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
@@ -558,51 +554,19 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
         result = r.refine()
     finally:
         r.close()
-    circ = r.circ
-    thr_val, thr_src = r.threshold()
-    if thr_val in ("estimate", "estimate-each") and result.led_thresholds:
-        thr = {k: v / 10 ** (r.level / 20) for k, v in result.led_thresholds.items()}
-        if thr_val == "estimate":
-            thr_src = f"{thr_src}; they differ, so each LED its own, from the fitted gains"
-    elif thr_val == "estimate-each":
-        thr = LED_THRESHOLD
-        thr_src = "assumed 1/sqrt(2): no usable LED observations to measure the LEDs from"
-    elif thr_val == "estimate":
-        thr = (result.led_threshold or LED_THRESHOLD) / 10 ** (r.level / 20)
-        thr_src = f"{thr_src} (t = {thr:.4f} at {r.level:g} dBFS)"
-    else:
-        thr = thr_val
-    d, caps, cap_src = recommend(result, circ, cfg, thr)
-    nominal = capacitances(circ, cfg.capacitance)
-    for name, c in caps.items():
-        if not 1 / CAP_PLAUSIBLE <= c / nominal[name] <= CAP_PLAUSIBLE:
-            r.problems.append(
-                f"{name}: installed {cfg.installed.get(name, 0):g} ohm with the measured corner "
-                f"means a {c * 1e6:.3g} uF capacitor, {c / nominal[name]:.2g}x the nominal "
-                f"{nominal[name] * 1e6:.3g} uF: check --installed and --capacitance (the parts "
-                "to buy are right only if the installed value is)")
-    lmap = led_map(circ, d.values, caps, thr)
-    bands = check_bands(circ, d.values, caps, thr, cfg.target)
-    for ch, (lo, hi) in (result.led_thresholds_ci95 or {}).items():
-        if ch in bands and not (lo > 0 and math.isfinite(hi)):  # a bound is no threshold
-            bands[ch] = {"pass": False, "why": "its LED never switched, so its threshold "
-                                               "is unknown"}
-    open_ = _undetermined(result)
-    secs = circ.sections or {}
-    for name in open_:
-        d.parts[name].measured = False  # the nominal design for the target, not this circuit's
-        for ch in ([secs[name][0]] if name in secs else circ.channels):
-            if ch in bands:
-                bands[ch] = {"pass": False, "why": f"{name} is not determined by the data"}
+    thr, thr_src = threshold_from_fit(*r.threshold(), result, r.level)
+    adv = advise(r.circ, cfg.target, series=cfg.series, capacitance=cfg.capacitance,
+                 threshold=thr, threshold_source=thr_src, installed=cfg.installed, fit=result)
+    r.problems.extend(adv.problems)
     prec = _precision(result)
     unmet = [k for k, v in prec.items() if not v <= cfg.precision]
     return RunResult(
-        fit=result, design=d, tones=r.n_tones(), bench_time_s=r.bench_time,
+        fit=result, design=adv.design, tones=r.n_tones(), bench_time_s=r.bench_time,
         wall_time_s=time.monotonic() - wall0, precision_reached=prec, unmet=unmet,
-        threshold=thr, threshold_source=thr_src, actual_capacitance=caps,
-        capacitance_source=cap_src, led_map=lmap, bands=bands,
-        passed=result.trusted and (all(v["pass"] for v in bands.values()) if bands else True),
-        problems=r.problems, session=r.session, config=cfg, probe_info=dict(probe.info))
+        threshold=thr, threshold_source=thr_src, actual_capacitance=adv.capacitance,
+        capacitance_source=adv.capacitance_source, led_map=adv.led_map, bands=adv.bands,
+        passed=adv.passed, problems=r.problems, session=r.session, config=cfg,
+        probe_info=dict(probe.info), advice=adv)
 
 
 def config_from_meta(meta: Mapping[str, str], base: RunConfig) -> RunConfig:
@@ -629,4 +593,7 @@ def config_from_meta(meta: Mapping[str, str], base: RunConfig) -> RunConfig:
                 raise InputError(f"session header: '{key}' is '{meta[key]}', not a "
                                  f"{'whole ' if conv is int else ''}number") from None
     cfg.series = meta.get("series", cfg.series)
+    tgt = target_from_meta(meta)
+    if tgt is not None:
+        cfg.target = tgt
     return cfg

@@ -255,6 +255,10 @@ def check_bands(circ: Circuit, values: Mapping[str, float],
     return out
 
 
+#: weight of the pull toward the corner design in design_for_led (log-ohm residuals)
+ANCHOR = 1e-4
+
+
 def design_for_led(circ: Circuit, target: Target, capacitance: float | Mapping[str, float],
                    threshold: Threshold, series: str = "E24") -> Design:
     """Standard parts whose LEDs switch mid-gap of the target bands at ``threshold``."""
@@ -267,6 +271,7 @@ def design_for_led(circ: Circuit, target: Target, capacitance: float | Mapping[s
     if not eqs:
         return design(circ, target, caps, series)
     names = list(circ.resistors)
+    log_start = np.log([start[n] for n in names])
 
     def resid(logr):
         vals = dict(zip(names, np.exp(logr), strict=True))
@@ -276,7 +281,12 @@ def design_for_led(circ: Circuit, target: Target, capacitance: float | Mapping[s
             r.append(math.log(max(h, 1e-300)) - math.log(channel_threshold(threshold, ch)))
         return np.asarray(r)
 
-    sol = least_squares(resid, np.log([start[n] for n in names]), method="lm")
+    def resid_anchored(logr):
+        # a faint pull toward the corner design: a target with LED bands for only some
+        # channels leaves the other parts (and LM) undetermined otherwise
+        return np.concatenate([resid(logr), ANCHOR * (logr - log_start)])
+
+    sol = least_squares(resid_anchored, log_start, method="lm")
     ideal = dict(zip(names, np.exp(sol.x), strict=True))
     d = Design(circ.name, series.upper(), caps)
     for r in names:

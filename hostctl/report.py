@@ -5,6 +5,9 @@ matplotlib is optional: without it the run completes and says how to get plots.
 
 from __future__ import annotations
 
+import math
+import shutil
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,49 +16,121 @@ from hostctl.measurements import atomic_write_json
 from hostctl.recommend import format_ohm
 
 if TYPE_CHECKING:
+    from hostctl.advice import Advice
     from hostctl.calibrate import RunResult
+    from hostctl.fit import FitResult
 
 
-def table(res: RunResult) -> str:
-    fit = res.fit
-    lines = [
-        f"circuit {fit.circuit}, mode {res.config.mode}: {res.tones} tones, "
-        f"{res.bench_time_s:.1f} s of bench time ({res.wall_time_s:.1f} s wall)",
-        f"LED threshold {format_threshold(res.threshold)} of the tone: {res.threshold_source}",
-        f"capacitors {res.capacitance_source}",
-        *([] if fit.trusted else ["NOT TRUSTED: the data contradict this fit's model; do not "
-                                  "buy these parts (see the warning below)"]),
-        "",
-        f"{'component':<12} {'fitted':>9} {'95% interval':>21} {'±':>6} {'corner':>10}"
-        f" {'buy':>7} {'new corner':>11}",
-    ]
-    for r, v in fit.values.items():
-        lo, hi = fit.ci95[r]
-        part = res.design.parts.get(r)
-        buy = (format_ohm(part.value_ohm) + ("" if part.measured else "?")) if part else "-"
-        newc = f"{part.corner_hz:8.1f} Hz" if part else ""
-        lines.append(
-            f"{r:<12} {v:>9.3f} [{lo:>9.3f}, {hi:>9.3f}] {100 * res.precision_reached[r]:>5.2f}%"
-            f" {fit.corner_hz[r]:>7.1f} Hz {buy:>7} {newc:>11}")
-        if part and part.pair is not None:
-            lines.append(f"{'':<12} or {part.pair.text} = {format_ohm(part.pair.value_ohm)}")
-    if any(not p.measured for p in res.design.parts.values()):
-        lines.append("?: the data do not determine that section: the part is the nominal "
-                     "design for the target, not one measured for this circuit")
-    lines.append("")
-    lines += led_lines(res.led_map, res.bands, "with the recommended parts: ")
-    lines.append(f"target ({res.config.target.source}): {'PASS' if res.passed else 'FAIL'}"
-                 + ("" if fit.trusted else " (the fitted values contradict the data: see the "
-                    "warning)"))
+def width() -> int:
+    """Columns to fit: the terminal's (or $COLUMNS), 80 when unknown, at least 40."""
+    return max(40, shutil.get_terminal_size((80, 24)).columns)
+
+
+def wrap(text: str, cols: int) -> list[str]:
+    """A prose line wrapped to the terminal, continuation lines indented."""
+    return textwrap.wrap(text, cols, subsequent_indent="  ", break_on_hyphens=False) or [""]
+
+
+def table(res: RunResult, cols: int | None = None) -> str:
+    """The calibrate run's table: what was measured, what to buy, why, and the verdict."""
+    cfg = res.config
+    head = (f"circuit {res.fit.circuit}, mode {cfg.mode}: {res.tones} tones, "
+            f"{res.bench_time_s:.1f} s of bench time ({res.wall_time_s:.1f} s wall)")
+    tail = []
     if res.unmet:
-        lines.append(f"precision {100 * res.config.precision:g}% not reached for: "
-                     f"{', '.join(res.unmet)} (raise --max-tones or check the wiring)")
-    for w in fit.warnings:
-        lines.append(f"warning: {w}")
-    for p in res.problems:
-        lines.append(f"note: {p}")
-    lines.append(f"session: {res.session}")
+        tail.append(f"precision {100 * cfg.precision:g}% not reached for: "
+                    f"{', '.join(res.unmet)} (raise --max-tones or check the wiring)")
+    tail += [f"note: {p}" for p in res.problems]
+    tail.append(f"session: {res.session}")
+    return fit_table(res.fit, res.advice, head=head, tail=tail, cols=cols)
+
+
+def fit_table(fit: FitResult, adv: Advice, *, head: str, tail: list[str] | None = None,
+              cols: int | None = None) -> str:
+    """One table for calibrate, `fit` and `report`: installed part, fitted value with its
+    interval (the capacitor when it is inferred), corner, part to buy, its corner, the LED
+    bands and why the parts were chosen. Fits ``cols`` (default: the terminal)."""
+    from hostctl.advice import CHOSEN_FOR
+
+    cols = cols or width()
+    prose = [head,
+             f"LED threshold {format_threshold(adv.threshold)} of the tone: "
+             f"{adv.threshold_source}",
+             f"capacitors: {adv.capacitance_source}",
+             f"why these parts: {CHOSEN_FOR[adv.chosen_for]}"]
+    if not fit.trusted:
+        prose.append("NOT TRUSTED: the data contradict this fit's model, so no part is "
+                     "recommended (see the warnings)")
+    lines = [ln for p in prose for ln in wrap(p, cols)]
+    lines += ["", *_parts_grid(fit, adv, cols), ""]
+    rest = [] if adv.withheld else led_lines(adv.led_map, adv.bands,
+                                             "with the parts to buy: lit ")
+    rest.append(f"target ({adv.target.source}): {'PASS' if adv.passed else 'FAIL'}"
+                + ("" if fit.trusted else " (the fitted values contradict the data: see the "
+                   "warnings)"))
+    rest += [f"warning: {w}" for w in fit.warnings]
+    rest += [f"note: {n}" for n in fit.notes]
+    rest += list(tail or [])
+    lines += [ln for p in rest for ln in wrap(p, cols)]
     return "\n".join(lines)
+
+
+def _parts_grid(fit: FitResult, adv: Advice, cols: int) -> list[str]:
+    """The per-part rows; columns that do not fit ``cols`` are dropped, least useful first."""
+    from hostctl.advice import precision
+
+    prec = precision(fit)
+    inferred = adv.capacitance_inferred
+    rows = []
+    for r, v in fit.values.items():
+        part = None if adv.withheld else adv.design.parts.get(r)
+        p = prec[r]
+        unc = f"±{100 * p:.2f}%" if math.isfinite(p) else "open"
+        val = f"{adv.capacitance[r] * 1e6:.4g}uF" if inferred else _ohm5(v)
+        buy = (format_ohm(part.value_ohm) + ("" if part.measured else "?")) if part else "-"
+        rows.append({"part": r, "installed": format_ohm(adv.installed[r])
+                     if r in adv.installed else "-",
+                     "fitted": f"{val} {unc}", "corner": f"{fit.corner_hz[r]:.1f}",
+                     "buy": buy, "new": f"{part.corner_hz:.1f}" if part else "",
+                     "pair": part.pair if part else None,
+                     "pair_hz": part.pair_corner_hz if part else None})
+    spec = [("part", "part", 11, "<"), ("installed", "installed", 9, ">"),
+            ("fitted", "fitted C, 95%" if inferred else "fitted R, 95%", 15, ">"),
+            ("corner", "corner Hz", 9, ">"), ("buy", f"buy {adv.design.series}", 7, ">"),
+            ("new", "new Hz", 8, ">")]
+    if not adv.installed:
+        spec = [c for c in spec if c[0] != "installed"]
+    for drop in ("corner", "installed", "new"):
+        if sum(w + 2 for _, _, w, _ in spec) - 2 <= cols:
+            break
+        spec = [c for c in spec if c[0] != drop]
+
+    def line(cells: dict[str, str]) -> str:
+        return "  ".join(f"{cells[k]:{a}{w}}" for k, _, w, a in spec).rstrip()
+
+    out = [line({k: h for k, h, _, _ in spec})]
+    for row in rows:
+        out.append(line(row))
+        if row["pair"] is not None:
+            out += wrap(f"{'':<11}  or {row['pair'].text} = "
+                        f"{format_ohm(row['pair'].value_ohm)} -> {row['pair_hz']:.1f} Hz", cols)
+    if any(r["buy"].endswith("?") for r in rows):
+        out += wrap("?: the data do not determine that section: the part is the nominal "
+                    "design for the target, not one measured for this circuit", cols)
+    if inferred:
+        out += wrap("fitted C: the capacitor the measured corner means with the installed "
+                    "resistor", cols)
+    return out
+
+
+def _ohm5(v: float) -> str:
+    """Ohms to 5 significant digits: a fitted value shows a 0.01% difference."""
+    if not (math.isfinite(v) and v > 0):
+        return "?"
+    for div, unit in ((1e6, "M"), (1e3, "k")):
+        if v >= div:
+            return f"{v / div:.5g}{unit}"
+    return f"{v:.5g}"
 
 
 def led_lines(lmap: dict[str, list[tuple[float, float]]], checks: dict[str, dict],
@@ -98,7 +173,8 @@ def bode(res: RunResult, path: Path) -> None:
     data = read_session(res.session)
     f = np.geomspace(20, 20000, 400)
     fitted = res.fit.predict(f)
-    built = circ.response(f, res.design.values, res.actual_capacitance)
+    built = circ.magnitude(f, res.design.values, res.actual_capacitance)
+    withheld = res.advice is not None and res.advice.withheld
     fig, axes = plt.subplots(len(circ.channels), 1, figsize=(8, 2.6 * len(circ.channels)),
                              sharex=True, squeeze=False)
     for ax, ch in zip(axes[:, 0], circ.channels, strict=True):
@@ -106,7 +182,8 @@ def bode(res: RunResult, path: Path) -> None:
         ax.loglog([m.frequency_hz for m in pts], [m.gain for m in pts], "o", ms=3,
                   label="measured")
         ax.loglog(f, fitted[ch], "-", label="fitted")
-        ax.loglog(f, built[ch].detach().numpy(), "--", label="recommended build")
+        if not withheld:
+            ax.loglog(f, built[ch], "--", label="recommended build")
         ax.axhline(channel_threshold(res.threshold, ch), color="grey", lw=0.8, ls=":",
                    label="LED threshold")
         for lo, hi in res.config.target.bands.get(ch, {}).get("on", []):

@@ -126,15 +126,17 @@ def test_cli_json_report_files_and_offline_refit(tmp_path):
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep == json.loads((out / "report.json").read_text())
-    assert rep["schema"] == "hostctl-report/1"
+    assert rep["schema"] == "hostctl-report/2" and rep["fit"]["schema"] == "hostctl-fit/1"
     assert set(rep["recommended"]["parts"]) == {"R_low", "R_band_low", "R_band_high", "R_high"}
     assert rep["run"]["tones"] <= 40 and rep["pass"] is True
     assert (out / "bode.png").stat().st_size > 10_000
     refit = hostctl("fit", str(out / "session.csv"), "--json")
     assert refit.returncode == 0, refit.stderr
-    comps = json.loads(refit.stdout)["components"]
+    again = json.loads(refit.stdout)
     for r, v in rep["fit"]["values"].items():
-        assert comps[r]["value_ohm"] == pytest.approx(v, rel=1e-6)   # same fit as the run
+        assert again["fit"]["values"][r] == pytest.approx(v, rel=1e-6)   # same fit as the run
+    assert ({r: p["value_ohm"] for r, p in again["recommended"]["parts"].items()}
+            == {r: p["value_ohm"] for r, p in rep["recommended"]["parts"].items()})
 
 
 def test_runs_without_matplotlib_and_says_how_to_plot(tmp_path):

@@ -41,10 +41,11 @@ def test_table(files, capsys):
     code, out, err = run(["fit", str(files / "gain.csv"), "--circuit", "color-organ"], capsys)
     assert code == 0, err
     lines = out.splitlines()
-    assert "component" in lines[1] and "95% interval" in lines[1] and "part (E24)" in lines[1]
-    rows = {ln.split()[0]: ln.split() for ln in lines[2:6]}
+    head = next(i for i, ln in enumerate(lines) if ln.startswith("part "))
+    assert "fitted R, 95%" in lines[head] and "buy E24" in lines[head]
+    rows = {ln.split()[0]: ln.split() for ln in lines[head + 1:head + 5]}
     assert set(rows) == set(NOTEBOOK_VALUES)
-    assert rows["R_low"][1] == "198.94" and rows["R_low"][-1] == "200"
+    assert rows["R_low"][1] == "198.94" and rows["R_low"][-2] == "200"
     assert "800.0" in " ".join(rows["R_low"])
 
 
@@ -53,16 +54,16 @@ def test_json_gain(files, capsys):
     assert code == 0, err  # circuit and capacitance come from the file's meta lines
     d = json.loads(out)
     assert d["circuit"] == "color-organ"
-    assert set(d) >= {"circuit", "components", "recommended", "fit"}
-    for r, v in NOTEBOOK_VALUES.items():
-        c = d["components"][r]
-        assert abs(c["value_ohm"] / v - 1) < 1e-9
-        lo, hi = c["ci95_ohm"]
-        assert lo <= c["value_ohm"] <= hi
-        assert abs(c["corner_hz"] * 2 * math.pi * v * 1e-6 - 1) < 1e-9
-        assert d["recommended"][r]["series"] == "E96"
-    assert d["recommended"]["R_low"]["value_ohm"] == 200.0
+    assert set(d) >= {"circuit", "fit", "recommended", "capacitance", "target_check", "pass"}
     f = d["fit"]
+    assert f["schema"] == "hostctl-fit/1"
+    for r, v in NOTEBOOK_VALUES.items():
+        assert abs(f["values"][r] / v - 1) < 1e-9
+        lo, hi = f["ci95"][r]
+        assert lo <= f["values"][r] <= hi
+        assert abs(f["corner_hz"][r] * 2 * math.pi * v * 1e-6 - 1) < 1e-9
+        assert d["recommended"]["parts"][r]["series"] == "E96"
+    assert d["recommended"]["series"] == "E96" and d["pass"] is True
     assert f["converged"] is True and f["method"] == "gauss-newton"
     assert isinstance(f["iterations"], int) and f["seconds"] > 0 and f["warnings"] == []
 
@@ -74,8 +75,8 @@ def test_json_led(files, capsys):
     d = json.loads(out)
     assert d["fit"]["method"] == "led-interval"
     for r, v in NOTEBOOK_VALUES.items():
-        lo, hi = d["components"][r]["ci95_ohm"]
-        assert lo <= v <= hi and d["components"][r]["ci_method"] == "data-consistent"
+        lo, hi = d["fit"]["ci95"][r]
+        assert lo <= v <= hi and d["fit"]["ci_method"][r] == "data-consistent"
 
 
 def test_prior_and_notebook_loss_options(files, capsys, tmp_path):
@@ -84,14 +85,14 @@ def test_prior_and_notebook_loss_options(files, capsys, tmp_path):
     code, out, err = run(["fit", str(files / "gain.csv"), "--prior", "R_band_low=39@5%",
                           "--prior-file", str(pf), "--json"], capsys)
     assert code == 0, err
-    assert abs(json.loads(out)["components"]["R_low"]["value_ohm"] / 198.94 - 1) < 1e-3
+    assert abs(json.loads(out)["fit"]["values"]["R_low"] / 198.94 - 1) < 1e-3
     code, out, err = run(["fit", str(files / "lowpass_nometa.csv"), "--circuit", "lowpass",
                           "--loss", "notebook-mse", "--lr", "1e5", "--steps", "3000", "--json"],
                          capsys)
     assert code == 0, err
     d = json.loads(out)
     assert d["fit"]["method"] == "notebook-mse"
-    assert abs(d["components"]["R_low"]["value_ohm"] / 198.94 - 1) < 0.02
+    assert abs(d["fit"]["values"]["R_low"] / 198.94 - 1) < 0.02
 
 
 def _write(path: Path, text: str | bytes) -> str:

@@ -196,9 +196,9 @@ def test_rgb_board_led_mode_estimate_refuses_to_pass(tmp_path):
                              "estimate-each", "--json"])
     assert code == 0, err
     d = json.loads(out)
-    for r, c in d["components"].items():
+    for r, corner in d["fit"]["corner_hz"].items():
         rc = b.true_values[r] * b.true_capacitances[r]
-        assert c["corner_hz"] * 2 * math.pi * rc == pytest.approx(1, abs=0.01), r
+        assert corner * 2 * math.pi * rc == pytest.approx(1, abs=0.01), r
     a0 = b.amplitude_v(0.0)
     for i, ch in enumerate(b.circuit.channels):
         assert d["fit"]["led_thresholds"][ch] == pytest.approx(b.led_threshold_v(i) / a0,

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from hostctl.advice import CHOSEN_FOR, advise
 from hostctl.circuits import CIRCUITS, LED_THRESHOLD, format_threshold, get_circuit
 from hostctl.commands.options import (
     capacitance_option,
@@ -14,8 +15,8 @@ from hostctl.commands.options import (
     parse_per_led,
     series_option,
 )
-from hostctl.recommend import check_bands, design, design_for_led, format_ohm, led_map
-from hostctl.report import led_lines
+from hostctl.recommend import format_ohm
+from hostctl.report import led_lines, width, wrap
 from hostctl.target import load_target
 
 
@@ -43,27 +44,33 @@ def command(target_file: str | None, circuit_name: str, capacitance: str, series
         thr = parse_per_led(led_threshold, "--led-threshold")
         check_per_led(thr, "--led-threshold", 0, 1, "", circ)
     by_led = led_threshold is not None and bool(tgt.bands)
-    d = design_for_led(circ, tgt, caps, thr, series) if by_led else design(circ, tgt, caps,
-                                                                          series)
-    lmap = led_map(circ, d.values, caps, thr)
-    checks = check_bands(circ, d.values, caps, thr, tgt)
+    adv = advise(circ, tgt, series=series, capacitance=caps, threshold=thr,
+                 threshold_source="given (--led-threshold)" if led_threshold is not None
+                 else "1/sqrt(2): the corners", by_led=by_led)
+    d, lmap, checks = adv.design, adv.led_map, adv.bands
     if as_json:
         out = d.to_json()
+        out["chosen_for"] = adv.chosen_for
         out["target"] = tgt.to_json()
         out["led_threshold"] = thr
         out["predicted_led_bands_hz"] = {k: [list(b) for b in v] for k, v in lmap.items()}
         out["target_check"] = checks
+        out["pass"] = adv.passed
         click.echo(json.dumps(out, indent=2))
         return
-    click.echo(f"target: {tgt.source}; circuit {circ.name}; series {d.series}; "
-               f"{'LED switches' if by_led else 'corners'} designed")
-    click.echo(f"{'component':<12} {'ideal':>10} {'part':>8} {'corner':>11} {'error':>7}  pair")
+    cols = width()
+    for text in (f"target: {tgt.source}; circuit {circ.name}; series {d.series}",
+                 f"why these parts: {CHOSEN_FOR[adv.chosen_for]}"):
+        click.echo("\n".join(wrap(text, cols)))
+    click.echo(f"{'component':<12} {'ideal':>10} {'part':>8} {'corner':>11} {'error':>7}")
     for r, p in d.parts.items():
-        pair = ""
-        if p.pair is not None:
-            pair = f"{p.pair.text} = {format_ohm(p.pair.value_ohm)} -> {p.pair_corner_hz:.1f} Hz"
         click.echo(f"{r:<12} {p.ideal_ohm:>10.2f} {format_ohm(p.value_ohm):>8} "
-                   f"{p.corner_hz:>8.1f} Hz {100 * p.corner_error:>+6.2f}%  {pair}")
+                   f"{p.corner_hz:>8.1f} Hz {100 * p.corner_error:>+6.2f}%")
+        if p.pair is not None:
+            click.echo("\n".join(wrap(f"{'':<12} or {p.pair.text} = "
+                                      f"{format_ohm(p.pair.value_ohm)} -> "
+                                      f"{p.pair_corner_hz:.1f} Hz", cols)))
     click.echo(f"LED threshold {format_threshold(thr)} of the tone")
     for line in led_lines(lmap, checks, "lit "):
         click.echo(line)
+    click.echo(f"target ({tgt.source}): {'PASS' if adv.passed else 'FAIL'}")

@@ -93,18 +93,6 @@ def _prior_file(path: str) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _fmt(v: float) -> str:
-    """Ohms with 5 significant digits (k/M suffixes): enough to see a 0.01% difference."""
-    if not math.isfinite(v):
-        return "inf" if v > 0 else "?"
-    if v <= 0:
-        return "0"
-    for div, unit in ((1e6, "M"), (1e3, "k")):
-        if v >= div:
-            return f"{v / div:.5g}{unit}"
-    return f"{v:.5g}"
-
-
 @click.command("fit")
 @click.argument("data", type=str)
 @click.option("--circuit", "circuit_name", default=None,
@@ -118,8 +106,15 @@ def _fmt(v: float) -> str:
               help="|H| at which an LED lights, one for all or per LED (low=0.5,band=0.6,"
                    "high=0.8), 'estimate' (one shared; needs level_dbfs rows) or "
                    "'estimate-each' (one per LED; needs gains too).")
-@click.option("--series", default="E24", show_default=True,
-              help="Standard series for the recommended part: E12, E24, E96.")
+@click.option("--series", default=None,
+              help="Standard series for the recommended parts: E12, E24, E96. Default: the "
+                   "session's, else E24.")
+@click.option("--target", "target_file", default=None,
+              help="Target TOML the parts are chosen for. Default: the session's target, "
+                   "else the notebook's color organ.")
+@click.option("--installed", default=None,
+              help="Installed resistors (R_low=200,...): the fit then measures the "
+                   "capacitors. Default: the session's '# installed:' line.")
 @click.option("--loss", default="auto", show_default=True,
               help="auto | notebook-mse | notebook-weighted (the notebook's losses, for "
                    "teaching only).")
@@ -132,13 +127,24 @@ def _fmt(v: float) -> str:
               help="Max steps (notebook losses only; default 100000).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 def command(data: str, circuit_name: str | None, capacitance: str | None, led_threshold: str,
-            series: str, loss: str, priors: tuple[str, ...], prior_file: str | None,
-            fixed: str | None, lr: str | None, steps: str | None, as_json: bool) -> None:
-    """Fit component values to a measurement CSV (or a session file)."""
-    from hostctl.recommend import series_info
+            series: str | None, loss: str, priors: tuple[str, ...], prior_file: str | None,
+            fixed: str | None, lr: str | None, steps: str | None, as_json: bool,
+            target_file: str | None = None, installed: str | None = None) -> None:
+    """Fit component values to a measurement CSV (or a session file), and the parts to buy.
 
-    series_info(series)
-    series = series.upper()
+    \b
+    A calibrate session is re-fitted exactly as its run did (mode, LED threshold) and the
+    parts are chosen exactly as the run chose them (its installed parts, capacitors,
+    target and series), so `hostctl fit DIR/session.csv` gives calibrate's answer.
+    """
+    from hostctl.recommend import series_info
+    from hostctl.target import load_target
+
+    if series is not None:
+        series_info(series)
+        series = series.upper()
+    target = load_target(target_file) if target_file else None
+    inst = parse_values(installed, "--installed") if installed is not None else None
     if loss not in LOSS_CHOICES:
         raise InputError(f"--loss: unknown loss '{loss}' (known: {', '.join(LOSS_CHOICES)})")
     thr = _threshold(led_threshold)
@@ -150,10 +156,8 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
         ms = read_session(data)
         if not (capacitance or circuit_name or priors or prior_file or fixed
                 or loss != "auto" or led_threshold != DEFAULT_THRESHOLD_TEXT):
-            # a calibrate session: re-fit it exactly as the run did (its mode and threshold)
-            from hostctl.calibrate import refit
-
-            return _emit(refit(ms), series, as_json)
+            # a calibrate session: re-fit and recommend exactly as the run did
+            return _emit_session(ms, data, series, target, inst, as_json)
     else:
         ms = MeasurementSet.read_csv(data)
     circuit_name = circuit_name or ms.meta.get("circuit") or _family_for(ms, data)
@@ -181,7 +185,20 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
         lines = _data_lines(data)
         line = lines[row] if row < len(lines) else None
         raise InputError(e.bare, data, line, e.column_name) from None  # type: ignore[attr-defined]
-    _emit(res, series, as_json)
+    from hostctl.advice import advise
+
+    if isinstance(thr, str):   # estimated by the fit (relative to 0 dBFS)
+        thr_used = res.led_thresholds or res.led_threshold or float(DEFAULT_THRESHOLD_TEXT)
+        thr_src = "estimated by the fit (relative to 0 dBFS)"
+    else:
+        thr_used = thr
+        thr_src = ("given (--led-threshold)" if led_threshold != DEFAULT_THRESHOLD_TEXT
+                   else "1/sqrt(2), the default (--led-threshold for your LEDs)")
+    adv = advise(get_circuit(res.circuit), target or _meta_target(ms, data),
+                 series=series or "E24",
+                 capacitance=caps, threshold=thr_used, threshold_source=thr_src,
+                 installed=inst if inst is not None else _meta_installed(ms), fit=res)
+    _emit(res, adv, data, as_json)
 
 
 #: which preset family the channels of a data file stand for, when no circuit is named
@@ -200,65 +217,57 @@ def _family_for(ms: MeasurementSet, data: str) -> str:
                      "(low/band/high, or one of them): give --circuit or --netlist", data)
 
 
-def _emit(res, series: str, as_json: bool) -> None:
-    """The table or the JSON object for one fit."""
-    from hostctl.recommend import snap
+def _meta_target(ms: MeasurementSet, where: str):
+    from hostctl.advice import target_from_meta
+    from hostctl.target import default_target
 
-    circ = get_circuit(res.circuit)
-    # no part for a value the data do not determine (open or missing interval)
-    # and none at all for a result the data contradict (NOT TRUSTED)
-    recommended = {r: snap(v, series) for r, v in res.values.items()
-                   if res.trusted and math.isfinite(v) and v > 0
-                   and res.ci_method.get(r) != "none"
-                   and all(math.isfinite(x) and x > 0 for x in res.ci95[r])}
+    return target_from_meta(ms.meta, where) or default_target()
+
+
+def _meta_installed(ms: MeasurementSet) -> dict[str, float]:
+    text = ms.meta.get("installed", "")
+    return parse_values(text, "'# installed:'") if text else {}
+
+
+def _emit_session(ms: MeasurementSet, data: str, series: str | None, target, inst,
+                  as_json: bool) -> None:
+    """A calibrate session through the one recommendation path (overrides applied)."""
+    from hostctl.calibrate import RunConfig, advise_session, config_from_meta
+
+    cfg = config_from_meta(ms.meta, RunConfig())
+    if series is not None:
+        cfg.series = series
+    if target is not None:
+        cfg.target = target
+    if inst is not None:
+        cfg.installed = inst
+    cfg.check()
+    res, cfg, adv = advise_session(ms, cfg)
+    _emit(res, adv, data, as_json, mode=cfg.mode)
+
+
+def _emit(res, adv, data: str, as_json: bool, mode: str | None = None) -> None:
+    """The table or the JSON object (report.json's shape, without a run) for one fit."""
+    from hostctl.advice import fit_json
+    from hostctl.calibrate import REPORT_SCHEMA
+
     if as_json:
-        def num(v: float) -> float | None:
-            return v if math.isfinite(v) else None
-
-        out = {
-            "circuit": circ.name,
-            "components": {r: {"value_ohm": res.values[r],
-                               "ci95_ohm": [num(res.ci95[r][0]), num(res.ci95[r][1])],
-                               "corner_hz": res.corner_hz[r],
-                               "ci_method": res.ci_method.get(r, "")}
-                           for r in circ.resistors},
-            "recommended": {r: {"value_ohm": v, "series": series,
-                                "corner_hz": circ.corner_hz(r, v, res.capacitance)}
-                            for r, v in recommended.items()},
-            "fit": {"converged": res.converged, "iterations": res.iterations,
-                    "seconds": res.seconds, "method": res.method, "loss": res.loss,
-                    "warnings": res.warnings, "notes": res.notes,
-                    "led_threshold": res.led_threshold,
-                    "led_threshold_estimated": res.led_threshold_estimated,
-                    "led_thresholds": res.led_thresholds, "trusted": res.trusted,
-                    "n_gain": res.n_gain, "n_led": res.n_led,
-                    "capacitance_f": res.capacitance},
-        }
+        out = {"schema": REPORT_SCHEMA, "circuit": res.circuit, "mode": mode, "source": data,
+               "fit": fit_json(res), **adv.to_json()}
         click.echo(json.dumps(out, indent=2))
         _exit_if_untrusted(res)
         return
-    click.echo(f"{circ.name}: {res.n_gain} gain + {res.n_led} LED rows, method {res.method}, "
-               f"{res.iterations} iterations, {1e3 * res.seconds:.0f} ms"
-               + ("" if res.converged else " (NOT converged)"))
-    click.echo(f"{'component':<12} {'fitted':>10} {'95% interval':>23} {'corner':>12} "
-               f"{'part (' + series + ')':>11}")
-    for r in circ.resistors:
-        lo, hi = res.ci95[r]
-        mark = "*" if res.ci_method.get(r) == "data-consistent" else " "
-        part = _fmt(recommended[r]) if r in recommended else "-"
-        click.echo(f"{r:<12} {_fmt(res.values[r]):>10} {_fmt(lo):>10} .. {_fmt(hi):<9}{mark} "
-                   f"{res.corner_hz[r]:>9.1f} Hz {part:>11}")
+    from hostctl.report import fit_table
+
+    click.echo(fit_table(res, adv, head=(
+        f"{data}: {res.n_gain} gain + {res.n_led} LED rows, method {res.method}, "
+        f"{res.iterations} iterations, {1e3 * res.seconds:.0f} ms"
+        + ("" if res.converged else " (NOT converged)"))))
     if res.led_thresholds:
         how = "estimated, at 0 dBFS" if res.led_threshold_estimated else "given"
         click.echo(f"LED thresholds ({how}): {format_threshold(res.led_thresholds, '.4g')}")
     elif res.led_threshold_estimated and res.led_threshold is not None:
         click.echo(f"LED threshold (estimated, at 0 dBFS): {res.led_threshold:.4g}")
-    for n in res.notes:
-        click.echo(f"note: {n}")
-    for w in res.warnings:
-        click.echo(f"warning: {w}")
-    if not res.trusted:
-        click.echo("NOT TRUSTED: the data contradict the model (see the warnings); exit 1")
     _exit_if_untrusted(res)
 
 

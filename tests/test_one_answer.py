@@ -1,0 +1,85 @@
+"""One answer everywhere: the same session gives the same parts through every command.
+
+calibrate, `hostctl fit SESSION` (and `hostctl report DIR`) go through
+hostctl.advice.advise with the session's installed parts, capacitors, target and series.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hostctl.cli import invoke
+
+TARGET = """[corners]
+low = 700
+band = [1100, 3800]
+high = 5500
+
+[bands.low]
+on = [[20, 600]]
+off = [[820, 20000]]
+"""
+
+
+def parts(report: dict) -> dict[str, float]:
+    return {r: p["value_ohm"] for r, p in report["recommended"]["parts"].items()}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A gain-mode run on the bench board with a target file that is deleted afterwards
+    (the session header must carry it) and installed parts unlike the board's."""
+    d = tmp_path_factory.mktemp("one")
+    tgt = d / "target.toml"
+    tgt.write_text(TARGET)
+    out = d / "run"
+    code, err, _ = invoke(["calibrate", "--sim", "bench", "--seed", "3", "--out", str(out),
+                           "--target", str(tgt), "--series", "E12", "--no-plot", "--json",
+                           "--installed", "R_low=200,R_band_low=39,R_band_high=160,R_high=33"])
+    assert code in (0, 1), err
+    tgt.unlink()
+    return out
+
+
+def test_fit_session_gives_calibrates_parts(run_dir: Path) -> None:
+    rep = json.loads((run_dir / "report.json").read_text())
+    assert rep["capacitance"]["inferred"] is True
+    assert rep["recommended"]["series"] == "E12"
+    assert rep["target"]["corners_hz"]["low"] == [700.0]
+    code, err, out = invoke(["fit", str(run_dir / "session.csv"), "--json"])
+    assert code in (0, 1), err
+    again = json.loads(out)
+    assert parts(again) == parts(rep)
+    assert again["fit"] == {**rep["fit"], "seconds": again["fit"]["seconds"]}
+    for key in ("capacitance", "target", "target_check", "pass", "predicted_led_bands_hz",
+                "installed_ohm"):
+        assert again[key] == rep[key], key
+    assert again["recommended"]["chosen_for"] == rep["recommended"]["chosen_for"] == "led"
+
+
+def test_fit_session_table_names_the_same_parts(run_dir: Path) -> None:
+    rep = json.loads((run_dir / "report.json").read_text())
+    code, err, out = invoke(["fit", str(run_dir / "session.csv")])
+    assert code in (0, 1), err
+    rows = [ln.split() for ln in out.splitlines() if ln.startswith("R_")]
+    from hostctl.recommend import format_ohm
+
+    assert {r[0]: r[5] for r in rows} == {k: format_ohm(v) for k, v in parts(rep).items()}
+    assert all(r[1] == format_ohm(rep["installed_ohm"][r[0]]) for r in rows)
+    assert "fitted C, 95%" in out and "LED switches mid-gap" in out
+
+
+def test_fit_session_overrides(run_dir: Path) -> None:
+    """--installed on the command line wins over the header's: the inferred capacitors
+    scale with it, and so do the parts."""
+    code, err, out = invoke(["fit", str(run_dir / "session.csv"), "--json", "--installed",
+                             "R_low=400,R_band_low=78,R_band_high=320,R_high=66"])
+    assert code in (0, 1), err
+    rep = json.loads((run_dir / "report.json").read_text())
+    d = json.loads(out)
+    for r, c in d["capacitance"]["value_f"].items():
+        assert c == pytest.approx(rep["capacitance"]["value_f"][r] / 2, rel=1e-9)
+    assert parts(d) != parts(rep)
