@@ -40,9 +40,26 @@ class LazyGroup(click.Group):
             formatter.write_dl([(n, COMMANDS[n]) for n in sorted(COMMANDS)])
 
 
-@click.group(cls=LazyGroup)
+EXIT_CODES = """\b
+Exit codes:
+  0    done; the target check passed
+  1    the target check failed, or the data contradict the fit (NOT TRUSTED)
+  2    bad input (a file, an option, a session): one line says what and where
+  3    the probe: not found, no answer, broken link
+  4    the sound card cannot play what was asked
+  130  interrupted (Ctrl-C); a calibration's session is kept for --resume
+"""
+
+
+@click.group(cls=LazyGroup, epilog=EXIT_CODES,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hostctl")
-def cli() -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="Trace every serial line to and from the probe on stderr.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress or notes on stderr: results and errors only.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     """hostctl: tune the color organ's RC filters from bench measurements.
 
     \b
@@ -50,6 +67,10 @@ def cli() -> None:
     hostctl fit DATA.csv --circuit color-organ
     hostctl design --series E24
     """
+    from hostctl.ui import set_trace
+
+    ctx.obj = {"verbose": verbose, "quiet": quiet}
+    set_trace(verbose)
 
 
 def main(argv: list[str] | None = None) -> None:

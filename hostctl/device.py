@@ -18,6 +18,7 @@ the *transport discipline* of firmware/PROTOCOL.md "Host rules":
 from __future__ import annotations
 
 import errno
+import logging
 import re
 import time
 from collections import deque
@@ -38,6 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from hostctl.protocol import MeasureResult, Reply
 
+#: every line sent and received, at DEBUG (``hostctl -v`` shows it on stderr)
+TRACE = logging.getLogger("hostctl.serial")
 #: Protocol versions this host speaks (HELLO <min> <max>).
 PROTO_MIN = 1
 PROTO_MAX = 1
@@ -192,6 +195,8 @@ class Probe:
         from hostctl.protocol import encode_command
 
         line = encode_command(cmd_id, verb, *args)
+        if TRACE.isEnabledFor(logging.DEBUG):
+            TRACE.debug("%s > %s", self.port, line.rstrip(b"\r\n").decode("ascii", "replace"))
         self._last_sent = line.rstrip(b"\r\n")
         self._recent_sent.append(self._last_sent)
         try:
@@ -236,6 +241,9 @@ class Probe:
                     self._discarding = False
                     self.stats["long_lines"] += 1
                     continue
+                if TRACE.isEnabledFor(logging.DEBUG):
+                    TRACE.debug("%s < %s", self.port,
+                                line.rstrip(b"\r").decode("ascii", "replace"))
                 return line.rstrip(b"\r")
             if len(self._buf) > MAX_LINE:
                 self._buf.clear()

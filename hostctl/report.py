@@ -5,7 +5,9 @@ matplotlib is optional: without it the run completes and says how to get plots.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import shutil
 import textwrap
 from pathlib import Path
@@ -41,7 +43,6 @@ def table(res: RunResult, cols: int | None = None) -> str:
         tail.append(f"precision {100 * cfg.precision:g}% not reached for: "
                     f"{', '.join(res.unmet)} (raise --max-tones or check the wiring)")
     tail += [f"note: {p}" for p in res.problems]
-    tail.append(f"session: {res.session}")
     return fit_table(res.fit, res.advice, head=head, tail=tail, cols=cols)
 
 
@@ -86,7 +87,7 @@ def _parts_grid(fit: FitResult, adv: Advice, cols: int) -> list[str]:
         part = None if adv.withheld else adv.design.parts.get(r)
         p = prec[r]
         unc = f"±{100 * p:.2f}%" if math.isfinite(p) else "open"
-        val = f"{adv.capacitance[r] * 1e6:.4g}uF" if inferred else _ohm5(v)
+        val = f"{adv.capacitance[r] * 1e6:#.4g}uF" if inferred else _ohm5(v)
         buy = (format_ohm(part.value_ohm) + ("" if part.measured else "?")) if part else "-"
         rows.append({"part": r, "installed": format_ohm(adv.installed[r])
                      if r in adv.installed else "-",
@@ -148,15 +149,40 @@ def led_lines(lmap: dict[str, list[tuple[float, float]]], checks: dict[str, dict
 
 def write(res: RunResult, out_dir: str | Path, *, plot: bool = True) -> list[str]:
     """report.json always; bode.png when matplotlib is there. Returns notes for the user."""
+    return write_all(res, out_dir, plot=plot)[1]
+
+
+def write_all(res: RunResult, out_dir: str | Path, *, plot: bool = True
+              ) -> tuple[list[Path], list[str]]:
+    """Write report.json (and bode.png): (the files the run folder holds, notes).
+
+    Files get the usual 0644-style mode (0666 less the umask), not a temp file's 0600,
+    so lab mates can read a shared run folder."""
     out = Path(out_dir)
     atomic_write_json(out / "report.json", res.to_json())
+    files = [Path(res.session), out / "report.json"]
     notes = []
     if plot:
         try:
             bode(res, out / "bode.png")
+            files.append(out / "bode.png")
         except ModuleNotFoundError:
             notes.append("no bode.png: install the plot extra (pip install 'hostctl[plot]')")
-    return notes
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in files:
+        with contextlib.suppress(OSError):
+            os.chmod(f, 0o666 & ~umask)
+    return files, notes
+
+
+def wrote_line(files: list[Path], cols: int | None = None) -> str:
+    """``wrote: a, b, c`` -- every path the run left behind; one per line if that is
+    wider than the terminal."""
+    one = "wrote: " + ", ".join(str(f) for f in files)
+    if len(one) <= (cols or width()):
+        return one
+    return "\n".join(["wrote:", *(f"  {f}" for f in files)])
 
 
 def bode(res: RunResult, path: Path) -> None:

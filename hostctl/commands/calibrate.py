@@ -19,6 +19,7 @@ from hostctl.commands.options import (
     series_option,
 )
 from hostctl.errors import DeviceError, HostctlError, InputError
+from hostctl.ui import Progress, quiet, say
 
 
 def parse_precision(text: str) -> float:
@@ -30,16 +31,6 @@ def parse_precision(text: str) -> float:
     if not (math.isfinite(v) and 0 < v < 1):
         raise InputError(f"--precision must be between 0% and 100%, got {text}")
     return v
-
-
-def _progress(done: int, budget: int, f: float, worst: float, name: str) -> None:
-    unc = "" if math.isnan(worst) else f"  worst ±{100 * worst:.2f}% ({name})"
-    bar = "#" * int(20 * min(done, budget) / budget)
-    line = f"[{bar:<20}] {done:>3}/{budget} tones  {f:>8.1f} Hz{unc}"
-    if sys.stderr.isatty():
-        click.echo("\r" + line.ljust(78), err=True, nl=False)
-    else:
-        click.echo(line, err=True)
 
 
 @click.command("calibrate")
@@ -94,7 +85,8 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
     hostctl calibrate --port /dev/ttyACM0 --installed R_low=200,R_band_low=39,...
     hostctl calibrate --resume hostctl-runs/20261128-101500
     hostctl calibrate --port /dev/pts/N --audio-device pulse --audio-rate 48000
-        --settle 0.1 --installed ...   (a `python -m sims.bench serve --listen` bench)
+        --settle 0.1 --installed ...
+        (a `python -m sims.bench serve --listen` bench)
     """
     from hostctl import calibrate, report
     from hostctl.target import load_target
@@ -149,16 +141,14 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
             raise Interrupted(f"interrupted; {hint}") from None
         e.args = (f"{e}; {hint}",)
         raise
-    if sys.stderr.isatty() and not as_json:
-        click.echo("", err=True)
-    notes = report.write(res, out, plot=not no_plot)
+    files, notes = report.write_all(res, out, plot=not no_plot)
     if as_json:
         click.echo(json.dumps(res.to_json(), indent=2))
     else:
         click.echo(report.table(res))
-        click.echo(f"report: {out / 'report.json'}")
+        click.echo(report.wrote_line(files))
     for n in notes:
-        click.echo(n, err=True)
+        say(n)
     if not res.passed:
         sys.exit(1)
 
@@ -193,8 +183,10 @@ def _run_on_probe(probe_cm, calibrate, cfg, out, resume, audio_device, audio_cha
                 cfg.circuit = circuit_name or "color-organ"
             output = open_output(audio_device, channel=audio_channel, level_cap_dbfs=level_cap,
                                  sample_rate=audio_rate, settle_s=settle_s)
+        bar = None if as_json or quiet() else Progress()
         try:
-            return calibrate.run(probe, output, cfg, out, resume=resume,
-                                 progress=None if as_json else _progress)
+            return calibrate.run(probe, output, cfg, out, resume=resume, progress=bar)
         finally:
+            if bar is not None:
+                bar.finish()
             output.close()
