@@ -177,6 +177,11 @@ def ideal_values(circ: Circuit, target: Target,
     for r in circ.resistors:
         corner = target.corner_for(circ, r)
         out[r] = circ.resistor_for_corner(r, corner, capacitance)
+    if getattr(circ, "netlist", None) is not None:
+        # the circuit as built (loading sections, the probe): its own model decides
+        from hostctl.corners import values_for_target
+
+        out = values_for_target(circ, target, capacitance, out)
     return out
 
 
@@ -188,7 +193,20 @@ def design(circ: Circuit, target: Target, capacitance: float | Mapping[str, floa
     d = Design(circ.name, series.upper(), caps)
     for r, ideal in ideal_values(circ, target, caps).items():
         d.parts[r] = choose(circ, r, ideal, series, caps, pair_threshold)
+    if getattr(circ, "netlist", None) is not None:
+        _model_corners(circ, target, caps, d)
     return d
+
+
+def _model_corners(circ: Circuit, target: Target, caps: Mapping[str, float], d: Design) -> None:
+    """The corners the chosen parts give on the circuit as built (its model), not 1/(2 pi R C)."""
+    from hostctl.corners import corner_of
+
+    vals = d.values
+    for r, p in d.parts.items():
+        want = target.corner_for(circ, r)
+        p.corner_hz = corner_of(circ, target, r, vals, caps)
+        p.corner_error = p.corner_hz / want - 1
 
 
 # --- designing for LED bands ------------------------------------------------------------
