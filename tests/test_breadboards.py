@@ -21,6 +21,8 @@ pytestmark = pytest.mark.skipif(shutil.which("ngspice") is None,
                                 reason="ngspice not installed (apt-get install ngspice): "
                                        "no independent circuit truth")
 
+pytest.importorskip("sims.breadboards", reason="the ngspice board generator is not built")
+
 TONES = np.geomspace(20.0, 20000.0, 80)
 NOISE = 0.003
 RESISTORS = ("R_low", "R_band_low", "R_band_high", "R_high")
