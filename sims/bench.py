@@ -5,19 +5,22 @@ Physics model (what a MEASURE window sees)
 * The PC's sound card plays a sine of frequency ``f`` at ``level_dbfs``; its peak voltage
   is ``A = peak_v_at_0dbfs * 10**(level_dbfs/20)`` (board parameter, e.g. 1.0 V at 0 dBFS).
   Tones above the board's ``audio_max_hz`` (if set) cannot be played: InputError.
-* Every signal sits on a mid-rail bias (2.5 V). The reference input A0 is
-  ``bias + A sin(2 pi f t + phi)``; A1, A2, A3 are the low, band and high channel outputs
-  ``bias + |H_ch(f)| A sin(2 pi f t + phi)`` with ``|H|`` from the hostctl circuit preset
-  (``Circuit.response``) at the board's *true* component values. A channel the preset
-  lacks (e.g. a plain low-pass board) stays at the bias. (Only |H| matters to the
-  statistics, so the channels' phase shifts are not modelled.)
+* The board is a netlist (sims/boards/NAME.toml names it) run through ngspice at the
+  board's *true* part values (sims/physics.py, sims/spice.py): ``V(node)`` per volt of the
+  sound card ``Vs``. Every input sits on a mid-rail bias (2.5 V); A0 is the probe pin
+  ``a0`` (the common input after the probe's coupling capacitor and bias network), A1..A3
+  the pins ``a1..a3``: ``bias + A |V(aK)| sin(2 pi f t + phi + arg V(aK))``, each with its
+  own amplitude and phase. A channel the board lacks (e.g. a plain low-pass board) stays
+  at the bias. Without ngspice the bench says so once and falls back to hostctl's own
+  closed-form |H| (no phase, no front end): not an independent truth.
 * True values: ``nominal * (1 + tol * u)`` with ``u`` uniform in [-1, 1], drawn once per
-  board from the seed (resistor and capacitor tolerances separately); exactly nominal
-  when the tolerance is 0.
+  board from the seed (resistor and capacitor tolerances separately; the other netlist
+  parts, e.g. source resistance, coupling capacitors, ESR, from the board's ``[parts]``);
+  exactly nominal when the tolerance is 0.
 * ADC: ``count = clamp(floor(v / vref * 2**bits + noise), 0, 2**bits - 1)`` with gaussian
   ``noise`` of ``noise_lsb`` LSB (0 for the notebook board: pure quantization).
-* LEDs: the pin of channel ``i`` reads HIGH while that channel's AC output
-  ``v(t) - bias`` exceeds ``led_threshold_v[i]`` (the LED driver's threshold).
+* LEDs: the pin of channel ``i`` reads HIGH while that channel's filter output node
+  (``low``, ``band``, ``high``: not the probe pin) exceeds ``led_threshold_v[i]``.
   The notebook board sets the threshold to ``A(-6 dBFS) / sqrt(2)``, so at -6 dBFS an
   LED is lit during part of every cycle exactly when ``|H| > 1/sqrt(2)`` - the notebook's
   LED rule.
@@ -47,14 +50,13 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hostctl.errors import DeviceError, HostctlError, InputError
+from sims import physics
+from sims.boards import BOARDS_DIR, CHANNEL_ORDER, Board, draw_true_values, list_boards, load_board
 from sims.control import ControlClients
 from sims.device_core import MAX_ROUNDS, DeviceCore, Window
 from sims.faults import ByteFaults, FaultConfig, parse_faults
@@ -63,159 +65,12 @@ if TYPE_CHECKING:
     from hostctl.circuits import Circuit
     from hostctl.protocol import MeasureResult
 
-BOARDS_DIR = Path(__file__).resolve().parent / "boards"
-CHANNEL_ORDER = ("low", "band", "high")   # A1..A3 and LEDs D2..D4
+__all__ = ["BOARDS_DIR", "CHANNEL_ORDER", "Board", "Disconnected", "VirtualBench", "list_boards",
+           "load_board", "make_bench", "serve"]
 
 
 class Disconnected(DeviceError):
     """The simulated board was unplugged (fault ``disconnect@N``)."""
-
-
-# ------------------------------------------------------------------------------ boards
-@dataclass(frozen=True)
-class Board:
-    """A board description (sims/boards/NAME.toml)."""
-
-    name: str
-    circuit: str
-    resistors: dict[str, float]             # nominal, ohm
-    capacitance_f: dict[str, float]         # nominal, farad, per resistor's section
-    resistor_tol: float = 0.0               # fraction (0.05 = 5 %)
-    capacitor_tol: float = 0.0
-    peak_v_at_0dbfs: float = 1.0
-    audio_max_hz: float | None = None
-    bias_v: float = 2.5
-    adc_bits: int = 10
-    vref_v: float = 5.0
-    noise_lsb: float = 0.0
-    rate_hz: float = 5718.0
-    nominal_rate_hz: int = 5700
-    led_threshold_v: tuple[float, float, float] = (0.3, 0.3, 0.3)
-    baudrate: int = 115200
-    boot_s: float = 0.3
-    description: str = ""
-    path: str = ""
-
-
-def list_boards() -> list[str]:
-    return sorted(p.stem for p in BOARDS_DIR.glob("*.toml"))
-
-
-def _get(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str,
-         default: Any = None, required: bool = False) -> Any:
-    if key not in d:
-        if required:
-            raise InputError(f"missing '{key}'", where)
-        return default
-    v = d[key]
-    if kind in (float, int) or kind == (float, int):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise InputError(f"'{key}' must be a number, got {v!r}", where)
-        return v
-    if not isinstance(v, kind):
-        raise InputError(f"'{key}' has the wrong type ({type(v).__name__})", where)
-    return v
-
-
-def load_board(name_or_path: str | os.PathLike) -> Board:
-    """A board by name (a file in sims/boards/) or by path to a TOML file."""
-    from hostctl.circuits import get_circuit
-
-    s = str(name_or_path)
-    path = Path(s)
-    if not (s.endswith(".toml") or os.sep in s) or not path.exists():
-        cand = BOARDS_DIR / f"{s}.toml"
-        if cand.exists():
-            path = cand
-        elif not path.exists():
-            raise InputError(f"unknown board '{s}' (known: {', '.join(list_boards())}; "
-                             "or give a path to a .toml file)")
-    where = str(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"not valid TOML: {e}", where) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read: {e}", where) from None
-    circ = get_circuit(_get(data, "circuit", str, where, required=True))
-    res_t = _get(data, "resistors", dict, where, required=True)
-    resistors = {}
-    for r in circ.resistors:
-        v = _get(res_t, r, (float, int), where + " [resistors]", required=True)
-        if v <= 0:
-            raise InputError(f"[resistors] {r} must be > 0 ohm, got {v}", where)
-        resistors[r] = float(v)
-    extra = set(res_t) - set(circ.resistors)
-    if extra:
-        raise InputError(f"[resistors] {', '.join(sorted(extra))} not in circuit "
-                         f"'{circ.name}' ({', '.join(circ.resistors)})", where)
-    cap = data.get("capacitance_f", 1e-6)
-    if isinstance(cap, dict):
-        default = _get(cap, "default", (float, int), where + " [capacitance_f]", 1e-6)
-        caps = {r: float(_get(cap, r, (float, int), where + " [capacitance_f]",
-                              _get(cap, "C" + r[1:], (float, int), where + " [capacitance_f]",
-                                   default)))
-                for r in circ.resistors}
-    else:
-        caps = {r: float(_get(data, "capacitance_f", (float, int), where, 1e-6))
-                for r in circ.resistors}
-    if any(not (0 < c < 1) for c in caps.values()):
-        raise InputError("capacitance_f must be between 0 and 1 farad", where)
-    tol = _get(data, "tolerance", dict, where, default={})
-    audio = _get(data, "audio", dict, where, default={})
-    adc = _get(data, "adc", dict, where, default={})
-    led = _get(data, "led", dict, where, default={})
-    ser = _get(data, "serial", dict, where, default={})
-    peak = float(_get(audio, "peak_v_at_0dbfs", (float, int), where, 1.0))
-    if not 0 < peak <= 100:
-        raise InputError(f"[audio] peak_v_at_0dbfs must be in (0, 100] volts, got {peak}", where)
-    if "threshold_v" in led:
-        t = led["threshold_v"]
-        items = t if isinstance(t, list) else [t] * 3
-        thr = tuple(float(_get({"threshold_v": x}, "threshold_v", (float, int), where + " [led]"))
-                    for x in items)
-    elif "threshold_gain" in led:
-        g = float(_get(led, "threshold_gain", (float, int), where))
-        lvl = float(_get(led, "threshold_level_dbfs", (float, int), where, -6.0))
-        if not -120 <= lvl <= 0:
-            raise InputError(f"[led] threshold_level_dbfs must be in -120..0, got {lvl}", where)
-        thr = (peak * 10 ** (lvl / 20) * g,) * 3
-    else:
-        thr = (0.3, 0.3, 0.3)
-    if len(thr) != 3 or any(not (math.isfinite(x) and x > 0) for x in thr):
-        raise InputError("[led] threshold_v must be one positive number or a list of 3", where)
-    amax = _get(audio, "max_hz", (float, int), where + " [audio]")
-    if amax is not None and not amax > 0:
-        raise InputError(f"[audio] max_hz must be > 0 Hz, got {amax}", where)
-    board = Board(
-        name=str(data.get("name", path.stem)),
-        circuit=circ.name,
-        resistors=resistors,
-        capacitance_f=caps,
-        resistor_tol=float(_get(tol, "resistor_pct", (float, int), where, 0.0)) / 100,
-        capacitor_tol=float(_get(tol, "capacitor_pct", (float, int), where, 0.0)) / 100,
-        peak_v_at_0dbfs=peak,
-        audio_max_hz=None if amax is None else float(amax),
-        bias_v=float(_get(adc, "bias_v", (float, int), where, 2.5)),
-        adc_bits=int(_get(adc, "bits", (float, int), where, 10)),
-        vref_v=float(_get(adc, "vref_v", (float, int), where, 5.0)),
-        noise_lsb=float(_get(adc, "noise_lsb", (float, int), where, 0.0)),
-        rate_hz=float(_get(adc, "rate_hz", (float, int), where, 5718.0)),
-        nominal_rate_hz=int(_get(adc, "nominal_rate_hz", (float, int), where, 5700)),
-        led_threshold_v=thr,  # type: ignore[arg-type]
-        baudrate=int(_get(ser, "baudrate", (float, int), where, 115200)),
-        boot_s=float(_get(ser, "boot_s", (float, int), where, 0.3)),
-        description=str(data.get("description", "")),
-        path=where,
-    )
-    if not (0 <= board.resistor_tol < 1 and 0 <= board.capacitor_tol < 1):
-        raise InputError("[tolerance] percentages must be in 0..100", where)
-    if not (1 <= board.rate_hz <= 1e6 and 0 <= board.noise_lsb <= 1e3
-            and 1 <= board.adc_bits <= 16 and 0 < board.vref_v <= 100
-            and 0 <= board.bias_v <= board.vref_v and 300 <= board.baudrate <= 1e7
-            and 0 <= board.boot_s <= 60 and 1 <= board.nominal_rate_hz <= 1e6):
-        raise InputError("[adc]/[audio]/[serial] values out of range", where)
-    return board
 
 
 # ------------------------------------------------------------------------------ bench
@@ -244,16 +99,13 @@ class VirtualBench:
             self.faults = parse_faults(self.faults)
         self.faults = self.faults or FaultConfig()
         self.circuit: Circuit = get_circuit(self.board.circuit)
-        rng = np.random.default_rng([int(self.seed), 0])
         b = self.board
-        u_r = rng.uniform(-1.0, 1.0, len(self.circuit.resistors))
-        u_c = rng.uniform(-1.0, 1.0, len(self.circuit.resistors))
-        self.true_values: dict[str, float] = {
-            r: b.resistors[r] * (1 + b.resistor_tol * float(u)) if b.resistor_tol else
-            b.resistors[r] for r, u in zip(self.circuit.resistors, u_r, strict=True)}
-        self.true_capacitances: dict[str, float] = {
-            r: b.capacitance_f[r] * (1 + b.capacitor_tol * float(u)) if b.capacitor_tol else
-            b.capacitance_f[r] for r, u in zip(self.circuit.resistors, u_c, strict=True)}
+        self.drawn = draw_true_values(b, self.circuit.resistors, self.seed)
+        self.true_values: dict[str, float] = self.drawn.resistors
+        self.true_capacitances: dict[str, float] = self.drawn.capacitances
+        #: every netlist value ngspice runs with (sections, source, probe front end, ESR)
+        self.true_params: dict[str, float] = self.drawn.params
+        self._response: tuple[physics.NodeResponse, dict[str, str], dict[str, str]] | None = None
         self._rng = np.random.default_rng([int(self.seed), 1])
         self._byte_faults = ByteFaults(self.faults, int(self.seed))
         self.tone_hz: float | None = None
@@ -273,7 +125,7 @@ class VirtualBench:
         self.replies = 0         # reply lines sent (session total)
         self.boots = 0
         self.windows = 0
-        self._gain_cache: dict[float, list[float]] = {}
+        self._phasor_cache: dict[float, physics.Phasors] = {}
 
     # ------------------------------------------------------------------ physics
     @property
@@ -300,37 +152,40 @@ class VirtualBench:
             raise InputError(f"tone level must be <= 0 dBFS (the sound card clips), got {lvl}")
         self.tone_hz, self.level_dbfs = f, lvl
 
-    def gains(self, freq_hz: float) -> list[float]:
-        """[1, |H_low|, |H_band|, |H_high|] at the true values (0 for missing channels)."""
+    def phasors(self, freq_hz: float) -> physics.Phasors:
+        """Complex volts per volt of the sound card: A0..A3 pins and the LED nodes (ngspice)."""
         f = float(freq_hz)
-        g = self._gain_cache.get(f)
-        if g is None:
-            h = self.circuit.response(f, self.true_values, self.true_capacitances)
-            g = [1.0] + [float(h[c]) if c in h else 0.0 for c in CHANNEL_ORDER]
-            if len(self._gain_cache) > 4096:
-                self._gain_cache.clear()
-            self._gain_cache[f] = g
-        return g
+        ph = self._phasor_cache.get(f)
+        if ph is None:
+            if self._response is None:
+                self._response = physics.board_response(self.board, self.drawn)
+            ph = physics.phasors_at(*self._response, f)
+            if len(self._phasor_cache) > 4096:
+                self._phasor_cache.clear()
+            self._phasor_cache[f] = ph
+        return ph
+
+    def gains(self, freq_hz: float) -> list[float]:
+        """[1, |V(a1)/V(a0)|, |V(a2)/V(a0)|, |V(a3)/V(a0)|] (0 for missing channels): the
+        gains the probe measures, front end and source resistance included."""
+        return physics.gains_of(self.phasors(freq_hz))
 
     def amplitude_v(self, level_dbfs: float) -> float:
         return self.board.peak_v_at_0dbfs * 10 ** (float(level_dbfs) / 20)
 
     def analog_levels(self, freq_hz: float | None, level_dbfs: float = -6.0
                       ) -> list[tuple[float, float]]:
-        """(bias_v, peak_amplitude_v) for A0..A3 while playing this tone."""
-        bias = self.board.bias_v
+        """(bias_v, peak_amplitude_v) for A0..A3 while playing this tone (no phases: the
+        simavr harness takes amplitudes only)."""
         if freq_hz is None or freq_hz == 0:
-            return [(bias, 0.0)] * 4
-        a = self.amplitude_v(level_dbfs)
-        return [(bias, a * g) for g in self.gains(freq_hz)]
+            return physics.levels_of(self.board, None, 0.0)
+        return physics.levels_of(self.board, self.phasors(freq_hz), self.amplitude_v(level_dbfs))
 
     def led_threshold_v(self, i: int) -> float:
         return self.board.led_threshold_v[i]
 
     def _measure_window(self, ms: int) -> Window:
         """One firmware MEASURE window starting at the command's execution time."""
-        import numpy as np
-
         b = self.board
         t0 = self._exec_t
         period = 1.0 / b.rate_hz
@@ -340,30 +195,13 @@ class VirtualBench:
         elapsed_ms = math.floor(t0_ms + elapsed_us / 1e3) - math.floor(t0_ms)
         self._exec_end = t0 + elapsed_us * 1e-6
         self.windows += 1
-        k = np.arange(n, dtype=np.float64)
         phi = float(self._rng.uniform(0, 2 * math.pi))
         assert self.faults is not None
         muted = self.windows in self.faults.mutes        # fault mute@N: the card glitched
         tone = None if muted else self.tone_hz
-        levels = self.analog_levels(tone, self.level_dbfs)
-        w = 2 * math.pi * (tone or 0.0)
-        scale = 2 ** b.adc_bits / b.vref_v
-        top = 2 ** b.adc_bits - 1
-        analog = []
-        for c in range(4):
-            bias, amp = levels[c]
-            t = t0 + (k + c / 5) * period
-            v = bias + amp * np.sin(w * t + phi) if amp else np.full(n, bias)
-            x = v * scale
-            if b.noise_lsb:
-                x = x + self._rng.normal(0.0, b.noise_lsb, n)
-            analog.append(np.clip(np.floor(x), 0, top).astype(np.int64))
-        lit = []
-        t_led = t0 + (k + 4 / 5) * period
-        s_led = np.sin(w * t_led + phi)
-        for i in range(3):
-            amp = levels[i + 1][1]
-            lit.append(int(np.count_nonzero(amp * s_led > b.led_threshold_v[i])) if amp else 0)
+        ph = self.phasors(tone) if tone else None
+        analog, lit = physics.sample_window(b, ph, self.amplitude_v(self.level_dbfs),
+                                            tone or 0.0, phi, t0, n, self._rng)
         return Window(analog, lit, elapsed_ms, elapsed_us, led_counts=True)
 
     # ------------------------------------------------------------------ link: device side

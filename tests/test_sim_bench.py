@@ -138,7 +138,8 @@ def test_notebook_board_values_and_led_threshold():
     assert thr == pytest.approx(10 ** (-6 / 20) / math.sqrt(2), rel=1e-12)
     levels = b.analog_levels(800.0, -6.0)
     assert levels[0] == (2.5, pytest.approx(10 ** (-6 / 20)))
-    assert levels[1][1] / levels[0][1] == pytest.approx(1 / math.sqrt(2), rel=1e-12)
+    # ngspice's AC sweep, interpolated in log f (sims/spice.py): within 1e-7 of the closed form
+    assert levels[1][1] / levels[0][1] == pytest.approx(1 / math.sqrt(2), rel=1e-7)
 
 
 def test_bench_board_tolerances_are_seeded():

@@ -1,0 +1,139 @@
+"""The board's physics: complex node voltages from ngspice, and what one MEASURE window sees.
+
+Truth comes from outside hostctl: every board's response is an ngspice AC analysis of its
+netlist at the seed's true part values (sims/spice.py). Only where ngspice is missing does
+:func:`board_response` fall back, with one line on stderr saying so, to hostctl's own
+closed-form model (which is then no independent truth).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sims import spice
+from sims.boards import CHANNEL_ORDER, Board, TrueValues, netlist_nodes
+
+#: freqs (Hz, array) -> node -> complex voltage per volt of the sound card
+NodeResponse = Callable[[np.ndarray], dict[str, np.ndarray]]
+_warned = {"missing": False}
+
+
+def _warn_missing() -> None:
+    if not _warned["missing"]:
+        _warned["missing"] = True
+        print(spice.MISSING_MESSAGE, file=sys.stderr, flush=True)
+
+
+def closed_form_response(circuit: str, true: TrueValues, pins: Mapping[str, str],
+                         leds: Mapping[str, str]) -> NodeResponse:
+    """hostctl's own |H| (no phase, no probe front end): the fallback, not a truth."""
+    from hostctl.circuits import get_circuit
+
+    circ = get_circuit(circuit)
+
+    def resp(freqs: np.ndarray) -> dict[str, np.ndarray]:
+        f = np.asarray(freqs, dtype=np.float64)
+        h = circ.response(f, true.resistors, true.capacitances)
+        out = {pins.get("ref", "a0"): np.ones(f.shape, dtype=np.complex128)}
+        for ch in CHANNEL_ORDER:
+            if ch in h:
+                v = np.asarray(h[ch].detach().numpy(), dtype=np.complex128).reshape(f.shape)
+                if ch in pins:
+                    out[pins[ch]] = v
+                if ch in leds:
+                    out[leds[ch]] = v
+        return out
+
+    return resp
+
+
+def board_response(board: Board, true: TrueValues) -> tuple[NodeResponse, dict[str, str],
+                                                              dict[str, str]]:
+    """(response, channel -> pin node, LED channel -> node) of a built board.
+
+    The one place that decides between ngspice and the fallback.
+    """
+    with open(board.netlist, encoding="utf-8") as fh:
+        pins, leds = netlist_nodes(fh.read())
+    nodes = tuple(dict.fromkeys([*pins.values(), *leds.values()]))
+    if spice.ngspice_path() is None:
+        _warn_missing()
+        return closed_form_response(board.circuit, true, pins, leds), pins, leds
+    ac = spice.ac_response(board.netlist, true.params, nodes)
+    return ac, pins, leds
+
+
+@dataclass
+class Phasors:
+    """Complex voltage per volt of the sound card at one tone: A0..A3 pins and the LED nodes."""
+
+    pins: list[complex]       # A0, A1, A2, A3 (0 where the board has no such channel)
+    leds: list[complex]       # low, band, high output nodes (0 where missing)
+
+
+def phasors_at(resp: NodeResponse, pins: Mapping[str, str], leds: Mapping[str, str],
+               freq_hz: float) -> Phasors:
+    v = resp(np.array([float(freq_hz)]))
+    pin = [complex(v[pins[c]][0]) if c in pins else 0j for c in ("ref", *CHANNEL_ORDER)]
+    led = [complex(v[leds[c]][0]) if c in leds else 0j for c in CHANNEL_ORDER]
+    return Phasors(pin, led)
+
+
+def sample_window(board: Board, ph: Phasors | None, amp_v: float, freq_hz: float, phi: float,
+                  t0: float, n: int, rng: np.random.Generator
+                  ) -> tuple[list[np.ndarray], list[int]]:
+    """ADC counts of A0..A3 and LED-lit counts for ``n`` rounds (see sims/bench.py).
+
+    Channel ``c`` reads ``bias + amp * Im(P_c exp(j(w t + phi)))``: each pin has its own
+    amplitude and phase, and conversion ``c`` happens at ``t_k + c / (5 rate)``.
+    """
+    period = 1.0 / board.rate_hz
+    k = np.arange(n, dtype=np.float64)
+    w = 2 * math.pi * freq_hz
+    scale = 2 ** board.adc_bits / board.vref_v
+    top = 2 ** board.adc_bits - 1
+    analog = []
+    for c in range(4):
+        p = ph.pins[c] if ph is not None else 0j
+        if p and amp_v:
+            t = t0 + (k + c / 5) * period
+            v = board.bias_v + amp_v * np.imag(p * np.exp(1j * (w * t + phi)))
+        else:
+            v = np.full(n, board.bias_v)
+        x = v * scale
+        if board.noise_lsb:
+            x = x + rng.normal(0.0, board.noise_lsb, n)
+        analog.append(np.clip(np.floor(x), 0, top).astype(np.int64))
+    lit = []
+    t_led = t0 + (k + 4 / 5) * period
+    rot = np.exp(1j * (w * t_led + phi))
+    for i in range(3):
+        p = ph.leds[i] if ph is not None else 0j
+        if p and amp_v:
+            lit.append(int(np.count_nonzero(amp_v * np.imag(p * rot)
+                                            > board.led_threshold_v[i])))
+        else:
+            lit.append(0)
+    return analog, lit
+
+
+def gains_of(ph: Phasors) -> list[float]:
+    """[1, |V(a1)/V(a0)|, ...]: what the probe's gain rows measure (0 for missing channels)."""
+    ref = ph.pins[0]
+    return [1.0] + [abs(p / ref) if ref else 0.0 for p in ph.pins[1:]]
+
+
+def levels_of(board: Board, ph: Phasors | None, amp_v: float) -> list[tuple[float, float]]:
+    """(bias_v, peak_amplitude_v) for A0..A3."""
+    if ph is None:
+        return [(board.bias_v, 0.0)] * 4
+    return [(board.bias_v, amp_v * abs(p)) for p in ph.pins]
+
+
+__all__: Sequence[str] = ("Phasors", "board_response", "closed_form_response", "gains_of",
+                          "levels_of", "phasors_at", "sample_window")
