@@ -154,6 +154,8 @@ class RunResult:
     config: RunConfig
     probe_info: dict[str, str]
     advice: Advice | None = None
+    #: versions, command line, audio device, probe, host (hostctl.provenance)
+    provenance: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -181,6 +183,8 @@ class RunResult:
         if self.advice is not None:   # the same blocks `hostctl fit --json` prints
             out.update(self.advice.to_json())
             out["led_threshold"]["level_dbfs"] = self.config.level_dbfs
+        if self.provenance is not None:
+            out["provenance"] = self.provenance
         return out
 
 

@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "devices": "List serial ports (marking hostctl probes) and audio output devices.",
     "probe": "Handshake with a probe and print one measurement (bench self-test).",
     "tone": "Play one test tone (wiring checks, scripts).",
+    "report": "Re-render a run's table, report.json and bode.png from its session.",
+    "compare": "Two runs side by side: values, intervals, parts, verdicts.",
 }
 
 
@@ -73,8 +75,13 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     set_trace(verbose)
 
 
+#: the arguments of the running command (report.json records them)
+ARGV: list[str] = []
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run click in standalone=False so errors become one clear line."""
+    ARGV[:] = list(sys.argv[1:] if argv is None else argv)
     try:
         rv = cli.main(args=argv, prog_name="hostctl", standalone_mode=False)
     except HostctlError as e:

@@ -83,3 +83,68 @@ def test_fit_session_overrides(run_dir: Path) -> None:
     for r, c in d["capacitance"]["value_f"].items():
         assert c == pytest.approx(rep["capacitance"]["value_f"][r] / 2, rel=1e-9)
     assert parts(d) != parts(rep)
+
+
+def test_report_dir_rebuilds_the_same_run(run_dir: Path, tmp_path: Path) -> None:
+    """`hostctl report DIR` from the session alone (report.json deleted, bode.png new)."""
+    import shutil
+
+    rep = json.loads((run_dir / "report.json").read_text())
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "report.json").unlink()
+    code, err, out = invoke(["report", str(copy), "--json"])
+    assert code in (0, 1), err
+    again = json.loads(out)
+    assert again == json.loads((copy / "report.json").read_text())
+    assert parts(again) == parts(rep)
+    assert again["fit"] == {**rep["fit"], "seconds": again["fit"]["seconds"]}
+    assert again["pass"] == rep["pass"] and again["target_check"] == rep["target_check"]
+    assert (copy / "bode.png").stat().st_size > 10_000
+    assert again["provenance"]["command"].startswith("hostctl report ")
+
+
+def test_report_json_provenance_and_mode(run_dir: Path) -> None:
+    import os
+    import platform
+
+    rep = json.loads((run_dir / "report.json").read_text())
+    prov = rep["provenance"]
+    import numpy
+    import torch
+
+    import hostctl
+
+    assert prov["hostctl"] == hostctl.__version__
+    assert prov["torch"] == torch.__version__ and prov["numpy"] == numpy.__version__
+    assert prov["command"].startswith("hostctl calibrate --sim bench --seed 3")
+    assert prov["audio_device"] == "virtual bench" and prov["port"].startswith("sim://")
+    assert prov["probe"]["fw"].startswith("hostctl-probe/") and prov["host_os"]
+    assert platform.system() in prov["host_os"]
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("report.json", "session.csv"):
+        assert (run_dir / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_compare_two_runs(run_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    other = tmp_path / "other"
+    code, err, _ = invoke(["-q", "calibrate", "--sim", "bench", "--seed", "5", "--out",
+                           str(other), "--no-plot"])
+    assert code in (0, 1), err
+    monkeypatch.setenv("COLUMNS", "80")
+    code, err, out = invoke(["compare", str(run_dir), str(other)])
+    assert code == 0, err
+    lines = out.splitlines()
+    assert all(len(ln) <= 80 for ln in lines), lines
+    rows = {ln.split()[0] + ("" if " buy" not in ln else " buy"): ln for ln in lines[1:]}
+    assert rows["circuit"].count("color-organ") == 2
+    a, b = (json.loads((d / "report.json").read_text()) for d in (run_dir, other))
+    from hostctl.recommend import format_ohm
+
+    for r in parts(a):
+        row = rows[f"{r} buy"]
+        assert format_ohm(parts(a)[r]) in row and format_ohm(parts(b)[r]) in row
+        mark = row[len("R_band_high buy") + 1]       # labels are padded to the longest
+        assert (mark == "*") == (parts(a)[r] != parts(b)[r]), row
+    assert any(parts(a)[r] != parts(b)[r] for r in parts(a))    # two different boards

@@ -185,7 +185,14 @@ def _run_on_probe(probe_cm, calibrate, cfg, out, resume, audio_device, audio_cha
                                  sample_rate=audio_rate, settle_s=settle_s)
         bar = None if as_json or quiet() else Progress()
         try:
-            return calibrate.run(probe, output, cfg, out, resume=resume, progress=bar)
+            res = calibrate.run(probe, output, cfg, out, resume=resume, progress=bar)
+            from hostctl.provenance import provenance
+
+            res.provenance = provenance(
+                audio_device=getattr(output, "device_name", None) or (
+                    "virtual bench" if isinstance(output, SimToneOutput) else audio_device),
+                probe=dict(probe.info), port=str(probe.port))
+            return res
         finally:
             if bar is not None:
                 bar.finish()
