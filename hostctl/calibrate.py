@@ -516,6 +516,13 @@ def fit_session(cfg: RunConfig, data: MeasurementSet, level: float) -> FitResult
             # the row as measured (its noise figures too), minus what this mode ignores
             rows.append(replace(m, gain=g, led=led, flag="",
                                 level_dbfs=m.level_dbfs if keep_level else None))
+    if cfg.led_threshold is None and cfg.led_vf is not None and all(
+            m.vin_v for m in rows if m.led is not None):
+        # each LED row against its own tone's reference amplitude, not a typical one:
+        # the filters' input sags with frequency
+        from hostctl.fit import SwitchVoltage
+
+        thr = SwitchVoltage(cfg.led_vf)
     # the preset's name, not its Circuit: a family's topologies are weighed by the data
     return fit(MeasurementSet(rows, dict(data.meta)), cfg.circuit,
                capacitance=cfg.capacitance,

@@ -145,7 +145,10 @@ def test_rgb_board_led_mode_with_each_leds_voltage(tmp_path):
     # the session header carries the per-LED voltages: an offline refit agrees exactly
     code, err, out = invoke(["fit", res.session, "--json"])
     assert code == 0, err
-    assert json.loads(out)["fit"]["led_thresholds"] == pytest.approx(res.threshold)
+    refit = json.loads(out)["fit"]
+    # each LED judged on volts against its tone's own reference amplitude
+    assert refit["led_vf"] == pytest.approx(dict(RGB))
+    assert refit["values"] == pytest.approx(res.fit.values, rel=1e-9)
 
 
 def test_rgb_board_both_mode_measures_each_threshold(tmp_path):

@@ -125,11 +125,15 @@ def _prior_file(path: str) -> dict[str, tuple[float, float]]:
 @click.option("--lr", default=None, help="Learning rate (notebook losses only; default 200).")
 @click.option("--steps", default=None,
               help="Max steps (notebook losses only; default 100000).")
+@click.option("--led-vf", default=None,
+              help="LED switching voltage (V), one or per LED (low=1.8,band=2.0,high=2.9): "
+                   "each LED row is judged on |H| x its tone's reference amplitude (vin_v).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 def command(data: str, circuit_name: str | None, capacitance: str | None, led_threshold: str,
             series: str | None, loss: str, priors: tuple[str, ...], prior_file: str | None,
             fixed: str | None, lr: str | None, steps: str | None, as_json: bool,
-            target_file: str | None = None, installed: str | None = None) -> None:
+            target_file: str | None = None, installed: str | None = None,
+            led_vf: str | None = None) -> None:
     """Fit component values to a measurement CSV (or a session file), and the parts to buy.
 
     \b
@@ -148,6 +152,12 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
     if loss not in LOSS_CHOICES:
         raise InputError(f"--loss: unknown loss '{loss}' (known: {', '.join(LOSS_CHOICES)})")
     thr = _threshold(led_threshold)
+    if led_vf is not None:
+        from hostctl.fit import SwitchVoltage
+
+        if led_threshold != DEFAULT_THRESHOLD_TEXT:
+            raise InputError("give either --led-vf or --led-threshold, not both")
+        thr = SwitchVoltage(parse_per_led(led_vf, "--led-vf"))
     lr_v = _positive(lr, "--lr", float) if lr is not None else None
     steps_v = int(_positive(steps, "--steps", int)) if steps is not None else None
     from hostctl.record import is_session, read_session
@@ -155,7 +165,7 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
     if is_session(data):
         ms = read_session(data)
         if not (capacitance or circuit_name or priors or prior_file or fixed
-                or loss != "auto" or led_threshold != DEFAULT_THRESHOLD_TEXT):
+                or loss != "auto" or led_threshold != DEFAULT_THRESHOLD_TEXT or led_vf):
             # a calibrate session: re-fit and recommend exactly as the run did
             return _emit_session(ms, data, series, target, inst, as_json)
     else:
@@ -187,7 +197,13 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
         raise InputError(e.bare, data, line, e.column_name) from None  # type: ignore[attr-defined]
     from hostctl.advice import advise
 
-    if isinstance(thr, str):   # estimated by the fit (relative to 0 dBFS)
+    if res.led_vf:   # judged on volts: the |H| threshold at the typical amplitude, for maps
+        vins = sorted(m.vin_v for m in ms.rows if m.vin_v and m.led is not None)
+        a = vins[len(vins) // 2]
+        thr_used = {k: v / a for k, v in res.led_vf.items()}
+        thr_src = (f"LED rows judged on volts ({format_threshold(res.led_vf, 'g')} V) against "
+                   f"each tone's reference; bands at the median reference {a:.3f} V")
+    elif isinstance(thr, str):   # estimated by the fit (relative to 0 dBFS)
         thr_used = res.led_thresholds or res.led_threshold or float(DEFAULT_THRESHOLD_TEXT)
         thr_src = "estimated by the fit (relative to 0 dBFS)"
     else:

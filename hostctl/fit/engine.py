@@ -536,8 +536,8 @@ def _result(prob: _Problem, theta: np.ndarray, ci: dict[int, tuple[float, float]
     ordered = {r: ci_method.get(r, "none") for r in circ.resistors}
     corner = {r: circ.corner_hz(r, values[r], prob.caps) for r in circ.resistors}
     thr = None
-    if prob.t_map is not None:
-        pass  # per channel: led_thresholds
+    if prob.vf is not None or prob.t_map is not None:
+        pass  # judged on volts (FitResult.led_vf), or per channel (led_thresholds)
     elif prob.est_t:
         thr = float(math.exp(theta[len(prob.free)]))
     elif prob.log_t is not None:
@@ -548,5 +548,6 @@ def _result(prob: _Problem, theta: np.ndarray, ci: dict[int, tuple[float, float]
                      led_threshold=thr, led_threshold_estimated=prob.est_t,
                      led_thresholds=None if prob.t_map is None else dict(prob.t_map),
                      warnings=warns, n_gain=prob.ng, n_led=prob.nl, notes=notes,
-                     ci_method=ordered, nuisance=nuisance)
+                     ci_method=ordered, nuisance=nuisance,
+                     led_vf=None if prob.vf is None else dict(prob.vf))
 

@@ -39,7 +39,7 @@ def _led_interval(prob: _Problem, theta: np.ndarray, ks: list[int], chans: set[i
     t_hat = theta[p_all] if prob.est_t else prob.log_t
     lt_acc = (t_hat + sub.lvl)[None]
     lt_reg = ((t_hat if tau is None else tau) + sub.lvl)[None]
-    key = sub.chl * 4096 + np.unique(sub.lvl, return_inverse=True)[1]
+    key = sub.chl * 4096 + sub.groups()
     box_lo, box_hi = _box(prob, theta, ks)
     lo, hi, nrej, empty = _vertex_intervals(
         sub.model, theta[None, :p_all], ks, sub.omega[None], sub.ch[None], sub.sgn[None],

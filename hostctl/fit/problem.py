@@ -50,6 +50,17 @@ class _Problem:
     #: per gain row, the measured noise of log(gain) (the probe's own ``gain_se / gain``);
     #: None when the data carry no noise figures (then one scale comes from the residuals)
     sg: np.ndarray | None = None
+    #: per LED row, its group (tone level): switches are found between neighbours in one
+    grp: np.ndarray | None = None
+    #: per-channel switching voltages when LED rows are judged on volts (``lvl`` holds
+    #: ``log V - log vin`` per row), else None
+    vf: dict[str, float] | None = None
+
+    def groups(self) -> np.ndarray:
+        """Group id per LED row (tone level; from ``lvl`` when not given)."""
+        if self.grp is not None:
+            return self.grp
+        return np.unique(self.lvl, return_inverse=True)[1]
 
     @property
     def noise_known(self) -> bool:
@@ -125,6 +136,20 @@ def _usable(m: Any, what: str) -> bool:
     return getattr(m, what) is not None and not m.flag
 
 
+@dataclass(frozen=True)
+class SwitchVoltage:
+    """LEDs judged on volts: lit iff ``|H(f)| * vin(f) > volts`` with each row's measured
+    reference amplitude ``vin_v`` (one voltage for every LED, or one per channel). The
+    reference sags with frequency (three filters hang on one sound-card output), so one
+    |H| threshold from a typical amplitude would misplace every switch."""
+
+    volts: float | Mapping[str, float]
+
+    def of(self, channel: str) -> float:
+        v = self.volts
+        return float(v[channel]) if isinstance(v, Mapping) else float(v)
+
+
 def nuisances(circ: Circuit) -> dict[str, tuple[float, float]]:
     """The circuit's nuisance parameters as log-normal priors: name -> (nominal, sigma of
     log), the tolerance taken as one sigma (a wide prior: the data narrow it)."""
@@ -133,6 +158,32 @@ def nuisances(circ: Circuit) -> dict[str, tuple[float, float]]:
         if n.nominal > 0:
             out[name] = (float(n.nominal), math.log1p(max(n.relative, 1e-6)))
     return out
+
+
+def _volts(thr: SwitchVoltage, circ: Circuit, chidx: Mapping[str, int], cl: np.ndarray,
+           vl: np.ndarray, lmask: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """Per-channel volts and each LED row's offset ``log V - log vin``."""
+    vf = {}
+    for c in sorted({circ.channels[i] for i in cl}):
+        try:
+            vf[c] = thr.of(c)
+        except KeyError:
+            raise InputError(f"no LED switching voltage for channel {c}") from None
+        if not (math.isfinite(vf[c]) and vf[c] > 0):
+            raise InputError(f"LED switching voltage for {c} must be a positive number of "
+                             f"volts, got {vf[c]}")
+    if isinstance(thr.volts, Mapping):
+        for c in thr.volts:
+            if c not in chidx:
+                raise InputError(f"LED switching voltage for '{c}': not a channel of "
+                                 f"{circ.name} ({', '.join(circ.channels)})")
+    bad = np.flatnonzero(~(np.isfinite(vl) & (vl > 0)))
+    if len(bad):
+        raise _rowerror("judging LEDs on volts needs the reference amplitude vin_v on every "
+                        "LED row (give an |H| threshold for data without it)",
+                        int(np.flatnonzero(lmask)[bad[0]]), "vin_v")
+    lvl = np.log([vf[circ.channels[i]] for i in cl]) - np.log(vl)
+    return vf, np.asarray(lvl, dtype=float)
 
 
 def _num(v: Any) -> float:
@@ -170,6 +221,7 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
     nan = math.nan
     # one pass over the rows into columns (the only Python-level loop over the data)
     se = np.array([_num(getattr(m, "gain_se", None)) for m in rows], dtype=float)
+    vin = np.array([_num(m.vin_v) for m in rows], dtype=float)
     cols = [(m.frequency_hz, m.channel, nan if m.gain is None else m.gain,
              -1 if m.led is None else m.led, nan if m.level_dbfs is None else m.level_dbfs,
              m.flag) for m in rows]
@@ -220,6 +272,9 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
     sg = seg / gg if len(gg) and np.all(np.isfinite(seg) & (seg > 0)) else None
     fl, cl, yl = F[lmask], chi[lmask], Y[lmask]
     ll = LV[lmask] if est else np.zeros(len(fl))
+    vl = vin[lmask]
+    # LED rows group by tone level (switches are neighbours in frequency within a group)
+    grp = np.unique(np.nan_to_num(LV[lmask], nan=0.0), return_inverse=True)[1]
     if n_zero:
         warn.append(f"dropped {n_zero} gain value(s) <= 0 (no log); they carry no usable "
                     "information for a log-error fit")
@@ -232,7 +287,11 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
     if isinstance(led_threshold, str) and not est:
         raise InputError(f"led_threshold must be a number or 'estimate', got '{led_threshold}'")
     t_map: dict[str, float] | None = None
-    if isinstance(led_threshold, Mapping):
+    vf: dict[str, float] | None = None
+    if isinstance(led_threshold, SwitchVoltage):
+        vf, lvl = _volts(led_threshold, circ, chidx, cl, vl, lmask)
+        log_t = 0.0
+    elif isinstance(led_threshold, Mapping):
         # one LED per channel, each its own threshold: a per-row offset of log t
         t_map = {}
         for c, v in led_threshold.items():
@@ -285,7 +344,7 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
                     lvl, log_t, est, np.array(pidx, dtype=int), np.array(pmu), np.array(psig),
                     np.array(fg, dtype=float), np.array(fl, dtype=float),
                     np.array(cg, dtype=int), np.array(cl, dtype=int), warn, t_map=t_map,
-                    sg=sg)
+                    sg=sg, grp=grp, vf=vf)
 
 
 def _subproblem(prob: _Problem, rows: np.ndarray) -> _Problem:
@@ -301,7 +360,8 @@ def _subproblem(prob: _Problem, rows: np.ndarray) -> _Problem:
                     prob.sgn[lrows], prob.lvl[lrows], prob.log_t, prob.est_t,
                     prob.prior_idx, prob.prior_mu, prob.prior_sig, prob.freq_g[g],
                     prob.freq_l[lrows], prob.chg[g], prob.chl[lrows],
-                    sg=None if prob.sg is None else prob.sg[g])
+                    sg=None if prob.sg is None else prob.sg[g],
+                    grp=None if prob.grp is None else prob.grp[lrows], vf=prob.vf)
 
 
 def parse_prior(text: str) -> tuple[str, tuple[float, float]]:

@@ -60,6 +60,8 @@ class FitResult:
     topology: dict[str, Any] | None = None
     #: nuisance parts fitted under their priors (ESR, ...): name -> (value, lo, hi)
     nuisance: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    #: per-LED switching voltages when LED rows were judged on volts (|H| * vin > V)
+    led_vf: dict[str, float] | None = None
 
     def predict(self, freq_hz: Any) -> dict[str, np.ndarray]:
         """|H| per channel at ``freq_hz`` for the fitted values."""
@@ -90,6 +92,7 @@ class FitResult:
             "chi2": None if self.chi2 is None else float(self.chi2), "dof": int(self.dof),
             "noise": self.noise, "topology": self.topology,
             "nuisance": {k: [num(v) for v in t] for k, t in self.nuisance.items()},
+            "led_vf": self.led_vf,
             "led_thresholds_ci95": (None if self.led_thresholds_ci95 is None else
                                     {k: [num(lo), num(hi)]
                                      for k, (lo, hi) in self.led_thresholds_ci95.items()}),
@@ -132,7 +135,7 @@ class FitResult:
                             else {k: float(v) for k, v in d["led_thresholds"].items()}),
             trusted=bool(d.get("trusted", True)),
             chi2=d.get("chi2"), dof=int(d.get("dof", 0)), noise=d.get("noise", "none"),
-            topology=d.get("topology"),
+            topology=d.get("topology"), led_vf=d.get("led_vf"),
             nuisance={k: tuple(math.inf if v is None else float(v) for v in t)
                       for k, t in (d.get("nuisance") or {}).items()},
             led_thresholds_ci95=(None if d.get("led_thresholds_ci95") is None else

@@ -159,8 +159,9 @@ def _switch_rows(prob: _Problem, chans: set[int]) -> np.ndarray:
     and tone level."""
     out: list[int] = []
     for c in chans:
-        for lv in np.unique(prob.lvl[prob.chl == c]):
-            sel = np.flatnonzero((prob.chl == c) & (prob.lvl == lv))
+        grp = prob.groups()
+        for lv in np.unique(grp[prob.chl == c]):
+            sel = np.flatnonzero((prob.chl == c) & (grp == lv))
             sel = sel[np.argsort(prob.freq_l[sel], kind="stable")]
             sw = np.flatnonzero(prob.sgn[sel][1:] != prob.sgn[sel][:-1])
             out += sel[sw].tolist() + sel[sw + 1].tolist()
