@@ -83,6 +83,8 @@ class RunConfig:
     #: volts (one, or per channel): threshold from the measured reference amplitude
     led_vf: float | dict[str, float] | None = None
     sweep_tones: int = SWEEP_TONES
+    #: the bench the run used (audio device, rate, settle): recorded so --resume reuses it
+    bench_meta: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -130,6 +132,7 @@ class RunConfig:
             "target_spec": target_to_meta(self.target),
             "led_threshold": format_per_led(self.led_threshold),
             "led_vf": format_per_led(self.led_vf),
+            **self.bench_meta,
         }
 
 

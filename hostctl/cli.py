@@ -73,6 +73,12 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 
     ctx.obj = {"verbose": verbose, "quiet": quiet}
     set_trace(verbose)
+    from hostctl.profile import PARAMS
+
+    if ctx.invoked_subcommand in PARAMS:   # bench defaults: user file, ./hostctl.toml, env
+        from hostctl.profile import load
+
+        ctx.default_map = load().default_map()
 
 
 #: the arguments of the running command (report.json records them)

@@ -105,13 +105,27 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
         raise InputError(f"--level {level_dbfs:g} dBFS is above the level cap {level_cap:g} dBFS "
                          "(raise --level-cap if you mean it)")
     resume = resume_dir is not None
+    if sim_board:   # the virtual bench: a profile's port and sound card are not for it
+        port = port if given("port") else None
+        audio_device = audio_device if given("audio_device") else None
     if resume:
         from hostctl.record import SESSION_NAME, read_session
 
         out = Path(resume_dir)
         meta = read_session(out / SESSION_NAME).meta
         cfg = calibrate.config_from_meta(meta, cfg)
-        port = port or meta.get("port") or None
+        # the session's bench beats the profile; the command line beats both
+        port = (port if given("port") else None) or meta.get("port") or port or None
+        if not given("audio_device") and "audio_device" in meta:
+            audio_device = meta["audio_device"] or None
+        try:
+            if not given("audio_rate") and meta.get("audio_rate"):
+                audio_rate = int(meta["audio_rate"])
+            if not given("settle_s") and meta.get("settle_s"):
+                settle_s = float(meta["settle_s"])
+        except ValueError as e:
+            raise InputError(f"session header: bad audio_rate/settle_s ({e})",
+                             str(out / SESSION_NAME)) from None
     else:
         out = Path(out_dir or f"hostctl-runs/{datetime.now():%Y%m%d-%H%M%S}")
         if out.exists() and any(out.iterdir()):
@@ -123,6 +137,9 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
         raise InputError("no probe: give --port PORT (see `hostctl devices`) or --sim")
     if sim_board:
         port = f"sim://?board={sim_board}&seed={seed}"
+    cfg.bench_meta = {"audio_device": "" if audio_device is None else str(audio_device),
+                      "audio_rate": "" if audio_rate is None else str(audio_rate),
+                      "settle_s": repr(settle_s)}
 
     from hostctl.device import open_probe
 
@@ -151,6 +168,13 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
         say(n)
     if not res.passed:
         sys.exit(1)
+
+
+def given(param: str) -> bool:
+    """Was ``param`` on the command line (not a default, nor the bench profile)?"""
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source(param) == ParameterSource.COMMANDLINE
 
 
 class Interrupted(HostctlError):
