@@ -1,8 +1,10 @@
 """`hostctl devices`: which serial port is the probe, and which sound card plays the tones.
 
-Ports are listed by pyserial and, unless ``--no-probe``, each gets a short handshake
-(concurrently, so ten ports do not take ten boot times) so the probe is marked with its
-firmware version. Opening a Uno resets it; that is harmless between runs.
+Ports are listed by pyserial with their USB identity. Only ports whose identity is a board
+the probe firmware runs on (an Arduino Uno/Nano, or a clone's CH340 / FTDI / CP210x
+bridge) get a short handshake (concurrently, so ten ports do not take ten boot times);
+opening a port resets any Arduino-based instrument on it, and a port that is not a probe
+costs the whole boot timeout. ``--all`` handshakes every port, ``--no-probe`` none.
 """
 
 from __future__ import annotations
@@ -12,6 +14,24 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import click
+
+#: (VID, PID) -> what it is: the USB identities a hostctl probe can have
+KNOWN_USB: dict[tuple[int, int], str] = {
+    (0x2341, 0x0043): "Arduino Uno", (0x2341, 0x0001): "Arduino Uno (early)",
+    (0x2341, 0x0243): "Arduino Uno (Genuino)", (0x2341, 0x0058): "Arduino Nano Every",
+    (0x2341, 0x0069): "Arduino Uno R4", (0x2341, 0x1002): "Arduino Uno R4 WiFi",
+    (0x2A03, 0x0043): "Arduino Uno (arduino.org)",
+    (0x1A86, 0x7523): "CH340 (Uno/Nano clone)", (0x1A86, 0x5523): "CH341 (clone)",
+    (0x0403, 0x6001): "FTDI FT232R (Nano, Duemilanove)",
+    (0x10C4, 0xEA60): "CP210x (clone)",
+}
+
+
+def usb_identity(port: dict[str, Any]) -> str | None:
+    """What a known board the port is, or None."""
+    if port.get("vid") is None or port.get("pid") is None:
+        return None
+    return KNOWN_USB.get((int(port["vid"]), int(port["pid"])))
 
 
 def list_serial_ports() -> list[dict[str, Any]]:
@@ -66,27 +86,42 @@ def audio_devices() -> tuple[list[dict[str, Any]], str | None]:
 
 @click.command("devices")
 @click.option("--no-probe", is_flag=True,
-              help="Only list ports; do not open them (opening a Uno resets it).")
+              help="Only list ports; do not open any (opening a Uno resets it).")
+@click.option("--all", "all_ports", is_flag=True,
+              help="Handshake every port, not only those whose USB identity is a board the "
+                   "probe runs on (resets any Arduino-based instrument on the bench).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.option("--boot-timeout", "boot_timeout_s", type=float, default=2.5, show_default=True,
               help="Seconds to wait for each port's handshake.")
 @click.option("--port", "extra_ports", multiple=True,
               help="Also check this port or URL (e.g. sim://?board=bench); repeatable.")
 def command(no_probe: bool, as_json: bool, boot_timeout_s: float,
-            extra_ports: tuple[str, ...]) -> None:
-    """List serial ports (marking hostctl probes) and audio output devices."""
+            extra_ports: tuple[str, ...], all_ports: bool = False) -> None:
+    """List serial ports (marking hostctl probes) and audio output devices.
+
+    Only ports that are a known board by USB identity (Arduino Uno/Nano, CH340, FTDI,
+    CP210x) and ports given with --port are opened; --all opens every port.
+    """
     ports = list_serial_ports()
     known = {p["device"] for p in ports}
+    for p in ports:
+        p["usb_identity"] = usb_identity(p)
     for extra in extra_ports:
         if extra not in known:
             ports.append({"device": extra, "description": "given with --port", "hwid": "n/a",
                           "vid": None, "pid": None, "serial_number": None,
-                          "manufacturer": None})
-    if not no_probe and ports:
-        with ThreadPoolExecutor(max_workers=min(8, len(ports))) as pool:
-            results = list(pool.map(lambda p: probe_port(p["device"], boot_timeout_s), ports))
-        for p, r in zip(ports, results, strict=True):
+                          "manufacturer": None, "usb_identity": None})
+    asked = set(extra_ports)
+    todo = [] if no_probe else [p for p in ports if all_ports or p["usb_identity"]
+                                or p["device"] in asked]
+    if todo:
+        with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+            results = list(pool.map(lambda p: probe_port(p["device"], boot_timeout_s), todo))
+        for p, r in zip(todo, results, strict=True):
             p["handshake"] = r
+    for p in ports:
+        if "handshake" not in p and not no_probe:
+            p["handshake"] = None   # not opened: not a known board (see --all)
     audio, audio_reason = audio_devices()
 
     if as_json:
@@ -101,8 +136,12 @@ def command(no_probe: bool, as_json: bool, boot_timeout_s: float,
         line = f"  {p['device']:<16} {p['description']}"
         if p["hwid"] != "n/a":
             line += f"  [{p['hwid']}]"
+        if p.get("usb_identity"):
+            line += f"  {p['usb_identity']}"
         hs = p.get("handshake")
-        if hs is not None:
+        if hs is None and not no_probe:
+            line += "  -> not opened (not a known board; --all to try it)"
+        elif hs is not None:
             if hs["probe"]:
                 line += f"  -> hostctl probe, firmware {hs['fw']} (protocol {hs['proto']})"
             else:
