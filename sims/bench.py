@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hostctl.errors import DeviceError, HostctlError, InputError
-from sims import physics
+from sims import physics, wiring
 from sims.boards import BOARDS_DIR, CHANNEL_ORDER, Board, draw_true_values, list_boards, load_board
 from sims.control import ControlClients
 from sims.device_core import MAX_ROUNDS, DeviceCore, Window
@@ -202,6 +202,7 @@ class VirtualBench:
         ph = self.phasors(tone) if tone else None
         analog, lit = physics.sample_window(b, ph, self.amplitude_v(self.level_dbfs),
                                             tone or 0.0, phi, t0, n, self._rng)
+        analog = wiring.apply(self.faults.wiring, analog, b.bias_v, b.vref_v, b.adc_bits)
         return Window(analog, lit, elapsed_ms, elapsed_us, led_counts=True)
 
     # ------------------------------------------------------------------ link: device side

@@ -35,9 +35,12 @@ import random
 from dataclasses import dataclass, field
 
 from hostctl.errors import InputError
+from sims.wiring import Wiring, is_wiring
+from sims.wiring import parse_item as parse_wiring_item
 
 GRAMMAR = ("drop:P, corrupt:P, dup:P (P in 0..1), delay:SECONDS@N, reset@N, disconnect@N, "
-           "unplug:SECONDS@N, mute@N (N >= 1), comma-separated")
+           "unplug:SECONDS@N, mute@N (N >= 1), wiring (sims/wiring.py): dead:A<n>, noref, "
+           "bias:A<n>=VOLTS, swap:A<n>-A<m>; comma-separated")
 
 
 @dataclass
@@ -52,6 +55,8 @@ class FaultConfig:
     disconnects: set[int] = field(default_factory=set)        # command numbers
     unplugs: dict[int, float] = field(default_factory=dict)   # command number -> seconds
     mutes: set[int] = field(default_factory=set)              # MEASURE window numbers
+    #: what the pins read when the probe is miswired (sims/wiring.py)
+    wiring: Wiring = field(default_factory=Wiring)
 
     @property
     def byte_faults(self) -> bool:
@@ -65,6 +70,7 @@ class FaultConfig:
         items += [f"disconnect@{n}" for n in sorted(self.disconnects)]
         items += [f"unplug:{s!r}@{n}" for n, s in sorted(self.unplugs.items())]
         items += [f"mute@{n}" for n in sorted(self.mutes)]
+        items += [str(self.wiring)] if self.wiring else []
         return ",".join(items)
 
 
@@ -114,6 +120,8 @@ def parse_faults(spec: str | None) -> FaultConfig:
             cfg.disconnects.add(_count("disconnect", raw[len("disconnect@"):], spec))
         elif raw.startswith("mute@"):
             cfg.mutes.add(_count("mute", raw[len("mute@"):], spec))
+        elif is_wiring(raw):
+            parse_wiring_item(cfg.wiring, raw, spec)
         else:
             raise InputError(f"faults '{spec}': unknown item '{raw}' (grammar: {GRAMMAR})")
     return cfg
