@@ -22,7 +22,7 @@ from hostctl.errors import InputError
 
 #: Columns in the order they are written. The first two are required on reading.
 COLUMNS = ("frequency_hz", "channel", "gain", "led", "vin_v", "vout_v",
-           "level_dbfs", "led_fraction", "time_s", "flag")
+           "level_dbfs", "led_fraction", "time_s", "flag", "gain_se")
 REQUIRED = ("frequency_hz", "channel")
 #: Flags that spoil a row's gain but not its LED state.
 GAIN_ONLY_FLAGS = frozenset({"below-floor"})
@@ -42,6 +42,7 @@ class Measurement:
     led_fraction: float | None = None  # fraction of samples the LED was lit
     time_s: float | None = None      # seconds since the session started
     flag: str = ""                   # sanity-check flags; flagged rows are not fitted
+    gain_se: float | None = None     # standard error of gain (linear), from the probe's numbers
 
     @property
     def flags(self) -> set[str]:
@@ -164,11 +165,12 @@ class MeasurementSet:
         atomic_write(path, self.to_csv())
 
 
-def format_row(m: Measurement) -> str:
+def format_row(m: Measurement, columns: tuple[str, ...] = COLUMNS) -> str:
+    """One CSV line; ``columns`` lets a resumed session keep its own (older) header."""
     d = asdict(m)
     out = []
-    for c in COLUMNS:
-        v = d[c]
+    for c in columns:
+        v = d.get(c)
         if v is None:
             out.append("")
         elif isinstance(v, float):
@@ -227,6 +229,7 @@ def _parse_row(cells: list[str], idx: dict[str, int], path: str, lineno: int) ->
         led_fraction=frac,
         time_s=_num(cells, idx, "time_s", path, lineno),
         flag=cells[idx["flag"]].strip() if "flag" in idx else "",
+        gain_se=_num(cells, idx, "gain_se", path, lineno, nonneg=True, hi=1e6),
     )
 
 

@@ -23,8 +23,10 @@ class Recorder:
     def __init__(self, path: str | os.PathLike, meta: dict[str, str] | None = None,
                  *, resume: bool = False) -> None:
         self.path = Path(path)
+        self.columns: tuple[str, ...] = COLUMNS
         if resume:
             _cut_partial_line(self.path)
+            self.columns = _header_columns(self.path)
             self._fh = open(self.path, "a", encoding="utf-8")
         else:
             if self.path.exists():
@@ -40,7 +42,7 @@ class Recorder:
         self._write(f"# {key}: {_one_line(value)}\n")
 
     def append(self, rows: list[Measurement]) -> None:
-        self._write("".join(format_row(m) + "\n" for m in rows))
+        self._write("".join(format_row(m, self.columns) + "\n" for m in rows))
 
     def _write(self, text: str) -> None:
         self._fh.write(text)
@@ -60,6 +62,16 @@ class Recorder:
 
 def _one_line(v: object) -> str:
     return str(v).replace("\n", " ").replace("\r", " ")
+
+
+def _header_columns(path: Path) -> tuple[str, ...]:
+    """The columns a session was started with (an older one may lack the newest)."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip() and not line.startswith("#"):
+                cols = tuple(c.strip() for c in line.strip().split(","))
+                return cols if cols[0] == COLUMNS[0] else COLUMNS
+    return COLUMNS
 
 
 def _cut_partial_line(path: Path) -> None:
