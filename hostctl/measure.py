@@ -1,9 +1,12 @@
 """Turn one probe reading at one tone into Measurements, with sanity checks.
 
-Gains are AC RMS ratios against the reference channel A0, with the channel's silent
-noise floor removed in quadrature (a quantised ADC reads ~0.3 LSB RMS of a flat input,
-which would otherwise bias small gains upward). A row that fails a check keeps its numbers
-but carries a ``flag`` and is never fitted.
+Gains are ratios of signal amplitudes against the reference channel A0. Each amplitude is
+the sine that, quantised with the channel's analog noise, gives the window's mean and RMS
+(hostctl.noise): the noise is solved from the silent floor, not the floor subtracted, since
+a tone's quantisation differs from a flat input's (that biased small gains by up to -0.7 %
+with a noisy ADC, +1.6 % with a noiseless one). Each gain carries its standard error from the
+same numbers. A row that fails a check keeps its numbers but carries a ``flag`` and is never
+fitted.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from hostctl import noise
 from hostctl.measurements import Measurement
 
 CHANNELS = ("low", "band", "high")     # A1, A2, A3 and D2, D3, D4
@@ -62,8 +66,12 @@ def readings_from(result, freq: float, level_dbfs: float, time_s: float, floor: 
         ref_flags.append("ref-clipping")
         rd.clipped = True
         rd.problems.append("reference A0 clips the ADC: lower the level")
-    ref_sig = math.sqrt(max(ref.rms ** 2 - floor.rms[0] ** 2, 0.0))
+    sigma = [noise.silence_sigma(round(m, 3), round(r, 3))
+             for m, r in zip(floor.mean, floor.rms, strict=True)]
+    ref_pow = noise.signal_power(ref.mean, ref.rms, sigma[0])
+    ref_sig = math.sqrt(ref_pow)
     vin = to_volts(ref_sig * math.sqrt(2), info)
+    cover = noise.phase_cover_var(freq, result.rate_hz, ref.n)
     fractions = result.led_fraction
     for i, ch in enumerate(CHANNELS):
         if ch not in channels:
@@ -73,9 +81,11 @@ def readings_from(result, freq: float, level_dbfs: float, time_s: float, floor: 
         if a.min <= 0 or a.max >= top:
             flags.append("adc-rail")
             rd.problems.append(f"{ch}: ADC at a rail (min {a.min}, max {a.max})")
-        sig2 = a.rms ** 2 - floor.rms[i + 1] ** 2
-        sig = math.sqrt(max(sig2, 0.0))
+        out_pow = noise.signal_power(a.mean, a.rms, sigma[i + 1])
+        sig = math.sqrt(out_pow)
         gain = sig / ref_sig if ref_sig > 0 else None
+        se = noise.gain_se(out_pow, ref_pow, noise.noise_power(sigma[i + 1]),
+                           noise.noise_power(sigma[0]), a.n, cover) if gain is not None else None
         if gain is not None and sig < MIN_SIGNAL_SNR * max(floor.rms[i + 1], 0.25):
             flags.append("below-floor")
         frac = fractions[i]
@@ -91,5 +101,6 @@ def readings_from(result, freq: float, level_dbfs: float, time_s: float, floor: 
             gain=gain if gain is not None else None,
             led=led, vin_v=vin if vin > 0 else None,
             vout_v=to_volts(sig * math.sqrt(2), info) if gain is not None else None,
-            level_dbfs=level_dbfs, led_fraction=frac, time_s=round(time_s, 6), flag=flag))
+            level_dbfs=level_dbfs, led_fraction=frac, time_s=round(time_s, 6), flag=flag,
+            gain_se=se))
     return rd
