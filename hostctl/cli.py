@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "design": "Standard resistors that meet a target before anything is built.",
     "devices": "List serial ports (marking hostctl probes) and audio output devices.",
     "probe": "Handshake with a probe and print one measurement (bench self-test).",
+    "check": "Wiring check: plays tones, judges each pin and LED PASS/FAIL with the fix.",
     "tone": "Play one test tone (wiring checks, scripts).",
     "report": "Re-render a run's table, report.json and bode.png from its session.",
     "compare": "Two runs side by side: values, intervals, parts, verdicts.",
