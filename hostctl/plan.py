@@ -26,20 +26,26 @@ def log_sweep(n: int, band: tuple[float, float] = BAND) -> list[float]:
     return [float(f) for f in np.geomspace(lo, hi, n)]
 
 
-def round_tone(f: float, rate_hz: float | None = None, n_samples: int = 1000) -> float:
+def round_tone(f: float, rate_hz: float | None = None, n_samples: int = 1000,
+               band: tuple[float, float] = BAND) -> float:
     """Tones to 4 significant digits, moved off frequencies the probe samples badly.
 
     The probe's rounds run at ``rate_hz``; if f/rate is near p/q with small q, the samples
     of one window fall on only q phases and the RMS and LED fractions are biased. With
     x = p/q + e the q phase clusters smear by n*e over a window, so we need |q*x - p| of at
     least a few 1/n for every q up to 24 — the tone is nudged (by well under 1%) until so.
+    A tone inside ``band`` stays inside it: the card refuses 20.01 kHz.
     """
     f0 = float(f"{f:.4g}")
     if not rate_hz:
         return f0
+    lo, hi = band
+    inside = lo <= f0 <= hi
     for k in range(0, 60):
         for sign in (1, -1):
             cand = float(f"{f * (1 + sign * k * 0.0007):.4g}")
+            if inside and not lo <= cand <= hi:
+                continue
             if _well_sampled(cand / rate_hz, n_samples):
                 return cand
     return f0
