@@ -17,6 +17,7 @@
 typedef struct {
     uint64_t us;
     uint32_t seed;
+    uint8_t mux, conv;
     uint8_t line[FUZZ_OUT_MAX];
     size_t len;
     unsigned long lines;
@@ -28,11 +29,22 @@ static void fuzz_fail(const char *what, const uint8_t *line, size_t len)
     abort();
 }
 
-static uint16_t f_adc(void *ctx, uint8_t ch)
+static void f_select(void *ctx, uint8_t ch)
+{
+    ((fuzz_hal_t *)ctx)->mux = ch;
+}
+
+static void f_start(void *ctx)
+{
+    fuzz_hal_t *f = (fuzz_hal_t *)ctx;
+    f->conv = f->mux;          /* latched at the start, like the ATmega328P */
+}
+
+static uint16_t f_result(void *ctx)
 {
     fuzz_hal_t *f = (fuzz_hal_t *)ctx;
     f->us += 1000u;            /* 4 ms per round: MEASURE 5000 takes <= 1250 rounds */
-    f->seed = f->seed * 1103515245u + 12345u + ch;
+    f->seed = f->seed * 1103515245u + 12345u + f->conv;
     return (uint16_t)((f->seed >> 16) % 1100u);   /* also > 1023: the core clamps */
 }
 
@@ -104,7 +116,9 @@ int probe_fuzz_one(const uint8_t *data, size_t size)
 
     memset(&f, 0, sizeof f);
     f.us = 0xFFFFFFFFu - 3000000u;     /* micros() wraps during the run */
-    hal.adc_read = f_adc;
+    hal.adc_select = f_select;
+    hal.adc_start = f_start;
+    hal.adc_result = f_result;
     hal.led_read = f_led;
     hal.millis = f_millis;
     hal.micros = f_micros;

@@ -23,11 +23,29 @@
 
 static probe_t probe;
 
-static uint16_t hal_adc_read(void *ctx, uint8_t channel)
+// One ADC clock in CPU cycles (the prescaler's division factor; /2 for 0 and 1).
+#define PROBE_ADC_CLOCK_CYCLES \
+  ((PROBE_ADC_PRESCALER_BITS & 7) < 1 ? 2u : (1u << (PROBE_ADC_PRESCALER_BITS & 7)))
+
+static void hal_adc_select(void *ctx, uint8_t channel)
 {
   (void)ctx;
   ADMUX = _BV(REFS0) | (channel & 0x07);   // AVcc reference, right-adjusted
+}
+
+static void hal_adc_start(void *ctx)
+{
+  (void)ctx;
   ADCSRA |= _BV(ADSC);
+  // The conversion starts on the next rising ADC clock edge and locks the channel
+  // there; the datasheet ("Changing Channel or Reference Selection") asks for one ADC
+  // clock after ADSC before ADMUX is written again. Spent while converting: free.
+  __builtin_avr_delay_cycles(PROBE_ADC_CLOCK_CYCLES);
+}
+
+static uint16_t hal_adc_result(void *ctx)
+{
+  (void)ctx;
   // A conversion takes 13 ADC clocks (~26 us); the guard only makes sure a
   // broken ADC cannot hang the loop (~2 ms worst case).
   for (uint16_t guard = 0; (ADCSRA & _BV(ADSC)) && guard < 4000; guard++) {
@@ -60,7 +78,8 @@ static void hal_write(void *ctx, const uint8_t *data, uint16_t len)
 }
 
 static const probe_hal_t hal = {
-  hal_adc_read, hal_led_read, hal_millis, hal_micros, hal_write, 0
+  hal_adc_select, hal_adc_start, hal_adc_result, hal_led_read,
+  hal_millis, hal_micros, hal_write, 0
 };
 
 void setup()
@@ -71,7 +90,9 @@ void setup()
   pinMode(4, INPUT);
   DIDR0 = 0x0F;                              // A0-A3: digital input buffers off
   ADCSRA = _BV(ADEN) | PROBE_ADC_PRESCALER_BITS;
-  (void)hal_adc_read(0, 0);                  // the first conversion takes 25 clocks
+  hal_adc_select(0, 0);                      // the first conversion takes 25 clocks
+  hal_adc_start(0);
+  (void)hal_adc_result(0);
   probe_init(&probe, &hal, PROBE_NOMINAL_RATE_HZ);
   probe_boot(&probe);
 }

@@ -42,22 +42,46 @@ typedef struct {
     uint32_t used;  /* samples used from the current run */
 } chan_t;
 
+#define TRACE_MAX 16384
+
 typedef struct {
     /* window mode: 7 scripted streams (A0..A3, D2..D4); time jumps after n rounds */
     chan_t ch[7];
     int window;                 /* a window is armed */
     uint32_t n, el_ms, el_us, reads;
-    /* real-time mode: every ADC read advances the clock */
+    /* real-time mode: every ADC result advances the clock */
     uint32_t us_per_read;
     uint16_t const_adc;
     uint8_t const_led;
     uint64_t us;                /* clock */
     uint32_t ms_offset;         /* millis() = ms_offset + us / 1000 */
-    int next;                   /* expected next read: 0..3 ADC, 4..6 LED */
+    int next;                   /* expected next sample: 0..3 ADC, 4..6 LED */
     int order_errors, overrun;
+    /* the ADC as the ATmega328P has it: a conversion latches the selected channel */
+    int mux;                    /* selected channel */
+    int conv;                   /* channel being converted, -1 = idle */
+    int adc_misuse;             /* start while converting, result while idle */
+    /* every HAL call but the clocks, e.g. "S0 C0 S1 R C1 ... L2 " (see test_adc_order) */
+    char trace[TRACE_MAX];
+    size_t tracelen;
+    int trace_full;
     char out[OUT_MAX];
     size_t outlen;
 } fake_t;
+
+static void trace(fake_t *f, char kind, int arg)
+{
+    if (f->tracelen + 4 >= TRACE_MAX) {
+        f->trace_full = 1;
+        return;
+    }
+    f->trace[f->tracelen++] = kind;
+    if (arg >= 0) {
+        f->trace[f->tracelen++] = (char)('0' + arg);
+    }
+    f->trace[f->tracelen++] = ' ';
+    f->trace[f->tracelen] = '\0';
+}
 
 static uint16_t take(chan_t *c, int *overrun)
 {
@@ -73,13 +97,37 @@ static uint16_t take(chan_t *c, int *overrun)
     return c->runs[c->idx].val;
 }
 
-static uint16_t fake_adc(void *ctx, uint8_t channel)
+static void fake_select(void *ctx, uint8_t channel)
 {
     fake_t *f = (fake_t *)ctx;
-    if (channel != f->next) {
+    trace(f, 'S', channel);
+    f->mux = channel;
+}
+
+static void fake_start(void *ctx)
+{
+    fake_t *f = (fake_t *)ctx;
+    trace(f, 'C', f->mux);
+    if (f->conv >= 0) {
+        f->adc_misuse++;
+    }
+    f->conv = f->mux;                   /* latched: a later select is for the next one */
+    if (f->conv != f->next) {
         f->order_errors++;
     }
     f->next = (f->next + 1) % 7;
+}
+
+static uint16_t fake_result(void *ctx)
+{
+    fake_t *f = (fake_t *)ctx;
+    int channel = f->conv;
+    trace(f, 'R', -1);
+    if (channel < 0 || channel > 3) {
+        f->adc_misuse++;
+        return 0;
+    }
+    f->conv = -1;
     if (f->window) {
         uint16_t v = take(&f->ch[channel], &f->overrun);
         f->reads++;
@@ -97,6 +145,7 @@ static uint16_t fake_adc(void *ctx, uint8_t channel)
 static uint8_t fake_led(void *ctx, uint8_t led)
 {
     fake_t *f = (fake_t *)ctx;
+    trace(f, 'L', led);
     if (led + 4 != f->next) {
         f->order_errors++;
     }
@@ -127,12 +176,14 @@ static void fake_write(void *ctx, const uint8_t *data, uint16_t len)
 }
 
 static fake_t g_fake;
-static probe_hal_t g_hal = {fake_adc, fake_led, fake_millis, fake_micros, fake_write, &g_fake};
+static probe_hal_t g_hal = {fake_select, fake_start, fake_result, fake_led,
+                            fake_millis,  fake_micros, fake_write, &g_fake};
 static probe_t g_probe;
 
 static void fake_reset(uint32_t nominal)
 {
     memset(&g_fake, 0, sizeof g_fake);
+    g_fake.conv = -1;
     probe_init(&g_probe, &g_hal, nominal);
 }
 
@@ -444,6 +495,7 @@ static void test_session_vectors(const char *dir)
     CHECK(g_fake.order_errors == 0, "sampling order A0..A3,D2..D4 violated %d times",
           g_fake.order_errors);
     CHECK(g_fake.overrun == 0, "MEASURE took more rounds than the window had");
+    CHECK(g_fake.adc_misuse == 0, "ADC started while converting or read while idle");
     fclose(fp);
 }
 
@@ -552,6 +604,47 @@ static void test_measure_timing(void)
           "frozen clock: %s", g_fake.out);
 }
 
+/* The multiplexer and the sample-and-hold (probe_core.c, do_measure): channel k+1 is
+ * selected right after conversion k started (the ATmega328P latched k at that start) and
+ * before conversion k's result is waited for, so k+1's sample-and-hold settles from the
+ * end of conversion k until conversion k+1 samples. Nothing else moves the multiplexer:
+ * a select between a result and the next start would leave the next channel only the
+ * 1.5 ADC clocks before its sample (the old order). Across rounds, A3's conversion
+ * selects A0. Checked call by call (clock reads aside) over two whole MEASUREs. */
+static void test_adc_order(void)
+{
+    static char want[TRACE_MAX];
+    static const char *const cmds[2] = {"11 MEASURE 1\n", "12 MEASURE 2\n"};
+    size_t len = 0, i;
+    int w;
+    fake_reset(9000);
+    g_fake.us_per_read = 26;            /* ~9.6 rounds per ms */
+    for (w = 0; w < 2; w++) {
+        unsigned long n = 0, k;
+        feeds(cmds[w]);
+        CHECK(sscanf(g_fake.out, "%*u OK MEASURE ms=%*u n=%lu", &n) == 1 && n >= 3,
+              "several rounds wanted: %s", g_fake.out);
+        len += (size_t)snprintf(want + len, sizeof want - len, "S0 ");
+        for (k = 0; k < n && len < sizeof want - 64; k++) {
+            int c;
+            for (c = 0; c < 4; c++) {
+                len += (size_t)snprintf(want + len, sizeof want - len, "C%d S%d R ", c,
+                                        (c + 1) % 4);
+            }
+            len += (size_t)snprintf(want + len, sizeof want - len, "L0 L1 L2 ");
+        }
+    }
+    CHECK(!g_fake.trace_full && len < sizeof want - 64, "trace buffer too small");
+    for (i = 0; want[i] && want[i] == g_fake.trace[i]; i++) {
+    }
+    CHECK(strcmp(g_fake.trace, want) == 0,
+          "HAL call order differs at trace byte %lu:\n got ...%.60s\nwant ...%.60s",
+          (unsigned long)i, g_fake.trace + (i > 30 ? i - 30 : 0), want + (i > 30 ? i - 30 : 0));
+    CHECK(g_fake.adc_misuse == 0 && g_fake.order_errors == 0 && g_fake.conv == -1,
+          "ADC misuse %d, order errors %d", g_fake.adc_misuse, g_fake.order_errors);
+    check_output_lines();
+}
+
 /* bursts of garbage never hang it, the buffer stays bounded, and it recovers */
 static void test_bursts(void)
 {
@@ -646,6 +739,7 @@ int main(int argc, char **argv)
     test_session_vectors(dir);
     test_measure_limits();
     test_measure_timing();
+    test_adc_order();
     test_bursts();
     for (i = 2; i < argc; i++) {
         nreplay += replay_file(argv[i]);

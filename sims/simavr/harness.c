@@ -190,7 +190,12 @@ static void adc_trigger(struct avr_irq_t *irq, uint32_t value, void *param)
         x += H.noise_lsb * rng_gauss();
     double f = floor(x);
     uint32_t count = f < 0.0 ? 0 : (f > 1023.0 ? 1023 : (uint32_t)f);
-    avr_raise_irq(H.adc_in[ch], count_to_simavr_mv(count));
+    /* The ATmega328P latches the channel when a conversion starts, and the firmware
+     * selects the next channel while this one converts. simavr 1.6 looks at ADMUX only
+     * when ADCL is read, i.e. after that change: give every channel this conversion's
+     * count, so the result is the latched channel's whatever ADMUX says by then. */
+    for (int c = 0; c < N_CH; c++)
+        avr_raise_irq(H.adc_in[c], count_to_simavr_mv(count));
 }
 
 /* ---------- LEDs: exact edge scheduling ---------- */

@@ -34,9 +34,20 @@ enum {
     PROBE_ERR_BUSY = 7
 };
 
-/* Hardware access. Every function gets ctx back. */
+/* Hardware access. Every function gets ctx back.
+ *
+ * The ADC is three calls so that the core decides when the multiplexer moves:
+ *  - adc_select: route channel 0..3 (A0..A3) to the ADC. While no conversion runs the
+ *    sample-and-hold starts charging towards it at once; during a conversion the
+ *    choice applies to the next conversion only.
+ *  - adc_start: start a conversion and return once it has latched its channel, so an
+ *    adc_select that follows cannot change what this conversion measures.
+ *  - adc_result: wait for the running conversion to end; its count 0..1023.
+ */
 typedef struct probe_hal {
-    uint16_t (*adc_read)(void *ctx, uint8_t channel);   /* 0..3 -> A0..A3, 0..1023 */
+    void (*adc_select)(void *ctx, uint8_t channel);
+    void (*adc_start)(void *ctx);
+    uint16_t (*adc_result)(void *ctx);
     uint8_t (*led_read)(void *ctx, uint8_t led);        /* 0..2 -> D2..D4, 1 = HIGH */
     uint32_t (*millis)(void *ctx);
     uint32_t (*micros)(void *ctx);
