@@ -25,9 +25,12 @@ Physics model (what a MEASURE window sees)
   LED is lit during part of every cycle exactly when ``|H| > 1/sqrt(2)`` - the notebook's
   LED rule.
 * Sampling: the firmware loop takes rounds (A0, A1, A2, A3 conversions, then the three
-  LED pins) at ``rate_hz`` rounds per second (board parameter: 5718/s, what the
+  LED pins) at ``rate_hz`` rounds per second (board parameter: 5751/s, what the
   firmware achieves per firmware/README.md; HELLO reports ``nominal_rate_hz`` = 5700
-  until the first MEASURE), conversion ``c`` at ``t_k + c/(5 rate)``, LEDs at ``t_k + 4/(5 rate)``,
+  until the first MEASURE), conversion ``c`` at ``t_k + c/(5 rate)``, LEDs at ``t_k + 4/(5 rate)``
+  (a channel is sampled as its own conversion starts; the firmware selects the next channel
+  during each conversion, which does not move these instants: under simavr the starts are
+  601 of a round's 2782 CPU cycles apart, 0.216 of a round),
   ``t_k = t0 + k/rate``, until ``ms`` have elapsed (``n = ceil(ms*rate/1000)`` rounds,
   at most 65535). The tone's phase ``phi`` is random per window (the PC and the
   Arduino share no clock). Silence: every input at the bias.

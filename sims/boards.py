@@ -45,7 +45,7 @@ class Board:
     adc_bits: int = 10
     vref_v: float = 5.0
     noise_lsb: float = 0.0
-    rate_hz: float = 5718.0
+    rate_hz: float = 5751.0
     nominal_rate_hz: int = 5700
     led_threshold_v: tuple[float, float, float] = (0.3, 0.3, 0.3)
     baudrate: int = 115200
@@ -212,7 +212,7 @@ def load_board(name_or_path: str | os.PathLike) -> Board:
         adc_bits=int(_get(adc, "bits", (float, int), where, 10)),
         vref_v=float(_get(adc, "vref_v", (float, int), where, 5.0)),
         noise_lsb=float(_get(adc, "noise_lsb", (float, int), where, 0.0)),
-        rate_hz=float(_get(adc, "rate_hz", (float, int), where, 5718.0)),
+        rate_hz=float(_get(adc, "rate_hz", (float, int), where, 5751.0)),
         nominal_rate_hz=int(_get(adc, "nominal_rate_hz", (float, int), where, 5700)),
         led_threshold_v=thr,  # type: ignore[arg-type]
         baudrate=int(_get(ser, "baudrate", (float, int), where, 115200)),

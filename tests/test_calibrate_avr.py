@@ -7,9 +7,10 @@ drives it exactly as at the bench. The same run on the in-process virtual bench
 (``sim://?board=bench&seed=N``, same board draw) is the reference. simavr runs at about
 real speed, so the run is kept short: 100 ms windows, at most 16 tones (~6 s simulated).
 
-The two simulators sample at different round rates (simavr's firmware ~5718/s, the virtual
-bench 5684/s), so tones are nudged differently and noise differs: agreement is a property
-of the firmware + pipeline, not a replay. Skips (reason printed) without simavr or the ELF;
+The two simulators sample at slightly different round rates (simavr's firmware 5750-5751/s,
+the virtual bench the board's 5751/s, each with its own phases), so tones are nudged
+differently and noise differs: agreement is a property of the firmware + pipeline, not a
+replay. Skips (reason printed) without simavr or the ELF;
 fails instead when the environment variable CI is set.
 """
 

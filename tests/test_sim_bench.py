@@ -214,7 +214,7 @@ def test_window_timing_and_rate():
     b.measure(1)
     t0 = b.now_s
     r = b.measure(200)
-    assert r.n == math.ceil(0.2 * 5718) and r.rate_hz in (5717, 5718)
+    assert r.n == math.ceil(0.2 * 5751) and r.rate_hz in (5750, 5751)
     assert 200 <= r.ms <= 201
     dt = b.now_s - t0
     reply_bytes = 150 + 20
