@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hostctl.circuits import channel_threshold, format_threshold
+from hostctl.circuits import format_threshold
 from hostctl.measurements import atomic_write_json
 from hostctl.recommend import format_ohm
 
@@ -186,43 +186,7 @@ def wrote_line(files: list[Path], cols: int | None = None) -> str:
 
 
 def bode(res: RunResult, path: Path) -> None:
-    import matplotlib
+    """bode.png (hostctl.plot: dB, title with the run and verdict, target legend)."""
+    from hostctl.plot import save_bode
 
-    matplotlib.use("Agg")
-    import numpy as np
-    from matplotlib import pyplot as plt
-
-    from hostctl.circuits import get_circuit
-    from hostctl.record import read_session
-
-    circ = get_circuit(res.fit.circuit)
-    data = read_session(res.session)
-    f = np.geomspace(20, 20000, 400)
-    fitted = res.fit.predict(f)
-    built = circ.magnitude(f, res.design.values, res.actual_capacitance)
-    withheld = res.advice is not None and res.advice.withheld
-    fig, axes = plt.subplots(len(circ.channels), 1, figsize=(8, 2.6 * len(circ.channels)),
-                             sharex=True, squeeze=False)
-    for ax, ch in zip(axes[:, 0], circ.channels, strict=True):
-        pts = [m for m in data.rows if m.channel == ch and m.gain_usable]
-        ax.loglog([m.frequency_hz for m in pts], [m.gain for m in pts], "o", ms=3,
-                  label="measured")
-        ax.loglog(f, fitted[ch], "-", label="fitted")
-        if not withheld:
-            ax.loglog(f, built[ch], "--", label="recommended build")
-        ax.axhline(channel_threshold(res.threshold, ch), color="grey", lw=0.8, ls=":",
-                   label="LED threshold")
-        for lo, hi in res.config.target.bands.get(ch, {}).get("on", []):
-            ax.axvspan(lo, hi, color="green", alpha=0.08)
-        for c in res.config.target.corners.get(ch, ()):
-            ax.axvline(c, color="red", lw=0.8, ls="--")
-        ax.set_ylabel(f"|H| {ch}")
-        ax.set_ylim(1e-3, 1.5)
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0, 0].legend(fontsize=7, loc="lower center", ncols=4)
-    axes[-1, 0].set_xlabel("frequency (Hz)")
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_bode(res, path)
