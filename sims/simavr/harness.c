@@ -8,7 +8,8 @@
  *   waveform's value at that simulated instant:
  *       v_ch(t) = bias_ch + amp_ch * sin(2*pi*f*t + phase_ch)
  *   quantised like a real ATmega328P (floor(v * 1024 / vref)), optional
- *   Gaussian noise in LSB.
+ *   Gaussian noise in LSB. Optionally (SH <tau_ns>) the sample-and-hold
+ *   capacitor is modelled as an RC charging towards the selected channel.
  * - LED inputs D2..D4 (PORTD 2..4) follow A1..A3: HIGH while
  *   v(t) - bias > threshold. Each edge is scheduled at its exact cycle, so a
  *   20 kHz tone costs 40k timer callbacks per simulated second, nothing more.
@@ -73,6 +74,16 @@ typedef struct {
     double vref_mv;
     double noise_lsb;
     uint64_t rng;
+
+    /* sample-and-hold model, off while sh_tau_s == 0 (see sh_sample) */
+    double sh_tau_s;
+    int sh_ch;                      /* channel the hold capacitor follows, -1: not yet known */
+    avr_cycle_count_t sh_since;     /* ... since this cycle, starting from sh_v0 (mV) */
+    double sh_v0;
+    avr_cycle_count_t conv_end;     /* the capacitor is held until the conversion ends */
+    double sh_held;                 /* the held sample (mV) */
+    int sh_pending;                 /* channel written to ADMUX during a conversion, -1: none */
+    int sh_reconnected;             /* the last conversion's end has been applied */
 
     /* uart bridge */
     int rx_room;                    /* XON/XOFF from the AVR UART */
@@ -162,6 +173,94 @@ static double rng_gauss(void)
 
 /* ---------- ADC ---------- */
 
+/* ---- sample-and-hold model (SH <tau_ns>) ----
+ * The ATmega328P charges a 14 pF hold capacitor through the source and the
+ * multiplexer resistance (tau = R * 14 pF) while a channel is selected and no
+ * conversion holds it; it samples 1.5 ADC clocks after a conversion starts and
+ * holds until the conversion ends. ADMUX written while idle switches at once;
+ * written during a conversion, it switches when that conversion ends (the
+ * datasheet's "continuous updating resumes in the last ADC clock cycle"; the
+ * end is one ADC clock later, the conservative choice). Exact RC response to
+ * the sine: the steady-state low-pass output plus the decaying start error. */
+#define ADMUX_ADDR 0x7C
+#define ADCSRA_ADDR 0x7A
+
+static int adc_clock_cycles(void)
+{
+    int adps = H.avr->data[ADCSRA_ADDR] & 7;
+    return adps < 1 ? 2 : 1 << adps;
+}
+
+static double sh_steady(int ch, avr_cycle_count_t c)
+{
+    if (H.ch[ch].amp_mv == 0.0)
+        return H.ch[ch].bias_mv;
+    double wt = TWO_PI * (H.freq_hz > 0.0 ? H.freq_hz : 0.0) * H.sh_tau_s;
+    return H.ch[ch].bias_mv + H.ch[ch].amp_mv / sqrt(1.0 + wt * wt) * sin(phase_at(ch, c) - atan(wt));
+}
+
+/* capacitor voltage (mV) at cycle c, following sh_ch since sh_since */
+static double sh_track(avr_cycle_count_t c)
+{
+    double dt = ((double)c - (double)H.sh_since) / (double)H.avr->frequency;
+    return sh_steady(H.sh_ch, c) + (H.sh_v0 - sh_steady(H.sh_ch, H.sh_since)) * exp(-dt / H.sh_tau_s);
+}
+
+static void sh_connect(int ch, avr_cycle_count_t c, double v0)
+{
+    H.sh_ch = ch;
+    H.sh_since = c;
+    H.sh_v0 = v0;
+}
+
+/* a finished conversion releases the capacitor to the (possibly new) channel */
+static void sh_advance(avr_cycle_count_t c)
+{
+    if (!H.sh_reconnected && c >= H.conv_end) {
+        sh_connect(H.sh_pending >= 0 ? H.sh_pending : H.sh_ch, H.conv_end, H.sh_held);
+        H.sh_pending = -1;
+        H.sh_reconnected = 1;
+    }
+}
+
+static void sh_reset(void)
+{
+    H.sh_ch = -1;
+    H.sh_pending = -1;
+    H.sh_reconnected = 1;
+    H.conv_end = 0;
+}
+
+static void admux_write(struct avr_t *avr, avr_io_addr_t addr, uint8_t v, void *param)
+{
+    (void)param;
+    avr->data[addr] = v;
+    int ch = v & 0x0F;
+    if (H.sh_tau_s <= 0.0 || ch >= N_CH)
+        return;
+    sh_advance(avr->cycle);
+    if (!H.sh_reconnected)
+        H.sh_pending = ch;                    /* converting: applies at its end */
+    else if (H.sh_ch < 0)
+        sh_connect(ch, avr->cycle, sh_steady(ch, avr->cycle));
+    else if (ch != H.sh_ch)
+        sh_connect(ch, avr->cycle, sh_track(avr->cycle));
+}
+
+/* the millivolts conversion of channel ch started at cycle c samples */
+static double sh_sample(int ch, avr_cycle_count_t c)
+{
+    int clk = adc_clock_cycles();
+    sh_advance(c);
+    if (H.sh_ch != ch) /* e.g. ADMUX never written since reset */
+        sh_connect(ch, c, H.sh_ch < 0 ? sh_steady(ch, c) : sh_track(c));
+    double v = sh_track(c + (avr_cycle_count_t)(3 * clk / 2));
+    H.sh_held = v;
+    H.conv_end = c + (avr_cycle_count_t)(13 * clk);
+    H.sh_reconnected = 0;
+    return v;
+}
+
 /* simavr computes count = mv * 1023 / vref (integer). Feed it the millivolt
  * value that yields the count a real ATmega328P gives: floor(v * 1024 / vref). */
 static uint32_t count_to_simavr_mv(uint32_t count)
@@ -184,7 +283,8 @@ static void adc_trigger(struct avr_irq_t *irq, uint32_t value, void *param)
     if (ch < 0 || ch >= N_CH)
         return;
     H.adc_conv[ch]++;
-    double mv = H.ch[ch].bias_mv + ac_mv(ch, H.avr->cycle);
+    double mv = H.sh_tau_s > 0.0 ? sh_sample(ch, H.avr->cycle)
+                                 : H.ch[ch].bias_mv + ac_mv(ch, H.avr->cycle);
     double x = mv * 1024.0 / H.vref_mv;
     if (H.noise_lsb > 0.0)
         x += H.noise_lsb * rng_gauss();
@@ -419,6 +519,7 @@ static int mcu_reset(void)
     H.dead = 0;
     H.rx_room = 1;
     H.rx_len = H.rx_pos = 0;
+    sh_reset();
     install_timers();
     return 0;
 }
@@ -499,6 +600,14 @@ static void handle_command(char *line)
         if (n == 2)
             H.rng = (uint64_t)v[1] * 0x9E3779B97F4A7C15ULL + 1;
         ctl_reply("OK NOISE %.4f", H.noise_lsb);
+    } else if (!strcmp(cmd, "SH")) {
+        if (parse_doubles(args, v, 1) != 1 || v[0] < 0 || v[0] > 1e6) {
+            ctl_reply("ERR SH wants <tau_ns 0..1e6> (0: no sample-and-hold model)");
+            return;
+        }
+        H.sh_tau_s = v[0] * 1e-9;
+        sh_reset();
+        ctl_reply("OK SH %.3f", v[0]);
     } else if (!strcmp(cmd, "TIME?")) {
         ctl_reply("OK TIME %.9f %llu", sim_seconds(), (unsigned long long)H.avr->cycle);
     } else if (!strcmp(cmd, "GO")) {
@@ -682,6 +791,10 @@ int main(int argc, char **argv)
         H.adc_in[c] = avr_io_getirq(H.avr, AVR_IOCTL_ADC_GETIRQ, ADC_IRQ_ADC0 + c);
     avr_irq_register_notify(avr_io_getirq(H.avr, AVR_IOCTL_ADC_GETIRQ, ADC_IRQ_OUT_TRIGGER),
                             adc_trigger, NULL);
+
+    /* sample-and-hold model: follow the ADMUX writes */
+    avr_register_io_write(H.avr, ADMUX_ADDR, admux_write, NULL);
+    sh_reset();
 
     /* LED inputs */
     for (int i = 0; i < N_LED; i++)
