@@ -60,7 +60,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hostctl.errors import AudioError
+from hostctl.errors import AudioError, ToneRefused
 
 FADE_S = 0.010
 DEFAULT_LEVEL_CAP_DBFS = -6.0
@@ -105,9 +105,9 @@ def check_tone(freq_hz: float, level_dbfs: float, *, sample_rate: float | None,
         f = float(freq_hz)
         lv = float(level_dbfs)
     except (TypeError, ValueError):
-        raise AudioError(f"tone {freq_hz!r} Hz at {level_dbfs!r} dBFS is not a number") from None
+        raise ToneRefused(f"tone {freq_hz!r} Hz at {level_dbfs!r} dBFS is not a number") from None
     if not math.isfinite(f):
-        raise AudioError(f"tone frequency {freq_hz} Hz is not a finite number")
+        raise ToneRefused(f"tone frequency {freq_hz} Hz is not a finite number")
     top = MAX_FREQ_HZ
     if sample_rate is not None:
         top = min(top, MAX_FRACTION_OF_RATE * sample_rate)
@@ -115,12 +115,12 @@ def check_tone(freq_hz: float, level_dbfs: float, *, sample_rate: float | None,
         why = "the audible band"
         if top < MAX_FREQ_HZ:
             why = f"0.45 x the {sample_rate:g} Hz sample rate, well below Nyquist"
-        raise AudioError(f"tone {f:g} Hz is outside the sound card's reliable band "
+        raise ToneRefused(f"tone {f:g} Hz is outside the sound card's reliable band "
                          f"{MIN_FREQ_HZ:g}..{top:g} Hz ({why}); choose a frequency inside it")
     if not math.isfinite(lv):
-        raise AudioError(f"tone level {level_dbfs} dBFS is not a finite number")
+        raise ToneRefused(f"tone level {level_dbfs} dBFS is not a finite number")
     if lv > level_cap_dbfs + 1e-9:
-        raise AudioError(f"tone level {lv:g} dBFS is above the level cap {level_cap_dbfs:g} "
+        raise ToneRefused(f"tone level {lv:g} dBFS is above the level cap {level_cap_dbfs:g} "
                          "dBFS; lower --level or raise --level-cap (at most 0)")
     return 10.0 ** (lv / 20.0)
 

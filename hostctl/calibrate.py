@@ -36,17 +36,19 @@ from hostctl.circuits import (
     get_circuit,
 )
 from hostctl.commands.options import (
+    check_capacitance,
     check_per_led,
     format_per_led,
     parse_capacitance,
     parse_per_led,
     parse_values,
 )
-from hostctl.errors import AudioError, DeviceError, FitError, InputError
+from hostctl.errors import DeviceError, FitError, InputError, ToneRefused
 from hostctl.measure import CHANNELS, Floor, readings_from
 from hostctl.measurements import Measurement, MeasurementSet
 from hostctl.recommend import Design
 from hostctl.record import SESSION_NAME, Recorder, read_session
+from hostctl.session import check_identity, probe_identity
 from hostctl.target import Target, default_target
 
 if TYPE_CHECKING:
@@ -116,7 +118,9 @@ class RunConfig:
                                  f"({', '.join(circ.resistors)})")
             if not (math.isfinite(v) and v > 0):
                 raise InputError(f"--installed: {k} must be positive")
+        check_capacitance(self.capacitance, circ)
         capacitances(circ, self.capacitance)
+        self.target.check(circ, plan.BAND)
 
     @property
     def tone_budget(self) -> int:
@@ -131,7 +135,7 @@ class RunConfig:
             "installed": ",".join(f"{k}={v}" for k, v in self.installed.items()),
             "level_dbfs": repr(self.level_dbfs), "window_ms": str(self.window_ms),
             "precision": repr(self.precision), "max_tones": str(self.tone_budget),
-            "series": self.series, "target": self.target.source,
+            "series": self.series, **self.target.meta(),
             "target_spec": target_to_meta(self.target),
             "led_threshold": format_per_led(self.led_threshold),
             "led_vf": format_per_led(self.led_vf),
@@ -205,7 +209,8 @@ class _Run:
     """State of one calibration; methods are the pipeline's steps."""
 
     def __init__(self, probe, output, cfg: RunConfig, out_dir: Path, resume: bool,
-                 progress: Progress | None, clock: Callable[[], float] | None) -> None:
+                 progress: Progress | None, clock: Callable[[], float] | None,
+                 segment: Mapping[str, str] | None = None, force: bool = False) -> None:
         self.probe, self.output, self.cfg = probe, output, cfg
         self.circ: Circuit = get_circuit(cfg.circuit)
         self.progress = progress
@@ -224,15 +229,21 @@ class _Run:
                 raise InputError("no session to resume here", str(out_dir))
             self.data = read_session(path)
             self.session_path = str(path)
+            check_identity(self.data.meta, probe, str(out_dir), force)
             self._restore_meta(self.data.meta)
-            self.rec = Recorder(path, resume=True)
+            self.rec = Recorder(path, resume=True, rows=len(self.data))
             self.rec.note("resumed", datetime.now(UTC).isoformat(timespec="seconds"))
+            for k, v in (segment or {}).items():   # options changed from here on
+                self.rec.note(k, v)
+            # tones that were never played are still to do
+            self.data.rows = [m for m in self.data.rows if "not-played" not in m.flags]
         else:
             out_dir.mkdir(parents=True, exist_ok=True)
             meta = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
                     "port": str(getattr(probe, "port", "")),
                     "firmware": probe.info.get("fw", "?"),
-                    "protocol": probe.info.get("proto", "?"), **cfg.to_meta()}
+                    "protocol": probe.info.get("proto", "?"),
+                    "probe_identity": probe_identity(probe), **cfg.to_meta()}
             self.rec = Recorder(path, meta)
         self.session = str(path)
 
@@ -331,7 +342,7 @@ class _Run:
         for attempt in range(2):
             try:
                 res = self.measure(freq, level)
-            except (AudioError, InputError) as e:
+            except (ToneRefused, InputError) as e:
                 # the sound card cannot play this tone: say so in the session, plan around it
                 self.rec.append([Measurement(freq, ch, level_dbfs=level, flag="not-played")
                                  for ch in self.circ.channels])
@@ -563,12 +574,15 @@ def advise_session(data: MeasurementSet, cfg: RunConfig | None = None
 
 
 def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
-        progress: Progress | None = None, clock: Callable[[], float] | None = None
-        ) -> RunResult:
-    """One calibration: returns the result; the session file holds every reading."""
+        progress: Progress | None = None, clock: Callable[[], float] | None = None,
+        segment: Mapping[str, str] | None = None, force: bool = False) -> RunResult:
+    """One calibration: returns the result; the session file holds every reading.
+
+    On resume, ``segment`` holds the options changed from now on (noted in the header) and
+    ``force`` accepts a probe other than the session's."""
     cfg.check()
     wall0 = time.monotonic()
-    r = _Run(probe, output, cfg, Path(out_dir), resume, progress, clock)
+    r = _Run(probe, output, cfg, Path(out_dir), resume, progress, clock, segment, force)
     try:
         r.preflight()
         r.sweep()

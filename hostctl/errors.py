@@ -56,3 +56,37 @@ class AudioError(HostctlError):
     """The sound card cannot play what was asked; the message says how to fix it."""
 
     exit_code = 4
+
+
+class ToneRefused(AudioError):
+    """This one tone cannot be played (outside the card's band, above the level cap); the
+    audio path itself works, so the run plans around the tone."""
+
+
+class OutputError(HostctlError):
+    """A file or folder hostctl writes cannot be written (unwritable, not a folder)."""
+
+    exit_code = 5
+
+
+class DiskFull(OutputError):
+    """The disk filled while a session was being written; the rows before are kept."""
+
+    def __init__(self, session_dir: str, rows: int, kept: bool = True) -> None:
+        self.session_dir, self.rows, self.kept = session_dir, rows, kept
+        if kept:
+            super().__init__(f"disk full: session kept with {rows} rows; free space and run "
+                             f"--resume {session_dir}")
+        else:
+            super().__init__(f"disk full: no room to start the session in {session_dir}; "
+                             "free space and run again")
+
+
+class SessionBusy(InputError):
+    """Another live process writes this session folder (two writers would mix rows)."""
+
+    def __init__(self, session_dir: str, pid: int | None) -> None:
+        self.session_dir, self.pid = session_dir, pid
+        who = f"process {pid}" if pid else "another process"
+        super().__init__(f"session is in use by {who} (one writer per session; wait for it "
+                         "or stop it)", session_dir)

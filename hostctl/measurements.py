@@ -19,11 +19,15 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from hostctl.errors import InputError
+from hostctl.files import ascii_float, read_regular
 
 #: Columns in the order they are written. The first two are required on reading.
 COLUMNS = ("frequency_hz", "channel", "gain", "led", "vin_v", "vout_v",
            "level_dbfs", "led_fraction", "time_s", "flag", "gain_se")
 REQUIRED = ("frequency_hz", "channel")
+#: Lowest frequency a row may have: slower than this is a unit mistake (and a fit of it
+#: would take minutes to converge).
+MIN_FREQUENCY_HZ = 0.1
 #: Flags that spoil a row's gain but not its LED state.
 GAIN_ONLY_FLAGS = frozenset({"below-floor"})
 
@@ -92,14 +96,7 @@ class MeasurementSet:
     @classmethod
     def read_csv(cls, path: str | os.PathLike) -> MeasurementSet:
         path = str(path)
-        try:
-            raw = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise InputError("no such file", path) from None
-        except IsADirectoryError:
-            raise InputError("is a directory, not a CSV file", path) from None
-        except OSError as e:
-            raise InputError(f"cannot read: {e.strerror}", path) from None
+        raw = read_regular(path, "CSV file")
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as e:
@@ -181,14 +178,15 @@ def format_row(m: Measurement, columns: tuple[str, ...] = COLUMNS) -> str:
 
 
 def _num(cells: list[str], idx: dict[str, int], col: str, path: str, lineno: int,
-         *, positive: bool = False, nonneg: bool = False, hi: float = 1e9) -> float | None:
+         *, positive: bool = False, nonneg: bool = False, hi: float = 1e9,
+         lo: float | None = None) -> float | None:
     if col not in idx:
         return None
     s = cells[idx[col]].strip()
     if s == "":
         return None
     try:
-        v = float(s)
+        v = ascii_float(s)
     except ValueError:
         raise InputError(f"'{s}' is not a number", path, lineno, col) from None
     if not math.isfinite(v):
@@ -197,13 +195,16 @@ def _num(cells: list[str], idx: dict[str, int], col: str, path: str, lineno: int
         raise InputError(f"{s} must be > 0", path, lineno, col)
     if nonneg and v < 0:
         raise InputError(f"{s} must be >= 0", path, lineno, col)
+    if lo is not None and v < lo:
+        raise InputError(f"{s} is out of range (at least {lo:g})", path, lineno, col)
     if abs(v) > hi:      # physically absurd magnitudes would overflow the fit
         raise InputError(f"{s} is out of range (at most {hi:g})", path, lineno, col)
     return v
 
 
 def _parse_row(cells: list[str], idx: dict[str, int], path: str, lineno: int) -> Measurement:
-    f = _num(cells, idx, "frequency_hz", path, lineno, positive=True, hi=1e7)
+    f = _num(cells, idx, "frequency_hz", path, lineno, positive=True, hi=1e7,
+             lo=MIN_FREQUENCY_HZ)
     if f is None:
         raise InputError("frequency is empty", path, lineno, "frequency_hz")
     ch = cells[idx["channel"]].strip()

@@ -16,26 +16,32 @@ Without a file the notebook's color organ is the target.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hostctl.errors import InputError
+from hostctl.files import read_regular
 
 if TYPE_CHECKING:
     from hostctl.circuits import Circuit
 
 Band = tuple[float, float]
+DEFAULT_SOURCE = "notebook default"
 
 
 @dataclass
 class Target:
     corners: dict[str, tuple[float, ...]]
     bands: dict[str, dict[str, list[Band]]] = field(default_factory=dict)
-    source: str = "notebook default"
+    source: str = DEFAULT_SOURCE
+    #: the file read (absolute) and its SHA-256, so a resume can tell it changed
+    path: str | None = None
+    sha256: str = ""
 
     def corner_for(self, circ: Circuit, resistor: str) -> float:
         """The target corner of the section ``resistor`` sets."""
@@ -54,6 +60,30 @@ class Target:
         # the high-pass section sets the lower edge, the low-pass section the upper edge
         return cs[0] if kind == "high" else cs[1]
 
+    def check(self, circ: Circuit, reach: Band | None = None) -> None:
+        """Before anything is measured: every channel named is one of ``circ``'s, each
+        section has its corner, and (with ``reach``, the tones' range) every corner can be
+        measured."""
+        known = ", ".join(circ.channels)
+        for what, names in (("corners", self.corners), ("bands", self.bands)):
+            for ch in names:
+                if ch not in circ.channels and self.source != DEFAULT_SOURCE:
+                    raise InputError(f"target ({self.source}): {what}.{ch}: '{ch}' is not a "
+                                     f"channel of {circ.name} (known: {known})")
+        for r in circ.resistors:
+            if r in (circ.sections or {}):
+                f = self.corner_for(circ, r)
+                if reach is not None and not reach[0] <= f <= reach[1]:
+                    raise InputError(
+                        f"target ({self.source}): corner {f:g} Hz of {r} is outside the "
+                        f"{reach[0]:g}..{reach[1]:g} Hz the test tones can reach")
+
+    def meta(self) -> dict[str, str]:
+        """Session header lines that let a resume re-read this very target."""
+        if self.path is None:
+            return {"target": self.source}
+        return {"target": self.source, "target_path": self.path, "target_sha256": self.sha256}
+
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source,
                 "corners_hz": {k: list(v) for k, v in self.corners.items()},
@@ -70,15 +100,23 @@ def default_target() -> Target:
             "band": {"on": [(1250.0, 3200.0)], "off": [(20.0, 900.0), (4500.0, 20000.0)]},
             "high": {"on": [(5700.0, 20000.0)], "off": [(20.0, 4400.0)]},
         },
-        source="notebook default")
+        source=DEFAULT_SOURCE)
+
+
+#: Frequencies a target may name (Hz): an audio-band RC filter; outside is a unit mistake.
+HZ_RANGE = (1.0, 100_000.0)
 
 
 def _pos(v: Any, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise InputError(f"{where} must be a number of Hz, got {v!r}")
     v = float(v)
-    if not (math.isfinite(v) and 0 < v < 1e7):
-        raise InputError(f"{where} must be a positive, finite frequency, got {v}")
+    lo, hi = HZ_RANGE
+    if not math.isfinite(v):
+        raise InputError(f"{where} must be a finite frequency, got {v}")
+    if not lo <= v <= hi:
+        raise InputError(f"{where} must be a frequency in {lo:g} Hz..{hi / 1000:g} kHz, "
+                         f"got {v:g}")
     return v
 
 
@@ -157,14 +195,14 @@ def _corners_from_bands(bands: dict[str, dict[str, list[Band]]], source: str
 def load_target(path: str | None) -> Target:
     if path is None:
         return default_target()
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read target: {e.strerror}", path) from None
+    raw = read_regular(path, "target TOML file")
+    digest = hashlib.sha256(raw).hexdigest()
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise InputError("target is not UTF-8 text", path) from None
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"not valid TOML: {e}", path) from None
-    return parse_target(doc, str(path))
+    tgt = parse_target(doc, str(path))
+    tgt.path, tgt.sha256 = os.path.abspath(path), digest
+    return tgt

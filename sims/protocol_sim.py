@@ -98,11 +98,10 @@ class Serial(SerialBase):
             if key == "board":
                 board = value
             elif key == "seed":
-                try:
-                    seed = int(value)
-                except ValueError:
-                    raise SimURLError(f"sim URL: seed must be an integer, got {value!r}") \
-                        from None
+                if not (value.isascii() and value.isdigit()):
+                    raise SimURLError(f"sim URL: seed must be a whole number >= 0, got "
+                                      f"{value!r}")
+                seed = int(value)
             elif key == "faults":
                 faults = value
             elif key == "boot":

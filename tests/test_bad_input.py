@@ -119,7 +119,15 @@ def test_target_file_of_random_bytes(tmp_path_factory, data: bytes) -> None:
 @pytest.mark.parametrize("text,words", [
     ("[corners]\nlow = 800\nlow = 900\n", "not valid TOML"),          # duplicated key
     ("[corners]\nlow = nan\n", "finite"),
-    ("[corners]\nlow = -800\n", "positive"),
+    ("[corners]\nlow = -800\n", "1 Hz..100 kHz"),
+    ("[corners]\nlow = 2e6\n", "1 Hz..100 kHz, got 2e+06"),
+    ("[corners]\nlow = 1e-9\n", "1 Hz..100 kHz"),
+    ("[corners]\nlow = 30000\n", "outside the 20..20000 Hz the test tones can reach"),
+    ("[corners]\nlow = 800\nmid = 2000\nband = [1000, 4000]\nhigh = 5000\n",
+     "'mid' is not a channel of color-organ (known: low, band, high)"),
+    ("[corners]\nlow = 800\nband = [1000, 4000]\nhigh = 5000\n[bands.mid]\non = [[20, 700]]\n",
+     "bands.mid"),
+    ("[corners]\nlow = 800\nhigh = 5000\n", "no corner for channel 'band'"),
     ("[corners]\nband = [4000, 1000]\n", "below"),
     ("corners = 5\n", "table"),
     ("[bands.low]\non = [[700, 20]]\n", "below"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import sys
@@ -18,7 +19,7 @@ from hostctl.commands.options import (
     parse_values,
     series_option,
 )
-from hostctl.errors import DeviceError, HostctlError, InputError
+from hostctl.errors import AudioError, DeviceError, HostctlError, InputError, OutputError
 from hostctl.ui import Progress, quiet, say
 
 
@@ -37,7 +38,8 @@ def parse_precision(text: str) -> float:
 @click.option("--port", help="Serial port or URL of the probe (/dev/ttyACM0, sim://?board=...).")
 @click.option("--sim", "sim_board", is_flag=False, flag_value="notebook", default=None,
               help="Use the virtual bench (board name or TOML; default: notebook).")
-@click.option("--seed", default=0, show_default=True, help="Virtual bench board draw.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Virtual bench board draw (a whole number >= 0).")
 @click.option("--audio-device", default=None, help="Output device name or index.")
 @click.option("--audio-channel", type=click.Choice(["both", "left", "right"]), default="both")
 @click.option("--audio-rate", type=click.IntRange(8000, 384000), default=None,
@@ -71,12 +73,14 @@ def parse_precision(text: str) -> float:
                    "reference amplitude.")
 @click.option("--out", "out_dir", default=None, help="Session folder (default: a new one).")
 @click.option("--resume", "resume_dir", default=None, help="Continue the session in DIR.")
+@click.option("--force", is_flag=True,
+              help="Resume with a probe other than the session's (same circuit, re-plugged).")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout.")
 @click.option("--no-plot", is_flag=True, help="Skip bode.png.")
 def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_name, target_file,
             installed, capacitance, precision, max_tones, series, level_dbfs, level_cap,
             window_ms,
-            led_threshold, led_vf, out_dir, resume_dir, as_json, no_plot,
+            led_threshold, led_vf, out_dir, resume_dir, as_json, no_plot, force=False,
             audio_rate=None, settle_s=0.05) -> None:
     """Calibrate: tones out, measurements in, fit, recommend, report.
 
@@ -89,6 +93,7 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
         (a `python -m sims.bench serve --listen` bench)
     """
     from hostctl import calibrate, report
+    from hostctl.record import SESSION_NAME, SessionLock
     from hostctl.target import load_target
 
     cfg = calibrate.RunConfig(mode=mode, precision=parse_precision(precision),
@@ -101,21 +106,27 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
                                   led_threshold, "--led-threshold"),
                               led_vf=None if led_vf is None else parse_per_led(
                                   led_vf, "--led-vf"))
+    if circuit_name is not None:
+        cfg.circuit = circuit_name
     if level_dbfs > level_cap:
         raise InputError(f"--level {level_dbfs:g} dBFS is above the level cap {level_cap:g} dBFS "
                          "(raise --level-cap if you mean it)")
     resume = resume_dir is not None
+    segment: dict[str, str] = {}
+    created = False
     if sim_board:   # the virtual bench: a profile's port and sound card are not for it
         port = port if given("port") else None
         audio_device = audio_device if given("audio_device") else None
     if resume:
-        from hostctl.record import SESSION_NAME, read_session
-
+        if out_dir is not None:
+            raise InputError("give --out for a new session or --resume DIR, not both")
         out = Path(resume_dir)
-        meta = read_session(out / SESSION_NAME).meta
-        cfg = calibrate.config_from_meta(meta, cfg)
-        # the session's bench beats the profile; the command line beats both
-        port = (port if given("port") else None) or meta.get("port") or port or None
+        cfg, segment, meta = _resume_config(calibrate, out, cfg, _given())
+        cfg.check()
+        # the session's bench beats the profile; the command line beats both (and --sim
+        # given now replaces the session's port rather than clashing with it)
+        if not sim_board:
+            port = (port if given("port") else None) or meta.get("port") or port or None
         if not given("audio_device") and "audio_device" in meta:
             audio_device = meta["audio_device"] or None
         try:
@@ -127,10 +138,13 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
             raise InputError(f"session header: bad audio_rate/settle_s ({e})",
                              str(out / SESSION_NAME)) from None
     else:
+        from hostctl.session import prepare_out
+
         out = Path(out_dir or f"hostctl-runs/{datetime.now():%Y%m%d-%H%M%S}")
-        if out.exists() and any(out.iterdir()):
-            raise InputError("output folder is not empty (use --resume to continue it)",
-                             str(out))
+        if circuit_name or (port and not port.startswith("sim:")):
+            cfg.circuit = circuit_name or cfg.circuit
+            cfg.check()             # all of it before the probe is even opened
+        created = prepare_out(out)
     if port and sim_board:
         raise InputError("give either --port or --sim, not both")
     if not port and not sim_board:
@@ -142,14 +156,60 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
                       "settle_s": repr(settle_s)}
 
     from hostctl.device import open_probe
+    from hostctl.session import discard_if_empty
 
     try:
-        res = _run_on_probe(open_probe(port), calibrate, cfg, out, resume, audio_device,
-                            audio_channel, circuit_name, capacitance, as_json, level_cap,
-                            audio_rate=audio_rate, settle_s=settle_s)
-    except (DeviceError, KeyboardInterrupt) as e:
-        from hostctl.record import SESSION_NAME
+        with SessionLock(out):
+            res = _run_guarded(open_probe, port, calibrate, cfg, out, resume, audio_device,
+                               audio_channel, circuit_name, capacitance, as_json, level_cap,
+                               audio_rate=audio_rate, settle_s=settle_s, segment=segment,
+                               force=force)
+            _report(report, res, out, as_json, no_plot)
+    finally:
+        if not resume:
+            discard_if_empty(out, created)
+    if not res.passed:
+        sys.exit(1)
 
+
+#: RunConfig field -> click parameter name, for options given on resume.
+_PARAMS = {"max_tones": "max_tones", "precision": "precision", "series": "series",
+           "window_ms": "window_ms", "circuit": "circuit_name", "mode": "mode",
+           "capacitance": "capacitance", "installed": "installed", "level_dbfs": "level_dbfs",
+           "led_threshold": "led_threshold", "led_vf": "led_vf", "target": "target_file"}
+
+
+def _given() -> set[str]:
+    """The RunConfig fields whose options were typed on the command line (a profile's
+    defaults are not 'given': they apply to new sessions only)."""
+    return {f for f, p in _PARAMS.items() if given(p)}
+
+
+def _resume_config(calibrate, out: Path, given_cfg, given: set[str]):
+    """The session's settings, with the options given now applied (new segment) or refused."""
+    from hostctl.record import SESSION_NAME, read_session
+    from hostctl.session import resume_changes, resume_target
+
+    meta = read_session(out / SESSION_NAME).meta
+    cfg = calibrate.config_from_meta(meta, calibrate.RunConfig())
+    segment = resume_changes(meta, cfg, given_cfg, given - {"target"})
+    for k in segment:
+        setattr(cfg, k, getattr(given_cfg, k))
+    if "max_tones" in segment:
+        segment["max_tones"] = str(cfg.tone_budget)
+    cfg.target, target_meta = resume_target(meta, given_cfg.target if "target" in given
+                                            else None, cfg.target, str(out))
+    segment.update(target_meta)
+    return cfg, segment, meta
+
+
+def _run_guarded(open_probe, port, calibrate, cfg, out, resume, *args, **kw):
+    """The run; a stop that leaves a session says how to continue it."""
+    from hostctl.record import SESSION_NAME
+
+    try:
+        return _run_on_probe(open_probe(port), calibrate, cfg, out, resume, *args, **kw)
+    except (DeviceError, AudioError, KeyboardInterrupt) as e:
         if not (out / SESSION_NAME).exists():
             raise
         hint = (f"the session is kept: continue it with `hostctl calibrate --resume {out}`"
@@ -158,7 +218,18 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
             raise Interrupted(f"interrupted; {hint}") from None
         e.args = (f"{e}; {hint}",)
         raise
-    files, notes = report.write_all(res, out, plot=not no_plot)
+
+
+def _report(report, res, out: Path, as_json: bool, no_plot: bool) -> None:
+    """report.json and bode.png (atomically: a full disk leaves the old ones), then print."""
+    try:
+        files, notes = report.write_all(res, out, plot=not no_plot)
+    except OSError as e:
+        (out / "bode.tmp.png").unlink(missing_ok=True)
+        why = "disk full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
+        raise OutputError(f"{why}: cannot write the report in {out}; the session is kept "
+                          f"({res.tones} tones): free space and run `hostctl fit "
+                          f"{out / 'session.csv'}`") from None
     if as_json:
         click.echo(json.dumps(res.to_json(), indent=2))
     else:
@@ -166,8 +237,6 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
         click.echo(report.wrote_line(files))
     for n in notes:
         say(n)
-    if not res.passed:
-        sys.exit(1)
 
 
 def given(param: str) -> bool:
@@ -185,7 +254,7 @@ class Interrupted(HostctlError):
 
 def _run_on_probe(probe_cm, calibrate, cfg, out, resume, audio_device, audio_channel,
                   circuit_name, capacitance, as_json, level_cap=-6.0, *, audio_rate=None,
-                  settle_s=0.05):
+                  settle_s=0.05, segment=None, force=False):
     """The run itself, with the probe open (split out so errors can name the session)."""
     from hostctl.audio import SimToneOutput, open_output
 
@@ -209,7 +278,8 @@ def _run_on_probe(probe_cm, calibrate, cfg, out, resume, audio_device, audio_cha
                                  sample_rate=audio_rate, settle_s=settle_s)
         bar = None if as_json or quiet() else Progress()
         try:
-            res = calibrate.run(probe, output, cfg, out, resume=resume, progress=bar)
+            res = calibrate.run(probe, output, cfg, out, resume=resume, progress=bar,
+                                segment=segment, force=force)
             from hostctl.provenance import provenance
 
             res.provenance = provenance(

@@ -10,6 +10,7 @@ from hostctl.advice import CHOSEN_FOR, advise
 from hostctl.circuits import CIRCUITS, LED_THRESHOLD, format_threshold, get_circuit
 from hostctl.commands.options import (
     capacitance_option,
+    check_capacitance,
     check_per_led,
     parse_capacitance,
     parse_per_led,
@@ -38,7 +39,9 @@ def command(target_file: str | None, circuit_name: str, capacitance: str, series
     """Standard resistors that meet a target with the given capacitors."""
     circ = get_circuit(circuit_name)
     caps = parse_capacitance(capacitance)
+    check_capacitance(caps, circ)
     tgt = load_target(target_file)
+    tgt.check(circ)
     thr = LED_THRESHOLD
     if led_threshold is not None:
         thr = parse_per_led(led_threshold, "--led-threshold")

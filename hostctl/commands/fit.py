@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-from pathlib import Path
 
 import click
 
 from hostctl.circuits import CIRCUITS, format_threshold, get_circuit
-from hostctl.commands.options import parse_capacitance, parse_per_led, parse_values
+from hostctl.commands.options import (
+    check_capacitance,
+    parse_capacitance,
+    parse_per_led,
+    parse_values,
+)
 from hostctl.errors import FitError, InputError
+from hostctl.files import ascii_float, read_regular
 from hostctl.measurements import MeasurementSet
 
 LOSS_CHOICES = ("auto", "notebook-mse", "notebook-weighted")
@@ -20,8 +25,8 @@ LOSS_CHOICES = ("auto", "notebook-mse", "notebook-weighted")
 def _data_lines(path: str) -> list[int]:
     """Line numbers of the data rows (after the header), as MeasurementSet counts them."""
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError):
+        text = read_regular(path, "CSV file").decode("utf-8-sig")
+    except (InputError, UnicodeDecodeError):
         return []
     lines = [n for n, s in enumerate(text.splitlines(), start=1)
              if s.strip() and not s.strip().startswith("#")]
@@ -37,7 +42,7 @@ def _threshold(text: str) -> float | dict[str, float] | str:
     if "=" in text:  # one per LED: low=0.5,band=0.6,high=0.8 (channels checked by the fit)
         return parse_per_led(text, "--led-threshold")
     try:
-        t = float(text)
+        t = ascii_float(text)
     except ValueError:
         raise InputError(f"--led-threshold: '{text}' is not a number, 'estimate' or "
                          "'estimate-each'") from None
@@ -61,12 +66,7 @@ def _prior_file(path: str) -> dict[str, tuple[float, float]]:
     under ``[prior]``."""
     from hostctl.fit import parse_prior
 
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError("no such file", path) from None
-    except OSError as e:
-        raise InputError(f"cannot read: {e.strerror}", path) from None
+    raw = read_regular(path, "prior TOML file")
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
@@ -174,6 +174,7 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
     circ = get_circuit(circuit_name)
     cap_text = capacitance or ms.meta.get("capacitance") or "1e-6"
     caps = parse_capacitance(cap_text)
+    check_capacitance(caps, circ)
     prior: dict[str, tuple[float, float]] = {}
     if prior_file:
         prior.update(_prior_file(prior_file))

@@ -8,20 +8,26 @@ import click
 
 from hostctl.circuits import Circuit
 from hostctl.errors import InputError
+from hostctl.files import ascii_float
 from hostctl.recommend import series_info
+
+#: Farads a capacitor may have: below a picofarad or above a farad is a unit mistake.
+CAPACITANCE_RANGE = (1e-12, 1.0)
 
 
 def parse_capacitance(text: str) -> float | dict[str, float]:
     """``1e-6`` for all sections, or ``C_low=1e-6,C_high=2.2e-6[,*=1e-6]`` per section."""
     def num(s: str, what: str) -> float:
         try:
-            v = float(s)
+            v = ascii_float(s)
         except ValueError:
             raise InputError(f"--capacitance: '{s}' is not a number of farads ({what})") from None
         if not (math.isfinite(v) and v > 0):
             raise InputError(f"--capacitance: {what} must be a positive number of farads, got {s}")
-        if v > 1:
-            raise InputError(f"--capacitance: {what} = {s} F is not a plausible capacitor")
+        lo, hi = CAPACITANCE_RANGE
+        if not lo <= v <= hi:
+            raise InputError(f"--capacitance: {what} = {s} F is not a plausible capacitor "
+                             "(1 pF..1 F)")
         return v
 
     text = text.strip()
@@ -32,8 +38,24 @@ def parse_capacitance(text: str) -> float | dict[str, float]:
         if "=" not in part:
             raise InputError(f"--capacitance: '{part}' should be NAME=FARADS")
         k, v = part.split("=", 1)
+        if k.strip() in out:
+            raise InputError(f"--capacitance: '{k.strip()}' given twice")
         out[k.strip()] = num(v.strip(), k.strip())
     return out
+
+
+def check_capacitance(caps: float | dict[str, float], circ: Circuit,
+                      option: str = "--capacitance") -> None:
+    """Every name given is a capacitor (or its resistor) of ``circ``: a typo such as
+    ``C_hgh=`` would otherwise silently leave C_high at the default."""
+    if not isinstance(caps, dict):
+        return
+    known = [n for r in circ.resistors for n in ("C" + r[1:], r)]
+    for k in caps:
+        if k != "*" and k not in known:
+            names = ", ".join("C" + r[1:] for r in circ.resistors)
+            raise InputError(f"{option}: '{k}' is not a capacitor of {circ.name} "
+                             f"(known: {names}, or * for the rest)")
 
 
 def parse_values(text: str, option: str) -> dict[str, float]:
@@ -48,7 +70,7 @@ def parse_values(text: str, option: str) -> dict[str, float]:
             mult = 1e3 if v[-1] in "kK" else 1e6
             v = v[:-1]
         try:
-            val = float(v) * mult
+            val = ascii_float(v) * mult
         except ValueError:
             raise InputError(f"{option}: '{part}' is not NAME=OHMS") from None
         if not (math.isfinite(val) and val > 0):
@@ -62,7 +84,7 @@ def parse_per_led(text: str, option: str) -> float | dict[str, float]:
     and channel names are :func:`check_per_led`'s job, which knows the circuit)."""
     def num(s: str, what: str) -> float:
         try:
-            return float(s)
+            return ascii_float(s)
         except ValueError:
             raise InputError(f"{option}: '{s}' is not a number ({what})") from None
 

@@ -1,0 +1,125 @@
+"""Measurement rows kept as columns: a big CSV costs ~20 bytes a row, not ~600.
+
+A 2-million-row file held as :class:`~hostctl.measurements.Measurement` objects takes
+over a gigabyte (an object, its floats, its strings per row); here each column is one
+``array`` (NaN / -1 for an empty cell, channel and flag as indices into short lists), and
+rows are built only while someone iterates, so a pass over them holds one at a time.
+The store is read-only: :class:`~hostctl.measurements.MeasurementSet` turns it into a
+list before it appends.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+#: Numeric columns and their array type code (led: -1 for empty).
+NUMERIC = ("frequency_hz", "gain", "vin_v", "vout_v", "level_dbfs", "led_fraction", "time_s")
+
+
+class Columns:
+    """Growing columns for the fields a CSV header has; the rest stay None."""
+
+    def __init__(self, present: Sequence[str]) -> None:
+        self.num = {c: array("d") for c in NUMERIC if c in present}
+        self.num.setdefault("frequency_hz", array("d"))
+        self.led = array("b") if "led" in present else None
+        self.channel = array("H")
+        self.flag = array("H")
+        self.names: list[str] = []
+        self.flags: list[str] = [""]
+        self._name_ix: dict[str, int] = {}
+        self._flag_ix: dict[str, int] = {"": 0}
+
+    def add(self, values: dict[str, Any]) -> None:
+        """One row: numeric values (None for empty), 'led', 'channel', 'flag'."""
+        for c, col in self.num.items():
+            v = values.get(c)
+            col.append(math.nan if v is None else v)
+        if self.led is not None:
+            v = values.get("led")
+            self.led.append(-1 if v is None else v)
+        self.channel.append(self._index(values["channel"], self.names, self._name_ix))
+        self.flag.append(self._index(values.get("flag", ""), self.flags, self._flag_ix))
+
+    @staticmethod
+    def _index(s: str, table: list[str], ix: dict[str, int]) -> int:
+        i = ix.get(s)
+        if i is None:
+            if len(table) >= 65535:
+                raise ValueError("more than 65535 distinct names in one column")
+            i = ix[s] = len(table)
+            table.append(s)
+        return i
+
+
+class RowStore(Sequence):
+    """A read-only sequence of Measurements backed by :class:`Columns`."""
+
+    def __init__(self, cols: Columns) -> None:
+        self._c = cols
+
+    def __len__(self) -> int:
+        return len(self._c.channel)
+
+    def _row(self, i: int, cols: list[tuple[str, array]], led: array | None) -> Any:
+        from hostctl.measurements import Measurement
+
+        kw = {}
+        for name, col in cols:
+            v = col[i]
+            if v == v:          # not NaN
+                kw[name] = v
+        if led is not None and led[i] >= 0:
+            kw["led"] = led[i]
+        c = self._c
+        return Measurement(channel=c.names[c.channel[i]], flag=c.flags[c.flag[i]], **kw)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("row index out of range")
+        return self._row(i, list(self._c.num.items()), self._c.led)
+
+    def __iter__(self) -> Iterator[Any]:
+        cols, led = list(self._c.num.items()), self._c.led
+        row = self._row
+        for i in range(len(self)):
+            yield row(i, cols, led)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other,
+                                                                          strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RowStore({len(self)} rows)"
+
+    def columns(self) -> dict[str, Any]:
+        """Zero-copy numpy views of the columns (NaN / -1 for empty cells) plus 'channel'
+        and 'flag' as index arrays with their 'channel_names' / 'flag_names': what a
+        reader that needs the data as arrays (the fit) can take without a row object."""
+        import numpy as np
+
+        c = self._c
+        out: dict[str, Any] = {k: np.frombuffer(v, dtype=np.float64) for k, v in c.num.items()}
+        if c.led is not None:
+            out["led"] = np.frombuffer(c.led, dtype=np.int8)
+        out["channel"] = np.frombuffer(c.channel, dtype=np.uint16)
+        out["flag"] = np.frombuffer(c.flag, dtype=np.uint16)
+        out["channel_names"], out["flag_names"] = list(c.names), list(c.flags)
+        return out
+
+    def nbytes(self) -> int:
+        c = self._c
+        arrays = [*c.num.values(), c.channel, c.flag] + ([c.led] if c.led is not None else [])
+        return sum(a.itemsize * len(a) for a in arrays)
