@@ -23,6 +23,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from hostctl.errors import (
     DeviceReset,
     DeviceTimeout,
     HostctlError,
+    LineNoise,
     ProtocolError,
 )
 
@@ -63,9 +65,13 @@ RECONNECT_S = 5.0
 RECONNECT_POLL_S = 0.25
 #: Extra tries for a command or reply damaged on the way (bad CRC): on a noisy line a
 #: 170-byte MEASURE reply fails often, and every retry is a fresh chance.
-NOISE_RETRIES = 10
-#: ERR codes after which re-sending the same command can help (corrupted on the way, busy).
-_TRANSIENT_ERRS = {2, 3, 4, 7}
+NOISE_RETRIES = 30
+#: ERR codes only a command damaged on the way earns (the host's lines are well formed).
+_DAMAGE_ERRS = {2, 3, 4}
+#: ERR codes that are the probe's answer when repeated, line damage when not.
+_ANSWER_ERRS = {1, 5}
+#: Identical ERR replies in a row (with good CRCs) that make an answer, not noise.
+CONFIRM_ERRS = 3
 
 STAT_KEYS = ("commands", "retries", "timeouts", "crc_errors", "garbage_lines", "long_lines",
              "stray_lines", "echoes", "resets", "reconnects")
@@ -73,6 +79,28 @@ STAT_KEYS = ("commands", "retries", "timeouts", "crc_errors", "garbage_lines", "
 
 class DeviceGone(DeviceError):
     """The port itself failed (unplugged): re-opening it may bring the board back."""
+
+
+@dataclass
+class _Tally:
+    """What the tries of one command met, for the retry budgets and the final message."""
+
+    budget: int
+    start: float
+    tries: int = 0
+    noise_used: int = 0
+    damaged: int = 0        # replies with a bad CRC (their id too, perhaps)
+    cut: int = 0            # replies cut off (a lost newline, dropped bytes at the end)
+    err_noise: int = 0      # ERR replies earned by a command damaged on the way
+    lost: int = 0           # nothing came back
+    resets: int = 0
+    err_code: int | None = None
+    same_err: int = 0
+    last_err: str = ""
+
+    @property
+    def noisy(self) -> bool:
+        return self.damaged + self.cut + self.err_noise > 0
 
 
 def _register_sim_handlers() -> None:
@@ -93,8 +121,9 @@ def _open_error(port: str, exc: BaseException) -> DeviceError:
     if code == errno.EACCES or "Permission denied" in text:
         return DeviceError(f"permission denied opening {port}: add yourself to the 'dialout' "
                            "group (sudo usermod -aG dialout $USER, then log in again)")
-    if code == errno.EBUSY or "busy" in text.lower():
-        return DeviceError(f"{port} is busy: another program has it open "
+    if code in (errno.EBUSY, errno.EAGAIN) or "busy" in text.lower() \
+            or "exclusively lock" in text:
+        return DeviceError(f"port busy: {port} is busy: another program has it open "
                            "(close the Arduino IDE serial monitor / other hostctl runs)")
     if isinstance(exc, ValueError) and "protocol" in text:
         return DeviceError(f"cannot open {port}: {text} (known: a device path, loop://, "
@@ -158,8 +187,11 @@ class Probe:
 
         _register_sim_handlers()
         try:
+            # exclusive: a second hostctl (or a terminal) on the same port would steal
+            # replies; pyserial locks a device path (flock), URL handlers ignore it
             return serial.serial_for_url(port, baudrate=baudrate, timeout=POLL_S,
-                                         write_timeout=max(1.0, self.timeout_s))
+                                         write_timeout=max(1.0, self.timeout_s),
+                                         exclusive=True)
         except HostctlError:
             raise          # a usage error the URL handler reported (e.g. a bad sim:// board)
         except (serial.SerialException, OSError, ValueError) as e:
@@ -310,21 +342,34 @@ class Probe:
         rx_before = self._rx_bytes
         saw_protocol = False
         sample: bytes | None = None
+        noise = {"hellos": 0, "damaged": 0, "errs": 0, "err6": 0}
+        answers: dict[int, int] = {}      # ERR code -> replies to our HELLOs
         while True:
             now = self._clock()
             if now >= deadline:
-                break
+                if not (noise["damaged"] or noise["errs"]) or noise["hellos"] >= NOISE_RETRIES:
+                    break
+                # the probe is there and answering; the line damages it: keep asking
+                deadline, next_hello = now + HELLO_INTERVAL_S, now
             if now >= next_hello:
+                if self._buf and noise["hellos"]:
+                    noise["damaged"] += 1       # the last reply was cut off
+                    self._drop_partial()
                 cid = self._new_id()
                 hello_ids.add(cid)
+                noise["hellos"] += 1
                 self._send(cid, "HELLO", PROTO_MIN, PROTO_MAX)
                 next_hello = now + HELLO_INTERVAL_S
             line = self._read_line(min(deadline, next_hello))
             if line is None:
                 continue
+            crc_seen = self.stats["crc_errors"]
             reply = self._parse(line)
             if reply is None:
-                if sample is None and line and line not in self._recent_sent:
+                if self.stats["crc_errors"] > crc_seen:
+                    noise["damaged"] += 1      # a reply damaged on the way: ask again now
+                    next_hello = self._clock()
+                elif sample is None and line and line not in self._recent_sent:
                     sample = line
                 continue
             saw_protocol = True
@@ -341,18 +386,33 @@ class Probe:
                 if reply.ok and reply.verb == "HELLO":
                     self._accept_hello(reply.fields)
                     return
-                if reply.err_code == 6:
+                # ERR 6 twice is a real version mismatch (once may be a damaged HELLO);
+                # any other ERR to our well-formed HELLO is line damage (or another
+                # program typing into the port): ask again
+                noise["err6" if reply.err_code == 6 else "errs"] += 1
+                if noise["err6"] >= 2:
                     raise self._version_error()
-                if reply.err_code in _TRANSIENT_ERRS:
-                    next_hello = self._clock()
-                    continue
-                raise DeviceError(
-                    f"{self.port} answered HELLO with 'ERR {reply.err_code} {reply.err_reason}': "
-                    "not a compatible hostctl probe firmware (reflash firmware/)")
+                answers[reply.err_code] = answers.get(reply.err_code, 0) + 1
+                if (reply.err_code in _ANSWER_ERRS and answers[reply.err_code] >= CONFIRM_ERRS
+                        and not noise["damaged"]):
+                    raise DeviceError(
+                        f"{self.port} answered HELLO with 'ERR {reply.err_code} "
+                        f"{reply.err_reason}' {CONFIRM_ERRS} times on a clean line: not a "
+                        "compatible hostctl probe firmware (reflash firmware/)")
+                next_hello = self._clock()
+                continue
             if reply.id == 0 and not reply.ok:
+                noise["errs"] += 1
                 next_hello = self._clock()   # our HELLO arrived mangled (bootloader noise)
                 continue
             self.stats["stray_lines"] += 1
+        self._handshake_failed(start, rx_before, saw_protocol, sample, noise, crc_before,
+                               echoes_before, junk_before)
+
+    def _handshake_failed(self, start: float, rx_before: int, saw_protocol: bool,
+                          sample: bytes | None, noise: dict[str, int], crc_before: int,
+                          echoes_before: int, junk_before: int) -> None:
+        """No HELLO reply in time: say whether it was silence, noise, or not a probe."""
         waited = self._clock() - start
         if sample is None and self._buf:
             sample = bytes(self._buf[:40])
@@ -360,12 +420,14 @@ class Probe:
             raise DeviceTimeout(
                 f"no answer from {self.port} within {waited:.1f} s: is the hostctl probe "
                 "firmware flashed and is this the right port? (see `hostctl devices`)")
-        protocolish = self.stats["crc_errors"] > crc_before or saw_protocol
-        if protocolish:
+        damaged = max(noise["damaged"], self.stats["crc_errors"] - crc_before)
+        if damaged or noise["errs"] or noise["err6"]:
+            raise LineNoise(self.port, "HELLO", noise["hellos"], damaged,
+                            noise["errs"] + noise["err6"], 0, waited)
+        if saw_protocol:
             raise DeviceTimeout(
-                f"probe on {self.port} did not complete the handshake within {waited:.1f} s "
-                f"({self.stats['crc_errors'] - crc_before} lines with a bad CRC): noisy USB "
-                "link or wrong baud rate? try again, or another cable/port")
+                f"probe on {self.port} sends protocol lines but did not answer HELLO within "
+                f"{waited:.1f} s: wrong baud rate? try again, or another cable/port")
         if self.stats["echoes"] > echoes_before and self._junk_count() == junk_before \
                 and sample is None:
             raise DeviceError(f"{self.port} only echoes our commands back (a loopback or a "
@@ -405,117 +467,144 @@ class Probe:
     # ------------------------------------------------------------------ commands
     def _transact(self, verb: str, *args: object, timeout_s: float | None = None,
                   retries: int | None = None) -> Reply:
-        """Send one command and return its OK reply, surviving noise, resets and timeouts."""
+        """Send one command and return its OK reply, surviving noise, resets and timeouts.
+
+        Line damage (a reply with a bad CRC or a damaged id, an ERR that only a damaged
+        command earns, a reply cut off) is retried at once from the noise budget; a lost
+        reply on a clean line from ``retries``. An ERR the probe repeats on a clean line
+        is its real answer.
+        """
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        budget = self.retries if retries is None else retries
         what = " ".join([verb, *map(str, args)])
-        attempts = 0
-        noise_tries = 0
+        t = _Tally(self.retries if retries is None else retries, self._clock())
         # A late OK to an earlier try of this very command (same verb and arguments, sent
         # since the last reset) answers it as well as the latest try would.
         sent_ids: list[int] = []
-        resets = 0
-        start = self._clock()
-        last_problem = "no reply"
         while True:
-            attempts += 1
             cid = self._new_id()
             sent_ids.append(cid)
             self.stats["commands"] += 1
-            outcome = None        # "timeout" | "reset" | "transient" | "gone"
-            noise = False         # the transient was line noise, not the device's answer
+            t.tries += 1
             try:
                 self._send(cid, verb, *args)
+                outcome, reply = self._await_reply(cid, verb, what, sent_ids, timeout, t)
             except DeviceGone as e:
-                outcome, gone = "gone", e
-            deadline = self._clock() + timeout
-            while outcome is None:
-                try:
-                    line = self._read_line(deadline)
-                except DeviceGone as e:
-                    outcome, gone = "gone", e
-                    break
-                if line is None:
-                    outcome = "timeout"
-                    break
-                crc_seen = self.stats["crc_errors"]
-                reply = self._parse(line)
-                if reply is None:
-                    if self.stats["crc_errors"] > crc_seen and line.startswith(b"%d " % cid):
-                        # Our reply, damaged on the way: ask again now, not after the timeout.
-                        last_problem = "a reply with a bad CRC"
-                        outcome, noise = "transient", True
-                    continue
-                if reply.is_async:
-                    if reply.verb == "BOOT":
-                        self.boot_banner = dict(reply.fields)
-                        outcome = "reset"
-                    else:
-                        self.stats["stray_lines"] += 1
-                    continue
-                if reply.id != cid and reply.id in sent_ids and reply.ok \
-                        and reply.verb == verb:
-                    self.stats["stray_lines"] += 1      # counted: it was late
-                    return reply
-                if reply.id == cid:
-                    if reply.ok and reply.verb == verb:
-                        return reply
-                    if reply.ok:   # right id, wrong verb: not our reply
-                        self.stats["stray_lines"] += 1
-                        continue
-                    if reply.err_code in _TRANSIENT_ERRS:
-                        last_problem = f"ERR {reply.err_code} {reply.err_reason}"
-                        outcome, noise = "transient", reply.err_code in (2, 3, 4)
-                        continue
-                    raise ProtocolError(f"probe on {self.port} rejected '{what}': "
-                                        f"ERR {reply.err_code} {reply.err_reason}")
-                if reply.id == 0 and not reply.ok:
-                    # The firmware could not read an id: our line was mangled on the way.
-                    last_problem = f"ERR {reply.err_code} {reply.err_reason} (id 0)"
-                    outcome, noise = "transient", True
-                    continue
-                self.stats["stray_lines"] += 1
+                outcome, reply, gone = "gone", None, e
+            if outcome == "ok":
+                return reply
             if outcome in ("reset", "gone"):
                 sent_ids.clear()        # a reply from before the reboot measured nothing now
-            if outcome == "gone":
-                resets += 1
-                if resets > MAX_RESETS_PER_COMMAND:
-                    raise gone
-                self._reconnect(what, gone)
-                continue
-            if outcome == "reset":
-                self.stats["resets"] += 1
-                resets += 1
-                if resets > MAX_RESETS_PER_COMMAND:
-                    raise DeviceReset(
-                        f"probe on {self.port} reset {resets} times during '{what}': check the "
-                        "USB cable and power (brown-out?)")
-                try:
-                    self._handshake(self.boot_timeout_s)
-                except DeviceError as e:
-                    raise DeviceReset(f"probe on {self.port} reset during '{what}' and did not "
-                                      f"come back: {e}") from None
+                t.resets += 1
+                if outcome == "gone":
+                    if t.resets > MAX_RESETS_PER_COMMAND:
+                        raise gone
+                    self._reconnect(what, gone)
+                else:
+                    self._after_reset(what, t.resets)
                 continue   # resets do not use up the retry budget; they have their own cap
             if outcome == "timeout":
                 self.stats["timeouts"] += 1
+                if self._buf:           # a reply was arriving, cut off: damage, not silence
+                    t.cut += 1
+                else:
+                    t.lost += 1
+                if self._buf or t.noisy:    # on a damaging line, a lost reply is damage too
+                    outcome = "noise"
                 self._drop_partial()
-                last_problem = "no reply"
-            if noise and noise_tries < NOISE_RETRIES:
-                noise_tries += 1
-                attempts -= 1
-                self.stats["retries"] += 1
+            self._retry_or_raise(outcome, what, timeout, t)
+
+    def _await_reply(self, cid: int, verb: str, what: str, sent_ids: list[int],
+                     timeout: float, t: _Tally) -> tuple[str, Reply | None]:
+        """Read until this try is decided: ("ok", reply) or (timeout|reset|noise|busy)."""
+        deadline = self._clock() + timeout
+        while True:
+            line = self._read_line(deadline)
+            if line is None:
+                return "timeout", None
+            junk = self._junk_count()
+            reply = self._parse(line)
+            if reply is None:
+                if self._junk_count() > junk and line.lstrip()[:1].isdigit():
+                    # a reply damaged on the way (maybe its id): ask again now, not after
+                    # the timeout; a late good reply to this try is still accepted
+                    t.damaged += 1
+                    return "noise", None
                 continue
-            if attempts > budget:
-                spent = self._clock() - start
-                if last_problem == "no reply":
-                    raise DeviceTimeout(
-                        f"no reply from {self.port} to '{what}' after {attempts} "
-                        f"tr{'y' if attempts == 1 else 'ies'} ({spent:.1f} s, {timeout:.2f} s "
-                        "each): probe hung or unplugged?")
+            if reply.is_async:
+                if reply.verb == "BOOT":
+                    self.boot_banner = dict(reply.fields)
+                    return "reset", None
+                self.stats["stray_lines"] += 1
+                continue
+            if reply.id != cid and reply.id in sent_ids and reply.ok and reply.verb == verb:
+                self.stats["stray_lines"] += 1      # counted: it was late
+                return "ok", reply
+            if reply.id == cid:
+                if reply.ok and reply.verb == verb:
+                    return "ok", reply
+                if reply.ok:   # right id, wrong verb: not our reply
+                    self.stats["stray_lines"] += 1
+                    continue
+                return self._err_outcome(reply, what, t), None
+            if reply.id == 0 and not reply.ok:
+                # The firmware could not read an id: our line was mangled on the way - or
+                # another program wrote into the port. Our reply, if any, still comes: wait
+                # for it (a timeout then counts as line noise).
+                t.err_noise += 1
+                self.stats["stray_lines"] += 1
+                continue
+            self.stats["stray_lines"] += 1
+
+    def _err_outcome(self, reply: Reply, what: str, t: _Tally) -> str:
+        """An ERR to this very command: line damage, busy, or the probe's real answer."""
+        code = reply.err_code
+        t.last_err = f"ERR {code} {reply.err_reason}"
+        if code == 7:
+            return "busy"
+        if code in _DAMAGE_ERRS:   # our encoder never sends a bad CRC, syntax or length
+            t.err_noise += 1
+            return "noise"
+        # ERR 1/5 (6 in a session): the answer to the command we sent, unless the line
+        # damaged it; an answer repeats, damage does not
+        t.same_err = t.same_err + 1 if t.err_code == code else 1
+        t.err_code = code
+        if code in _ANSWER_ERRS and t.same_err < CONFIRM_ERRS:
+            t.err_noise += 1
+            return "noise"
+        raise ProtocolError(f"probe on {self.port} rejected '{what}': ERR {code} "
+                            f"{reply.err_reason}")
+
+    def _retry_or_raise(self, outcome: str, what: str, timeout: float, t: _Tally) -> None:
+        """Take a retry from the right budget, or give up with what the tries met."""
+        if outcome == "noise" and t.noise_used < NOISE_RETRIES:
+            t.noise_used += 1
+        elif outcome != "noise" and t.tries - t.noise_used <= t.budget:
+            pass
+        else:
+            spent = self._clock() - t.start
+            if t.noisy:
+                raise LineNoise(self.port, what, t.tries, t.damaged + t.cut, t.err_noise,
+                                t.lost, spent)
+            if outcome == "busy":
                 raise ProtocolError(f"probe on {self.port} kept answering '{what}' with "
-                                    f"{last_problem} after {attempts + noise_tries} tries "
-                                    "(noisy line?)")
-            self.stats["retries"] += 1
+                                    f"{t.last_err} after {t.tries} tries")
+            raise DeviceTimeout(
+                f"no reply from {self.port} to '{what}' after {t.tries} "
+                f"tr{'y' if t.tries == 1 else 'ies'} ({spent:.1f} s, {timeout:.2f} s "
+                "each): probe hung or unplugged?")
+        self.stats["retries"] += 1
+
+    def _after_reset(self, what: str, resets: int) -> None:
+        self.stats["resets"] += 1
+        if resets > MAX_RESETS_PER_COMMAND:
+            raise DeviceReset(
+                f"probe on {self.port} reset {resets} times during '{what}': check the "
+                "USB cable and power (brown-out?)")
+        try:
+            self._handshake(self.boot_timeout_s)
+        except DeviceError as e:
+            raise DeviceReset(f"probe on {self.port} reset during '{what}' and did not "
+                              f"come back: {e}") from None
 
     def _reconnect(self, what: str, gone: DeviceError) -> None:
         """Re-open the port for up to ``reconnect_s`` (a re-plugged board), then handshake.

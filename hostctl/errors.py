@@ -52,6 +52,19 @@ class DeviceReset(DeviceError):
     """The device rebooted mid-session (a boot banner arrived)."""
 
 
+class LineNoise(DeviceError):
+    """A command kept failing on a damaged line: the probe answered, the wire broke it."""
+
+    def __init__(self, port: str, what: str, tries: int, damaged: int, err_replies: int,
+                 lost: int, seconds: float) -> None:
+        self.port, self.what, self.tries = port, what, tries
+        self.damaged, self.err_replies, self.lost = damaged, err_replies, lost
+        super().__init__(
+            f"noisy serial line to {port}: '{what}' failed {tries} times in {seconds:.1f} s "
+            f"({damaged} damaged replies, {err_replies} ERR replies to damaged commands, "
+            f"{lost} lost replies): check the USB cable, or try another port")
+
+
 class AudioError(HostctlError):
     """The sound card cannot play what was asked; the message says how to fix it."""
 

@@ -86,9 +86,16 @@ def test_version_mismatch_without_banner_asks_id():
 
 
 def test_hello_unknown_command_is_incompatible_firmware():
-    dev = FakeDevice(boot_s=0.0).script("HELLO", "err:1")
+    dev = FakeDevice(boot_s=0.0).script("HELLO", "err:1", "err:1", "err:1")
     with pytest.raises(DeviceError, match="not a compatible hostctl probe firmware"):
         connect(dev)
+
+
+def test_one_err_to_hello_is_line_damage_not_a_reflash():
+    # e.g. another program typed into the port, or the HELLO was damaged: ask again
+    probe, dev = connect(FakeDevice(boot_s=0.0).script("HELLO", "err:1", "err:5"))
+    assert probe.info["proto"] == "1"
+    assert verbs(dev) == ["HELLO"] * 3
 
 
 def test_no_such_port():
@@ -224,9 +231,17 @@ def test_half_line_before_timeout_does_not_eat_the_retry_reply():
 
 
 def test_device_error_reply_is_a_protocol_error():
-    probe, dev = connect(FakeDevice(boot_s=0.0).script("MEASURE", "err:5"))
+    # the same ERR three times on a clean line is the probe's answer, not noise
+    probe, dev = connect(FakeDevice(boot_s=0.0).script("MEASURE", "err:5", "err:5", "err:5"))
     with pytest.raises(ProtocolError, match=r"rejected 'MEASURE 10': ERR 5 bad-argument"):
         probe.measure(10)
+    assert verbs(dev).count("MEASURE") == 3
+
+
+def test_an_err_that_does_not_repeat_is_line_noise():
+    probe, dev = connect(FakeDevice(boot_s=0.0).script("MEASURE", "err:5", "err:1", "err:2"))
+    assert probe.measure(10).n == 24
+    assert probe.stats["retries"] == 3
 
 
 def test_busy_and_bad_crc_errors_are_retried():
