@@ -287,7 +287,7 @@ def test_banner_glued_to_a_cut_off_reply_is_seen():
 @pytest.mark.parametrize("code,text,want", [
     (13, "Permission denied", "permission denied opening /dev/ttyACM0: add yourself to the "
                               "'dialout' group"),
-    (16, "Device or resource busy", "/dev/ttyACM0 is busy: another program has it open"),
+    (16, "Device or resource busy", "port busy: /dev/ttyACM0 is busy: another program has it"),
     (2, "No such file or directory", "no such port /dev/ttyACM0 (see `hostctl devices`)"),
 ])
 def test_open_errors_say_what_to_do(code, text, want):
