@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from hostctl.errors import InputError
-from hostctl.files import ascii_float, read_regular
+from hostctl.files import ascii_float, open_regular
+from hostctl.rowstore import Columns, RowStore, numeric_columns
 
 #: Columns in the order they are written. The first two are required on reading.
 COLUMNS = ("frequency_hz", "channel", "gain", "led", "vin_v", "vout_v",
@@ -32,7 +33,7 @@ MIN_FREQUENCY_HZ = 0.1
 GAIN_ONLY_FLAGS = frozenset({"below-floor"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Measurement:
     """One channel at one tone: a gain, an LED state, or both."""
 
@@ -77,10 +78,16 @@ class MeasurementSet:
         return iter(self.rows)
 
     def append(self, m: Measurement) -> None:
-        self.rows.append(m)
+        self._as_list().append(m)
 
     def extend(self, ms: Iterable[Measurement]) -> None:
-        self.rows.extend(ms)
+        self._as_list().extend(ms)
+
+    def _as_list(self) -> list[Measurement]:
+        """Rows read compactly (a RowStore) become a list before anything is added."""
+        if not isinstance(self.rows, list):
+            self.rows = list(self.rows)
+        return self.rows
 
     @property
     def channels(self) -> list[str]:
@@ -95,21 +102,30 @@ class MeasurementSet:
     # --- CSV -----------------------------------------------------------------------
     @classmethod
     def read_csv(cls, path: str | os.PathLike) -> MeasurementSet:
+        """Stream a CSV file into compact columns (see :mod:`hostctl.rowstore`): a file of
+        millions of rows is never held as text or as one object per row."""
         path = str(path)
-        raw = read_regular(path, "CSV file")
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            raise InputError(f"not UTF-8 text (byte {e.start})", path) from None
-        if "\x00" in text:
-            raise InputError("not a CSV text file (contains NUL bytes)", path)
-        return cls.parse_csv(text, path)
+        fd = open_regular(path, "CSV file")
+        with io.TextIOWrapper(os.fdopen(fd, "rb"), encoding="utf-8-sig", newline="") as fh:
+            try:
+                return cls._parse_lines(fh, path, compact=True)
+            except UnicodeDecodeError:
+                raise InputError("not UTF-8 text", path) from None
 
     @classmethod
     def parse_csv(cls, text: str, path: str = "<data>") -> MeasurementSet:
+        return cls._parse_lines(io.StringIO(text, newline=""), path, compact=False)
+
+    @classmethod
+    def _parse_lines(cls, lines: Iterable[str], path: str, compact: bool) -> MeasurementSet:
         meta: dict[str, str] = {}
-        data_lines: list[tuple[int, str]] = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
+        header: list[str] | None = None
+        header_line = 0
+        store: Columns | None = None
+        rows: list[Measurement] = []
+        for lineno, line in enumerate(_text_lines(lines), start=1):
+            if "\x00" in line:
+                raise InputError("not a CSV text file (contains NUL bytes)", path)
             s = line.strip()
             if not s:
                 continue
@@ -119,34 +135,41 @@ class MeasurementSet:
                     k, v = body.split(":", 1)
                     meta[k.strip()] = v.strip()
                 continue
-            data_lines.append((lineno, line))
-        if not data_lines:
-            raise InputError("no header row (empty file?)", path)
-        header_line, header_text = data_lines[0]
-        header = [h.strip() for h in next(csv.reader([header_text]))]
-        seen: set[str] = set()
-        for h in header:
-            if h in seen:
-                raise InputError(f"duplicated column '{h}'", path, header_line)
-            seen.add(h)
-        for req in REQUIRED:
-            if req not in header:
-                raise InputError(f"missing required column '{req}' (header: {','.join(header)})",
-                                 path, header_line)
-        unknown = [h for h in header if h not in COLUMNS]
-        if unknown:
-            warnings.warn(f"{path}:{header_line}: ignoring unknown column(s) {', '.join(unknown)}",
-                          stacklevel=2)
-        idx = {h: i for i, h in enumerate(header)}
-        rows: list[Measurement] = []
-        for lineno, line in data_lines[1:]:
+            if header is None:
+                header, header_line = _header(line, path, lineno), lineno
+                idx = {h: i for i, h in enumerate(header)}
+                fast = _FastRow(idx, len(header))
+                if compact:
+                    store = Columns(fast.cols, "led" in idx)
+                continue
+            if fast.ok(line):
+                got = fast.parse(line)
+                if got is not None:
+                    if store is not None:
+                        store.add_parsed(*got)
+                    else:
+                        rows.append(fast.measurement(*got))
+                    continue
             cells = next(csv.reader([line]))
             if len(cells) != len(header):
                 raise InputError(f"{len(cells)} fields, header has {len(header)}", path, lineno)
-            rows.append(_parse_row(cells, idx, path, lineno))
-        if not rows:
+            m = _parse_row(cells, idx, path, lineno)
+            if store is not None:
+                store.add_parsed([math.nan if getattr(m, c) is None else getattr(m, c)
+                                  for c in fast.cols], m.channel,
+                                 -1 if m.led is None else m.led, m.flag)
+            else:
+                rows.append(m)
+        if header is None:
+            raise InputError("no header row (empty file?)", path)
+        unknown = [h for h in header if h not in COLUMNS]
+        if unknown:
+            warnings.warn(f"{path}:{header_line}: ignoring unknown column(s) {', '.join(unknown)}",
+                          stacklevel=3)
+        out = RowStore(store) if store is not None else rows
+        if not len(out):
             raise InputError("no data rows", path)
-        return cls(rows, meta)
+        return cls(out, meta)  # type: ignore[arg-type]
 
     def to_csv(self) -> str:
         buf = io.StringIO()
@@ -160,6 +183,100 @@ class MeasurementSet:
     def write_csv(self, path: str | os.PathLike) -> None:
         """Write atomically (temp file + rename): a reader never sees half a file."""
         atomic_write(path, self.to_csv())
+
+
+def _text_lines(lines: Iterable[str]) -> Iterator[str]:
+    """Lines without their end (``\\n``, ``\\r\\n`` or a lone ``\\r``, as str.splitlines)."""
+    for chunk in lines:
+        if "\r" in chunk.rstrip("\r\n"):
+            yield from chunk.splitlines()
+        else:
+            yield chunk.rstrip("\r\n")
+
+
+def _header(line: str, path: str, lineno: int) -> list[str]:
+    header = [h.strip() for h in next(csv.reader([line]))]
+    seen: set[str] = set()
+    for h in header:
+        if h in seen:
+            raise InputError(f"duplicated column '{h}'", path, lineno)
+        seen.add(h)
+    for req in REQUIRED:
+        if req not in header:
+            raise InputError(f"missing required column '{req}' (header: {','.join(header)})",
+                             path, lineno)
+    return header
+
+
+#: column -> (lowest, highest) a value may have; vin_v must also be > 0 (see _parse_row)
+_LIMITS = {"frequency_hz": (MIN_FREQUENCY_HZ, 1e7), "gain": (0.0, 1e6), "vin_v": (0.0, 1e4),
+           "vout_v": (0.0, 1e4), "level_dbfs": (-1e9, 1e9), "led_fraction": (0.0, 1.0),
+           "time_s": (-1e9, 1e9), "gain_se": (0.0, 1e6)}
+
+
+class _FastRow:
+    """The common row (ASCII, no quotes, numbers in range) in a few float() calls; any
+    other row goes to :func:`_parse_row`, which finds and words what is wrong.
+
+    ``parse`` gives the numeric cells in :data:`hostctl.rowstore.NUMERIC` order of the
+    columns present (NaN when empty), the channel, the LED (-1 when empty) and the flag.
+    """
+
+    def __init__(self, idx: dict[str, int], n: int) -> None:
+        self.n = n
+        self.cols = numeric_columns(idx)
+        self.num = [(idx.get(c, -1), *_LIMITS[c]) for c in self.cols]
+        self.vin = idx.get("vin_v", -1)
+        self.gain = self.cols.index("gain") if "gain" in self.cols else -1
+        self.derive = "vin_v" in idx and "vout_v" in idx
+        self.pair = (self.cols.index("vin_v"), self.cols.index("vout_v")) if self.derive \
+            else (0, 0)
+        self.ch = idx["channel"]
+        self.led = idx.get("led")
+        self.flag = idx.get("flag")
+
+    @staticmethod
+    def ok(line: str) -> bool:
+        return line.isascii() and '"' not in line and "_" not in line
+
+    def parse(self, line: str) -> tuple[list[float], str, int, str] | None:
+        cells = line.split(",")
+        if len(cells) != self.n:
+            return None
+        nums: list[float] = []
+        for i, lo, hi in self.num:
+            s = cells[i] if i >= 0 else ""
+            if not s or s.isspace():
+                nums.append(math.nan)
+                continue
+            try:
+                v = float(s)
+            except ValueError:
+                return None
+            if not lo <= v <= hi or (v == 0 and i == self.vin):
+                return None
+            nums.append(v)
+        if nums[0] != nums[0]:              # no frequency
+            return None
+        ch = cells[self.ch].strip()
+        if not ch:
+            return None
+        led = -1
+        if self.led is not None:
+            s = cells[self.led].strip()
+            if s:
+                if s not in ("0", "1"):
+                    return None
+                led = 1 if s == "1" else 0
+        if self.derive and nums[self.gain] != nums[self.gain]:   # gain empty: Vout/Vin
+            vin, vout = nums[self.pair[0]], nums[self.pair[1]]
+            nums[self.gain] = vout / vin if vin == vin and vout == vout else math.nan
+        flag = cells[self.flag].strip() if self.flag is not None else ""
+        return nums, ch, led, flag
+
+    def measurement(self, nums: list[float], ch: str, led: int, flag: str) -> Measurement:
+        kw = {c: v for c, v in zip(self.cols, nums, strict=True) if v == v}
+        return Measurement(channel=ch, led=None if led < 0 else led, flag=flag, **kw)
 
 
 def format_row(m: Measurement, columns: tuple[str, ...] = COLUMNS) -> str:

@@ -10,22 +10,30 @@ list before it appends.
 
 from __future__ import annotations
 
-import math
 from array import array
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 #: Numeric columns and their array type code (led: -1 for empty).
-NUMERIC = ("frequency_hz", "gain", "vin_v", "vout_v", "level_dbfs", "led_fraction", "time_s")
+NUMERIC = ("frequency_hz", "gain", "vin_v", "vout_v", "level_dbfs", "led_fraction", "time_s",
+           "gain_se")
+
+
+def numeric_columns(header: Sequence[str] | dict[str, int]) -> list[str]:
+    """The numeric columns a CSV with this header fills, in NUMERIC order (gain also when
+    it follows from vin_v and vout_v)."""
+    derive = "vin_v" in header and "vout_v" in header
+    return [c for c in NUMERIC
+            if c in header or c == "frequency_hz" or (c == "gain" and derive)]
 
 
 class Columns:
     """Growing columns for the fields a CSV header has; the rest stay None."""
 
-    def __init__(self, present: Sequence[str]) -> None:
-        self.num = {c: array("d") for c in NUMERIC if c in present}
-        self.num.setdefault("frequency_hz", array("d"))
-        self.led = array("b") if "led" in present else None
+    def __init__(self, cols: Sequence[str], has_led: bool) -> None:
+        self.num = {c: array("d") for c in cols}
+        self._arrays = list(self.num.values())
+        self.led = array("b") if has_led else None
         self.channel = array("H")
         self.flag = array("H")
         self.names: list[str] = []
@@ -33,16 +41,17 @@ class Columns:
         self._name_ix: dict[str, int] = {}
         self._flag_ix: dict[str, int] = {"": 0}
 
-    def add(self, values: dict[str, Any]) -> None:
-        """One row: numeric values (None for empty), 'led', 'channel', 'flag'."""
-        for c, col in self.num.items():
-            v = values.get(c)
-            col.append(math.nan if v is None else v)
+    def add_parsed(self, nums: Sequence[float], channel: str, led: int, flag: str) -> None:
+        """One row: numbers in column order (NaN when empty), LED -1 when empty."""
+        for col, v in zip(self._arrays, nums, strict=True):
+            col.append(v)
         if self.led is not None:
-            v = values.get("led")
-            self.led.append(-1 if v is None else v)
-        self.channel.append(self._index(values["channel"], self.names, self._name_ix))
-        self.flag.append(self._index(values.get("flag", ""), self.flags, self._flag_ix))
+            self.led.append(led)
+        ix = self._name_ix.get(channel)
+        self.channel.append(ix if ix is not None else self._index(channel, self.names,
+                                                                   self._name_ix))
+        fx = self._flag_ix.get(flag)
+        self.flag.append(fx if fx is not None else self._index(flag, self.flags, self._flag_ix))
 
     @staticmethod
     def _index(s: str, table: list[str], ix: dict[str, int]) -> int:
