@@ -17,13 +17,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import audio_server
 import numpy as np
 import pytest
 
 from sims.listen import fit_sine
 
-sys.path.insert(0, str(Path(__file__).parent))
-import audio_server  # noqa: E402
+pytestmark = pytest.mark.sound_server
 
 HERE = Path(__file__).parent
 REC_RATE = audio_server.MONITOR_RATE
@@ -220,10 +220,10 @@ def test_cli_tone_plays_into_the_null_sink(pulse_env: dict[str, str], tmp_path: 
         line = recp.stdout.readline()
         assert line.strip() == "READY", recp.stderr.read() if recp.stderr else line
         p = subprocess.run([sys.executable, "-m", "hostctl", "tone", "1000", "--duration", "0.3"],
-                           env=pulse_env, capture_output=True, text=True, timeout=30)
+                           env=pulse_env, capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr
         assert "playing 1000 Hz at -12 dBFS" in p.stderr
-        recp.wait(timeout=30)
+        recp.wait(timeout=120)
     finally:
         if recp.poll() is None:
             recp.kill()
@@ -242,7 +242,7 @@ def test_cli_tone_plays_into_the_null_sink(pulse_env: dict[str, str], tmp_path: 
 def test_cli_unknown_device_is_one_line_exit_4(pulse_env: dict[str, str]) -> None:
     p = subprocess.run([sys.executable, "-m", "hostctl", "tone", "1000", "--duration", "0.3",
                         "--audio-device", "nonexistent"], env=pulse_env, capture_output=True,
-                       text=True, timeout=30)
+                       text=True, timeout=120)
     assert p.returncode == 4, p.stderr
     lines = [ln for ln in p.stderr.splitlines() if ln.startswith("hostctl:")]
     assert len(lines) == 1 and "no audio output device matching 'nonexistent'" in lines[0]

@@ -27,6 +27,8 @@ from hostctl.audio import SimToneOutput
 from hostctl.device import open_probe
 from sims.avr import AvrBench, SimavrError, default_firmware_elf, simavr_available
 
+pytestmark = pytest.mark.firmware_build
+
 BOARD = "bench"
 SEED = 3
 TOLERANCE = 0.02          # acceptance: each component within 2% of the virtual bench's

@@ -28,13 +28,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
+import audio_server
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import audio_server  # noqa: E402
+pytestmark = pytest.mark.sound_server
 
 ROOT = audio_server.ROOT
 BOARD = "bench"
@@ -115,7 +114,7 @@ def chain(pulse_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
             [sys.executable, "-m", "hostctl", "calibrate", "--port", banner["PTY"],
              "--audio-device", "pulse", "--audio-rate", "48000", "--settle", "0.1",
              "--out", str(out), *COMMON],
-            cwd=ROOT, env=pulse_env, capture_output=True, text=True, timeout=120)
+            cwd=ROOT, env=pulse_env, capture_output=True, text=True, timeout=600)
         t_cal = time.monotonic() - t1
     finally:
         serve.send_signal(signal.SIGTERM)

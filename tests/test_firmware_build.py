@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.firmware_build
+
 FW = Path(__file__).resolve().parent.parent / "firmware"
 
 

@@ -9,20 +9,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from make_notebook_data import notebook_sets, tones
 from scipy.optimize import brentq
 
 from hostctl.circuits import LED_THRESHOLD, NOTEBOOK_VALUES, get_circuit
 from hostctl.errors import FitError, InputError
 from hostctl.fit import FitResult, fit, fit_many, jacobian_reference, parse_prior
 from hostctl.measurements import Measurement, MeasurementSet
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from make_notebook_data import notebook_sets, tones  # noqa: E402
 
 C = 1e-6
 PRESETS = ["lowpass", "highpass", "bandpass", "color-organ"]

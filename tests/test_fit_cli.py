@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from make_notebook_data import notebook_sets
 
 from hostctl.circuits import NOTEBOOK_VALUES
 from hostctl.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
-from make_notebook_data import notebook_sets  # noqa: E402
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from make_notebook_data import tones
 
 from hostctl import calibrate
 from hostctl.audio import SimToneOutput
@@ -21,9 +20,6 @@ from hostctl.fit import FitResult, fit
 from hostctl.measurements import Measurement, MeasurementSet
 from hostctl.recommend import check_bands
 from hostctl.record import read_session
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from make_notebook_data import tones  # noqa: E402
 
 RGB = {"low": 0.25, "band": 0.3, "high": 0.4}   # thresholds at 0 dBFS, as on sims/boards/rgb
 

@@ -119,6 +119,17 @@ def test_recorder_appends_and_survives_partial_last_line(tmp_path):
         Recorder(p, {})
 
 
+def _wait_lines(path, n: int, proc: subprocess.Popen, timeout_s: float = 300) -> None:
+    """Until ``path`` has ``n`` lines (generous time-out: only a stuck writer ends it)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        if path.exists() and path.read_bytes().count(b"\n") >= n:
+            return
+        time.sleep(0.005)
+    proc.kill()
+    pytest.fail(f"the writer wrote fewer than {n} lines to {path} (exit {proc.poll()})")
+
+
 def test_kill_at_random_points_leaves_a_readable_session(tmp_path):
     """A writer process is SIGKILLed mid-stream; the file always reads back cleanly."""
     code = (
@@ -134,7 +145,9 @@ def test_kill_at_random_points_leaves_a_readable_session(tmp_path):
     for k in range(4):
         p = tmp_path / f"s{k}.csv"
         proc = subprocess.Popen([sys.executable, "-c", code, str(p)])
-        time.sleep(0.4 + 0.13 * k)
+        # kill once it has written a different number of rows each time (waiting on the
+        # file, not on a guess of how fast a busy machine starts Python)
+        _wait_lines(p, 20 + 150 * k, proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         ms = read_session(p)

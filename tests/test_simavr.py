@@ -24,6 +24,8 @@ import pytest
 
 from sims.avr import REPO_DIR, AvrBench, SimavrError, default_firmware_elf, simavr_available
 
+pytestmark = pytest.mark.firmware_build
+
 BOARDS = ("notebook", "bench")
 # Across all three channels' bands. A tone near a simple ratio of a sampler's round rate
 # (the virtual bench samples at exactly 9000 rounds/s, so 2000, 5000 and 15000 Hz hit only

@@ -67,6 +67,7 @@ def test_command_does_not_import_torch(args: tuple[str, ...]) -> None:
     assert not torch_loaded, f"hostctl {' '.join(args)} imported torch:\n{out}"
 
 
+@pytest.mark.sound_server
 def test_tone_plays_without_torch() -> None:
     sys.path.insert(0, str(HERE))
     import audio_server
