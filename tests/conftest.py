@@ -3,21 +3,77 @@
 Paths: pyproject's ``pythonpath`` puts this checkout, ``examples/`` and ``tests/`` first on
 sys.path, so no test edits sys.path itself.
 
-Parallel runs (``-n 2``, pytest-xdist, ``--dist loadgroup``): tests marked ``sound_server``
-play into and record from the one PulseAudio null sink, and tests marked ``firmware_build``
-run ``make`` in firmware/; each group runs in one worker, in order, never beside itself.
+Parallel runs (``-n 2``, pytest-xdist) and other runs on the same machine: tests marked
+``sound_server`` play into and record from the one PulseAudio null sink, and tests marked
+``firmware_build`` run ``make`` in firmware/. Each kind holds an exclusive file lock while it
+runs (a whole module when the module is marked, so its module fixtures are covered), so two
+of them never overlap, whichever worker or process they run in.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
 
-GROUPS = ("sound_server", "firmware_build")
+ROOT = Path(__file__).resolve().parents[1]
+_SOCK = os.environ.get("HOSTCTL_PULSE_SOCKET", "/tmp/hostctl-pulse.sock")
+LOCKS = {
+    # the sound server is one per machine (.ci/pulse.sh's socket), whoever runs the tests
+    "sound_server": Path(_SOCK).with_suffix(".lock"),
+    # firmware/build is one per checkout
+    "firmware_build": Path(tempfile.gettempdir()) / (
+        "hostctl-firmware-" + hashlib.sha1(str(ROOT).encode()).hexdigest()[:12] + ".lock"),
+}
+_held: dict[str, tuple[int, int]] = {}      # lock name -> (fd, depth): re-entrant per process
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        for name in GROUPS:
-            if item.get_closest_marker(name):
-                item.add_marker(pytest.mark.xdist_group(name))
-                break
+@contextmanager
+def exclusive(name: str) -> Iterator[None]:
+    """Hold lock ``name`` (blocking until the other holder is done)."""
+    if name in _held:
+        fd, depth = _held[name]
+        _held[name] = (fd, depth + 1)
+    else:
+        fd = os.open(LOCKS[name], os.O_RDWR | os.O_CREAT, 0o666)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _held[name] = (fd, 1)
+    try:
+        yield
+    finally:
+        fd, depth = _held.pop(name)
+        if depth > 1:
+            _held[name] = (fd, depth - 1)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def _marked(node: pytest.Item | pytest.Collector) -> list[str]:
+    return [n for n in LOCKS if node.get_closest_marker(n)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_lock(request: pytest.FixtureRequest) -> Iterator[None]:
+    names = _marked(request.node)
+    if not names:
+        yield
+        return
+    with exclusive(names[0]):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _test_lock(request: pytest.FixtureRequest) -> Iterator[None]:
+    names = _marked(request.node)
+    if not names:
+        yield
+        return
+    with exclusive(names[0]):
+        yield
