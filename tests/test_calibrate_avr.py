@@ -37,6 +37,9 @@ TOLERANCE = 0.02          # acceptance: each component within 2% of the virtual 
 PRECISION = 0.01
 MAX_TONES = 16
 WINDOW_MS = 100
+# simavr runs the firmware cycle by cycle, slower than real time on a busy machine: the
+# host's time-outs are generous (a hang still ends), what is checked is in simulated time.
+SLOW_HOST_S = 60.0
 
 
 def _not_here(reason: str) -> None:
@@ -70,7 +73,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
         nominal = dict(sim.bench.board.resistors)
         true_values = dict(sim.bench.true_values)
         # open_probe opens the pty first and then releases the CPU: the banner is seen
-        with sim.open_probe(timeout_s=5.0, boot_timeout_s=10.0) as probe:
+        with sim.open_probe(timeout_s=SLOW_HOST_S, boot_timeout_s=SLOW_HOST_S) as probe:
             avr = calibrate.run(probe, SimToneOutput(sim), _config(nominal),
                                 tmp_path_factory.mktemp("avr"))
             sim_s = sim.sim_time_s()

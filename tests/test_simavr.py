@@ -38,6 +38,9 @@ WINDOW_MS = 200          # ~0.2 s simulated per MEASURE: long enough for the RMS
 SEED = 3
 RMS_TOL_LSB = 2.0
 LED_TOL = 0.05
+# simavr runs the firmware cycle by cycle, slower than real time on a busy machine: the
+# host's time-outs are generous (a hang still ends), what is checked is in simulated time.
+SLOW_HOST_S = 60.0
 
 
 def _not_here(reason: str) -> None:
@@ -82,7 +85,7 @@ def rig(request: pytest.FixtureRequest, elf: Path) -> Iterator[tuple[AvrBench, A
     except SimavrError as e:
         _not_here(str(e))
     with sim:
-        probe = sim.open_probe(timeout_s=5.0, boot_timeout_s=10.0)
+        probe = sim.open_probe(timeout_s=SLOW_HOST_S, boot_timeout_s=SLOW_HOST_S)
         with probe:
             yield sim, probe
 
