@@ -1,0 +1,102 @@
+"""The sound card as a source: its amplitude and output resistance, from the reference.
+
+Three filters hang on one sound-card output, so the filters' input node sags with
+frequency as their input impedance falls (about 16 ohm at treble for the color organ).
+The probe measures that node (A0) at every tone; with the level constant and the
+circuit's model giving ``V(a0) / V(source)`` for any source resistance, two numbers
+explain every reference amplitude: the source's open-circuit amplitude ``A`` and its
+resistance ``R_s``. Gains divide the sag out (A0 taps the common node); what the LEDs
+see does not, so the verdicts on LED bands need ``R_s`` (hostctl.advice).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hostctl.errors import FitError
+
+if TYPE_CHECKING:
+    from hostctl.circuits import Circuit
+    from hostctl.measurements import Measurement
+
+#: the netlist parameter that is the sound card's output resistance
+SOURCE_PARAM = "R_source"
+#: search range of R_s (ohm): a line output is well under this
+R_MAX = 2000.0
+
+
+@dataclass(frozen=True)
+class SourceEstimate:
+    """What the reference amplitudes say about the sound card."""
+
+    r_ohm: float
+    ci95: tuple[float, float]
+    amplitude_v: float            # open-circuit peak volts at ``level_dbfs``
+    level_dbfs: float
+    n: int
+    rms_misfit: float             # of log vin
+
+    def to_json(self) -> dict[str, Any]:
+        hi = self.ci95[1] if math.isfinite(self.ci95[1]) else None
+        return {"r_ohm": self.r_ohm, "ci95_ohm": [self.ci95[0], hi],
+                "amplitude_v": self.amplitude_v, "level_dbfs": self.level_dbfs, "n": self.n,
+                "rms_misfit": self.rms_misfit}
+
+
+def transfer(circ: Circuit, freqs: np.ndarray, values: Mapping[str, float], caps: Any,
+             r_source: np.ndarray) -> np.ndarray:
+    """|V(reference pin) / V(source)| at each tone for each source resistance (R, F)."""
+    import torch
+
+    ref = circ.probe.get("ref")
+    omega = torch.from_numpy(2 * math.pi * np.asarray(freqs, float))[None, :]
+    vals = {k: torch.as_tensor(float(v), dtype=torch.float64) for k, v in values.items()}
+    vals[SOURCE_PARAM] = torch.from_numpy(np.asarray(r_source, float))[:, None]
+    v = circ.node_voltages(omega, vals, caps, nodes=[ref])[ref]
+    return v.abs().numpy()
+
+
+def estimate_source(circ: Circuit, values: Mapping[str, float], caps: Any,
+                    rows: Sequence[Measurement]) -> SourceEstimate:
+    """Fit ``A`` and ``R_s`` to the reference amplitudes of one tone level.
+
+    ``log vin = log A + log|T(f; R_s)|``: ``A`` is linear (a mean in log), so ``R_s`` is a
+    one-dimensional profile, minimised on a log grid and refined by a parabola; its 95 %
+    interval is where the profile rises by the Student-t quantile squared (in units of the
+    residual variance), the same rule a one-parameter Jacobian interval would give.
+    """
+    from scipy.special import stdtrit
+
+    if SOURCE_PARAM not in (getattr(circ, "params", None) or {}):
+        raise FitError(f"circuit {circ.name} has no {SOURCE_PARAM}: its source cannot be "
+                       "estimated")
+    pts = {}
+    for m in rows:
+        if m.vin_v and m.vin_v > 0 and m.level_dbfs is not None:
+            pts.setdefault(float(m.level_dbfs), {})[float(m.frequency_hz)] = float(m.vin_v)
+    if not pts:
+        raise FitError("no reference amplitudes (vin_v with level_dbfs) to estimate the source")
+    level, by_f = max(pts.items(), key=lambda kv: len(kv[1]))
+    f = np.array(sorted(by_f))
+    y = np.log([by_f[x] for x in f])
+    if len(f) < 3:
+        raise FitError(f"{len(f)} tone(s) at {level:g} dBFS: too few to estimate the source")
+    grid = np.concatenate([[0.0], np.geomspace(0.01, R_MAX, 800)])
+    L = np.log(np.maximum(transfer(circ, f, values, caps, grid), 1e-300))
+    r = y[None, :] - L
+    loga = r.mean(axis=1)
+    sse = ((r - loga[:, None]) ** 2).sum(axis=1)
+    i = int(np.argmin(sse))
+    dof = len(f) - 2
+    s2 = max(sse[i] / dof, 1e-30)
+    q = float(stdtrit(dof, 0.975))
+    inside = grid[sse <= sse[i] + q * q * s2]
+    lo, hi = float(inside.min()), float(inside.max())
+    hi = math.inf if hi >= grid[-1] else hi
+    return SourceEstimate(float(grid[i]), (lo, hi), float(math.exp(loga[i])), level, len(f),
+                          math.sqrt(sse[i] / len(f)))
