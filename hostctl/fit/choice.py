@@ -50,14 +50,19 @@ def choose(data: Any, candidates: Sequence[Circuit], fit_one: Any) -> FitResult:
 def _rank(results: list[FitResult]) -> tuple[FitResult, dict[str, float]]:
     """The likeliest fit and every candidate's distance from it in sigma."""
     fits = [r for r in results if r.chi2 is not None]
-    best = min(fits, key=lambda r: r.chi2)
+    best = min(fits, key=_stat)
     if best.noise == "measured":
         scale = 1.0
     else:  # the winner's residual variance per row is the noise yardstick
         scale = best.chi2 / best.dof if best.dof > 0 and best.chi2 > 0 else 1.0
     scale = max(scale, 1e-300)
-    sig = {r.circuit: math.sqrt(max(r.chi2 - best.chi2, 0.0) / scale) for r in fits}
+    sig = {r.circuit: math.sqrt(max(_stat(r) - _stat(best), 0.0) / scale) for r in fits}
     return best, sig
+
+
+def _stat(r: FitResult) -> float:
+    """-2 log posterior up to a constant: the gains' chi-square plus the priors'."""
+    return r.chi2 + r.prior_chi2
 
 
 def _explain(best: FitResult, results: list[FitResult], sig: dict[str, float]) -> None:
@@ -111,7 +116,7 @@ def _with_free_esr(data: Any, best: FitResult, fit_one: Any) -> FitResult:
         alt = fit_one(data, replace(circ, nuisance=wide))
     except FitError:
         return best
-    gain = best.chi2 - (alt.chi2 if alt.chi2 is not None else math.inf)
+    gain = _stat(best) - (_stat(alt) if alt.chi2 is not None else math.inf)
     if gain < float(chdtri(len(names), ESR_ALPHA)):
         best.warnings.append("freeing the capacitors' ESR does not explain the misfit "
                              f"(chi-square only {max(gain, 0):.1f} lower)")

@@ -20,6 +20,8 @@ from hostctl.fit.intervals import (
     _misfit_channels,
     _n_informed,
     _sensitivity_warnings,
+    gain_chi2,
+    prior_chi2,
 )
 from hostctl.fit.led import (
     _check_threshold_identifiable,
@@ -99,6 +101,7 @@ class _Run:
     #: goodness of fit of the gain rows: chi-square, its degrees of freedom, per channel
     chi2: float | None = None
     dof: int = 0
+    prior_chi2: float = 0.0
     #: the 95 % quantile used for gain intervals (normal, or Student-t on few residuals)
     quantile: float = Z95
 
@@ -149,7 +152,7 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
     res = _result(prob, run.theta, ci, ci_method, run.converged, run.iters, t0, run.method,
                   "auto", run.warns, run.notes)
     res.trusted = not conflicts and not misfit and not led_misfit
-    res.chi2, res.dof = run.chi2, run.dof
+    res.chi2, res.dof, res.prior_chi2 = run.chi2, run.dof, run.prior_chi2
     res.noise = "measured" if prob.noise_known else ("estimated" if prob.ng else "none")
     _per_led_thresholds(run, res, gain_ch)
     if t_ci is not None:
@@ -224,6 +227,9 @@ def _fit_gains(run: _Run, auto_start: bool) -> None:
         run.iters += it
         run.theta, run.A = theta_b[0], A  # rows at unit noise, plus the prior's
         run.converged &= bool(done[0])
+    if prob.sg is not None:  # the statistics at the final estimate, priors counted apart
+        run.chi2 = gain_chi2(prob, run.theta)
+        run.prior_chi2 = prior_chi2(prob, run.theta)
 
 
 def _noise_scale(run: _Run) -> None:

@@ -112,10 +112,10 @@ def _gof_channels(prob: _Problem, theta: np.ndarray, chi2: float | None, dof: in
     residual in units of the measured noise (the worst one if none fails alone)."""
     from scipy.special import chdtri
 
-    p = len(prob.free)
-    L, _ = prob.model.logh(theta[None, :p], prob.omega[:prob.ng], prob.ch[:prob.ng], jac=False)
-    z = (L[0] - prob.logg) / prob.sg
-    total = float(z @ z)
+    z = _gain_z(prob, theta)
+    # a nuisance pushed far outside its prior (a 50 ohm "ESR" faking a missing buffer) is a
+    # misfit too: the prior rows count as observations
+    total = float(z @ z) + prior_chi2(prob, theta)
     tol2 = NOISE_FIGURE_TOL ** 2
     if dof <= 0 or total <= tol2 * float(chdtri(dof, GOF_ALPHA)):
         return {}
@@ -131,3 +131,24 @@ def _gof_channels(prob: _Problem, theta: np.ndarray, chi2: float | None, dof: in
         worst = max(rms, key=rms.__getitem__)
         out[worst] = rms[worst]
     return out
+
+
+def _gain_z(prob: _Problem, theta: np.ndarray) -> np.ndarray:
+    """Gain residuals in units of the measured noise."""
+    p = len(prob.free)
+    L, _ = prob.model.logh(theta[None, :p], prob.omega[:prob.ng], prob.ch[:prob.ng], jac=False)
+    return (L[0] - prob.logg) / prob.sg
+
+
+def gain_chi2(prob: _Problem, theta: np.ndarray) -> float:
+    """Chi-square of the gain rows at ``theta`` against the measured noise."""
+    z = _gain_z(prob, theta)
+    return float(z @ z)
+
+
+def prior_chi2(prob: _Problem, theta: np.ndarray) -> float:
+    """Sum of squared prior residuals (nuisances held by their priors, user priors)."""
+    if not len(prob.prior_idx):
+        return 0.0
+    rp = (theta[prob.prior_idx] - prob.prior_mu) / prob.prior_sig
+    return float(rp @ rp)

@@ -53,6 +53,9 @@ class FitResult:
     #: gain rows' chi-square at the fit and its degrees of freedom (None without gains)
     chi2: float | None = None
     dof: int = 0
+    #: sum of squared prior residuals at the fit (nuisances, user priors): a topology that
+    #: needs a nuisance far outside its prior pays for it here
+    prior_chi2: float = 0.0
     #: where the gain noise came from: "measured" (the probe's figures), "estimated" (from
     #: the residuals), "none"
     noise: str = "none"
@@ -90,6 +93,7 @@ class FitResult:
             "led_thresholds": self.led_thresholds,
             "trusted": bool(self.trusted),
             "chi2": None if self.chi2 is None else float(self.chi2), "dof": int(self.dof),
+            "prior_chi2": float(self.prior_chi2),
             "noise": self.noise, "topology": self.topology,
             "nuisance": {k: [num(v) for v in t] for k, t in self.nuisance.items()},
             "led_vf": self.led_vf,
@@ -134,7 +138,8 @@ class FitResult:
             led_thresholds=(None if d.get("led_thresholds") is None
                             else {k: float(v) for k, v in d["led_thresholds"].items()}),
             trusted=bool(d.get("trusted", True)),
-            chi2=d.get("chi2"), dof=int(d.get("dof", 0)), noise=d.get("noise", "none"),
+            chi2=d.get("chi2"), dof=int(d.get("dof", 0)),
+            prior_chi2=float(d.get("prior_chi2", 0.0)), noise=d.get("noise", "none"),
             topology=d.get("topology"), led_vf=d.get("led_vf"),
             nuisance={k: tuple(math.inf if v is None else float(v) for v in t)
                       for k, t in (d.get("nuisance") or {}).items()},
