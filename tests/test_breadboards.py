@@ -76,7 +76,7 @@ def test_film_boards_are_right_within_one_percent(tmp_path):
     boards = _boards(24, 5)
     for i, b in enumerate(boards):
         out = _cli_fit(tmp_path, b, _measured(b, rng), f"b{i}")
-        err = {r: out["components"][r]["value_ohm"] / b.params[r] - 1 for r in RESISTORS}
+        err = {r: out["fit"]["values"][r] / b.params[r] - 1 for r in RESISTORS}
         worst = max(abs(e) for e in err.values())
         trusted = out["fit"]["trusted"]
         good += trusted and worst <= 0.01
