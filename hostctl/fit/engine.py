@@ -41,6 +41,7 @@ from hostctl.fit.settings import (
     LOSSES,
     MISFIT_RMS,
     MISFIT_TRUST,
+    PRIOR_Z_LIMIT,
     S_GAIN_FLOOR,
     SIGMA_SCHEDULE,
     Z95,
@@ -193,7 +194,9 @@ def _fit_gains(run: _Run, auto_start: bool) -> None:
             theta[k] = v
         if any(k not in lin for k in range(p)):
             theta = _grid_starts(gprob, theta, 0.3, 1.0, top=1)[0]
-    use_prior_first = not prob.nl and len(prob.prior_idx) == 0
+    # with the probe's noise figures the gain rows' weight is known before any fit: priors
+    # (nuisances) join the first fit; without them a prior-free pilot measures the noise
+    use_prior_first = (not prob.nl and len(prob.prior_idx) == 0) or prob.sg is not None
 
     def gfun(th):
         return gprob.objective(th, use_prior=use_prior_first)
@@ -219,7 +222,7 @@ def _fit_gains(run: _Run, auto_start: bool) -> None:
         # weighting gain rows against LED/prior terms: below ~1 ppm the residuals are
         # rounding noise, and dividing by it would make the cost itself noisy
         run.s_gain = max(run.s_gain, S_GAIN_FLOOR)
-    if len(prob.prior_idx) and not prob.nl:
+    if len(prob.prior_idx) and not prob.nl and prob.sg is None:
         # MAP: prior rows against gain rows scaled to unit noise
         s = run.s_gain
         theta_b, cost, A, done, it = _lm(lambda th: prob.objective(th, s_gain=s),
@@ -319,6 +322,13 @@ def _assess_gains(run: _Run) -> dict[str, float]:
                                  f"{ch} {v:.1f}x the noise" for ch, v in misfit.items())
                              + "): a different circuit is on the bench (wiring, topology, "
                              "capacitors, ESR); the values are not to be used")
+        far = _implausible_nuisances(prob, run.theta)
+        if far:
+            run.warns.append("the model fits only with implausible parts (" + "; ".join(far)
+                             + "): a different circuit is on the bench (electrolytic "
+                             "capacitors' ESR? a band-pass built otherwise?); the values are "
+                             "not to be used")
+            misfit.update({k: math.nan for k in far})
         return misfit
     misfit = {}
     if prob.nl or len(prob.prior_idx) or run.gain_rms * math.sqrt(
@@ -330,6 +340,20 @@ def _assess_gains(run: _Run) -> dict[str, float]:
                          + "): check the wiring (outputs swapped?), the circuit and the "
                          "capacitance; the values are not to be used")
     return misfit
+
+
+def _implausible_nuisances(prob: _Problem, theta: np.ndarray) -> list[str]:
+    """Nuisance parts the fit pushed beyond PRIOR_Z_LIMIT sigma of their priors."""
+    out = []
+    for j, k in enumerate(prob.prior_idx):
+        name = prob.free[k]
+        if name in prob.circ.resistors:
+            continue  # a user's prior on a resistor is a wish, not a physical range
+        z = (theta[k] - prob.prior_mu[j]) / prob.prior_sig[j]
+        if abs(z) > PRIOR_Z_LIMIT:
+            out.append(f"{name} {math.exp(theta[k]):.3g}, {abs(z):.0f} sigma from its "
+                       f"prior {math.exp(prob.prior_mu[j]):.3g}")
+    return out
 
 
 def _gain_intervals(run: _Run, led_only: list) -> tuple[dict, dict[str, str]]:

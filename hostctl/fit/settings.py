@@ -41,3 +41,7 @@ NOISE_FIGURE_TOL = 1.15
 #: a model whose chi-square exceeds its upper 0.1 % point (after NOISE_FIGURE_TOL) is
 #: contradicted by the data: the goodness-of-fit test's false-alarm rate
 GOF_ALPHA = 1e-3
+
+#: a nuisance part fitted farther than this from its prior (in its prior's sigma) means the
+#: model needs an implausible part to fit: the data contradict it
+PRIOR_Z_LIMIT = 4.0
