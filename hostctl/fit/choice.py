@@ -23,12 +23,38 @@ from hostctl.fit.result import FitResult
 REJECT_SIGMA = 3.0
 #: false-alarm rate of the likelihood-ratio test that frees the capacitors' ESR
 ESR_ALPHA = 1e-3
+#: centre of the wide ESR prior (ohm) tried when film ESR cannot explain the gains
+WIDE_ESR_OHM = 0.5
 
 
 def choose(data: Any, candidates: Sequence[Circuit], fit_one: Any) -> FitResult:
     """Fit every candidate with ``fit_one(data, circuit)`` and keep the likeliest."""
-    if len(candidates) == 1:
+    if len(candidates) == 1 and not _esr_names(candidates[0]):
         return fit_one(data, candidates[0])
+    results = _fit_all(data, candidates, fit_one)
+    if not any(r.chi2 is not None for r in results):
+        return _assume_first(results)
+    best, sig = _rank(results)
+    esr_note = ""
+    if not best.trusted and best.noise == "measured" and any(map(_esr_names, candidates)):
+        wide = [_electrolytic(c) for c in candidates]
+        try:
+            alt_results = _fit_all(data, wide, fit_one)
+        except FitError:
+            alt_results = []
+        if any(r.chi2 is not None for r in alt_results):
+            alt, alt_sig = _rank(alt_results)
+            esr_note = _esr_verdict(best, alt)
+            if esr_note:
+                results, best, sig = alt_results, alt, alt_sig
+    if len(results) > 1:
+        _explain(best, results, sig)
+    if esr_note:
+        best.notes.append(esr_note)
+    return best
+
+
+def _fit_all(data: Any, candidates: Sequence[Circuit], fit_one: Any) -> list[FitResult]:
     results: list[FitResult] = []
     errors: list[str] = []
     for c in candidates:
@@ -38,13 +64,7 @@ def choose(data: Any, candidates: Sequence[Circuit], fit_one: Any) -> FitResult:
             errors.append(f"{c.name}: {e}")
     if not results:
         raise FitError("no candidate topology could be fitted (" + "; ".join(errors) + ")")
-    if not any(r.chi2 is not None for r in results):
-        return _assume_first(results)
-    best, sig = _rank(results)
-    _explain(best, results, sig)
-    if not best.trusted and best.noise == "measured":
-        best = _with_free_esr(data, best, fit_one)
-    return best
+    return results
 
 
 def _rank(results: list[FitResult]) -> tuple[FitResult, dict[str, float]]:
@@ -96,41 +116,39 @@ def _esr_names(circ: Circuit) -> list[str]:
     return [k for k in (getattr(circ, "nuisance", None) or {}) if k.upper().startswith("ESR")]
 
 
-def _with_free_esr(data: Any, best: FitResult, fit_one: Any) -> FitResult:
-    """A misfit the film capacitors' ESR prior cannot explain may be electrolytics (ESR of
-    ohms): free the ESRs, and keep that model only if the likelihood ratio says the data
-    ask for it (chi-square test at ESR_ALPHA) and it then fits within the noise."""
+def _electrolytic(circ: Circuit) -> Circuit:
+    """The same circuit with its capacitors' ESR held only by a wide prior (film to
+    electrolytic: 0.5 ohm, a factor e^0.9 per sigma), not the film range."""
     from dataclasses import replace
-
-    from scipy.special import chdtri
 
     from hostctl.circuits.directives import Nuisance
 
-    circ = get_circuit(best.circuit)
     names = _esr_names(circ)
-    if not names or best.chi2 is None:
-        return best
-    wide = {k: (Nuisance(k, 1.0, 100.0) if k in names else v)
-            for k, v in circ.nuisance.items()}
-    try:
-        alt = fit_one(data, replace(circ, nuisance=wide))
-    except FitError:
-        return best
-    gain = _stat(best) - (_stat(alt) if alt.chi2 is not None else math.inf)
-    if gain < float(chdtri(len(names), ESR_ALPHA)):
+    if not names:
+        return circ
+    wide = {k: (Nuisance(k, WIDE_ESR_OHM, WIDE_ESR_OHM * (math.e ** 0.9 - 1)) if k in names
+                else v) for k, v in circ.nuisance.items()}
+    return replace(circ, nuisance=wide)
+
+
+def _esr_verdict(best: FitResult, alt: FitResult) -> str:
+    """A note when the likelihood ratio asks for electrolytic ESR, else "" (and a warning
+    on ``best`` that freeing it did not help)."""
+    from scipy.special import chdtri
+
+    k = len([n for n in alt.nuisance if n.upper().startswith("ESR")])
+    gain = _stat(best) - _stat(alt)
+    if k == 0 or gain < float(chdtri(k, ESR_ALPHA)):
         best.warnings.append("freeing the capacitors' ESR does not explain the misfit "
                              f"(chi-square only {max(gain, 0):.1f} lower)")
-        return best
-    alt.topology = best.topology
-    alt.notes += [n for n in best.notes if n.startswith("topology")]
-    esr = ", ".join(f"{k} {v:.3g} ohm ({lo:.3g}..{hi:.3g})"
-                    for k, (v, lo, hi) in alt.nuisance.items() if k in names)
-    alt.notes.append(f"capacitor ESR fitted (likelihood ratio {math.sqrt(gain):.1f} sigma "
-                     f"over film ESR): {esr}")
+        return ""
+    esr = ", ".join(f"{n} {v:.3g} ohm ({lo:.3g}..{hi:.3g})"
+                    for n, (v, lo, hi) in alt.nuisance.items() if n.upper().startswith("ESR"))
     if not alt.trusted:
         alt.warnings.append("even with the capacitors' ESR fitted the gains do not follow the "
                             "model: the values are not to be used")
-    return alt
+    return (f"capacitor ESR fitted (likelihood ratio {math.sqrt(gain):.1f} sigma over film "
+            f"ESR): {esr}")
 
 
 def _assume_first(results: list[FitResult]) -> FitResult:
