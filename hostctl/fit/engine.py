@@ -250,7 +250,9 @@ def _noise_scale(run: _Run) -> None:
         run.quantile = Z95
         return
     if dof <= 0:
-        run.s_gain = 1.0
+        # weigh the rows (against priors) by their own residual, as a fit with one spare
+        # row would; but no interval: nothing is left to judge the noise by
+        run.s_gain = max(math.sqrt(run.chi2), 1e-12)
         run.quantile = math.inf
         run.warns.append(f"{prob.ng} gain value(s) for {len(prob.free)} unknown(s) and no "
                          "noise figures: nothing is left to judge the noise by, so the "
