@@ -114,6 +114,9 @@ def test_fit_capacitance_checked(tmp_path: Path, cap: str, words: str) -> None:
     (["--capacitance", "C_hgh=1e-6"], "'C_hgh' is not a capacitor of color-organ"),
     (["--installed", "R_lo=220"], "'R_lo' is not a resistor of color-organ"),
     (["--seed", "-1"], "--seed"),
+    (["--max-tones", "1_000"], "'1_000' is not an integer"),
+    (["--level", "-\u0666"], "is not a number"),              # Arabic-Indic 6
+    (["--precision", "\u0661%"], "is not a percentage"),
     (["--max-tones", "5"], "--max-tones must be at least"),
 ])
 def test_calibrate_options_refused_before_anything(tmp_path: Path, args: list[str],

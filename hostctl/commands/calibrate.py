@@ -13,6 +13,7 @@ import click
 
 from hostctl.circuits import CIRCUITS, get_circuit
 from hostctl.commands.options import (
+    AsciiNumber,
     capacitance_option,
     parse_capacitance,
     parse_per_led,
@@ -20,13 +21,14 @@ from hostctl.commands.options import (
     series_option,
 )
 from hostctl.errors import AudioError, DeviceError, HostctlError, InputError, OutputError
+from hostctl.files import ascii_float
 from hostctl.ui import Progress, quiet, say
 
 
 def parse_precision(text: str) -> float:
     t = text.strip()
     try:
-        v = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+        v = ascii_float(t[:-1]) / 100 if t.endswith("%") else ascii_float(t)
     except ValueError:
         raise InputError(f"--precision: '{text}' is not a percentage like 0.5%") from None
     if not (math.isfinite(v) and 0 < v < 1):
@@ -38,13 +40,13 @@ def parse_precision(text: str) -> float:
 @click.option("--port", help="Serial port or URL of the probe (/dev/ttyACM0, sim://?board=...).")
 @click.option("--sim", "sim_board", is_flag=False, flag_value="notebook", default=None,
               help="Use the virtual bench (board name or TOML; default: notebook).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--seed", type=AsciiNumber(whole=True, lo=0), default=0, show_default=True,
               help="Virtual bench board draw (a whole number >= 0).")
 @click.option("--audio-device", default=None, help="Output device name or index.")
 @click.option("--audio-channel", type=click.Choice(["both", "left", "right"]), default="both")
-@click.option("--audio-rate", type=click.IntRange(8000, 384000), default=None,
+@click.option("--audio-rate", type=AsciiNumber(whole=True, lo=8000, hi=384000), default=None,
               help="Output sample rate, Hz (default: the device's; 48000 plays up to 20 kHz).")
-@click.option("--settle", "settle_s", type=click.FloatRange(0, 10), default=0.05,
+@click.option("--settle", "settle_s", type=AsciiNumber(lo=0, hi=10), default=0.05,
               show_default=True,
               help="Seconds to wait after a tone reaches the output before measuring "
                    "(raise for slow audio paths, e.g. a listening virtual bench).")
@@ -57,13 +59,15 @@ def parse_precision(text: str) -> float:
 @capacitance_option
 @click.option("--precision", default="1%", show_default=True,
               help="Stop when every 95% interval is within this.")
-@click.option("--max-tones", type=int, default=None, help="Tone budget (default 40 gain, 80 led).")
+@click.option("--max-tones", type=AsciiNumber(whole=True), default=None,
+              help="Tone budget (default 40 gain, 80 led).")
 @series_option
-@click.option("--level", "level_dbfs", type=float, default=-6.0, show_default=True,
+@click.option("--level", "level_dbfs", type=AsciiNumber(), default=-6.0, show_default=True,
               help="Tone level in dBFS.")
-@click.option("--level-cap", type=float, default=-6.0, show_default=True,
+@click.option("--level-cap", type=AsciiNumber(), default=-6.0, show_default=True,
               help="Never play louder than this (dBFS); protects the circuit and your ears.")
-@click.option("--window-ms", type=click.IntRange(10, 5000), default=200, show_default=True)
+@click.option("--window-ms", type=AsciiNumber(whole=True, lo=10, hi=5000), default=200,
+              show_default=True)
 @click.option("--led-threshold", default=None,
               help="LED threshold on |H| at --level, one or per LED: low=0.5,band=0.6,high=0.8 "
                    "(default: measured).")

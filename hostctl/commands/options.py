@@ -130,6 +130,37 @@ def check_per_led(value: float | dict[str, float] | None, option: str, lo: float
                              f"for each of {', '.join(circ.channels)}, or one for all)")
 
 
+class AsciiNumber(click.ParamType):
+    """A number option in ASCII decimal notation only (``1_000`` and digits of other
+    scripts are refused like any non-number), optionally whole and within [lo, hi]."""
+
+    name = "number"
+
+    def __init__(self, whole: bool = False, lo: float | None = None,
+                 hi: float | None = None) -> None:
+        self.whole, self.lo, self.hi = whole, lo, hi
+        if whole:
+            self.name = "integer"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> float | int:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            v = float(value)
+        else:
+            try:
+                v = ascii_float(str(value))
+            except ValueError:
+                self.fail(f"'{value}' is not {'an integer' if self.whole else 'a number'} "
+                          "(ASCII digits, no '_')", param, ctx)
+        if not math.isfinite(v) or (self.whole and v != int(v)):
+            self.fail(f"'{value}' is not a finite {self.name}", param, ctx)
+        if (self.lo is not None and v < self.lo) or (self.hi is not None and v > self.hi):
+            lo = "" if self.lo is None else f"{self.lo:g}"
+            hi = "" if self.hi is None else f"{self.hi:g}"
+            self.fail(f"{value} is not in the range {lo}..{hi}", param, ctx)
+        return int(v) if self.whole else v
+
+
 def _check_series(ctx: click.Context, param: click.Parameter, value: str) -> str:
     series_info(value)
     return value.upper()
