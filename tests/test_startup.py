@@ -60,6 +60,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, bo
     ("probe", "--port", "PTY"),
     ("tone", "--help"),
     ("calibrate", "--help"),
+    ("check", "--help"),
+    ("report", "--help"),
+    ("compare", "--help"),
 ])
 def test_command_does_not_import_torch(args: tuple[str, ...]) -> None:
     code, out, torch_loaded = run_cli(*args)
