@@ -8,6 +8,8 @@ Parallel runs (``-n 2``, pytest-xdist) and other runs on the same machine: tests
 ``firmware_build`` run ``make`` in firmware/. Each kind holds an exclusive file lock while it
 runs (a whole module when the module is marked, so its module fixtures are covered), so two
 of them never overlap, whichever worker or process they run in.
+
+Hypothesis runs without wall-clock deadlines (the profile below).
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests: no per-example deadline and no "too slow" health check. Both are wall-clock
+# limits that a busy machine trips; a test's own @settings still sets its example count.
+settings.register_profile("hostctl", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("hostctl")
 
 ROOT = Path(__file__).resolve().parents[1]
 _SOCK = os.environ.get("HOSTCTL_PULSE_SOCKET", "/tmp/hostctl-pulse.sock")

@@ -150,6 +150,7 @@ def test_runs_without_matplotlib_and_says_how_to_plot(tmp_path):
     assert not (tmp_path / "r" / "bode.png").exists()
 
 
+@pytest.mark.slow                   # a whole CLI run end to end
 def test_killed_run_resumes_to_the_same_answer(tmp_path):
     ref = hostctl("calibrate", "--sim", "bench", "--seed", "7", "--out", str(tmp_path / "a"),
                   "--json")

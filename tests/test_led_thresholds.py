@@ -174,6 +174,7 @@ def test_cli_per_led_voltage_errors_are_one_line(tmp_path):
         assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow                   # a whole CLI run end to end
 def test_rgb_board_led_mode_estimate_refuses_to_pass(tmp_path):
     """One shared threshold cannot fit these LEDs: the values are wrong, and the run says
     so (NOT TRUSTED, the LED named, exit 1) instead of passing."""
