@@ -524,11 +524,14 @@ class Probe:
             junk = self._junk_count()
             reply = self._parse(line)
             if reply is None:
-                if self._junk_count() > junk and line.lstrip()[:1].isdigit():
+                if self._junk_count() > junk:
                     # a reply damaged on the way (maybe its id): ask again now, not after
-                    # the timeout; a late good reply to this try is still accepted
+                    # the timeout; a late good reply to this try is still accepted. A
+                    # line that does not even start with an id may be another program's
+                    # text: wait on, but a timeout now counts as line noise.
                     t.damaged += 1
-                    return "noise", None
+                    if line.lstrip()[:1].isdigit():
+                        return "noise", None
                 continue
             if reply.is_async:
                 if reply.verb == "BOOT":
