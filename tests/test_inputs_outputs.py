@@ -213,3 +213,33 @@ def test_disk_full_before_the_first_row_leaves_nothing(small_disk: Path) -> None
     line = one_line(*invoke(["calibrate", *FAST, *SIM, "--out", str(out)])[:2], 5)
     assert "disk full: no room to start the session" in line
     assert not out.exists()           # no empty session.csv (nor folder) left behind
+
+
+def test_disk_full_never_replaces_a_good_report(small_disk: Path) -> None:
+    out = small_disk / "run"
+    code, err, _ = invoke(["calibrate", *FAST, *SIM, "--out", str(out)])
+    assert code in (0, 1), err
+    report = (out / "report.json").read_bytes()
+    session = (out / "session.csv").read_bytes()
+    fill(small_disk, 0)
+    line = one_line(*invoke(["calibrate", "--no-plot", "--json", "--resume", str(out)])[:2], 5)
+    # the resume stops at its first write that does not fit (a header note, or the report)
+    assert line.startswith("hostctl: error: disk full: ")
+    assert (out / "report.json").read_bytes() == report          # the old one, whole
+    assert (out / "session.csv").read_bytes().startswith(session)
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_report_that_cannot_be_written_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from hostctl import report
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report, "write_all", full)    # ENOSPC while writing report/bode
+    out = tmp_path / "run"
+    line = one_line(*invoke(["calibrate", *FAST, *SIM, "--out", str(out)])[:2], 5)
+    assert "disk full: cannot write the report" in line and "hostctl fit" in line
+    assert (out / "session.csv").exists()
