@@ -66,10 +66,11 @@ def estimate_source(circ: Circuit, values: Mapping[str, float], caps: Any,
     """Fit ``A`` and ``R_s`` to the reference amplitudes of one tone level.
 
     ``log vin = log A + log|T(f; R_s)|``: ``A`` is linear (a mean in log), so ``R_s`` is a
-    one-dimensional profile, minimised on a log grid and refined by a parabola; its 95 %
+    one-dimensional profile, minimised on a coarse log grid and refined (bounded Brent); its 95 %
     interval is where the profile rises by the Student-t quantile squared (in units of the
     residual variance), the same rule a one-parameter Jacobian interval would give.
     """
+    from scipy.optimize import brentq, minimize_scalar
     from scipy.special import stdtrit
 
     if SOURCE_PARAM not in (getattr(circ, "params", None) or {}):
@@ -86,17 +87,35 @@ def estimate_source(circ: Circuit, values: Mapping[str, float], caps: Any,
     y = np.log([by_f[x] for x in f])
     if len(f) < 3:
         raise FitError(f"{len(f)} tone(s) at {level:g} dBFS: too few to estimate the source")
-    grid = np.concatenate([[0.0], np.geomspace(0.01, R_MAX, 800)])
-    L = np.log(np.maximum(transfer(circ, f, values, caps, grid), 1e-300))
-    r = y[None, :] - L
-    loga = r.mean(axis=1)
-    sse = ((r - loga[:, None]) ** 2).sum(axis=1)
+    def profile(logr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        L = np.log(np.maximum(transfer(circ, f, values, caps, np.exp(logr)), 1e-300))
+        r = y[None, :] - L
+        loga = r.mean(axis=1)
+        return ((r - loga[:, None]) ** 2).sum(axis=1), loga
+
+    # a zero resistor is a short: 1 mOhm stands in for "no source resistance"
+    lo_b, hi_b = math.log(1e-3), math.log(R_MAX)
+    grid = np.linspace(lo_b, hi_b, 60)
+    sse, _ = profile(grid)
     i = int(np.argmin(sse))
+    a, b = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    best = minimize_scalar(lambda x: float(profile(np.array([x]))[0][0]), bounds=(a, b),
+                           method="bounded", options={"xatol": 1e-6})
+    x0 = float(best.x)
+    sse0, loga0 = (v[0] for v in profile(np.array([x0])))
     dof = len(f) - 2
-    s2 = max(sse[i] / dof, 1e-30)
-    q = float(stdtrit(dof, 0.975))
-    inside = grid[sse <= sse[i] + q * q * s2]
-    lo, hi = float(inside.min()), float(inside.max())
-    hi = math.inf if hi >= grid[-1] else hi
-    return SourceEstimate(float(grid[i]), (lo, hi), float(math.exp(loga[i])), level, len(f),
-                          math.sqrt(sse[i] / len(f)))
+    s2 = max(sse0 / dof, 1e-30)
+    rise = float(stdtrit(dof, 0.975)) ** 2 * s2
+
+    def edge(bound: float) -> float:
+        """Where the profile has risen by ``rise`` between the optimum and ``bound``."""
+        def g(x: float) -> float:
+            return float(profile(np.array([x]))[0][0]) - sse0 - rise
+        if g(bound) < 0:
+            return bound
+        return brentq(g, min(x0, bound), max(x0, bound), xtol=1e-6)
+
+    lo, hi = edge(lo_b), edge(hi_b)
+    ci = (0.0 if lo <= lo_b else math.exp(lo), math.inf if hi >= hi_b else math.exp(hi))
+    return SourceEstimate(math.exp(x0), ci, float(math.exp(loga0)), level, len(f),
+                          math.sqrt(sse0 / len(f)))
