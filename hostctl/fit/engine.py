@@ -41,6 +41,7 @@ from hostctl.fit.settings import (
     LOSSES,
     MISFIT_RMS,
     MISFIT_TRUST,
+    NOISE_FIGURE_TOL,
     PRIOR_Z_LIMIT,
     S_GAIN_FLOOR,
     SIGMA_SCHEDULE,
@@ -247,6 +248,9 @@ def _noise_scale(run: _Run) -> None:
     if prob.sg is not None:
         birge = run.chi2 / dof if dof > 0 else 1.0
         run.s_gain = math.sqrt(max(birge, 1.0))
+        if birge > NOISE_FIGURE_TOL ** 2:
+            run.notes.append(f"the gains scatter {run.s_gain:.2f}x the probe's noise figures: "
+                             "the intervals are widened by that factor")
         run.quantile = Z95
         return
     if dof <= 0:

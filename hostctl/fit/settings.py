@@ -45,3 +45,7 @@ GOF_ALPHA = 1e-3
 #: a nuisance part fitted farther than this from its prior (in its prior's sigma) means the
 #: model needs an implausible part to fit: the data contradict it
 PRIOR_Z_LIMIT = 4.0
+
+#: a channel whose gains miss the model by more than this many times the measured noise
+#: (rms), and significantly so, is not this circuit; smaller excess widens the intervals
+MISFIT_SIGMA = 3.0
