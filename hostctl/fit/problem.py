@@ -196,42 +196,46 @@ def _rowerror(msg: str, row: int, column: str) -> InputError:
     return e
 
 
-def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
-           led_threshold: float | Mapping[str, float] | str,
-           prior: Mapping[str, tuple[float, float]] | None,
-           fixed: Mapping[str, float] | None, use_gain: bool = True,
-           use_led: bool = True) -> _Problem:
-    import torch
+@dataclass
+class _Rows:
+    """The usable rows as columns: gain rows (g*) and LED rows (l*), validated."""
 
-    fixed = dict(fixed or {})
-    nuis = nuisances(circ)
-    for k, v in fixed.items():
-        if k not in circ.resistors and k not in nuis:
-            raise InputError(f"fixed: '{k}' is not a resistor of {circ.name} "
-                             f"({', '.join(circ.resistors)})")
-        if not (math.isfinite(v) and v > 0):
-            raise InputError(f"fixed: {k} must be a positive resistance, got {v}")
-    free = [r for r in circ.resistors if r not in fixed]
-    if not free:
-        raise FitError("every resistor is fixed: nothing to fit")
+    fg: np.ndarray
+    cg: np.ndarray
+    gg: np.ndarray
+    sg: np.ndarray | None
+    fl: np.ndarray
+    cl: np.ndarray
+    yl: np.ndarray
+    level: np.ndarray          # level_dbfs of LED rows (nan where absent)
+    vin: np.ndarray            # reference amplitude of LED rows (nan where absent)
+    lmask: np.ndarray          # which data rows are the LED rows (for row numbers)
+    warnings: list[str]
+
+
+def _first_bad(mask: np.ndarray, msg: Any, column: str) -> None:
+    bad = np.flatnonzero(mask)
+    if len(bad):
+        i = int(bad[0])
+        raise _rowerror(msg(i), i, column)
+
+
+def _columns(data: MeasurementSet, circ: Circuit, est: bool, use_gain: bool,
+             use_led: bool) -> _Rows:
+    """One pass over the rows into columns (the only Python-level loop over the data)."""
     chidx = {c: i for i, c in enumerate(circ.channels)}
-    warn: list[str] = []
-    est = led_threshold == "estimate"
     rows = data.rows
+    if not rows:
+        raise FitError("no usable rows: the data set is empty")
     nan = math.nan
-    # one pass over the rows into columns (the only Python-level loop over the data)
+    F, CH, G, Y, LV, FL = zip(*[(m.frequency_hz, m.channel, nan if m.gain is None else m.gain,
+                                 -1 if m.led is None else m.led,
+                                 nan if m.level_dbfs is None else m.level_dbfs, m.flag)
+                                for m in rows], strict=True)
+    F, G, LV = (np.array(x, dtype=float) for x in (F, G, LV))
+    Y = np.array(Y, dtype=np.int64)
     se = np.array([_num(getattr(m, "gain_se", None)) for m in rows], dtype=float)
     vin = np.array([_num(m.vin_v) for m in rows], dtype=float)
-    cols = [(m.frequency_hz, m.channel, nan if m.gain is None else m.gain,
-             -1 if m.led is None else m.led, nan if m.level_dbfs is None else m.level_dbfs,
-             m.flag) for m in rows]
-    if not cols:
-        raise FitError("no usable rows: the data set is empty")
-    F, CH, G, Y, LV, FL = zip(*cols, strict=True)
-    F = np.array(F, dtype=float)
-    G = np.array(G, dtype=float)
-    Y = np.array(Y, dtype=np.int64)
-    LV = np.array(LV, dtype=float)
     if any(FL):
         gmask = np.array([_usable(m, "gain") for m in rows])
         lmask = np.array([_usable(m, "led") for m in rows])
@@ -241,57 +245,44 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
     lmask &= use_led
     used = gmask | lmask
     chi = np.array([chidx.get(c, -1) for c in CH], dtype=np.int64)
-    bad = np.flatnonzero(used & (chi < 0))
-    if len(bad):
-        i = int(bad[0])
-        raise _rowerror(f"channel '{CH[i]}' is not an output of circuit {circ.name} "
-                        f"({', '.join(circ.channels)})", i, "channel")
-    bad = np.flatnonzero(used & ~(np.isfinite(F) & (F > 0)))
-    if len(bad):
-        i = int(bad[0])
-        raise _rowerror(f"frequency {F[i]} must be a positive number", i, "frequency_hz")
-    bad = np.flatnonzero(gmask & ~np.isfinite(G))
-    if len(bad):
-        i = int(bad[0])
-        raise _rowerror(f"gain {G[i]} is not finite", i, "gain")
-    bad = np.flatnonzero(lmask & (Y != 0) & (Y != 1))
-    if len(bad):
-        i = int(bad[0])
-        raise _rowerror(f"LED state must be 0 or 1, got {Y[i]}", i, "led")
+    _first_bad(used & (chi < 0), lambda i: f"channel '{CH[i]}' is not an output of circuit "
+               f"{circ.name} ({', '.join(circ.channels)})", "channel")
+    _first_bad(used & ~(np.isfinite(F) & (F > 0)),
+               lambda i: f"frequency {F[i]} must be a positive number", "frequency_hz")
+    _first_bad(gmask & ~np.isfinite(G), lambda i: f"gain {G[i]} is not finite", "gain")
+    _first_bad(lmask & (Y != 0) & (Y != 1),
+               lambda i: f"LED state must be 0 or 1, got {Y[i]}", "led")
     if est:
-        bad = np.flatnonzero(lmask & np.isnan(LV))
-        if len(bad):
-            raise _rowerror("estimating the LED threshold needs level_dbfs on every LED row",
-                            int(bad[0]), "level_dbfs")
+        _first_bad(lmask & np.isnan(LV), lambda i: "estimating the LED threshold needs "
+                   "level_dbfs on every LED row", "level_dbfs")
     zero = gmask & (G <= 0)
-    n_zero = int(zero.sum())
+    warn = []
+    if zero.any():
+        warn.append(f"dropped {int(zero.sum())} gain value(s) <= 0 (no log); they carry no "
+                    "usable information for a log-error fit")
     gmask &= ~zero
-    fg, cg, gg = F[gmask], chi[gmask], G[gmask]
-    seg = se[gmask]
+    gg, seg = G[gmask], se[gmask]
     # the probe's noise figures count only when every fitted gain row has one
     sg = seg / gg if len(gg) and np.all(np.isfinite(seg) & (seg > 0)) else None
-    fl, cl, yl = F[lmask], chi[lmask], Y[lmask]
-    ll = LV[lmask] if est else np.zeros(len(fl))
-    vl = vin[lmask]
-    # LED rows group by tone level (switches are neighbours in frequency within a group)
-    grp = np.unique(np.nan_to_num(LV[lmask], nan=0.0), return_inverse=True)[1]
-    if n_zero:
-        warn.append(f"dropped {n_zero} gain value(s) <= 0 (no log); they carry no usable "
-                    "information for a log-error fit")
-    if not len(fg) and not len(fl):
+    if not gmask.any() and not lmask.any():
         raise FitError("no usable rows: need gain or LED observations on the circuit's "
                        f"channels ({', '.join(circ.channels)})")
-    f_all = np.concatenate([fg, fl])
-    omega = torch.from_numpy(2 * math.pi * f_all)
-    ch = torch.from_numpy(np.concatenate([cg, cl]))
+    return _Rows(F[gmask], chi[gmask], gg, sg, F[lmask], chi[lmask], Y[lmask], LV[lmask],
+                 vin[lmask], lmask, warn)
+
+
+def _led_offsets(led_threshold: Any, circ: Circuit, rows: _Rows, est: bool
+                 ) -> tuple[np.ndarray, float, dict[str, float] | None, dict[str, float] | None]:
+    """Each LED row's threshold as ``log t + lvl``: (lvl, log t, per-channel |H|
+    thresholds or None, per-channel volts or None)."""
+    chidx = {c: i for i, c in enumerate(circ.channels)}
+    cl = rows.cl
     if isinstance(led_threshold, str) and not est:
         raise InputError(f"led_threshold must be a number or 'estimate', got '{led_threshold}'")
-    t_map: dict[str, float] | None = None
-    vf: dict[str, float] | None = None
     if isinstance(led_threshold, SwitchVoltage):
-        vf, lvl = _volts(led_threshold, circ, chidx, cl, vl, lmask)
-        log_t = 0.0
-    elif isinstance(led_threshold, Mapping):
+        vf, lvl = _volts(led_threshold, circ, chidx, cl, rows.vin, rows.lmask)
+        return lvl, 0.0, None, vf
+    if isinstance(led_threshold, Mapping):
         # one LED per channel, each its own threshold: a per-row offset of log t
         t_map = {}
         for c, v in led_threshold.items():
@@ -304,20 +295,36 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
         missing = sorted({circ.channels[c] for c in cl} - set(t_map))
         if missing:
             raise InputError(f"no LED threshold for channel {', '.join(missing)}")
-        log_t = 0.0
-        lvl = np.log(np.array([t_map[circ.channels[c]] for c in cl], dtype=float))
-    elif not est:
+        return np.log(np.array([t_map[circ.channels[c]] for c in cl], dtype=float)), 0.0, \
+            t_map, None
+    if not est:
         t = float(led_threshold)
         if not (math.isfinite(t) and t > 0):
             raise InputError(f"LED threshold must be a positive number, got {led_threshold}")
-        log_t = math.log(t)
-        lvl = np.zeros(len(fl))
-    else:
-        lv = np.array(ll, dtype=float)
-        lvl = -lv * LN10_20
-        log_t = math.log(LED_THRESHOLD) + (float(np.median(lv)) * LN10_20 if len(lv) else 0.0)
-    pidx, pmu, psig = [], [], []
-    if len(fg):
+        return np.zeros(len(rows.fl)), math.log(t), None, None
+    lv = np.array(rows.level, dtype=float)
+    log_t = math.log(LED_THRESHOLD) + (float(np.median(lv)) * LN10_20 if len(lv) else 0.0)
+    return -lv * LN10_20, log_t, None, None
+
+
+def _free_and_priors(circ: Circuit, fixed: Mapping[str, float], prior: Any, has_gain: bool
+                     ) -> tuple[list[str], list[int], list[float], list[float]]:
+    """The fitted parameters (resistors, then nuisances where gains can see them) and the
+    priors on them: (free, prior index, log mean, sigma of log)."""
+    nuis = nuisances(circ)
+    for k, v in fixed.items():
+        if k not in circ.resistors and k not in nuis:
+            raise InputError(f"fixed: '{k}' is not a resistor of {circ.name} "
+                             f"({', '.join(circ.resistors)})")
+        if not (math.isfinite(v) and v > 0):
+            raise InputError(f"fixed: {k} must be a positive resistance, got {v}")
+    free = [r for r in circ.resistors if r not in fixed]
+    if not free:
+        raise FitError("every resistor is fixed: nothing to fit")
+    pidx: list[int] = []
+    pmu: list[float] = []
+    psig: list[float] = []
+    if has_gain:
         # nuisance parts (ESR, ...) move only where gains can see them, held by their prior
         for k, (mu, sig) in nuis.items():
             if k not in fixed:
@@ -333,18 +340,39 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
         if not (math.isfinite(mu) and mu > 0 and math.isfinite(sig) and sig > 0):
             raise InputError(f"prior for {k}: need a positive value and a positive sigma, "
                              f"got {spec}")
-        if k in fixed:
-            continue
-        pidx.append(free.index(k))
-        pmu.append(math.log(mu))
-        psig.append(sig)
-    model = _Model(circ, caps, free, fixed)
-    return _Problem(circ, caps, free, fixed, model, omega, ch, len(fg), len(fl),
-                    np.log(np.array(gg, dtype=float)), np.where(np.array(yl) > 0, 1.0, -1.0),
-                    lvl, log_t, est, np.array(pidx, dtype=int), np.array(pmu), np.array(psig),
-                    np.array(fg, dtype=float), np.array(fl, dtype=float),
-                    np.array(cg, dtype=int), np.array(cl, dtype=int), warn, t_map=t_map,
-                    sg=sg, grp=grp, vf=vf)
+        if k not in fixed:
+            pidx.append(free.index(k))
+            pmu.append(math.log(mu))
+            psig.append(sig)
+    return free, pidx, pmu, psig
+
+
+def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
+           led_threshold: float | Mapping[str, float] | str | SwitchVoltage,
+           prior: Mapping[str, tuple[float, float]] | None,
+           fixed: Mapping[str, float] | None, use_gain: bool = True,
+           use_led: bool = True) -> _Problem:
+    """The fit problem: validated columns, each LED row's threshold, the parameters."""
+    import torch
+
+    fixed = dict(fixed or {})
+    est = led_threshold == "estimate"
+    # parameters first: a wrong name is reported before anything about the rows
+    _free_and_priors(circ, fixed, prior, True)
+    rows = _columns(data, circ, est, use_gain, use_led)
+    free, pidx, pmu, psig = _free_and_priors(circ, fixed, prior, len(rows.fg) > 0)
+    lvl, log_t, t_map, vf = _led_offsets(led_threshold, circ, rows, est)
+    # LED rows group by tone level (switches are neighbours in frequency within a group)
+    grp = np.unique(np.nan_to_num(rows.level, nan=0.0), return_inverse=True)[1]
+    omega = torch.from_numpy(2 * math.pi * np.concatenate([rows.fg, rows.fl]))
+    ch = torch.from_numpy(np.concatenate([rows.cg, rows.cl]))
+    return _Problem(circ, caps, free, fixed, _Model(circ, caps, free, fixed), omega, ch,
+                    len(rows.fg), len(rows.fl), np.log(rows.gg),
+                    np.where(rows.yl > 0, 1.0, -1.0), lvl, log_t, est,
+                    np.array(pidx, dtype=int), np.array(pmu), np.array(psig), rows.fg,
+                    rows.fl, rows.cg, rows.cl, rows.warnings, t_map=t_map, sg=rows.sg,
+                    grp=grp, vf=vf)
+
 
 
 def _subproblem(prob: _Problem, rows: np.ndarray) -> _Problem:
