@@ -88,16 +88,39 @@ def _vertex_intervals(model: _Model, th: np.ndarray, ks: list[int], om: Any, ch:
     Returns lo, hi (B, q) in log ohm (-inf / inf where the region reaches the box), the
     number of rejected rows per board, and which boards have an empty region.
     """
-    import torch
-
     B, n = sgn.shape
     q = len(ks)
     L, _ = model.logh(th, om, ch, jac=False)
     acc = valid & (sgn * (L - lt_acc) >= -1e-12)
     nrej = (valid & ~acc).sum(1)
+    sys_b, sys_c = _vertex_systems(acc, sgn, freq, key, box_lo, box_hi, q)
+    lo = np.full((B, q), math.inf)
+    hi = np.full((B, q), -math.inf)
+    if sys_b:
+        sb = np.array(sys_b)
+        x, ok = _solve_vertices(model, th, ks, om, ch, lt_reg, sb, sys_c, box_lo, box_hi)
+        blo, bhi = box_lo[sb], box_hi[sb]
+        good = np.flatnonzero(ok & ((x >= blo - 1e-9) & (x <= bhi + 1e-9)).all(1))
+        vi = good[_feasible(model, th, ks, om, ch, sgn, lt_reg, acc, sb[good], x[good])]
+        np.minimum.at(lo, sb[vi], x[vi])
+        np.maximum.at(hi, sb[vi], x[vi])
+    if include_hat:
+        lo = np.minimum(lo, th[:, ks])
+        hi = np.maximum(hi, th[:, ks])
+    empty = ~(np.isfinite(lo).all(1) & np.isfinite(hi).all(1))
+    lo = np.where(lo <= box_lo + 1e-6, -math.inf, lo)
+    hi = np.where(hi >= box_hi - 1e-6, math.inf, hi)
+    return lo, hi, nrej, empty
+
+
+def _vertex_systems(acc: np.ndarray, sgn: np.ndarray, freq: np.ndarray, key: np.ndarray,
+                    box_lo: np.ndarray, box_hi: np.ndarray, q: int
+                    ) -> tuple[list[int], list[tuple]]:
+    """Candidate vertex systems per board: ``q`` binding constraints among the tones at
+    each end and beside each switch (per key), and the search box's faces."""
     sys_b: list[int] = []
     sys_c: list[tuple] = []
-    for b in range(B):
+    for b in range(acc.shape[0]):
         ar = np.flatnonzero(acc[b])
         cand: set[int] = set()
         for kv in np.unique(key[b, ar]):
@@ -116,72 +139,72 @@ def _vertex_intervals(model: _Model, th: np.ndarray, ks: list[int], om: Any, ch:
                 continue
             sys_b.append(b)
             sys_c.append(combo)
-    S = len(sys_b)
-    lo = np.full((B, q), math.inf)
-    hi = np.full((B, q), -math.inf)
-    if S:
-        sb = np.array(sys_b)
-        isface = np.array([[c[0] for c in combo] for combo in sys_c], dtype=bool)
-        rowidx = np.array([[c[1] for c in combo] for combo in sys_c], dtype=np.int64)
-        facej = np.array([[c[2] for c in combo] for combo in sys_c], dtype=np.int64)
-        facev = np.array([[c[3] for c in combo] for combo in sys_c], dtype=float)
-        bt = torch.from_numpy(sb)[:, None]
-        rt = torch.from_numpy(rowidx)
-        oms, chs = om[bt, rt], ch[bt, rt]
-        lts = lt_reg[sb[:, None], rowidx]
-        full = th[sb].copy()
-        x = full[:, ks].copy()
-        blo, bhi = box_lo[sb], box_hi[sb]
-        for e in range(q):  # face equations are linear: start them on their face
-            x[isface[:, e], facej[isface[:, e], e]] = facev[isface[:, e], e]
-        ok = np.zeros(S, bool)
-        alive = np.ones(S, bool)
-        for _ in range(50):
-            w = np.flatnonzero(alive & ~ok)  # only systems still being solved
-            if not len(w):
-                break
-            full[w[:, None], ks] = x[w]
-            wt_ = torch.from_numpy(w)
-            Lr, Jr = model.logh(full[w], oms[wt_], chs[wt_], jac=True)
-            F = Lr - lts[w]
-            Jx = Jr[..., ks]
-            xw = x[w]
-            for e in range(q):
-                fw = isface[w, e]
-                F[:, e] = np.where(fw, xw[np.arange(len(w)), facej[w, e]] - facev[w, e],
-                                   F[:, e])
-                Jx[:, e, :] = np.where(fw[:, None], np.eye(q)[facej[w, e]], Jx[:, e, :])
-            conv = np.abs(F).max(1) < 4e-13
-            ok[w] = conv
-            live = (np.abs(np.linalg.det(Jx)) > 1e-300) & np.isfinite(F).all(1)
-            alive[w] = live | conv
-            go = live & ~conv
-            Jsafe = np.where(go[:, None, None], Jx, np.eye(q))
-            step = -np.linalg.solve(Jsafe, np.where(go[:, None], F, 0.0)[..., None])[..., 0]
-            x[w] = xw + np.where(go[:, None], np.clip(step, -2.0, 2.0), 0.0)
-            alive[w] &= ((x[w] >= blo[w] - 1.0) & (x[w] <= bhi[w] + 1.0)).all(1)
-        good = np.flatnonzero(ok & ((x >= blo - 1e-9) & (x <= bhi + 1e-9)).all(1))
-        # keep vertices that reproduce every accepted observation of their board
-        feas = np.zeros(len(good), bool)
-        for c0 in range(0, len(good), 4096):
-            gi = good[c0:c0 + 4096]
-            fb = sb[gi]
-            fv = th[fb].copy()
-            fv[:, ks] = x[gi]
-            Lv, _ = model.logh(fv, om[torch.from_numpy(fb)], ch[torch.from_numpy(fb)],
-                               jac=False)
-            mv = sgn[fb] * (Lv - lt_reg[fb])
-            feas[c0:c0 + 4096] = ((mv >= -1e-9) | ~acc[fb]).all(1)
-        vi = good[feas]
-        np.minimum.at(lo, sb[vi], x[vi])
-        np.maximum.at(hi, sb[vi], x[vi])
-    if include_hat:
-        lo = np.minimum(lo, th[:, ks])
-        hi = np.maximum(hi, th[:, ks])
-    empty = ~(np.isfinite(lo).all(1) & np.isfinite(hi).all(1))
-    lo = np.where(lo <= box_lo + 1e-6, -math.inf, lo)
-    hi = np.where(hi >= box_hi - 1e-6, math.inf, hi)
-    return lo, hi, nrej, empty
+    return sys_b, sys_c
+
+
+def _solve_vertices(model: _Model, th: np.ndarray, ks: list[int], om: Any, ch: Any,
+                    lt_reg: np.ndarray, sb: np.ndarray, sys_c: list[tuple],
+                    box_lo: np.ndarray, box_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Newton's method on every candidate system at once: (vertex, converged)."""
+    import torch
+
+    S, q = len(sb), len(ks)
+    isface = np.array([[c[0] for c in combo] for combo in sys_c], dtype=bool)
+    rowidx = np.array([[c[1] for c in combo] for combo in sys_c], dtype=np.int64)
+    facej = np.array([[c[2] for c in combo] for combo in sys_c], dtype=np.int64)
+    facev = np.array([[c[3] for c in combo] for combo in sys_c], dtype=float)
+    bt = torch.from_numpy(sb)[:, None]
+    rt = torch.from_numpy(rowidx)
+    oms, chs = om[bt, rt], ch[bt, rt]
+    lts = lt_reg[sb[:, None], rowidx]
+    full = th[sb].copy()
+    x = full[:, ks].copy()
+    blo, bhi = box_lo[sb], box_hi[sb]
+    for e in range(q):  # face equations are linear: start them on their face
+        x[isface[:, e], facej[isface[:, e], e]] = facev[isface[:, e], e]
+    ok = np.zeros(S, bool)
+    alive = np.ones(S, bool)
+    for _ in range(50):
+        w = np.flatnonzero(alive & ~ok)  # only systems still being solved
+        if not len(w):
+            break
+        full[w[:, None], ks] = x[w]
+        Lr, Jr = model.logh(full[w], oms[torch.from_numpy(w)], chs[torch.from_numpy(w)],
+                            jac=True)
+        F = Lr - lts[w]
+        Jx = Jr[..., ks]
+        xw = x[w]
+        for e in range(q):
+            fw = isface[w, e]
+            F[:, e] = np.where(fw, xw[np.arange(len(w)), facej[w, e]] - facev[w, e], F[:, e])
+            Jx[:, e, :] = np.where(fw[:, None], np.eye(q)[facej[w, e]], Jx[:, e, :])
+        conv = np.abs(F).max(1) < 4e-13
+        ok[w] = conv
+        live = (np.abs(np.linalg.det(Jx)) > 1e-300) & np.isfinite(F).all(1)
+        alive[w] = live | conv
+        go = live & ~conv
+        Jsafe = np.where(go[:, None, None], Jx, np.eye(q))
+        step = -np.linalg.solve(Jsafe, np.where(go[:, None], F, 0.0)[..., None])[..., 0]
+        x[w] = xw + np.where(go[:, None], np.clip(step, -2.0, 2.0), 0.0)
+        alive[w] &= ((x[w] >= blo[w] - 1.0) & (x[w] <= bhi[w] + 1.0)).all(1)
+    return x, ok
+
+
+def _feasible(model: _Model, th: np.ndarray, ks: list[int], om: Any, ch: Any,
+              sgn: np.ndarray, lt_reg: np.ndarray, acc: np.ndarray, fb_all: np.ndarray,
+              xs: np.ndarray) -> np.ndarray:
+    """Which vertices reproduce every accepted observation of their board."""
+    import torch
+
+    feas = np.zeros(len(fb_all), bool)
+    for c0 in range(0, len(fb_all), 4096):
+        fb = fb_all[c0:c0 + 4096]
+        fv = th[fb].copy()
+        fv[:, ks] = xs[c0:c0 + 4096]
+        Lv, _ = model.logh(fv, om[torch.from_numpy(fb)], ch[torch.from_numpy(fb)], jac=False)
+        mv = sgn[fb] * (Lv - lt_reg[fb])
+        feas[c0:c0 + 4096] = ((mv >= -1e-9) | ~acc[fb]).all(1)
+    return feas
 
 
 def _inside(iv: tuple[float, float], th: float, neutral: float) -> float:
