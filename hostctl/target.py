@@ -114,6 +114,9 @@ def _pos(v: Any, where: str) -> float:
     lo, hi = HZ_RANGE
     if not math.isfinite(v):
         raise InputError(f"{where} must be a finite frequency, got {v}")
+    if v <= 0:
+        raise InputError(f"{where} must be a positive frequency ({lo:g} Hz..{hi / 1000:g} kHz), "
+                         f"got {v:g}")
     if not lo <= v <= hi:
         raise InputError(f"{where} must be a frequency in {lo:g} Hz..{hi / 1000:g} kHz, "
                          f"got {v:g}")
