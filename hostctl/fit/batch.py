@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,7 +34,6 @@ def fit_many(datasets: Sequence[MeasurementSet], circuit: Circuit | str, *,
     batched; priors, fixed values, an estimated threshold or boards with both kinds of
     rows go through :func:`fit` one by one."""
     import torch
-    from scipy.special import stdtrit
 
     circ = get_circuit(circuit) if isinstance(circuit, str) else circuit
     caps = capacitances(circ, capacitance)
@@ -68,64 +68,105 @@ def fit_many(datasets: Sequence[MeasurementSet], circuit: Circuit | str, *,
     nthreads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        probs = [_build(d, circ, caps, LED_THRESHOLD, None, None) for d in datasets]
-        B = len(probs)
-        n = max(pr.ng for pr in probs)
-        p = len(probs[0].free)
-        om = np.ones((B, n))
-        ch = np.zeros((B, n), dtype=np.int64)
-        lg = np.zeros((B, n))
-        wt = np.zeros((B, n))
-        th0 = np.zeros((B, p))
-        for b, pr in enumerate(probs):
-            m = pr.ng
-            om[b, :m] = pr.omega.numpy()
-            ch[b, :m] = pr.ch.numpy()
-            lg[b, :m] = pr.logg
-            wt[b, :m] = 1.0
-            th = _default_base(pr)
-            for k, v in _linear_start(pr).items():
-                th[k] = v
-            th0[b] = th
-        model = probs[0].model
-        omt, cht = torch.from_numpy(om), torch.from_numpy(ch)
-
-        def fun(th):
-            L, JL = model.logh(th, omt, cht, jac=True)
-            r = (L - lg) * wt            # padded rows weigh nothing
-            J = JL * wt[..., None]
-            Jt = J.transpose(0, 2, 1)
-            return 0.5 * np.einsum("bn,bn->b", r, r), (Jt @ r[..., None])[..., 0], Jt @ J
-
-        theta, cost, A, done, it = _lm(fun, th0)
-        # boards whose linear start missed: the single-board path (with multi-start)
-        out = []
-        secs = time.perf_counter() - t0
-        for b, pr in enumerate(probs):
-            m = pr.ng
-            rms = math.sqrt(2 * cost[b] / max(m, 1))
-            if rms > MISFIT_RMS or not done[b]:
-                out.append(fit(datasets[b], circ, capacitance=capacitance))
-                continue
-            dof = m - _n_informed(A[b], m)
-            if dof <= 0 or pr.noise_known:  # the single-board path says why
-                out.append(fit(datasets[b], circ, capacitance=capacitance))
-                continue
-            s = max(math.sqrt(2 * cost[b] / dof), 1e-12)
-            q = float(stdtrit(dof, 0.975))  # Student-t: the noise comes from the residuals
-            cov, warns = _covariance(pr, A[b] / s ** 2, [])
-            ci = {}
-            for k in range(p):
-                sd = math.sqrt(max(cov[k, k], 0.0)) if np.isfinite(cov[k, k]) else math.inf
-                ci[k] = (theta[b, k] - q * sd, theta[b, k] + q * sd)
-            warns += _sensitivity_warnings(pr, theta[b], [], warns)
-            res = _result(pr, theta[b], ci, {k: "jacobian" for k in pr.free}, bool(done[b]),
-                          it, t0, "gauss-newton", "auto", list(pr.warnings) + warns, [])
-            res.seconds = secs / B
-            out.append(res)
-        return out
+        return _fit_many_gain(datasets, circ, caps, capacitance, t0)
     finally:
         torch.set_num_threads(nthreads)
+
+
+def _fit_many_gain(datasets: Sequence[MeasurementSet], circ: Circuit, caps: dict[str, float],
+                   capacitance: Any, t0: float) -> list[FitResult]:
+    """Gain-only boards: one batched LM; a board it does not settle goes through fit()."""
+    import torch
+    from scipy.special import stdtrit
+
+    probs = [_build(d, circ, caps, LED_THRESHOLD, None, None) for d in datasets]
+    B = len(probs)
+    n = max(pr.ng for pr in probs)
+    p = len(probs[0].free)
+    om = np.ones((B, n))
+    ch = np.zeros((B, n), dtype=np.int64)
+    lg = np.zeros((B, n))
+    wt = np.zeros((B, n))
+    th0 = np.zeros((B, p))
+    for b, pr in enumerate(probs):
+        m = pr.ng
+        om[b, :m] = pr.omega.numpy()
+        ch[b, :m] = pr.ch.numpy()
+        lg[b, :m] = pr.logg
+        wt[b, :m] = 1.0
+        th = _default_base(pr)
+        for k, v in _linear_start(pr).items():
+            th[k] = v
+        th0[b] = th
+    model = probs[0].model
+    omt, cht = torch.from_numpy(om), torch.from_numpy(ch)
+
+    def fun(th):
+        L, JL = model.logh(th, omt, cht, jac=True)
+        r = (L - lg) * wt            # padded rows weigh nothing
+        J = JL * wt[..., None]
+        Jt = J.transpose(0, 2, 1)
+        return 0.5 * np.einsum("bn,bn->b", r, r), (Jt @ r[..., None])[..., 0], Jt @ J
+
+    theta, cost, A, done, it = _lm(fun, th0)
+    # boards whose linear start missed: the single-board path (with multi-start)
+    out = []
+    secs = time.perf_counter() - t0
+    for b, pr in enumerate(probs):
+        m = pr.ng
+        rms = math.sqrt(2 * cost[b] / max(m, 1))
+        if rms > MISFIT_RMS or not done[b]:
+            out.append(fit(datasets[b], circ, capacitance=capacitance))
+            continue
+        dof = m - _n_informed(A[b], m)
+        if dof <= 0 or pr.noise_known:  # the single-board path says why
+            out.append(fit(datasets[b], circ, capacitance=capacitance))
+            continue
+        s = max(math.sqrt(2 * cost[b] / dof), 1e-12)
+        q = float(stdtrit(dof, 0.975))  # Student-t: the noise comes from the residuals
+        cov, warns = _covariance(pr, A[b] / s ** 2, [])
+        ci = {}
+        for k in range(p):
+            sd = math.sqrt(max(cov[k, k], 0.0)) if np.isfinite(cov[k, k]) else math.inf
+            ci[k] = (theta[b, k] - q * sd, theta[b, k] + q * sd)
+        warns += _sensitivity_warnings(pr, theta[b], [], warns)
+        res = _result(pr, theta[b], ci, {k: "jacobian" for k in pr.free}, bool(done[b]),
+                      it, t0, "gauss-newton", "auto", list(pr.warnings) + warns, [])
+        res.seconds = secs / B
+        out.append(res)
+    return out
+
+
+@dataclass
+class _LedBatch:
+    """LED-only boards padded to one array shape (``wt`` 0 on padding)."""
+
+    probs: list[_Problem]
+    bp: _Problem
+    om: np.ndarray
+    ch: np.ndarray
+    sgn: np.ndarray
+    wt: np.ndarray
+    fr: np.ndarray
+
+
+def _led_batch(probs: list[_Problem], circ: Circuit, caps: dict[str, float]) -> _LedBatch:
+    import torch
+
+    p0 = probs[0]
+    B, n = len(probs), max(pr.nl for pr in probs)
+    om, sgn, fr = np.ones((B, n)), np.ones((B, n)), np.ones((B, n))
+    ch = np.zeros((B, n), dtype=np.int64)
+    wt = np.zeros((B, n))
+    for b, pr in enumerate(probs):
+        m = pr.nl
+        om[b, :m], ch[b, :m], sgn[b, :m] = pr.omega.numpy(), pr.ch.numpy(), pr.sgn
+        wt[b, :m], fr[b, :m] = 1.0, pr.freq_l
+    bp = _Problem(circ, caps, p0.free, {}, p0.model, torch.from_numpy(om),
+                  torch.from_numpy(ch), 0, n, np.zeros(0), sgn, np.zeros((B, n)), p0.log_t,
+                  False, np.zeros(0, dtype=int), np.zeros(0), np.zeros(0), np.zeros(0), fr,
+                  np.zeros(0, dtype=int), ch, [], wt)
+    return _LedBatch(probs, bp, om, ch, sgn, wt, fr)
 
 
 def _fit_many_led(datasets: Sequence[MeasurementSet], circ: Circuit, caps: dict[str, float],
@@ -134,55 +175,51 @@ def _fit_many_led(datasets: Sequence[MeasurementSet], circ: Circuit, caps: dict[
     annealed probit LM over all boards at once, and the vertex intervals of every board
     in one Newton batch. A board the batch cannot settle cleanly (a misread LED, a
     channel with no rows) is refitted alone by :func:`fit`, which has the multi-start."""
-    import torch
-    from scipy.special import log_ndtr
-
     probs = [_build(d, circ, caps, led_threshold, None, None) for d in datasets]
-    p0 = probs[0]
-    groups = _groups(p0)
+    groups = _groups(probs[0])
     if any(len(ks) > 2 for ks, _ in groups):
         return [fit(d, circ, capacitance=capacitance, led_threshold=led_threshold)
                 for d in datasets]
-    B = len(probs)
-    n = max(pr.nl for pr in probs)
-    p = len(p0.free)
-    om = np.ones((B, n))
-    ch = np.zeros((B, n), dtype=np.int64)
-    sgn = np.ones((B, n))
-    wt = np.zeros((B, n))
-    fr = np.ones((B, n))
+    lb = _led_batch(probs, circ, caps)
+    theta, no_rows = _led_batch_starts(lb, groups)
+    theta, done, iters = _led_batch_anneal(lb, theta)
+    lo, hi, nrej, empty = _led_batch_intervals(lb, groups, theta)
+    secs = time.perf_counter() - t0
+    out: list[FitResult] = []
     for b, pr in enumerate(probs):
-        m = pr.nl
-        om[b, :m] = pr.omega.numpy()
-        ch[b, :m] = pr.ch.numpy()
-        sgn[b, :m] = pr.sgn
-        wt[b, :m] = 1.0
-        fr[b, :m] = pr.freq_l
-    omt, cht = torch.from_numpy(om), torch.from_numpy(ch)
-    bp = _Problem(circ, caps, p0.free, {}, p0.model, omt, cht, 0, n, np.zeros(0), sgn,
-                  np.zeros((B, n)), p0.log_t, False, np.zeros(0, dtype=int), np.zeros(0),
-                  np.zeros(0), np.zeros(0), fr, np.zeros(0, dtype=int), ch, [], wt)
+        if nrej[b] or empty[b] or no_rows[b] or not done[b]:
+            out.append(fit(datasets[b], circ, capacitance=capacitance,
+                           led_threshold=led_threshold))
+            continue
+        res = _led_board_result(pr, theta[b], lo[b], hi[b], iters, t0)
+        res.seconds = secs / len(probs)
+        out.append(res)
+    return out
+
+
+def _led_batch_starts(lb: _LedBatch, groups: list) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the best cell of a coarse grid judged on the tones next to a switch."""
+    import torch
+    from scipy.special import log_ndtr
+
+    p0, B = lb.probs[0], len(lb.probs)
     model, log_t = p0.model, p0.log_t
-    # 1) starts: per group, the best cell of a coarse grid judged on the switch tones
     theta = np.repeat(_default_base(p0)[None], B, 0)
     no_rows = np.zeros(B, bool)
     for ks, chans in groups:
         idx_l = []
-        for pr in probs:
+        for pr in lb.probs:
             rows = np.flatnonzero(np.isin(pr.chl, list(chans)))
-            if not len(rows):
-                idx_l.append(rows)
-                continue
-            sw = _switch_rows(pr, chans)
-            ends = [rows[np.argmin(pr.freq_l[rows])], rows[np.argmax(pr.freq_l[rows])]]
-            idx_l.append(np.unique(np.concatenate([sw, ends]).astype(np.int64)))
+            if len(rows):
+                ends = [rows[np.argmin(pr.freq_l[rows])], rows[np.argmax(pr.freq_l[rows])]]
+                rows = np.unique(np.concatenate([_switch_rows(pr, chans), ends]).astype(np.int64))
+            idx_l.append(rows)
         no_rows |= np.array([len(i) == 0 for i in idx_l])
         m = max(1, max(len(i) for i in idx_l))
         idx = np.zeros((B, m), dtype=np.int64)
         msk = np.zeros((B, m))
         for b, i in enumerate(idx_l):
-            idx[b, :len(i)] = i
-            msk[b, :len(i)] = 1.0
+            idx[b, :len(i)], msk[b, :len(i)] = i, 1.0
         axes = [_grid_range(p0, k) for k in ks]
         mesh = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(ks))
         M = len(mesh)
@@ -191,21 +228,24 @@ def _fit_many_led(datasets: Sequence[MeasurementSet], circ: Circuit, caps: dict[
             bs = np.arange(c0, min(B, c0 + chunk))
             th = np.repeat(theta[bs], M, 0)
             th[:, ks] = np.tile(mesh, (len(bs), 1))
-            rows_o = om[bs[:, None], idx[bs]]
-            rows_c = ch[bs[:, None], idx[bs]]
-            L, _ = model.logh(th, torch.from_numpy(np.repeat(rows_o, M, 0)),
-                              torch.from_numpy(np.repeat(rows_c, M, 0)), jac=False)
-            z = np.repeat(sgn[bs[:, None], idx[bs]], M, 0) * (L - log_t) / SIGMA_SCHEDULE[0]
+            L, _ = model.logh(th, torch.from_numpy(np.repeat(lb.om[bs[:, None], idx[bs]], M, 0)),
+                              torch.from_numpy(np.repeat(lb.ch[bs[:, None], idx[bs]], M, 0)),
+                              jac=False)
+            z = np.repeat(lb.sgn[bs[:, None], idx[bs]], M, 0) * (L - log_t) / SIGMA_SCHEDULE[0]
             cost = -(log_ndtr(z) * np.repeat(msk[bs], M, 0)).sum(1).reshape(len(bs), M)
             best = mesh[np.argmin(cost, 1)]
             for j, k in enumerate(ks):
                 theta[bs, k] = best[:, j]
-    # 2) the annealed probit, every board at once
+    return theta, no_rows
+
+
+def _led_batch_anneal(lb: _LedBatch, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The annealed probit, every board at once."""
     iters = 0
-    done = np.zeros(B, bool)
+    done = np.zeros(len(theta), bool)
     for si, sigma in enumerate(SIGMA_SCHEDULE):
         last = si == len(SIGMA_SCHEDULE) - 1
-        sp = bp if si < 2 else _active_rows(bp, theta, sigma)
+        sp = lb.bp if si < 2 else _active_rows(lb.bp, theta, sigma)
 
         def fun(th, sigma=sigma, lapse=0.0 if si == 0 else LED_LAPSE, sp=sp):
             return sp.objective(th, sigma=sigma, lapse=lapse)
@@ -214,46 +254,49 @@ def _fit_many_led(datasets: Sequence[MeasurementSet], circ: Circuit, caps: dict[
                                     xtol=1e-8 if last else 1e-4,
                                     ftol=1e-12 if last else 1e-8)
         iters += it
-    # 3) the data-consistent intervals of every board
-    lo_all = np.full((B, p), math.nan)
-    hi_all = np.full((B, p), math.nan)
+    return theta, done, iters
+
+
+def _led_batch_intervals(lb: _LedBatch, groups: list, theta: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The data-consistent intervals of every board (lo, hi, rejected rows, empty)."""
+    p0, (B, n) = lb.probs[0], lb.om.shape
+    p = len(p0.free)
+    lo_all, hi_all = np.full((B, p), math.nan), np.full((B, p), math.nan)
     nrej = np.zeros(B, dtype=int)
     empty = np.zeros(B, bool)
-    lt = np.full((B, n), log_t)
+    lt = np.full((B, n), p0.log_t)
     for ks, chans in groups:
-        valid = (wt > 0) & np.isin(ch, list(chans))
+        valid = (lb.wt > 0) & np.isin(lb.ch, list(chans))
         boxes = [_box(p0, theta[b], ks) for b in range(B)]
         box_lo = np.array([bx[0] for bx in boxes])
         box_hi = np.array([bx[1] for bx in boxes])
-        lo, hi, nr, em = _vertex_intervals(model, theta[:, :p], ks, omt, cht, sgn, lt, lt,
-                                           valid, fr, ch, box_lo, box_hi, include_hat=True)
+        lo, hi, nr, em = _vertex_intervals(p0.model, theta[:, :p], ks, lb.bp.omega,
+                                           lb.bp.ch, lb.sgn, lt, lt, valid, lb.fr, lb.ch,
+                                           box_lo, box_hi, include_hat=True)
         lo_all[:, ks], hi_all[:, ks] = lo, hi
         nrej += nr
         empty |= em
-    secs = time.perf_counter() - t0
-    out: list[FitResult] = []
-    names = ", ".join(p0.free)
-    for b, pr in enumerate(probs):
-        if nrej[b] or empty[b] or no_rows[b] or not done[b]:
-            out.append(fit(datasets[b], circ, capacitance=capacitance,
-                           led_threshold=led_threshold))
-            continue
-        warns = list(pr.warnings)
-        for k, name in enumerate(pr.free):
-            if lo_all[b, k] == -math.inf:
-                warns.append(f"{name}: the LED data set no lower limit (no tone on that side "
-                             "of its switch); the interval is open below")
-            if hi_all[b, k] == math.inf:
-                warns.append(f"{name}: the LED data set no upper limit (no tone on that side "
-                             "of its switch); the interval is open above")
-        ci = {k: (lo_all[b, k], hi_all[b, k]) for k in range(p)}
-        for k in range(p):
-            theta[b, k] = _inside(ci[k], theta[b, k], _default_base(pr)[k])
-        notes = [f"{names}: the 95% interval is the data-consistent interval: every value in "
-                 "it reproduces all accepted LED observations (exact, not statistical)"]
-        res = _result(pr, theta[b], ci, {k: "data-consistent" for k in pr.free}, True, iters,
-                      t0, "led-interval", "auto", warns, notes)
-        res.seconds = secs / B
-        out.append(res)
-    return out
+    return lo_all, hi_all, nrej, empty
+
+
+def _led_board_result(pr: _Problem, theta: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                      iters: int, t0: float) -> FitResult:
+    """One board's result from the batch: open sides said plainly, estimates inside."""
+    warns = list(pr.warnings)
+    for k, name in enumerate(pr.free):
+        if lo[k] == -math.inf:
+            warns.append(f"{name}: the LED data set no lower limit (no tone on that side "
+                         "of its switch); the interval is open below")
+        if hi[k] == math.inf:
+            warns.append(f"{name}: the LED data set no upper limit (no tone on that side "
+                         "of its switch); the interval is open above")
+    ci = {k: (lo[k], hi[k]) for k in range(len(pr.free))}
+    theta = theta.copy()
+    for k in range(len(pr.free)):
+        theta[k] = _inside(ci[k], theta[k], _default_base(pr)[k])
+    notes = [f"{', '.join(pr.free)}: the 95% interval is the data-consistent interval: every "
+             "value in it reproduces all accepted LED observations (exact, not statistical)"]
+    return _result(pr, theta, ci, {k: "data-consistent" for k in pr.free}, True, iters,
+                   t0, "led-interval", "auto", warns, notes)
 
