@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hostctl.circuits import LED_THRESHOLD, Circuit, capacitances, get_circuit
-from hostctl.errors import FitError, InputError
+from hostctl.errors import InputError
 from hostctl.fit.choice import candidates, choose
 from hostctl.fit.intervals import (
     _covariance,
@@ -29,11 +29,10 @@ from hostctl.fit.led import (
     _led_interval,
     _near_switch,
     _profile_threshold,
-    _thresholds_per_led,
 )
 from hostctl.fit.lm import _lm
 from hostctl.fit.notebook import _fit_notebook
-from hostctl.fit.problem import _build, _Problem, _subproblem, _usable
+from hostctl.fit.problem import _build, _Problem, _subproblem
 from hostctl.fit.result import FitResult
 from hostctl.fit.settings import (
     LED_LAPSE,
@@ -48,6 +47,7 @@ from hostctl.fit.settings import (
     Z95,
 )
 from hostctl.fit.starts import _default_base, _grid_starts, _groups, _init_theta, _linear_start
+from hostctl.fit.thresholds import _fit_each, _per_led_thresholds, _threshold_conflicts
 from hostctl.measurements import MeasurementSet
 
 if TYPE_CHECKING:
@@ -439,108 +439,6 @@ def _shared_threshold(run: _Run, data: MeasurementSet, led_only: list, ci: dict,
                          "a recorded session with amplitudes: hostctl fit SESSION "
                          "--led-threshold estimate-each)")
     return t_ci, conflicts
-
-
-def _per_led_thresholds(run: _Run, res: FitResult, gain_ch: set[int]) -> None:
-    """With gains on every LED channel, say so when the LEDs switch at different levels."""
-    prob = run.prob
-    if not (prob.est_t and prob.nl and prob.ng and set(prob.chl.tolist()) <= gain_ch):
-        return
-    own, _ = _thresholds_per_led(prob, run.theta)
-    if max(lo for lo, _ in own.values()) > min(hi for _, hi in own.values()):
-        # no one threshold lets every LED switch where it did: each LED its own
-        res.led_thresholds = {k: math.sqrt(lo * hi) for k, (lo, hi) in own.items()}
-        res.notes.append("the LEDs switch at different thresholds; t_ref per LED at 0 dBFS "
-                         "(from the fitted gains): " + ", ".join(
-                             f"{k} {math.sqrt(lo * hi):.4g} ({lo:.4g}..{hi:.4g})"
-                             for k, (lo, hi) in own.items()))
-
-
-def _fit_each(data: MeasurementSet, circ: Circuit, capacitance: Any,
-              prior: Mapping[str, tuple[float, float]] | None,
-              fixed: Mapping[str, float] | None, init: Any, t0: float) -> FitResult:
-    """One threshold per LED (a red, a green and a blue LED differ), measured where gains
-    fix the response: the components from the gains alone, then each LED's threshold from
-    the gap between its dark and lit tones (:func:`_thresholds_per_led`)."""
-    from dataclasses import replace
-
-    gain_rows = [replace(m, led=None) for m in data.rows if m.gain is not None]
-    led_rows = [replace(m, gain=None) for m in data.rows if _usable(m, "led")]
-    if not gain_rows:
-        raise FitError("estimating one threshold per LED needs gain data on the LED channels "
-                       "(--mode both); with LED data only give each LED's threshold or "
-                       "voltage, or estimate one shared threshold")
-    res = _fit(MeasurementSet(gain_rows, dict(data.meta)), circ, capacitance, LED_THRESHOLD,
-               "auto", prior, fixed, init, None, None, t0)
-    if not led_rows:
-        return res
-    prob = _build(MeasurementSet(led_rows, dict(data.meta)), circ, res.capacitance,
-                  "estimate", None, fixed)
-    missing = sorted({circ.channels[c] for c in prob.chl} - {m.channel for m in gain_rows
-                                                            if m.gain_usable})
-    if missing:
-        raise FitError(f"no usable gain data on channel {', '.join(missing)}: its LED's "
-                       "threshold cannot be measured from its switches alone")
-    theta = np.log([res.values[r] for r in prob.free])
-    ranges, wrong = _thresholds_per_led(prob, theta)
-    bad = {ch: (w, n) for ch, (w, n) in wrong.items() if w > max(2, LED_MISFIT_FRACTION * n)}
-    if bad:
-        res.trusted = False
-        res.warnings.append("LED observations contradict the fitted gains ("
-                            + "; ".join(f"{ch}: {w} of {n}" for ch, (w, n) in bad.items())
-                            + " fit no threshold): check the LED wiring (D2 low, D3 band, "
-                            "D4 high); the thresholds are not to be used")
-    res.led_threshold, res.led_threshold_estimated = None, True
-    res.led_thresholds = {}
-    res.led_thresholds_ci95 = ranges
-    res.n_led = prob.nl
-    res.method = f"{res.method} + per-LED thresholds"
-    for ch, (lo, hi) in ranges.items():
-        if lo > 0 and math.isfinite(hi):
-            res.led_thresholds[ch] = math.sqrt(lo * hi)
-            continue
-        res.led_thresholds[ch] = lo if lo > 0 else hi
-        bound = f"above {lo:.4g}" if lo > 0 else f"below {hi:.4g}"
-        res.warnings.append(f"LED {ch} was {'always lit' if lo == 0 else 'never lit'} at the "
-                            f"measured tones: its threshold is only bounded ({bound})")
-    res.notes.append("LED thresholds t_ref per LED at 0 dBFS, from the fitted gains and each "
-                     "LED's switches: " + ", ".join(
-                         f"{k} {res.led_thresholds[k]:.4g} ({lo:.4g}..{hi:.4g})"
-                         for k, (lo, hi) in ranges.items()))
-    res.seconds = time.perf_counter() - t0
-    return res
-
-
-def _threshold_conflicts(data: MeasurementSet, prob: _Problem, theta: np.ndarray,
-                         led_only: list, t_ci: tuple[float, float], capacitance: Any,
-                         prior: Mapping[str, tuple[float, float]] | None) -> list[str]:
-    """Channels whose LED alone needs a threshold outside the shared one's consistent range.
-
-    One shared threshold is the right model for LEDs of one type and the wrong one for a
-    red, a green and a blue LED: then some switches contradict it (they show up as rejected
-    observations). Each channel that switches at two levels is refitted alone, from the
-    shared estimate, with its own threshold; disjoint consistent ranges mean the LEDs
-    differ.
-    """
-    p = len(prob.free)
-    names = prob.circ.channels
-    out = []
-    for ks, chans in led_only:
-        keep = {names[c] for c in chans}
-        sub = MeasurementSet([m for m in data.rows if m.channel in keep], dict(data.meta))
-        own = {prob.free[k] for k in ks}
-        hold = dict(prob.fixed)
-        hold.update({prob.free[k]: math.exp(theta[k]) for k in range(p) if prob.free[k] not in own})
-        try:
-            r = _fit(sub, prob.circ, capacitance, "estimate", "auto", prior, hold,
-                     {n: math.exp(theta[prob.free.index(n)]) for n in own}, None, None,
-                     time.perf_counter())
-        except FitError:
-            continue  # not identifiable alone (switches at one level only)
-        lo, hi = r.led_threshold_ci95 or (0.0, math.inf)
-        if hi < math.exp(t_ci[0]) or lo > math.exp(t_ci[1]):
-            out.append(f"{', '.join(sorted(keep))} alone: {lo:.4g}..{hi:.4g}")
-    return out
 
 
 def _result(prob: _Problem, theta: np.ndarray, ci: dict[int, tuple[float, float]],
