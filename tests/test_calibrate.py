@@ -133,7 +133,10 @@ def hostctl(*args, **kw):
 
 def test_cli_json_report_files_and_offline_refit(tmp_path):
     out = tmp_path / "run"
-    r = hostctl("calibrate", "--sim", "bench", "--seed", "2", "--out", str(out), "--json")
+    # bench-ideal: a board the closed-form fit can model, so the run is trusted and
+    # recommends parts (the passive bench board needs the netlist fit, issue 12)
+    r = hostctl("calibrate", "--sim", "bench-ideal", "--seed", "2", "--out", str(out),
+                "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep == json.loads((out / "report.json").read_text())
@@ -163,11 +166,13 @@ def test_runs_without_matplotlib_and_says_how_to_plot(tmp_path):
 
 @pytest.mark.slow                   # a whole CLI run end to end
 def test_killed_run_resumes_to_the_same_answer(tmp_path):
-    ref = hostctl("calibrate", "--sim", "bench", "--seed", "7", "--out", str(tmp_path / "a"),
+    # bench-ideal: a board the closed-form fit can model (the passive bench board needs the
+    # netlist fit, issue 12), so both runs can be held against the truth
+    ref = hostctl("calibrate", "--sim", "bench-ideal", "--seed", "7", "--out", str(tmp_path / "a"),
                   "--json")
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / "b"
-    proc = subprocess.Popen([sys.executable, "-m", "hostctl", "calibrate", "--sim", "bench",
+    proc = subprocess.Popen([sys.executable, "-m", "hostctl", "calibrate", "--sim", "bench-ideal",
                              "--seed", "7", "--out", str(out), "--json"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     session = out / "session.csv"
@@ -191,15 +196,11 @@ def test_killed_run_resumes_to_the_same_answer(tmp_path):
     # noisy estimates, so they are compared with the truth, not with each other)
     from sims.bench import make_bench
 
-    bench = make_bench("bench", 7)
-    off = []
+    bench = make_bench("bench-ideal", 7)
     for rep in (json.loads(ref.stdout), json.loads(r.stdout)):
         for k, v in rep["fit"]["values"].items():
             true_rc = bench.true_values[k] * bench.true_capacitances[k]
-            if abs(v * 1e-6 / true_rc - 1) > 0.01:
-                off.append((k, v * 1e-6 / true_rc - 1))
-    if off:     # the resume itself was checked above, strictly
-        pytest.xfail(f"{PASSIVE_WHY}: {off}")
+            assert v * 1e-6 == pytest.approx(true_rc, rel=0.01), (k, v)
 
 
 @pytest.mark.parametrize("args,msg", [
@@ -263,9 +264,11 @@ def test_an_led_that_never_lights_is_reported(tmp_path, mode):
 def test_an_implausible_installed_value_is_pointed_out(tmp_path):
     """A mistyped --installed (2000 for 200) would make a 0.1 uF capacitor out of the
     measured corner: the run says so; right values (10 % capacitors) raise nothing."""
-    ok, _ = run(tmp_path, "bench", 3, "gain")
+    # bench-ideal: the closed-form fit measures its RC products to well under 1 % (on the
+    # passive bench board it cannot yet, issue 12), so the message's figure can be checked
+    ok, _ = run(tmp_path, "bench-ideal", 3, "gain")
     assert not [p for p in ok.problems if "capacitor" in p], ok.problems
-    with open_probe("sim://?board=bench&seed=3") as p:
+    with open_probe("sim://?board=bench-ideal&seed=3") as p:
         b = p.serial.bench
         cfg = calibrate.RunConfig(mode="gain", circuit=b.circuit.name,
                                   installed={**b.board.resistors, "R_low": 2000.0},
