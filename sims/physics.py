@@ -52,18 +52,43 @@ def closed_form_response(circuit: str, true: TrueValues, pins: Mapping[str, str]
     return resp
 
 
+def solver_response(netlist: str, params: Mapping[str, float],
+                    nodes: Sequence[str]) -> NodeResponse | None:
+    """hostctl's own nodal solver on the board's netlist (None where hostctl has none)."""
+    try:
+        from hostctl.circuits import load_netlist
+    except ImportError:
+        return None
+    circ = load_netlist(netlist, register=False)
+    values = {k: float(v) for k, v in params.items() if circ.netlist.param(k) is not None}
+
+    def resp(freqs: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+
+        f = np.asarray(freqs, dtype=np.float64)
+        omega = torch.as_tensor(2 * math.pi * f.reshape(-1), dtype=torch.float64)
+        v = circ.node_voltages(omega, values, nodes=list(nodes))
+        return {n: v[n].detach().numpy().astype(np.complex128).reshape(f.shape) for n in nodes}
+
+    return resp
+
+
 def board_response(board: Board, true: TrueValues) -> tuple[NodeResponse, dict[str, str],
                                                               dict[str, str]]:
     """(response, channel -> pin node, LED channel -> node) of a built board.
 
-    The one place that decides between ngspice and the fallback.
+    The one place that decides between ngspice and the fallback (hostctl's nodal solver on
+    the same netlist where hostctl has one, else its closed-form |H|).
     """
     with open(board.netlist, encoding="utf-8") as fh:
         pins, leds = netlist_nodes(fh.read())
     nodes = tuple(dict.fromkeys([*pins.values(), *leds.values()]))
     if spice.ngspice_path() is None:
         _warn_missing()
-        return closed_form_response(board.circuit, true, pins, leds), pins, leds
+        resp = solver_response(board.netlist, true.params, nodes)
+        if resp is None:
+            resp = closed_form_response(board.circuit, true, pins, leds)
+        return resp, pins, leds
     ac = spice.ac_response(board.netlist, true.params, nodes)
     return ac, pins, leds
 
@@ -136,4 +161,4 @@ def levels_of(board: Board, ph: Phasors | None, amp_v: float) -> list[tuple[floa
 
 
 __all__: Sequence[str] = ("Phasors", "board_response", "closed_form_response", "gains_of",
-                          "levels_of", "phasors_at", "sample_window")
+                          "levels_of", "phasors_at", "sample_window", "solver_response")
