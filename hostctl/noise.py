@@ -102,8 +102,8 @@ def silence_sigma(mean: float, rms: float) -> float:
         return 0.0
     if rms > 3.0:                  # far above one LSB: quantisation is plain 1/12
         return math.sqrt(max(rms * rms - QUANT_VAR, 0.0))
-    sig = np.geomspace(0.02, 3.2, 400)
-    mu = float(mean) + np.linspace(-0.5, 1.5, 1601)
+    sig = np.geomspace(0.02, 3.2, 240)
+    mu = float(mean) + np.linspace(-0.5, 1.5, 801)
     k = np.arange(1, 52, dtype=np.float64)
     damp = np.exp(-2 * math.pi ** 2 * np.outer(k ** 2, sig ** 2))        # (K, S)
     arg = 2 * math.pi * np.outer(mu, k)                                    # (M, K)
@@ -116,13 +116,15 @@ def silence_sigma(mean: float, rms: float) -> float:
     r = rms + 0.0005               # printed to 1/1000, truncated: the middle of that step
     d = curve - r * r
     tol = 2.0 * r * 6e-4 + 1e-7
-    ok = np.nonzero(np.abs(d) <= tol)[0]
-    i = int(ok[-1]) if len(ok) else int(np.argmin(np.abs(d)))
-    j = i + 1 if i + 1 < len(sig) and np.sign(d[i]) != np.sign(d[i + 1]) else i
-    if j == i or d[i] == d[j]:
-        return float(sig[i]) if i or d[0] < -tol else 0.0
-    t = d[i] / (d[i] - d[j])
-    return float(sig[i] + t * (sig[j] - sig[i]))
+    cross = np.nonzero(np.sign(d[:-1]) != np.sign(d[1:]))[0]
+    if len(cross):                 # the largest sigma where the model meets the reading
+        i = int(cross[-1])
+        t = d[i] / (d[i] - d[i + 1])
+        return float(sig[i] + t * (sig[i + 1] - sig[i]))
+    ok = np.nonzero(np.abs(d) <= tol)[0]   # a flat stretch (two codes): its largest sigma
+    if len(ok):
+        return float(sig[ok[-1]])
+    return 0.0 if d[0] > 0 else float(sig[-1])
 
 
 def _mu_for_mean(mean: float, amp: float, sigma: float) -> float:
