@@ -1,10 +1,10 @@
 """A whole calibration against the real probe firmware under simavr agrees with the
 virtual bench's answer for the same board (acceptance: every fitted component within 2%).
 
-The firmware ELF runs in sims/simavr/harness.c (``sims.avr.AvrBench``) on board ``bench``;
+The firmware ELF runs in sims/simavr/harness.c (``sims.avr.AvrBench``) on board ``bench-ideal``;
 hostctl's own client talks to it over the pseudo-terminal and ``hostctl.calibrate.run``
 drives it exactly as at the bench. The same run on the in-process virtual bench
-(``sim://?board=bench&seed=N``, same board draw) is the reference. simavr runs at about
+(``sim://?board=bench-ideal&seed=N``, same board draw) is the reference. simavr runs at about
 real speed, so the run is kept short: 100 ms windows, at most 16 tones (~6 s simulated).
 
 The two simulators sample at slightly different round rates (simavr's firmware 5750-5751/s,
@@ -29,7 +29,10 @@ from sims.avr import AvrBench, SimavrError, default_firmware_elf, simavr_availab
 
 pytestmark = pytest.mark.firmware_build
 
-BOARD = "bench"
+# bench-ideal: a noisy board the closed-form fit can model. On the passive bench board
+# (issue 12) the fit's model does not match, so two runs' answers swing by more than their
+# noise and the comparison would test the misfit, not the firmware.
+BOARD = "bench-ideal"
 SEED = 3
 TOLERANCE = 0.02          # acceptance: each component within 2% of the virtual bench's
 # The fit's own 95% interval must be well inside the tolerance, or two honest runs could
