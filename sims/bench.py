@@ -369,9 +369,13 @@ class VirtualBench:
 
 def make_bench(board: str | Board = "notebook", seed: int = 0,
                faults: str | FaultConfig | None = None) -> VirtualBench:
+    """A bench whose board has been simulated once: a netlist ngspice refuses is an
+    InputError naming the file here, before any serial traffic."""
     b = board if isinstance(board, Board) else load_board(board)
     f = parse_faults(faults) if isinstance(faults, str) or faults is None else faults
-    return VirtualBench(b, seed=seed, faults=f)
+    bench = VirtualBench(b, seed=seed, faults=f)
+    bench.phasors(1000.0)
+    return bench
 
 
 # ------------------------------------------------------------------------------ pty server

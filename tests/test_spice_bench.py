@@ -155,6 +155,21 @@ def test_bad_netlist_is_one_line_naming_the_file(tmp_path):
     assert str(bad) in msg and "\n" not in msg and "subckt" in msg.lower()
 
 
+@needs_ngspice
+def test_a_board_whose_netlist_ngspice_refuses_stops_before_anything_is_written(tmp_path):
+    (tmp_path / "broken.cir").write_text("* broken\nVs src 0 DC 0 AC 1\nRs src in 10\n"
+                                         "X1 in a0 no_such_subckt\n.end\n")
+    board = tmp_path / "b.toml"
+    board.write_text((BOARDS_DIR / "bench.toml").read_text()
+                     .replace('netlist = "bench.cir"', 'netlist = "broken.cir"'))
+    out = tmp_path / "run"
+    code, err, _ = invoke(["calibrate", "--sim", str(board), "--out", str(out)])
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert str(tmp_path / "broken.cir") in lines[0] and "subckt" in lines[0]
+    assert not out.exists()
+
+
 def test_without_ngspice_the_bench_says_so_once_and_falls_back(monkeypatch, capsys):
     monkeypatch.setattr(spice.shutil, "which", lambda name: None)
     monkeypatch.setitem(physics._warned, "missing", False)
