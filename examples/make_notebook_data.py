@@ -1,7 +1,8 @@
 """Write the course notebook's data set as hostctl CSVs (gain and LED), reproducibly.
 
 1000 log-uniform tones over 1 Hz..1 MHz (``10**(6*u)``, numpy seed 0), channels low/band/high
-of the color organ at the notebook values (C = 1 uF), float64. LED = |H| > 1/sqrt(2).
+of the notebook's ideal color organ (``color-organ-ideal``: no probe, no source resistance)
+at the notebook values (C = 1 uF), float64. LED = |H| > 1/sqrt(2).
 
     python examples/make_notebook_data.py [OUT_DIR]
 """
@@ -24,7 +25,7 @@ def tones(seed: int = SEED, n: int = N_TONES) -> np.ndarray:
     return 10.0 ** (6.0 * np.random.default_rng(seed).random(n))
 
 
-def notebook_sets(circuit: str = "color-organ", seed: int = SEED, n: int = N_TONES
+def notebook_sets(circuit: str = "color-organ-ideal", seed: int = SEED, n: int = N_TONES
                   ) -> tuple[MeasurementSet, MeasurementSet]:
     """(gain set, LED set) for one preset at the notebook values, noise free."""
     circ = get_circuit(circuit)

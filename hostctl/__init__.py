@@ -19,7 +19,7 @@ Quick use::
 
     from hostctl import circuits, fit, measurements
     data = measurements.MeasurementSet.read_csv("examples/notebook_gain.csv")
-    result = fit.fit(data, circuits.get_circuit("color-organ"))
+    result = fit.fit(data, circuits.get_circuit("color-organ-ideal"))
     print(result.values)
 """
 

@@ -22,12 +22,13 @@ from hostctl.recommend import check_bands
 from hostctl.record import read_session
 
 RGB = {"low": 0.25, "band": 0.3, "high": 0.4}   # thresholds at 0 dBFS, as on sims/boards/rgb
+NB = "color-organ-ideal"    # the notebook's color organ: no probe, no source resistance
 
 
 def _led_rows(levels, thresholds, gains=False, n=400, dense=False):
     """Noise-free LED (and optionally gain) rows of the notebook's color organ; ``dense``:
     a 0.5 % grid over 20 Hz-20 kHz, as fine as a calibration's bisections."""
-    circ = get_circuit("color-organ")
+    circ = get_circuit(NB)
     f = np.geomspace(20.0, 20000.0, 1400) if dense else tones(3, n)
     H = {k: v.numpy() for k, v in circ.response(f, NOTEBOOK_VALUES).items()}
     rows = []
@@ -42,13 +43,13 @@ def _led_rows(levels, thresholds, gains=False, n=400, dense=False):
 
 def test_given_threshold_per_led_recovers_every_resistor():
     ms = _led_rows([0.0], RGB)
-    res = fit(ms, "color-organ", led_threshold=RGB)
+    res = fit(ms, NB, led_threshold=RGB)
     assert res.led_thresholds == RGB and res.led_threshold is None and res.trusted
     for r, v in NOTEBOOK_VALUES.items():
         lo, hi = res.ci95[r]
         assert lo <= v <= hi and hi / lo < 1.1, (r, lo, v, hi)
     # one threshold for all three LEDs misplaces the low and high sections
-    one = fit(ms, "color-organ", led_threshold=0.3)
+    one = fit(ms, NB, led_threshold=0.3)
     assert abs(one.values["R_low"] / NOTEBOOK_VALUES["R_low"] - 1) > 0.15
     assert FitResult.from_json(json.loads(json.dumps(res.to_json()))).led_thresholds == RGB
 
@@ -59,20 +60,20 @@ def test_given_threshold_per_led_recovers_every_resistor():
     ({**RGB, "low": -1.0}, "low must be a positive")])
 def test_bad_threshold_per_led_is_named(thr, msg):
     with pytest.raises(InputError, match=msg):
-        fit(_led_rows([0.0], RGB, n=50), "color-organ", led_threshold=thr)
+        fit(_led_rows([0.0], RGB, n=50), NB, led_threshold=thr)
 
 
 def test_shared_estimate_flags_leds_that_differ():
     # coarse data cannot tell (the switches at two levels move by 1 % between a 0.25 and a
     # 0.3 threshold); the answer is then conditional on one shared threshold, and says so
-    coarse = fit(_led_rows([0.0, -2.0], RGB), "color-organ", led_threshold="estimate")
+    coarse = fit(_led_rows([0.0, -2.0], RGB), NB, led_threshold="estimate")
     assert any("shared by every LED" in n for n in coarse.notes), coarse.notes
-    res = fit(_led_rows([0.0, -2.0], RGB, dense=True), "color-organ", led_threshold="estimate")
+    res = fit(_led_rows([0.0, -2.0], RGB, dense=True), NB, led_threshold="estimate")
     assert not res.trusted
     assert any("do not switch at one common threshold" in w and "--led-vf" in w
                for w in res.warnings), res.warnings
     same = {c: 0.3 for c in RGB}
-    ok = fit(_led_rows([0.0, -2.0], same, dense=True), "color-organ", led_threshold="estimate")
+    ok = fit(_led_rows([0.0, -2.0], same, dense=True), NB, led_threshold="estimate")
     assert ok.trusted and not ok.warnings
     lo, hi = ok.led_threshold_ci95
     assert lo <= 0.3 <= hi
@@ -81,18 +82,18 @@ def test_shared_estimate_flags_leds_that_differ():
 
 
 def test_gains_give_each_led_its_own_threshold():
-    res = fit(_led_rows([-6.0], RGB, gains=True, n=200), "color-organ", led_threshold="estimate")
+    res = fit(_led_rows([-6.0], RGB, gains=True, n=200), NB, led_threshold="estimate")
     assert set(res.led_thresholds) == set(RGB)
     for c, t in RGB.items():  # the gap between dark and lit tones: a few percent
         assert abs(res.led_thresholds[c] / t - 1) < 0.05, (c, res.led_thresholds)
-    same = fit(_led_rows([-6.0], {c: 0.3 for c in RGB}, gains=True, n=200), "color-organ",
+    same = fit(_led_rows([-6.0], {c: 0.3 for c in RGB}, gains=True, n=200), NB,
                led_threshold="estimate")
     assert same.led_thresholds is None and abs(same.led_threshold / 0.3 - 1) < 0.02
 
 
 def test_estimate_each_led_from_gains():
     ms = _led_rows([-6.0], RGB, gains=True, n=600)
-    res = fit(ms, "color-organ", led_threshold="estimate-each")
+    res = fit(ms, NB, led_threshold="estimate-each")
     assert res.led_threshold is None and res.led_threshold_estimated
     for c, t in RGB.items():
         lo, hi = res.led_thresholds_ci95[c]
@@ -105,12 +106,12 @@ def test_estimate_each_led_from_gains():
     for c, ci in res.led_thresholds_ci95.items():
         assert tuple(back.led_thresholds_ci95[c]) == pytest.approx(tuple(ci)), c
     # an LED that never switched at the measured tones is only bounded, and said so
-    dark = fit(_led_rows([-6.0], {**RGB, "high": 5.0}, gains=True, n=200), "color-organ",
+    dark = fit(_led_rows([-6.0], {**RGB, "high": 5.0}, gains=True, n=200), NB,
                led_threshold="estimate-each")
     assert dark.led_thresholds_ci95["high"][1] == math.inf
     assert any("LED high was never lit" in w for w in dark.warnings), dark.warnings
     with pytest.raises(FitError, match="needs gain data"):
-        fit(_led_rows([-6.0], RGB, n=100), "color-organ", led_threshold="estimate-each")
+        fit(_led_rows([-6.0], RGB, n=100), NB, led_threshold="estimate-each")
 
 
 # --- against the virtual bench's RGB board -------------------------------------------------
@@ -234,8 +235,8 @@ def test_estimate_each_names_leds_on_the_wrong_pins():
             ms.rows]
     rows += [Measurement(m.frequency_hz, swap.get(m.channel, m.channel), led=m.led,
                          level_dbfs=m.level_dbfs) for m in ms.rows]
-    res = fit(MeasurementSet(rows), "color-organ", led_threshold="estimate-each")
+    res = fit(MeasurementSet(rows), NB, led_threshold="estimate-each")
     assert not res.trusted
     w = [w for w in res.warnings if "contradict the fitted gains" in w]
     assert len(w) == 1 and "low: " in w[0] and "high: " in w[0] and "band: " not in w[0], w
-    assert fit(ms, "color-organ", led_threshold="estimate-each").trusted
+    assert fit(ms, NB, led_threshold="estimate-each").trusted

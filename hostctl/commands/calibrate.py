@@ -54,6 +54,8 @@ def parse_precision(text: str) -> float:
               show_default=True, help="Fit filter output amplitudes, LED states, or both.")
 @click.option("--circuit", "circuit_name", default=None,
               help=f"Circuit preset ({', '.join(CIRCUITS)}); default color-organ or the board's.")
+@click.option("--netlist", default=None,
+              help="Your circuit as a SPICE netlist (.cir) instead of --circuit.")
 @click.option("--target", "target_file", default=None, help="Target TOML (corners, LED bands).")
 @click.option("--installed", default="", help="Installed resistors, e.g. R_low=220,R_high=33.")
 @capacitance_option
@@ -81,9 +83,9 @@ def parse_precision(text: str) -> float:
               help="Resume with a probe other than the session's (same circuit, re-plugged).")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout.")
 @click.option("--no-plot", is_flag=True, help="Skip bode.png.")
-def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_name, target_file,
-            installed, capacitance, precision, max_tones, series, level_dbfs, level_cap,
-            window_ms,
+def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_name, netlist,
+            target_file, installed, capacitance, precision, max_tones, series, level_dbfs,
+            level_cap, window_ms,
             led_threshold, led_vf, out_dir, resume_dir, as_json, no_plot, force=False,
             audio_rate=None, settle_s=0.05) -> None:
     """Calibrate: tones out, measurements in, fit, recommend, report.
@@ -97,8 +99,13 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
         (a `python -m sims.bench serve --listen` bench)
     """
     from hostctl import calibrate, report
+    from hostctl.commands.fit import _netlist
     from hostctl.record import SESSION_NAME, SessionLock
     from hostctl.target import load_target
+
+    net_circ = _netlist(netlist, circuit_name)
+    if net_circ is not None:
+        circuit_name = net_circ.name
 
     cfg = calibrate.RunConfig(mode=mode, precision=parse_precision(precision),
                               max_tones=max_tones, series=series,
@@ -112,6 +119,10 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
                                   led_vf, "--led-vf"))
     if circuit_name is not None:
         cfg.circuit = circuit_name
+    if net_circ is not None and capacitance == "1e-6":   # not given: the netlist's own
+        from hostctl.circuits import capacitances
+
+        cfg.capacitance = capacitances(net_circ, {})
     if level_dbfs > level_cap:
         raise InputError(f"--level {level_dbfs:g} dBFS is above the level cap {level_cap:g} dBFS "
                          "(raise --level-cap if you mean it)")

@@ -7,7 +7,13 @@ import json
 import click
 
 from hostctl.advice import CHOSEN_FOR, advise
-from hostctl.circuits import CIRCUITS, LED_THRESHOLD, format_threshold, get_circuit
+from hostctl.circuits import (
+    CIRCUITS,
+    LED_THRESHOLD,
+    capacitances,
+    format_threshold,
+    get_circuit,
+)
 from hostctl.commands.options import (
     capacitance_option,
     check_capacitance,
@@ -24,8 +30,10 @@ from hostctl.target import load_target
 @click.command("design")
 @click.option("--target", "target_file", type=str, default=None,
               help="Target TOML (corners / LED bands). Default: the notebook's color organ.")
-@click.option("--circuit", "circuit_name", default="color-organ", show_default=True,
-              help=f"Circuit preset ({', '.join(CIRCUITS)}).")
+@click.option("--circuit", "circuit_name", default=None,
+              help=f"Circuit preset ({', '.join(CIRCUITS)}). Default: color-organ.")
+@click.option("--netlist", default=None,
+              help="Your circuit as a SPICE netlist (.cir) instead of --circuit.")
 @capacitance_option
 @series_option
 @click.option("--led-threshold", default=None,
@@ -34,11 +42,15 @@ from hostctl.target import load_target
                    "then chosen so each LED switches mid-gap of the target's LED bands. "
                    "Default: design the corners (LEDs at 1/sqrt(2)).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-def command(target_file: str | None, circuit_name: str, capacitance: str, series: str,
-            led_threshold: str | None, as_json: bool) -> None:
+def command(target_file: str | None, circuit_name: str | None, netlist: str | None,
+            capacitance: str, series: str, led_threshold: str | None, as_json: bool) -> None:
     """Standard resistors that meet a target with the given capacitors."""
-    circ = get_circuit(circuit_name)
+    from hostctl.commands.fit import _netlist
+
+    circ = _netlist(netlist, circuit_name) or get_circuit(circuit_name or "color-organ")
     caps = parse_capacitance(capacitance)
+    if netlist is not None and capacitance == "1e-6":   # not given: the netlist's own
+        caps = capacitances(circ, {})
     check_capacitance(caps, circ)
     tgt = load_target(target_file)
     tgt.check(circ)

@@ -8,7 +8,7 @@ import tomllib
 
 import click
 
-from hostctl.circuits import CIRCUITS, format_threshold, get_circuit
+from hostctl.circuits import CIRCUITS, capacitances, format_threshold, get_circuit
 from hostctl.commands.options import (
     check_capacitance,
     parse_capacitance,
@@ -98,6 +98,9 @@ def _prior_file(path: str) -> dict[str, tuple[float, float]]:
 @click.option("--circuit", "circuit_name", default=None,
               help=f"Circuit preset ({', '.join(CIRCUITS)}). Default: the file's "
                    "'# circuit:' line.")
+@click.option("--netlist", "netlist", default=None,
+              help="Your circuit as a SPICE netlist (.cir, see the presets) instead of "
+                   "--circuit; its capacitors are the default --capacitance.")
 @click.option("--capacitance", default=None,
               help="Farads for every section, or C_low=1e-6,C_high=2.2e-6. Default: the "
                    "file's '# capacitance:' line, else 1e-6.")
@@ -133,7 +136,7 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
             series: str | None, loss: str, priors: tuple[str, ...], prior_file: str | None,
             fixed: str | None, lr: str | None, steps: str | None, as_json: bool,
             target_file: str | None = None, installed: str | None = None,
-            led_vf: str | None = None) -> None:
+            led_vf: str | None = None, netlist: str | None = None) -> None:
     """Fit component values to a measurement CSV (or a session file), and the parts to buy.
 
     \b
@@ -162,18 +165,23 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
     steps_v = int(_positive(steps, "--steps", int)) if steps is not None else None
     from hostctl.record import is_session, read_session
 
+    net_circ = _netlist(netlist, circuit_name)
     if is_session(data):
         ms = read_session(data)
-        if not (capacitance or circuit_name or priors or prior_file or fixed
+        if not (capacitance or circuit_name or netlist or priors or prior_file or fixed
                 or loss != "auto" or led_threshold != DEFAULT_THRESHOLD_TEXT or led_vf):
             # a calibrate session: re-fit and recommend exactly as the run did
             return _emit_session(ms, data, series, target, inst, as_json)
     else:
         ms = MeasurementSet.read_csv(data)
-    circuit_name = circuit_name or ms.meta.get("circuit") or _family_for(ms, data)
-    circ = get_circuit(circuit_name)
+    if net_circ is not None:
+        circ = net_circ
+    else:
+        circ = get_circuit(circuit_name or ms.meta.get("circuit") or _family_for(ms, data))
     cap_text = capacitance or ms.meta.get("capacitance") or "1e-6"
     caps = parse_capacitance(cap_text)
+    if net_circ is not None and not capacitance:
+        caps = capacitances(circ, {})   # the netlist's own capacitors
     check_capacitance(caps, circ)
     prior: dict[str, tuple[float, float]] = {}
     if prior_file:
@@ -216,6 +224,17 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
                  capacitance=caps, threshold=thr_used, threshold_source=thr_src,
                  installed=inst if inst is not None else _meta_installed(ms), fit=res)
     _emit(res, adv, data, as_json)
+
+
+def _netlist(path: str | None, circuit_name: str | None):
+    """The user's netlist as the circuit (registered by name), or None."""
+    if path is None:
+        return None
+    if circuit_name:
+        raise InputError("give either --circuit or --netlist, not both")
+    from hostctl.circuits import load_netlist
+
+    return load_netlist(path)
 
 
 #: which preset family the channels of a data file stand for, when no circuit is named

@@ -221,7 +221,7 @@ PRIOR_SIGMA = 0.05   # on log R, as hostctl's --prior R_low=220@5%
 
 
 def augmented_map_1d(freq_hz: float, gain: float, s_gain: float, theta0: float,
-                     sigma: float, circuit: str = "lowpass") -> float:
+                     sigma: float, circuit: str = "lowpass-ideal") -> float:
     """Gauss-Newton on rows [(log|H(theta)| - log g)/s_gain ; (theta - theta0)/sigma]."""
     circ = _model(circuit)
     th = np.array([theta0])
@@ -262,7 +262,7 @@ def hostctl_prior_check() -> list[HostctlPriorCase] | str:
         return f"hostctl.fit not importable ({type(e).__name__}: {e})"
     if "prior" not in inspect.signature(fit).parameters:
         return "hostctl.fit has no prior= argument"
-    circ = _model("lowpass")
+    circ = _model("lowpass-ideal")   # the textbook section (no probe loading)
     exact = float(circ.response(20000.0, {"R_low": 198.94})["low"])
     cases = [
         ("20 Hz (40x below corner), gain 1.01: unreachable", 20.0, 1.01),

@@ -337,7 +337,8 @@ def hostctl_answers(seed: int = 0, n: int = 1000) -> dict[str, HostctlAnswer | s
             data = measurement_set(cname, kind, freq)
             t0 = time.perf_counter()
             try:
-                r = fit(data, get_circuit(cname), capacitance=C)
+                # the notebook's math is hostctl's ideal preset (no probe, no source R)
+                r = fit(data, get_circuit(f"{cname}-ideal"), capacitance=C)
             except Exception as e:  # report it in the table; the notebook side still stands
                 cache[cname, kind] = f"fit failed: {type(e).__name__}: {e}"
                 continue
@@ -373,7 +374,7 @@ def teaching_mode_check(res: Mapping[str, PartResult], seed: int = 0, n: int = 1
         r = res[part]
         (key,) = r.reported
         try:
-            h = fit(measurement_set(cname, kind, freq), cname, capacitance=C, loss=loss,
+            h = fit(measurement_set(cname, kind, freq), f"{cname}-ideal", capacitance=C, loss=loss,
                     lr=r.run.lr, init=r.run.init[key])
         except Exception as e:
             return f"hostctl teaching mode failed on ({part}): {type(e).__name__}: {e}"

@@ -1,0 +1,318 @@
+"""Modified nodal analysis in torch: node voltages of a netlist, differentiable in its
+parameters, batched over tones and boards.
+
+A netlist is compiled once into index arrays: every element value ("slot") contributes
+``coef * value`` at fixed positions of the admittance matrix ``Y`` (size nodes + branches)
+or of the source vector. A call evaluates the slot values for the given parameter tensors
+and builds ``Y``'s structural non-zeros for the whole batch with two small matrix products
+(real and imaginary parts), then solves by a sparse elimination planned once
+(``elimination``), falling back to a pivoting ``torch.linalg.solve``; autograd carries
+gradients to every parameter tensor. Stamps: R ``1/R``, C ``j w C``, L ``1/(j w L)``,
+V a branch ``V_a - V_b = AC``, I into the right-hand side, E a branch
+``V_a - V_b - mu (V_c - V_d) = 0``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from hostctl.circuits import expr as ex
+from hostctl.circuits.netlist import GROUND, Netlist
+from hostctl.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+#: how a slot's value v enters Y: v, j w v, 1/v, or 1/(j w v)
+_REAL, _OMEGA, _INV, _INV_OMEGA = 0, 1, 2, 3
+
+
+class MNA:
+    """A netlist compiled for AC analysis (no torch needed until :meth:`solve`)."""
+
+    def __init__(self, net: Netlist) -> None:
+        self.net = net
+        self.nodes = net.nodes
+        self.index = {n: i for i, n in enumerate(self.nodes)}
+        _check_floating(net)
+        branch = [e for e in net.elements if e.kind in "VE"]
+        self.size = len(self.nodes) + len(branch)
+        row = {e.name: len(self.nodes) + k for k, e in enumerate(branch)}
+        self._slots: list[tuple[str, int]] = []     # (expr, how)
+        mat: list[tuple[int, int, int, float]] = []  # (slot, row, col, coef)
+        rhs: list[tuple[int, int, complex]] = []
+        for e in net.elements:
+            self._stamp(e, row.get(e.name), mat, rhs)
+        self._mat = mat
+        self._rhs = rhs
+        self._pairs = _match(branch, row, self.index)
+        self._order = _topo(net)
+        self._defaults = _evaluate_all(net, self._order)
+        self._const = [ex.constant(s) for s, _ in self._slots]
+        self._tensors: dict[str, Any] | None = None
+
+    def _slot(self, value: str, how: int) -> int:
+        self._slots.append((value, how))
+        return len(self._slots) - 1
+
+    def _stamp(self, e, br: int | None, mat: list, rhs: list) -> None:
+        idx = self.index
+        a, b = (idx.get(n) for n in e.nodes[:2])
+
+        def put(s: int, r: int | None, c: int | None, coef: float) -> None:
+            if r is not None and c is not None:
+                mat.append((s, r, c, coef))
+
+        if e.kind in "RCL":
+            s = self._slot(e.value, {"R": _INV, "C": _OMEGA, "L": _INV_OMEGA}[e.kind])
+            for r, c, k in ((a, a, 1.0), (b, b, 1.0), (a, b, -1.0), (b, a, -1.0)):
+                put(s, r, c, k)
+            return
+        ph = complex(math.cos(math.radians(e.phase_deg)), math.sin(math.radians(e.phase_deg)))
+        if e.kind == "I":
+            s = self._slot(e.value, _REAL)
+            for n, k in ((a, -ph), (b, ph)):  # SPICE: current flows a -> through it -> b
+                if n is not None:
+                    rhs.append((s, n, k))
+            return
+        one = self._slot("1.0", _REAL)
+        for r, c, k in ((a, br, 1.0), (b, br, -1.0), (br, a, 1.0), (br, b, -1.0)):
+            put(one, r, c, k)
+        if e.kind == "V":
+            rhs.append((self._slot(e.value, _REAL), br, ph))
+        else:  # E: V_a - V_b - mu (V_c - V_d) = 0
+            s = self._slot(e.value, _REAL)
+            c, d = (idx.get(n) for n in e.nodes[2:])
+            put(s, br, c, -1.0)
+            put(s, br, d, 1.0)
+
+    def _build(self, torch) -> dict[str, Any]:
+        """Coefficient matrices and the elimination plan as torch tensors (first solve)."""
+        import numpy as np
+
+        from hostctl.circuits import elimination
+
+        pattern = {(r, c) for _, r, c, _ in self._mat}
+        pl = elimination.plan(self.size, pattern, self._pairs)
+        pt = elimination.plan(self.size, {(c, r) for r, c in pattern}, self._pairs)
+        if pt is None:
+            pl = None
+        positions = pl.positions if pl else sorted(pattern)
+        pos = {p: n for n, p in enumerate(positions)}
+        K = len(self._slots)
+        P = np.zeros((K, len(positions)))
+        for s, r, c, coef in self._mat:
+            P[s, pos[(r, c)]] += coef
+        Q = np.zeros((K, self.size), dtype=complex)
+        for s, n, coef in self._rhs:
+            Q[s, n] += coef
+        how = np.array([h for _, h in self._slots])
+        im = np.isin(how, (_OMEGA, _INV_OMEGA))
+        # Y's values: A[pos] += coef * value[slot] (j * value for the omega slots)
+        slot, where = np.nonzero(P)
+        coef = P[slot, where] * np.where(im[slot], 1j, 1.0)
+        src = np.flatnonzero(np.abs(Q).sum(1))
+        comp = None
+        if pl is not None:
+            comp = elimination.Compiled(pl, pt, torch, slot, where, coef, src, Q[src])
+        return {"slot": torch.from_numpy(slot), "pos": torch.from_numpy(where),
+                "coef": torch.from_numpy(coef).unsqueeze(-1), "nnz": len(positions),
+                "src": torch.from_numpy(src), "Qt": torch.from_numpy(Q[src].T.copy()),
+                "plan": comp, "dense": torch.tensor([r * self.size + c for r, c in positions],
+                                                    dtype=torch.long)}
+
+    def solve(self, omega: Any, values: Mapping[str, Any] | None = None,
+              nodes: Sequence[str] | None = None) -> torch.Tensor:
+        """Complex node voltages, shape ``batch + (len(nodes),)``.
+
+        ``omega`` rad/s and each parameter value (name -> float or float64 tensor; any other
+        parameter takes its default) broadcast together to ``batch``.
+        """
+        import torch
+
+        if self._tensors is None:
+            self._tensors = self._build(torch)
+        T = self._tensors
+        nodes = list(self.nodes if nodes is None else nodes)
+        cols = [self._node(n) for n in nodes]
+        om = torch.as_tensor(omega, dtype=torch.float64)
+        vals = self._values(torch, om, values or {})
+        batch = torch.broadcast_shapes(om.shape, *(v.shape for v in vals))
+        # slot-major layout: every gather in the elimination reads contiguous rows
+        V = torch.stack([torch.broadcast_to(v, batch).reshape(-1) for v in vals])
+        x = None
+        if T["plan"] is not None:
+            x, ok = T["plan"].solve(V)
+            if not ok:
+                x = None
+        if x is None:
+            A = torch.zeros((T["nnz"], V.shape[1]), dtype=torch.complex128).index_add(
+                0, T["pos"], V[T["slot"]] * T["coef"])
+            b = T["Qt"] @ V[T["src"]].to(torch.complex128)
+            x = self._dense(torch, A.T, b.T).T
+        zero = torch.zeros((1,) + x.shape[1:], dtype=x.dtype)
+        full = torch.cat([x[:len(self.nodes)], zero])
+        return full[cols].T.reshape(batch + (len(cols),))
+
+    def _values(self, torch, om, values: Mapping[str, Any]) -> list:
+        """Every slot's value for this call (float64 tensors, omega folded in)."""
+        env = self._env(torch, values)
+        out = []
+        for (expr, how), const in zip(self._slots, self._const, strict=True):
+            v = const if const is not None else (
+                env[expr] if expr in env else ex.evaluate(expr, env))
+            if how == _INV:
+                v = 1.0 / v
+            elif how == _OMEGA:
+                v = v * om
+            elif how == _INV_OMEGA:
+                v = -1.0 / (v * om)
+            out.append(torch.as_tensor(v, dtype=torch.float64))
+        return out
+
+    def _dense(self, torch, A, b):
+        """Pivoting dense solve (LAPACK): the fallback, and the singular-circuit check."""
+        D = self.size
+        n = self._tensors["dense"]
+        Y = torch.zeros(A.shape[:-1] + (D * D,), dtype=A.dtype).index_add(-1, n, A)
+        x, info = torch.linalg.solve_ex(Y.reshape(A.shape[:-1] + (D, D)), b.unsqueeze(-1))
+        if bool((info != 0).any()) or not bool(torch.isfinite(torch.view_as_real(x)).all()):
+            raise InputError("the circuit's equations are singular (a loop of voltage "
+                             "sources, or a node only capacitors reach at 0 Hz)", self.net.path)
+        return x.squeeze(-1)
+
+    def _node(self, n: str) -> int:
+        n = n.lower()
+        if n in GROUND:
+            return len(self.nodes)
+        if n not in self.index:
+            raise InputError(f"no node '{n}' in the circuit", self.net.path)
+        return self.index[n]
+
+    def solve_numpy(self, omega: Any, values: Mapping[str, Any] | None = None,
+                    nodes: Sequence[str] | None = None) -> Any:
+        """:meth:`solve` in numpy (dense, no gradients): reports, plots and ``design`` start
+        without torch."""
+        import numpy as np
+
+        nodes = list(self.nodes if nodes is None else nodes)
+        cols = [self._node(n) for n in nodes]
+        om = np.asarray(omega, dtype=np.float64)
+        env = self._env(None, values or {})
+        vals = []
+        for (expr, how), const in zip(self._slots, self._const, strict=True):
+            v = np.asarray(const if const is not None else (
+                env[expr] if expr in env else ex.evaluate(expr, env)), dtype=np.float64)
+            vals.append({_REAL: v, _INV: 1.0 / v, _OMEGA: 1j * v * om,
+                         _INV_OMEGA: -1j / (v * om)}[how])
+        batch = np.broadcast_shapes(om.shape, *(v.shape for v in vals))
+        D = self.size
+        Y = np.zeros(batch + (D * D,), dtype=complex)
+        b = np.zeros(batch + (D,), dtype=complex)
+        for s, r, c, coef in self._mat:
+            Y[..., r * D + c] += coef * vals[s]
+        for s, n, coef in self._rhs:
+            b[..., n] += coef * vals[s]
+        try:
+            x = np.linalg.solve(Y.reshape(batch + (D, D)), b[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            x = np.full(batch + (D,), np.nan, dtype=complex)
+        if not np.isfinite(x).all():
+            raise InputError("the circuit's equations are singular (a loop of voltage "
+                             "sources, or a node only capacitors reach at 0 Hz)", self.net.path)
+        full = np.concatenate([x[..., :len(self.nodes)], np.zeros(batch + (1,))], -1)
+        return full[..., cols]
+
+    def _env(self, torch, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Parameter environment: overrides (as float64 tensors, or numpy when ``torch`` is
+        None), then every dependent expression re-evaluated."""
+        env: dict[str, Any] = dict(self._defaults)
+        changed: set[str] = set()
+        for k, v in values.items():
+            key = k.lower()
+            if key not in env:
+                raise InputError(f"no parameter '{k}' in the circuit", self.net.path)
+            if torch is None:
+                import numpy as np
+
+                env[key] = np.asarray(v, dtype=np.float64)
+            else:
+                env[key] = v if isinstance(v, torch.Tensor) else torch.as_tensor(
+                    v, dtype=torch.float64)
+            changed.add(key)
+        if changed:
+            for name in self._order:
+                if name in changed:
+                    continue
+                expr = self.net.param_exprs[name]
+                if ex.names(expr) & changed:
+                    env[name] = ex.evaluate(expr, env)
+                    changed.add(name)
+        return env
+
+
+def _match(branch, row: Mapping[str, int], index: Mapping[str, int]) -> list[tuple[int, int]]:
+    """(branch row, node it drives) pairs for static pivoting; [] when two branches would
+    need the same node (then the elimination plan fails and the dense solve is used)."""
+    used: set[int] = set()
+    pairs = []
+    for e in branch:
+        for n in e.nodes[:2]:
+            i = index.get(n)
+            if i is not None and i not in used:
+                used.add(i)
+                pairs.append((row[e.name], i))
+                break
+        else:
+            return [(-1, -1)]
+    return pairs
+
+
+def _topo(net: Netlist) -> list[str]:
+    """Parameters in dependency order."""
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(n: str) -> None:
+        if n in seen:
+            return
+        seen.add(n)
+        for m in ex.names(net.param_exprs[n]):
+            visit(m)
+        order.append(n)
+
+    for n in net.param_exprs:
+        visit(n)
+    return order
+
+
+def _evaluate_all(net: Netlist, order: list[str]) -> dict[str, float]:
+    env: dict[str, float] = {}
+    for n in order:
+        env[n] = float(ex.evaluate(net.param_exprs[n], env))
+    return env
+
+
+def _check_floating(net: Netlist) -> None:
+    """Every node needs a path of elements to ground (current sources and the control
+    inputs of an E are no such path), else its voltage is undefined at every frequency."""
+    parent: dict[str, str] = {}
+
+    def find(n: str) -> str:
+        while parent.setdefault(n, n) != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for e in net.elements:
+        for n in e.nodes:
+            find(n)
+        if e.kind != "I":
+            parent[find(e.nodes[0])] = find(e.nodes[1])
+    ground = find("0")
+    floating = [n for n in net.nodes if find(n) != ground]
+    if floating:
+        raise InputError(f"node(s) {', '.join(floating)} float: no element connects them to "
+                         "ground, so their voltage is undefined", net.path)
