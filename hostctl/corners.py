@@ -92,6 +92,13 @@ def corner_of(circ: Circuit, target: Target, resistor: str, values: Mapping[str,
     if not len(cross):
         return math.nan
     i = cross[np.argmin(np.abs(np.log(f[cross] / f0)))]
-    # linear in log f between the two grid points (grid step 0.35 %: ample)
-    t = g[i] / (g[i] - g[i + 1])
-    return float(math.exp(math.log(f[i]) + t * math.log(f[i + 1] / f[i])))
+    # the crossing inside the bracket to rounding (a linear guess between grid points is
+    # off by ~1e-6, which an ideal circuit's 1/(2 pi R C) check sees)
+    from scipy.optimize import brentq
+
+    def gl(lf: float) -> float:
+        return float(np.log(max(_mag(circ, math.exp(lf), vals, caps, ch)[0], 1e-300))
+                     - math.log(level))
+
+    return float(math.exp(brentq(gl, math.log(f[i]), math.log(f[i + 1]), xtol=1e-14,
+                                 rtol=1e-14)))
