@@ -88,6 +88,6 @@ def test_tone_plays_without_torch() -> None:
 def test_fit_does_import_torch(tmp_path: Path) -> None:
     """The check is real: the one command that fits does load torch."""
     code, out, torch_loaded = run_cli("fit", str(ROOT / "examples/notebook_gain.csv"),
-                                      "--circuit", "color-organ")
+                                      "--circuit", "color-organ-ideal")
     assert code == 0, out
     assert torch_loaded

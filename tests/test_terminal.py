@@ -85,7 +85,8 @@ def test_calibrate_fits_the_terminal_and_the_bar_completes(tmp_path: Path, cols:
 @pytest.mark.parametrize("cols", [60, 120])
 def test_fit_and_design_tables_fit_columns(monkeypatch, cols: int) -> None:
     monkeypatch.setenv("COLUMNS", str(cols))
-    for args in (["fit", str(ROOT / "examples/notebook_gain.csv"), "--circuit", "color-organ"],
+    for args in (["fit", str(ROOT / "examples/notebook_gain.csv"), "--circuit",
+                  "color-organ-ideal"],
                  ["design", "--series", "E12", "--led-threshold", "0.5"],
                  ["--help"], ["calibrate", "--help"]):
         code, err, out = invoke(args)
