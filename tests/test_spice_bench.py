@@ -34,7 +34,15 @@ def _private_cache(tmp_path, monkeypatch):
 
 
 def _closed_form(circuit: str, values: dict, caps: dict) -> dict[str, np.ndarray]:
-    h = get_circuit(circuit).response(TONES, values, caps)
+    """The notebook's hand-written |H| of the ideal circuit (hostctl.circuits.closed_forms)."""
+    import torch
+
+    from hostctl.circuits.closed_forms import CLOSED_FORMS
+
+    name = circuit if circuit.endswith("-ideal") else f"{circuit}-ideal"
+    t = {k: torch.tensor(float(v), dtype=torch.float64) for k, v in values.items()}
+    c = {k: torch.tensor(float(v), dtype=torch.float64) for k, v in caps.items()}
+    h = CLOSED_FORMS[name](torch.from_numpy(2 * math.pi * np.asarray(TONES, float)), t, c)
     return {k: v.numpy() for k, v in h.items()}
 
 
