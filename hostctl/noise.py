@@ -21,7 +21,7 @@ numbers here:
   ``|K|^2/4`` to the relative variance of a gain, ``K = c2 - c1^2`` with
   ``c_m = mean_k exp(2 pi i m x k)``, ``x = f / rate`` (the phase of the channel against A0
   being unknown, this is its average over that phase). Below ~0.2 LSB of noise the
-  quantisation error is not random and its share is an upper bound (:func:`noise_power`).
+  quantisation error is not random and its share is about an upper bound (:func:`noise_power`).
 """
 
 from __future__ import annotations
@@ -185,9 +185,9 @@ def noise_power(sigma: float) -> float:
 
     Analog noise plus the quantisation error, which is random as far as the noise dithers
     it (sigma >= 0.2 LSB: checked by Monte Carlo). With less noise the error is a fixed
-    function of the phase whose scatter over a window no simple model follows (0.1-1x that
-    of a random 1/12 LSB^2, measured): it is then counted as random, an upper bound, so
-    that the scatter is never understated.
+    function of the phase whose scatter over a window no simple model follows (0.1-1.2x
+    that of a random 1/12 LSB^2 at tones whose phases spread, measured): it is then counted
+    as random, about an upper bound.
     """
     g = math.exp(-2 * math.pi ** 2 * sigma * sigma)
     return sigma * sigma + QUANT_VAR * max(1.0 - g, g)

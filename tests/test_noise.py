@@ -60,15 +60,17 @@ def test_gain_se_predicts_the_scatter_within_15pct(label, case):
     assert np.all(np.abs(ratio - 1) < 0.15), (label, ratio)
 
 
-@pytest.mark.parametrize("case", [nc.Case(1000.0, (1.0, 0.1, 0.03), noise_lsb=0.0),
-                                  nc.Case(20.0, (1.0, 0.3, 0.03), noise_lsb=0.0, ms=1000),
-                                  nc.Case(131.6, (1.0, 0.1, 0.03), noise_lsb=0.0)],
-                         ids=["1kHz", "20Hz", "131Hz"])
-def test_gain_se_of_a_noiseless_adc_is_an_upper_bound(case):
+@pytest.mark.parametrize("freq,ms", [(1000.0, 200), (131.6, 200), (20.0, 1000), (3040.0, 200)])
+def test_gain_se_of_a_noiseless_adc_is_about_an_upper_bound(freq, ms):
     """No noise: the quantisation error is a fixed function of the phase (no model follows
-    its scatter); gain_se counts it as random, which never understates the scatter."""
-    emp, pred = nc.se_check(case, windows=480, seed=5)
-    assert np.all(emp / pred < 1.15), emp / pred
+    its scatter); gain_se counts it as random. At tones the plan plays (phases spread,
+    plan.round_tone) the scatter measured 0.08-1.18x gain_se; at a tone it would move
+    (1000 Hz at 5751/s sits near 4/23) up to 3.9x."""
+    from hostctl import plan
+
+    f = plan.round_tone(freq, nc.RATE_HZ, math.ceil(ms * 1e-3 * nc.RATE_HZ))
+    emp, pred = nc.se_check(nc.Case(f, (1.0, 0.1, 0.03), noise_lsb=0.0, ms=ms), 480, seed=5)
+    assert np.all(emp / pred < 1.3), emp / pred
 
 
 def test_gain_se_column_round_trips_and_old_csvs_still_read():

@@ -8,6 +8,8 @@ result does not depend on any circuit model::
 
     python -m sims.studies.noise_chain            # bias: the old floor subtraction vs now
     python -m sims.studies.noise_chain --se       # empirical sd of the gain vs gain_se
+    python -m sims.studies.noise_chain --coverage 50 [--board B]   # calibrate --sim B
+        (default bench), seeds 0..49: do the 95 % intervals hold the true RC products?
 
 ``old`` is the gain hostctl computed before the quantisation model: each RMS with the
 silent floor's RMS removed in quadrature.
@@ -24,7 +26,7 @@ from hostctl.measure import Floor, readings_from
 from hostctl.protocol import encode_command, parse_measure, parse_reply
 from sims.device_core import MAX_ROUNDS, DeviceCore, Window
 
-RATE_HZ = 5718.0             # rounds per second, as the firmware achieves (firmware/README.md)
+RATE_HZ = 5751.0             # rounds per second, as the firmware achieves (firmware/README.md)
 REF_AMP = 102.6              # counts: 0.5 V peak (-6 dBFS of 1 V) on a 5 V, 10-bit ADC
 INFO = {"adc_bits": "10", "vref_mv": "5000"}
 
@@ -133,7 +135,7 @@ def bias_table(windows: int = 1000, seed: int = 0) -> list[tuple[str, Result]]:
     """Bias of small gains, old vs now: the bench's noisy ADC and a noiseless one."""
     out = []
     for noise in (0.5, 0.0):
-        for f in (1000.0, 19970.0):
+        for f in (1000.0, round(3.4925 * RATE_HZ)):
             case = Case(f, BIAS_GAINS, noise_lsb=noise)
             out.append((f"noise {noise} LSB, {f:g} Hz", run_case(case, windows, seed)))
     return out
@@ -150,9 +152,9 @@ SE_CASES = [
     ("1 kHz 1 LSB", Case(1000.0, (1.0, 0.3, 0.03), noise_lsb=1.0)),
     ("20 Hz 1000 ms", Case(20.0, (1.0, 0.3, 0.1), ms=1000)),
     ("100 Hz 200 ms", Case(100.0, (1.0, 0.1, 0.01))),
-    ("2871 Hz half-rate", Case(2871.0, (1.0, 0.3, 0.03))),
-    ("5656 Hz near rate", Case(5656.0, (1.0, 0.3, 0.1))),
-    ("19970 Hz near 3.5x", Case(19970.0, (1.0, 0.1, 0.01))),
+    ("0.502 x rate", Case(round(0.502 * RATE_HZ), (1.0, 0.3, 0.03))),
+    ("0.989 x rate", Case(round(0.989 * RATE_HZ), (1.0, 0.3, 0.1))),
+    ("3.4925 x rate", Case(round(3.4925 * RATE_HZ), (1.0, 0.1, 0.01))),
 ]
 
 
@@ -173,6 +175,36 @@ def se_check(case: Case, windows: int = 1000, seed: int = 0, spread: int = 16
     return np.sqrt(emp), np.sqrt(pred)
 
 
+def coverage(seeds: int, board: str = "bench", out: str | None = None) -> dict[str, dict]:
+    """``hostctl calibrate --sim BOARD --seed N`` for N < seeds (gain mode, defaults), each
+    resistor's fitted RC product over its capacitance against the board's true one."""
+    import tempfile
+    from pathlib import Path
+
+    from hostctl import calibrate
+    from hostctl.audio import SimToneOutput
+    from hostctl.device import open_probe
+
+    stats: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        for seed in range(seeds):
+            with open_probe(f"sim://?board={board}&seed={seed}") as p:
+                b = p.serial.bench
+                cfg = calibrate.RunConfig(circuit=b.circuit.name,
+                                          installed=dict(b.board.resistors),
+                                          capacitance=dict(b.board.capacitance_f))
+                res = calibrate.run(p, SimToneOutput(b), cfg, Path(tmp) / str(seed))
+            for r, v in res.fit.values.items():
+                true = b.true_values[r] * b.true_capacitances[r] / res.fit.capacitance[r]
+                lo, hi = res.fit.ci95[r]
+                z = (v / true - 1) / ((hi - lo) / 2 / v / 1.96)
+                st = stats.setdefault(r, {"covered": 0, "runs": 0, "z": []})
+                st["covered"] += int(lo <= true <= hi)
+                st["runs"] += 1
+                st["z"].append(z)
+    return stats
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -180,7 +212,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--se", action="store_true", help="sd of the gain vs gain_se")
     ap.add_argument("--windows", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--coverage", type=int, default=0, metavar="SEEDS")
+    ap.add_argument("--board", default="bench", help="virtual bench board for --coverage")
     a = ap.parse_args(argv)
+    if a.coverage:
+        st = coverage(a.coverage, a.board)
+        n = sum(v["covered"] for v in st.values())
+        print(f"95 % intervals holding the true value: {n}/{sum(v['runs'] for v in st.values())}")
+        for r, v in st.items():
+            z = np.asarray(v["z"])
+            print(f"{r:12s} {v['covered']}/{v['runs']}  error/(interval/1.96): mean "
+                  f"{z.mean():+.2f} sd {z.std():.2f}")
+        return 0
     if not a.se:
         print("mean gain / true gain - 1, in % (+- Monte Carlo se), A1..A3 at gains "
               + ", ".join(f"{g:g}" for g in BIAS_GAINS))
