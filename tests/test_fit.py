@@ -157,11 +157,12 @@ def test_undetermined_component_warns():
 
 def test_prior_and_fixed(sets):
     data = sets["color-organ"][0]
-    res = fit(data, "color-organ", fixed={"R_low": 220.0})
+    circ = get_circuit("color-organ")   # this circuit alone: a wrong fixed value is no
+    res = fit(data, circ, fixed={"R_low": 220.0})   # reason to pick another topology
     assert res.values["R_low"] == 220.0 and res.ci_method["R_low"] == "fixed"
     assert abs(res.values["R_high"] / NOTEBOOK_VALUES["R_high"] - 1) < 1e-9
     # a prior cannot move values the (exact) data pin down ...
-    res = fit(data, "color-organ", prior={"R_low": (220.0, 0.05)})
+    res = fit(data, circ, prior={"R_low": (220.0, 0.05)})
     assert abs(res.values["R_low"] / NOTEBOOK_VALUES["R_low"] - 1) < 1e-6
     # ... but it decides a resistor noisy data cannot see (passband tones only, 1% noise)
     f = np.logspace(0, 1, 30)

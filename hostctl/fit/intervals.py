@@ -49,7 +49,7 @@ def _covariance(prob: _Problem, A: np.ndarray, led_only: list) -> tuple[np.ndarr
             warn.append(f"{name}: the data do not determine it (no tones where it changes the "
                         "response); the value is only a starting guess")
         elif np.isfinite(cov[k, k]) and math.sqrt(max(cov[k, k], 0)) > 0.35:
-            f = math.exp(Z95 * math.sqrt(cov[k, k]))
+            f = math.exp(min(Z95 * math.sqrt(cov[k, k]), 700.0))   # no overflow
             warn.append(f"{name}: poorly determined by the data (95% interval spans a factor "
                         f"{f:.3g} either way); add tones near its corner")
     return cov, warn
