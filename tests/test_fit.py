@@ -63,7 +63,9 @@ def test_gain_exact_data_recovers_notebook_values(sets, circ):
         assert abs(res.values[r] / v - 1) < 1e-4            # the brief: 0.01%
         assert abs(res.values[r] / v - 1) < 1e-12           # in fact: machine precision
         lo, hi = res.ci95[r]
-        assert lo <= res.values[r] <= hi and hi / lo - 1 < 1e-9
+        # exact data: an interval at the 1 ppm noise floor the rows are weighed by against
+        # the capacitors' ESR priors (presets with ESR), else at rounding
+        assert lo <= res.values[r] <= hi and hi / lo - 1 < 1e-5
     assert res.warnings == []
 
 

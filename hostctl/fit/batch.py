@@ -15,7 +15,7 @@ from hostctl.fit.engine import _result, fit
 from hostctl.fit.intervals import _covariance, _n_informed, _sensitivity_warnings
 from hostctl.fit.led import _active_rows, _box, _inside, _vertex_intervals
 from hostctl.fit.lm import _lm
-from hostctl.fit.problem import _build, _Problem, _usable
+from hostctl.fit.problem import _build, _Problem, _usable, nuisances
 from hostctl.fit.result import FitResult
 from hostctl.fit.settings import LED_LAPSE, MISFIT_RMS, SIGMA_SCHEDULE
 from hostctl.fit.starts import _default_base, _grid_range, _groups, _linear_start, _switch_rows
@@ -40,7 +40,8 @@ def fit_many(datasets: Sequence[MeasurementSet], circuit: Circuit | str, *,
     t0 = time.perf_counter()
     has_led = [any(_usable(m, "led") for m in d.rows) for d in datasets]
     has_gain = [any(_usable(m, "gain") for m in d.rows) for d in datasets]
-    one_by_one = (kw or not datasets or led_threshold == "estimate"
+    # nuisances (ESR priors) and the rest go through fit() one by one
+    one_by_one = (kw or not datasets or bool(nuisances(circ)) or led_threshold == "estimate"
                   or isinstance(led_threshold, Mapping)
                   or any(g and led for g, led in zip(has_gain, has_led, strict=True)))
     if one_by_one:

@@ -197,7 +197,9 @@ def _fit_gains(run: _Run, auto_start: bool) -> None:
             theta = _grid_starts(gprob, theta, 0.3, 1.0, top=1)[0]
     # with the probe's noise figures the gain rows' weight is known before any fit: priors
     # (nuisances) join the first fit; without them a prior-free pilot measures the noise
-    use_prior_first = (not prob.nl and len(prob.prior_idx) == 0) or prob.sg is not None
+    # (nuisances too: a pilot without their priors lets an ESR wander off from a far start)
+    nuis = any(prob.free[k] not in prob.circ.resistors for k in prob.prior_idx)
+    use_prior_first = (not prob.nl and len(prob.prior_idx) == 0) or prob.sg is not None or nuis
 
     def gfun(th):
         return gprob.objective(th, use_prior=use_prior_first)

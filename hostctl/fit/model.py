@@ -70,11 +70,12 @@ def jacobian_reference(prob_data: MeasurementSet, circuit: Circuit | str,
     for tests: the two must agree to rounding."""
     import torch
 
-    from hostctl.fit.problem import _build
+    from hostctl.fit.problem import _build, nuisances
 
     circ = get_circuit(circuit) if isinstance(circuit, str) else circuit
     caps = capacitances(circ, capacitance)
-    prob = _build(prob_data, circ, caps, LED_THRESHOLD, None, None, use_led=False)
+    held = {k: mu for k, (mu, _) in nuisances(circ).items()}  # nuisances at their nominal
+    prob = _build(prob_data, circ, caps, LED_THRESHOLD, None, held, use_led=False)
     th = np.array([math.log(values[r]) for r in prob.free])
     _, J = prob.model.logh(th[None], prob.omega, prob.ch, jac=True)
 
