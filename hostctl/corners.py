@@ -53,8 +53,6 @@ def values_for_target(circ: Circuit, target: Target, caps: Any,
                       ) -> dict[str, float]:
     """Resistors that make the model reach the reference levels at the target corners,
     channel by channel (each channel's resistors shape only that channel)."""
-    from scipy.optimize import least_squares
-
     out = dict(start)
     extra = dict(params or {})
     for ch in circ.channels:
@@ -70,11 +68,36 @@ def values_for_target(circ: Circuit, target: Target, caps: Any,
             h = _mag(circ, freqs, vals, caps, ch)
             return np.log(np.maximum(h, 1e-300)) - want
 
-        x0 = np.log([out[r] for r in secs])
-        sol = least_squares(resid, x0, method="lm" if len(freqs) >= len(secs) else "trf",
-                            xtol=1e-12, ftol=1e-12)
-        out.update(dict(zip(secs, np.exp(sol.x), strict=True)))
+        x = _gauss_newton(resid, np.log([out[r] for r in secs]))
+        out.update(dict(zip(secs, np.exp(x), strict=True)))
     return out
+
+
+def _gauss_newton(resid: Any, x: np.ndarray, iters: int = 40) -> np.ndarray:
+    """Least squares for one or two log-resistors (numpy only: scipy.optimize costs the
+    design command half a second of import): damped Gauss-Newton, forward-difference
+    Jacobian."""
+    r = resid(x)
+    lam = 1e-6
+    for _ in range(iters):
+        J = np.empty((len(r), len(x)))
+        for j in range(len(x)):
+            d = np.zeros_like(x)
+            d[j] = 1e-7
+            J[:, j] = (resid(x + d) - r) / 1e-7
+        A = J.T @ J
+        step = -np.linalg.solve(A + lam * np.diag(np.diag(A) + 1e-12), J.T @ r)
+        step = np.clip(step, -1.0, 1.0)
+        r_new = resid(x + step)
+        if r_new @ r_new < r @ r:
+            x, r, lam = x + step, r_new, lam / 10
+            if np.abs(step).max() < 1e-13:
+                break
+        else:
+            lam *= 10
+            if lam > 1e8:
+                break
+    return x
 
 
 def corner_of(circ: Circuit, target: Target, resistor: str, values: Mapping[str, float],
@@ -94,11 +117,19 @@ def corner_of(circ: Circuit, target: Target, resistor: str, values: Mapping[str,
     i = cross[np.argmin(np.abs(np.log(f[cross] / f0)))]
     # the crossing inside the bracket to rounding (a linear guess between grid points is
     # off by ~1e-6, which an ideal circuit's 1/(2 pi R C) check sees)
-    from scipy.optimize import brentq
-
     def gl(lf: float) -> float:
         return float(np.log(max(_mag(circ, math.exp(lf), vals, caps, ch)[0], 1e-300))
                      - math.log(level))
 
-    return float(math.exp(brentq(gl, math.log(f[i]), math.log(f[i + 1]), xtol=1e-14,
-                                 rtol=1e-14)))
+    a, b = math.log(f[i]), math.log(f[i + 1])
+    ga = gl(a)
+    for _ in range(60):  # bisection to rounding (numpy only, no scipy import)
+        m = 0.5 * (a + b)
+        gm = gl(m)
+        if (gm > 0) == (ga > 0):
+            a, ga = m, gm
+        else:
+            b = m
+        if b - a < 1e-15:
+            break
+    return float(math.exp(0.5 * (a + b)))
