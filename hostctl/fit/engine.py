@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -200,6 +200,11 @@ def _fit_gains(run: _Run, auto_start: bool) -> None:
     # (nuisances too: a pilot without their priors lets an ESR wander off from a far start)
     nuis = any(prob.free[k] not in prob.circ.resistors for k in prob.prior_idx)
     use_prior_first = (not prob.nl and len(prob.prior_idx) == 0) or prob.sg is not None or nuis
+    if nuis and prob.sg is None:
+        # a pilot that measures the noise: only the nuisances' priors, not a user's wish
+        keep = np.array([prob.free[k] not in prob.circ.resistors for k in prob.prior_idx])
+        gprob = replace(gprob, prior_idx=gprob.prior_idx[keep], prior_mu=gprob.prior_mu[keep],
+                        prior_sig=gprob.prior_sig[keep])
 
     def gfun(th):
         return gprob.objective(th, use_prior=use_prior_first)
