@@ -43,6 +43,10 @@ from hostctl.fit.problem import build_problem  # noqa: E402
 from hostctl.fit.starts import linear_start  # noqa: E402
 from hostctl.measurements import Measurement, MeasurementSet  # noqa: E402
 
+#: the course notebook's circuit: ideal sections, the model ``numpy_color_organ`` computes,
+#: so scipy and hostctl fit the same model on the same rows
+NOTEBOOK_CIRCUIT = "color-organ-ideal"
+
 
 def median_time(fn, repeats: int) -> tuple[float, object]:
     out = fn()  # warm-up (first torch call builds kernels)
@@ -89,7 +93,8 @@ def peer_compare(gain: MeasurementSet, truth: dict[str, float], *, repeats: int 
     """
     from scipy.optimize import least_squares
 
-    circ = get_circuit("color-organ")
+    # the notebook's own model (ideal sections, no probe): the one numpy_color_organ is
+    circ = get_circuit(NOTEBOOK_CIRCUIT)
     names = list(circ.resistors)
     tv = np.array([truth[r] for r in names])
 
@@ -146,8 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     from scipy.optimize import least_squares
 
-    circ = get_circuit("color-organ")
-    gain, led = notebook_sets("color-organ")
+    circ = get_circuit(NOTEBOOK_CIRCUIT)
+    gain, led = notebook_sets(NOTEBOOK_CIRCUIT)
     truth = np.array([NOTEBOOK_VALUES[r] for r in circ.resistors])
     res: dict = {"python": platform.python_version(), "machine": platform.machine(),
                  "n_rows_gain": len(gain), "n_rows_led": len(led), "repeats": args.repeats}

@@ -39,9 +39,9 @@ import bench_scale  # noqa: E402
 
 SECTIONS = ("fit", "efficiency", "led", "scale", "bench")
 
-QUICK = {"repeats": 2, "gd_runs": ((1e5, 2000), (200.0, 300)), "trials": 300, "led_seeds": 3,
-         "budgets": (20, 40), "sizes": (1, 10, 50), "bench_seeds": 1,
-         "bench_max_tones": {"gain": 16, "led": 40, "both": 24}}
+QUICK = {"repeats": 2, "gd_runs": ((1e5, 300), (200.0, 100)), "trials": 200, "led_seeds": 2,
+         "budgets": (20, 40), "sizes": (1, 10), "bench_seeds": 1,
+         "bench_max_tones": {"gain": 12, "led": 16, "both": 16}}
 FULL = {"repeats": 7, "gd_runs": ((1e5, 100_000), (200.0, 20_000)), "trials": 2000,
         "led_seeds": 20, "budgets": (20, 40, 80), "sizes": (1, 10, 100, 1000),
         "bench_seeds": 5, "bench_max_tones": None}
@@ -52,7 +52,7 @@ def fit_section(cfg: dict) -> dict:
 
     from hostctl.circuits import NOTEBOOK_VALUES
 
-    gain, _ = bench_fit.notebook_sets("color-organ")
+    gain, _ = bench_fit.notebook_sets(bench_fit.NOTEBOOK_CIRCUIT)
     truth = dict(NOTEBOOK_VALUES)
     out = {"data": "course notebook: 1000 log-uniform tones 1 Hz-1 MHz x 3 channels",
            "noise_free": bench_fit.peer_compare(gain, truth, repeats=cfg["repeats"],

@@ -124,7 +124,7 @@ def test_target_file_of_random_bytes(tmp_path_factory, data: bytes) -> None:
     ("[corners]\nlow = 1e-9\n", "1 Hz..100 kHz"),
     ("[corners]\nlow = 30000\n", "outside the 20..20000 Hz the test tones can reach"),
     ("[corners]\nlow = 800\nmid = 2000\nband = [1000, 4000]\nhigh = 5000\n",
-     "'mid' is not a channel of color-organ (known: low, band, high)"),
+     "'mid' is not a channel of color-organ-ideal (known: low, band, high)"),
     ("[corners]\nlow = 800\nband = [1000, 4000]\nhigh = 5000\n[bands.mid]\non = [[20, 700]]\n",
      "bands.mid"),
     ("[corners]\nlow = 800\nhigh = 5000\n", "no corner for channel 'band'"),
