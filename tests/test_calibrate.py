@@ -27,7 +27,10 @@ from hostctl.record import read_session
 PASSIVE_WHY = ("the bench board is now the passive build seen through the probe front end "
                "(ngspice); the old closed-form fit cannot model it: the passive board needs "
                "the netlist fit (issue 12)")
-PASSIVE = pytest.mark.xfail(reason=PASSIVE_WHY, strict=False)
+#: Not run while they are expected to fail: a non-strict xfail that runs cannot fail, so it
+#: checked nothing and took most of the suite's time (33 whole calibrations through ngspice).
+#: Taking this mark off (issue 12) runs them all again.
+PASSIVE = pytest.mark.xfail(reason=PASSIVE_WHY, strict=False, run=False)
 #: bench-ideal (the old bench board: the closed forms' circuit, with tolerances and noise)
 #: keeps the fit's accuracy on noisy boards checked strictly meanwhile.
 BOARDS = ([("notebook", 0)] + [("bench-ideal", s) for s in range(3)]

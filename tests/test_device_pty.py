@@ -120,7 +120,9 @@ def test_loop_url_own_command_is_never_taken_as_reply():
     t0 = time.monotonic()
     with pytest.raises(DeviceTimeout, match=r"no reply from loop:// to 'MEASURE 5' after 2"):
         p.measure(5)
-    assert 0.2 <= time.monotonic() - t0 < 1.5
+    # both tries waited their 0.1 s time-out; the upper bound only catches a retry loop that
+    # never ends (a busy machine can take seconds)
+    assert 0.2 <= time.monotonic() - t0 < 60
     assert p.stats["echoes"] >= 2          # both MEASURE lines came back and were refused
     p.close()
 

@@ -267,7 +267,7 @@ def test_p5_hostctl_on_the_same_data_beats_the_notebook(nb, host):
             assert lo <= t <= hi, (part, k, a.ci95[k])          # the interval holds the truth
             assert abs(a.values[k] / t - 1) <= abs(nb[part].reported[k] / t - 1) + 1e-9, \
                 (part, k)
-        assert a.seconds < 10.0
+        # how long it took is the benchmarks' business (ratios to a peer), not a test's
 
 
 def test_p5_hostctl_band_pass_corners_from_gain_data(host):
