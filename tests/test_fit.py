@@ -85,6 +85,7 @@ def test_any_start_converges_gain(sets, start):
         assert abs(res.values[r] / v - 1) < 1e-9, (start, r, res.values[r])
 
 
+@pytest.mark.slow                   # 200 whole fits: a Monte Carlo run, minutes on a busy machine
 def test_gain_noise_interval_coverage():
     """1% multiplicative noise, 200 boards: 95% intervals cover the truth ~95% of the time."""
     circ = get_circuit("color-organ")
