@@ -52,6 +52,14 @@ class MNA:
         self._defaults = _evaluate_all(net, self._order)
         self._const = [ex.constant(s) for s, _ in self._slots]
         self._tensors: dict[str, Any] | None = None
+        self._plan: Any = None
+        self._programs: dict[tuple, Any] = {}
+        self._deps = [_depends(net, e) for e, _ in self._slots]
+        self._by_slot: list[tuple[list, list]] = [([], []) for _ in self._slots]
+        for s, r, c, coef in mat:
+            self._by_slot[s][0].append((r, c, coef))
+        for s, n, coef in rhs:
+            self._by_slot[s][1].append((n, coef))
 
     def _slot(self, value: str, how: int) -> int:
         self._slots.append((value, how))
@@ -132,6 +140,14 @@ class MNA:
         """
         import torch
 
+        vs = values or {}
+        if not torch.is_grad_enabled() or not any(
+                isinstance(v, torch.Tensor) and v.requires_grad for v in (omega, *vs.values())):
+            # nothing to differentiate: the numpy program, without autograd's bookkeeping
+            num = {k: v.detach().numpy() if isinstance(v, torch.Tensor) else v
+                   for k, v in vs.items()}
+            om = omega.detach().numpy() if isinstance(omega, torch.Tensor) else omega
+            return torch.from_numpy(self.solve_numpy(om, num, nodes))
         if self._tensors is None:
             self._tensors = self._build(torch)
         T = self._tensors
@@ -193,37 +209,206 @@ class MNA:
 
     def solve_numpy(self, omega: Any, values: Mapping[str, Any] | None = None,
                     nodes: Sequence[str] | None = None) -> Any:
-        """:meth:`solve` in numpy (dense, no gradients): reports, plots and ``design`` start
-        without torch."""
+        """:meth:`solve` in numpy (no gradients): reports, plots and ``design`` start
+        without torch. The elimination plan as straight-line array code (``program``),
+        with a pivoting dense solve where it has no plan or meets a zero pivot."""
         import numpy as np
 
         nodes = list(self.nodes if nodes is None else nodes)
-        cols = [self._node(n) for n in nodes]
+        cols = [self._col(n) for n in nodes]
+        om, vals, batch = self._numpy_values(omega, values)
+        prog = self._program(tuple(cols))
+        out = None
+        if prog is not None:
+            with np.errstate(all="ignore"):
+                out = _stack(prog(vals, ()), batch)
+            if not np.isfinite(out).all():
+                out = None
+        if out is None:
+            x = self._dense_numpy(vals, batch)
+            out = np.concatenate([x, np.zeros(batch + (1,))], -1)[..., cols]
+        return out
+
+    def sensitivities(self, omega: Any, values: Mapping[str, Any] | None,
+                      nodes: Sequence[str], wrt: Sequence[str]) -> tuple[Any, Any] | None:
+        """Node voltages ``batch + (m,)`` and their derivatives in log parameter
+        ``batch + (m, len(wrt))`` (complex, numpy): one forward and one adjoint pass.
+
+        None when a parameter in ``wrt`` reaches an element other than as its bare value
+        (``{2*R1}``, or another ``.param`` computed from it): use :meth:`solve` with
+        autograd then."""
+        import numpy as np
+
+        sp = self._sens_plan(tuple(nodes), tuple(wrt))
+        if sp is None:
+            return None
+        cols, seeds, pick, grads, prog = sp
+        om, vals, batch = self._numpy_values(omega, values)
+        m = len(cols)
+        W = list(np.eye(len(seeds)).reshape((len(seeds), len(seeds)) + (1,) * len(batch)))
+        res = None
+        if prog is not None:
+            with np.errstate(all="ignore"):
+                res = prog(vals, W)
+            if not all(np.isfinite(r).all() for r in res):
+                res = None
+        if res is None:
+            res = self._dense_sens(vals, batch, cols, seeds, grads)
+        V = _stack(res[:m], batch)
+        dV = np.empty(batch + (len(seeds) + 1, len(wrt)), dtype=complex)
+        dV[..., -1, :] = 0.0   # ground
+        for p, d in enumerate(res[m:]):
+            dV[..., :-1, p] = np.moveaxis(np.broadcast_to(d, (len(seeds),) + batch), 0, -1)
+        return V, dV[..., pick, :]
+
+    def _sens_plan(self, nodes: tuple[str, ...], wrt: tuple[str, ...]) -> Any:
+        """(cols, seeds, seed of each col, per-parameter slot terms, program), once."""
+        key = ("sens", nodes, wrt)
+        if key in self._programs:
+            return self._programs[key]
+        groups = self._direct(wrt)
+        out = None
+        if groups is not None:
+            cols = tuple(self._col(n) for n in nodes)
+            seeds = tuple(sorted({c for c in cols if c >= 0}))
+            pick = [seeds.index(c) if c >= 0 else len(seeds) for c in cols]
+            grads = tuple(tuple((s, -1.0 if self._slots[s][1] in (_INV, _INV_OMEGA) else 1.0)
+                                for s in g) for g in groups)
+            out = (cols, seeds, pick, grads, self._program(cols, seeds, grads))
+        self._programs[key] = out
+        return out
+
+    def _direct(self, wrt: Sequence[str]) -> list[list[int]] | None:
+        """Per parameter, the slots it sets, when each takes the parameter's bare value."""
+        key = ("direct", tuple(wrt))
+        if key not in self._programs:
+            self._programs[key] = self._find_direct(wrt)
+        return self._programs[key]
+
+    def _find_direct(self, wrt: Sequence[str]) -> list[list[int]] | None:
+        out = []
+        for p in wrt:
+            key = p.lower()
+            if key not in self._defaults:
+                return None
+            g = []
+            for s, deps in enumerate(self._deps):
+                if key in deps:
+                    if self._slots[s][0] != key:
+                        return None
+                    g.append(s)
+            out.append(g)
+        return out
+
+    def _col(self, n: str) -> int:
+        """A node's unknown, -1 for ground."""
+        i = self._node(n)
+        return -1 if i == len(self.nodes) else i
+
+    def _numpy_values(self, omega: Any, values: Mapping[str, Any] | None
+                      ) -> tuple[Any, list, tuple[int, ...]]:
+        """omega, every slot's value (None where the program folded a constant), batch.
+        Slots that share an expression (a subcircuit's parts, per instance) share one
+        array."""
+        import numpy as np
+
         om = np.asarray(omega, dtype=np.float64)
         env = self._env(None, values or {})
-        vals = []
+        memo: dict[tuple[str, int], Any] = {}
+        vals: list[Any] = []
         for (expr, how), const in zip(self._slots, self._const, strict=True):
-            v = np.asarray(const if const is not None else (
-                env[expr] if expr in env else ex.evaluate(expr, env)), dtype=np.float64)
-            vals.append({_REAL: v, _INV: 1.0 / v, _OMEGA: 1j * v * om,
-                         _INV_OMEGA: -1j / (v * om)}[how])
-        batch = np.broadcast_shapes(om.shape, *(v.shape for v in vals))
+            if const is not None and how in (_REAL, _INV):
+                vals.append(None)
+                continue
+            v = memo.get((expr, how))
+            if v is None:
+                v = const if const is not None else (
+                    env[expr] if expr in env else ex.evaluate(expr, env))
+                v = (v if how == _REAL else 1.0 / v if how == _INV else
+                     1j * (v * om) if how == _OMEGA else -1j / (v * om))
+                memo[(expr, how)] = v = np.asarray(v)
+            vals.append(v)
+        batch = np.broadcast_shapes(om.shape, *(v.shape for v in memo.values()))
+        return om, vals, tuple(batch)
+
+    def _program(self, xcols: tuple[int, ...], seeds: tuple[int, ...] = (),
+                 grads: tuple = ()) -> Any:
+        """The straight-line program for these outputs (built once per output set)."""
+        from hostctl.circuits import elimination, program
+
+        key = (xcols, seeds, grads)
+        if key in self._programs:
+            return self._programs[key]
+        if self._plan is None:
+            pattern = {(r, c) for _, r, c, _ in self._mat}
+            self._plan = elimination.plan(self.size, pattern, self._pairs) or False
+        prog = None
+        if self._plan:
+            fold = [None if c is None or how not in (_REAL, _INV) else
+                    (c if how == _REAL else 1.0 / c)
+                    for (_e, how), c in zip(self._slots, self._const, strict=True)]
+            try:
+                prog = program.build(self._plan, self.size, self._mat, self._rhs, fold,
+                                     xcols, seeds, grads)
+            except ZeroDivisionError:
+                prog = None
+        self._programs[key] = prog
+        return prog
+
+    def _dense_system(self, vals: list, batch: tuple[int, ...]) -> tuple[Any, Any]:
+        import numpy as np
+
         D = self.size
+        fold = [None if c is None or h not in (_REAL, _INV) else (c if h == _REAL else 1.0 / c)
+                for (_e, h), c in zip(self._slots, self._const, strict=True)]
+        val = [v if v is not None else fold[s] for s, v in enumerate(vals)]
         Y = np.zeros(batch + (D * D,), dtype=complex)
         b = np.zeros(batch + (D,), dtype=complex)
         for s, r, c, coef in self._mat:
-            Y[..., r * D + c] += coef * vals[s]
+            Y[..., r * D + c] += coef * val[s]
         for s, n, coef in self._rhs:
-            b[..., n] += coef * vals[s]
+            b[..., n] += coef * val[s]
+        return Y.reshape(batch + (D, D)), b
+
+    def _dense_numpy(self, vals: list, batch: tuple[int, ...]) -> Any:
+        """Pivoting dense solve (LAPACK): the fallback, and the singular-circuit check."""
+        import numpy as np
+
+        Y, b = self._dense_system(vals, batch)
         try:
-            x = np.linalg.solve(Y.reshape(batch + (D, D)), b[..., None])[..., 0]
+            x = np.linalg.solve(Y, b[..., None])[..., 0]
         except np.linalg.LinAlgError:
-            x = np.full(batch + (D,), np.nan, dtype=complex)
+            x = np.full(b.shape, np.nan, dtype=complex)
         if not np.isfinite(x).all():
             raise InputError("the circuit's equations are singular (a loop of voltage "
                              "sources, or a node only capacitors reach at 0 Hz)", self.net.path)
-        full = np.concatenate([x[..., :len(self.nodes)], np.zeros(batch + (1,))], -1)
-        return full[..., cols]
+        return x
+
+    def _dense_sens(self, vals: list, batch: tuple[int, ...], cols: Sequence[int],
+                    seeds: Sequence[int], grads: Sequence) -> list:
+        """What the program returns (x at ``cols``, then each parameter's derivative of
+        x at ``seeds``, seeds on a leading axis), by dense solves."""
+        import numpy as np
+
+        x = self._dense_numpy(vals, batch)
+        Y, _ = self._dense_system(vals, batch)
+        E = np.zeros((self.size, len(seeds)))
+        E[list(seeds), range(len(seeds))] = 1.0
+        M = np.linalg.solve(np.swapaxes(Y, -1, -2), np.broadcast_to(E, batch + E.shape))
+        xz = np.concatenate([x, np.zeros(batch + (1,))], -1)        # -1: ground
+        mz = np.concatenate([M, np.zeros(batch + (1, len(seeds)))], -2)
+        out = [xz[..., c] for c in cols]
+        for terms in grads:
+            d = np.zeros(batch + (len(seeds),), dtype=complex)
+            for s, k in terms:
+                g = np.zeros_like(d)
+                for r, c, coef in self._by_slot[s][0]:
+                    g -= coef * mz[..., r, :] * xz[..., c, None]
+                for n, coef in self._by_slot[s][1]:
+                    g += coef * mz[..., n, :]
+                d += k * np.asarray(vals[s])[..., None] * g
+            out.append(np.moveaxis(d, -1, 0))
+        return out
 
     def _env(self, torch, values: Mapping[str, Any]) -> dict[str, Any]:
         """Parameter environment: overrides (as float64 tensors, or numpy when ``torch`` is
@@ -251,6 +436,30 @@ class MNA:
                     env[name] = ex.evaluate(expr, env)
                     changed.add(name)
         return env
+
+
+def _stack(xs: list, batch: tuple[int, ...]) -> Any:
+    """Program outputs (arrays that broadcast, or folded numbers) as ``batch + (m,)``."""
+    import numpy as np
+
+    out = np.empty(batch + (len(xs),), dtype=complex)
+    for i, a in enumerate(xs):
+        out[..., i] = a
+    return out
+
+
+def _depends(net: Netlist, expr: str) -> set[str]:
+    """Every parameter an expression reads, through the ``.param`` definitions."""
+    seen: set[str] = set()
+    todo = list(ex.names(expr))
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n in net.param_exprs:
+            todo.extend(ex.names(net.param_exprs[n]))
+    return seen
 
 
 def _match(branch, row: Mapping[str, int], index: Mapping[str, int]) -> list[tuple[int, int]]:

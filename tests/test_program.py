@@ -1,0 +1,102 @@
+"""The netlist compiled to straight-line numpy code (hostctl.circuits.program) against a
+pivoting dense solve, and its adjoint Jacobian against torch autograd through the solver."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hostctl.circuits import CIRCUITS, capacitances, get_circuit, parse_text
+from hostctl.circuits.registry import from_netlist
+
+NETLISTS = sorted(n for n, c in CIRCUITS.items() if c.solver is not None)
+OMEGA = 2 * math.pi * np.geomspace(1.0, 1e5, 60)
+
+
+def _values(circ, rng, n=3):
+    names = list(circ.resistors) + list(circ.nuisance) + ["R_source", "C_couple"]
+    return {k: float(circ.params[k]) * np.exp(rng.normal(0, 0.5, (n, 1)))
+            for k in names if k in circ.params}
+
+
+@pytest.mark.parametrize("name", NETLISTS)
+def test_program_matches_a_dense_solve(name):
+    m = get_circuit(name).solver
+    vals = _values(get_circuit(name), np.random.default_rng(1))
+    got = m.solve_numpy(OMEGA, vals)
+    _, v, batch = m._numpy_values(OMEGA, vals)
+    want = m._dense_numpy(v, batch)[..., :len(m.nodes)]
+    assert m._program(tuple(range(len(m.nodes)))) is not None   # the program ran
+    assert got.shape == want.shape == (3, len(OMEGA), len(m.nodes))
+    rel = np.abs(got - want) / np.maximum(np.abs(want), 1e-300)
+    assert rel.max() <= 1e-9, rel.max()
+
+
+@pytest.mark.parametrize("name", ["color-organ", "color-organ-passive", "bandpass",
+                                  "highpass-ideal"])
+def test_adjoint_jacobian_matches_autograd(name):
+    """log|H| and d log|H| / d log p of the fit's model, numpy program vs torch autograd
+    through the differentiable solver, resistors and nuisances alike."""
+    pytest.importorskip("torch")
+    import torch
+
+    from hostctl.fit.model import _Model
+
+    circ = get_circuit(name)
+    free = list(circ.resistors) + list(circ.nuisance)
+    m = _Model(circ, capacitances(circ, 1e-6), free, {})
+    assert m._fast is not None
+    n = 3 * 25
+    om = torch.from_numpy(2 * math.pi * np.repeat(np.geomspace(20, 2e4, n // 3), 3))
+    ch = torch.from_numpy(np.tile(np.arange(3), n // 3) % len(circ.channels))
+    th = (np.log([[float(circ.params[k]) for k in free]] * 4)
+          + np.random.default_rng(2).normal(0, 0.2, (4, len(free))))
+    L, J = m.logh(th, om, ch)
+    fast, m._fast = m._fast, None
+    try:
+        L0, J0 = m.logh(th, om, ch)
+    finally:
+        m._fast = fast
+    assert L.shape == L0.shape == (4, n) and J.shape == J0.shape == (4, n, len(free))
+    assert np.abs(L - L0).max() <= 1e-10
+    assert np.abs(J - J0).max() <= 1e-9 * max(1.0, np.abs(J0).max())
+    L1, none = m.logh(th, om, ch, jac=False)
+    assert none is None and np.abs(L1 - L).max() == 0.0
+
+
+def test_a_failed_program_falls_back_to_the_dense_solve():
+    """Where the static pivots meet a zero the program's results are not finite: the
+    pivoting dense solve answers instead, and names a singular circuit."""
+    from hostctl.errors import InputError
+
+    net = parse_text("""* test
+*@ channels ref=in out=out
+*@ fit R1
+.param R1=1k C1=1u C2=1u
+V1 in 0 AC 1
+R1 in out {R1}
+C1 out 0 {C1}
+C2 out mid {C2}
+C3 mid 0 {C2}
+.end
+""", "t.cir")
+    m = from_netlist(net, "t-fallback").solver
+    om = np.array([1e2, 1e3])
+    want = m.solve_numpy(om, {"R1": 2e3}, ["out", "mid"])
+    key = (tuple(m._col(n) for n in ("out", "mid")), (), ())
+    calls = []
+
+    def broken(v, w):
+        calls.append(1)
+        return [np.full(2, np.nan), np.full(2, np.nan)]
+
+    m._programs[key] = broken
+    got = m.solve_numpy(om, {"R1": 2e3}, ["out", "mid"])
+    assert calls and np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
+    z = 1j * om * 1e-6
+    out = 1 / (1 + 2e3 * (z + z / 2))   # C1 || (C2 in series with C3)
+    assert got[:, 0] == pytest.approx(out, rel=1e-12)
+    with pytest.raises(InputError, match="singular"):   # mid only reaches caps at 0 Hz
+        m.solve_numpy(np.array([0.0]), {}, ["mid"])
