@@ -246,19 +246,16 @@ class MNA:
         om, vals, batch = self._numpy_values(omega, values)
         m = len(cols)
         W = list(np.eye(len(seeds)).reshape((len(seeds), len(seeds)) + (1,) * len(batch)))
-        res = None
+        out = None
         if prog is not None:
             with np.errstate(all="ignore"):
-                res = prog(vals, W)
-            if not all(np.isfinite(r).all() for r in res):
-                res = None
-        if res is None:
-            res = self._dense_sens(vals, batch, cols, seeds, grads)
-        V = _stack(res[:m], batch)
-        dV = np.empty(batch + (len(seeds) + 1, len(wrt)), dtype=complex)
-        dV[..., -1, :] = 0.0   # ground
-        for p, d in enumerate(res[m:]):
-            dV[..., :-1, p] = np.moveaxis(np.broadcast_to(d, (len(seeds),) + batch), 0, -1)
+                out = _assemble(prog(vals, W), m, len(seeds), len(wrt), batch)
+            if not (np.isfinite(out[0]).all() and np.isfinite(out[1]).all()):
+                out = None
+        if out is None:
+            out = _assemble(self._dense_sens(vals, batch, cols, seeds, grads), m, len(seeds),
+                            len(wrt), batch)
+        V, dV = out
         return V, dV[..., pick, :]
 
     def _sens_plan(self, nodes: tuple[str, ...], wrt: tuple[str, ...]) -> Any:
@@ -446,6 +443,18 @@ def _stack(xs: list, batch: tuple[int, ...]) -> Any:
     for i, a in enumerate(xs):
         out[..., i] = a
     return out
+
+
+def _assemble(res: list, m: int, k: int, p: int, batch: tuple[int, ...]) -> tuple[Any, Any]:
+    """A sensitivity program's outputs as V ``batch + (m,)`` and dV ``batch + (k + 1, p)``
+    (the last seed row all zero: ground)."""
+    import numpy as np
+
+    V = _stack(res[:m], batch)
+    dV = np.zeros((p, k + 1) + batch, dtype=complex)
+    for i, d in enumerate(res[m:]):
+        dV[i, :k] = d
+    return V, np.moveaxis(dV, (0, 1), (-1, -2))
 
 
 def _depends(net: Netlist, expr: str) -> set[str]:

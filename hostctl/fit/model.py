@@ -72,7 +72,6 @@ class _Model:
         """:meth:`logh` from the netlist's numpy program and its adjoint (no autograd): each
         distinct tone solved once for all channels, the Jacobian exact."""
         over, nodes, ref = self._fast
-        S = theta.shape[0]
         om = omega.numpy() if hasattr(omega, "numpy") else np.asarray(omega)
         chn = ch.numpy() if hasattr(ch, "numpy") else np.asarray(ch)
         if om.ndim == 2 and om.shape[0] == 1:
@@ -88,32 +87,36 @@ class _Model:
                 u = self._uniq = (omega, uo, inv)
             _, uo, inv = u
             omb = uo[None, :]
-            cols = (slice(None), inv)
         else:
-            omb = om
-            cols = (np.arange(S)[:, None], np.arange(om.shape[-1])[None, :])
+            omb, inv = om, None
         if not jac:
-            V = solver.solve_numpy(omb, values, nodes)
-            H = _pick(np.abs(V[cols]), chn, ref, False)
+            H = _pick(np.abs(solver.solve_numpy(omb, values, nodes)), inv, chn, ref, False)
             return np.log(np.maximum(H, 1e-300)), None
         V, dV = solver.sensitivities(omb, values, nodes, self.free)
-        V, dV = V[cols], dV[cols]
-        H = _pick(np.abs(V), chn, ref, False)
+        H = _pick(np.abs(V), inv, chn, ref, False)
         # d log|V| = Re(dV / V)
-        J = _pick((dV / V[..., None]).real, chn, ref, True)
+        J = _pick((dV / V[..., None]).real, inv, chn, ref, True)
         J[H < 1e-300] = 0.0
         return np.log(np.maximum(H, 1e-300)), J
 
 
-def _pick(a: np.ndarray, chn: np.ndarray, ref: bool, log: bool) -> np.ndarray:
-    """Each row's channel out of the solved nodes ``[ref] + channels`` (axis 2 of ``a``,
-    rows on axes 0-1): the ratio of magnitudes, or the difference of log-derivatives."""
-    S, n = a.shape[:2]
-    c = np.broadcast_to(chn, (S, n)) + (1 if ref else 0)
-    out = a[np.arange(S)[:, None], np.arange(n)[None, :], c]
-    if not ref:
+def _pick(a: np.ndarray, inv: np.ndarray | None, chn: np.ndarray, ref: bool, log: bool
+          ) -> np.ndarray:
+    """Each row's channel out of the solved nodes ``[ref] + channels`` (axis 2 of ``a``;
+    axis 1 the distinct tones ``inv`` points into, or the rows themselves): the ratio of
+    magnitudes, or the difference of log-derivatives."""
+    t = np.arange(chn.shape[-1]) if inv is None else inv
+    c = chn + (1 if ref else 0)
+    if chn.ndim == 2:
+        s_ix = np.arange(a.shape[0])[:, None]
+        out = a[s_ix, t[None, :], c]
+        base = a[s_ix, t[None, :], 0] if ref else None
+    else:
+        out = a[:, t, c]
+        base = a[:, t, 0] if ref else None
+    if base is None:
         return out
-    return out - a[:, :, 0] if log else out / a[:, :, 0]
+    return out - base if log else out / base
 
 
 def _fast_setup(circ: Circuit, caps: Mapping[str, float], free: Sequence[str],
