@@ -193,7 +193,7 @@ def _fit_gains(run: _Run, auto_start: bool) -> None:
         lin = _linear_start(prob)
         for k, v in lin.items():
             theta[k] = v
-        if any(k not in lin for k in range(p)):
+        if any(k not in lin for k in range(p) if prob.free[k] in prob.circ.resistors):
             theta = _grid_starts(gprob, theta, 0.3, 1.0, top=1)[0]
     # with the probe's noise figures the gain rows' weight is known before any fit: priors
     # (nuisances) join the first fit; without them a prior-free pilot measures the noise
