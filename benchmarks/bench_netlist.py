@@ -1,25 +1,134 @@
-"""The nodal solver's cost in the fit: log|H| and its Jacobian for S starts x n rows.
+"""The nodal solver's cost in the fit, and the whole fit against scipy on the same model.
 
-The fit's gain model (``_Model.logh``: per-row parameter copies, one backward pass) on the
-netlist presets against the notebook's closed form of the same ideal circuit; process CPU
-time (one thread), so a loaded box inflates it less than wall time; the median of 30.
+1. log|H| and its Jacobian for S starts x n rows: the fit's gain model (``_Model.logh``:
+   the netlist's straight-line numpy program and its adjoint) on the netlist presets
+   against the notebook's closed form of the same ideal circuit; the median of 30.
+2. ``hostctl.fit.fit`` of a preset (resistors and the film-ESR nuisances under their
+   priors) against ``scipy.optimize.least_squares(method="lm")`` on the SAME netlist model
+   and rows (residuals from the Circuit's numpy path, ``Circuit.magnitude``; the priors as
+   extra residuals; the same start), with scipy's own finite-difference Jacobian and with
+   the model's analytic one. hostctl's time is its whole fit (problem, LM, noise scale,
+   intervals, result); scipy's only the optimisation. 100 tones x 3 channels, 1 % noise.
 
-    python benchmarks/bench_netlist.py [--rows 1000] [--starts 4]
+Process CPU time (one thread), so a loaded box inflates it less than wall time.
+
+    python benchmarks/bench_netlist.py [--rows 1000] [--starts 4] [--tones 100]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 
 import numpy as np
+
+PEERS = ("color-organ", "color-organ-passive")
+
+
+def _cpu(fn, repeats: int) -> tuple[float, object]:
+    """Median process CPU seconds of ``fn`` (after one warm-up call) and its result."""
+    out = fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.process_time()
+        out = fn()
+        ts.append(time.process_time() - t)
+    return statistics.median(ts), out
+
+
+def noisy_tones(name: str, tones: int = 100, noise: float = 0.01, seed: int = 0):
+    """The preset's own response at the notebook's values (film ESR at nominal), every tone
+    on every channel, with log-normal gain noise: a MeasurementSet."""
+    from hostctl.circuits import NOTEBOOK_VALUES, get_circuit
+    from hostctl.measurements import Measurement, MeasurementSet
+
+    circ = get_circuit(name)
+    f = np.geomspace(20, 20000, tones)
+    vals = {**{r: NOTEBOOK_VALUES[r] for r in circ.resistors},
+            **{k: n.nominal for k, n in circ.nuisance.items()}}
+    H = circ.magnitude(f, vals)
+    rng = np.random.default_rng(seed)
+    rows = [Measurement(float(fk), ch, gain=float(H[ch][k] * math.exp(noise * rng.normal())))
+            for k, fk in enumerate(f) for ch in circ.channels]
+    return MeasurementSet(rows, {})
+
+
+def peer_ratio(name: str, tones: int = 100, noise: float = 0.01, repeats: int = 7) -> dict:
+    """hostctl fit / scipy least_squares (LM) on the same netlist model and rows."""
+    from scipy.optimize import least_squares
+
+    from hostctl.circuits import LED_THRESHOLD, get_circuit
+    from hostctl.fit import fit
+    from hostctl.fit.problem import build_problem, nuisances
+    from hostctl.fit.starts import _default_base, linear_start
+
+    circ = get_circuit(name)
+    ms = noisy_tones(name, tones, noise)
+    caps = {r: 1e-6 for r in circ.resistors}
+    prob = build_problem(ms, circ, caps, LED_THRESHOLD, None, None)
+    free = list(prob.free)
+    th0 = _default_base(prob)
+    for k, v in linear_start(prob).items():
+        th0[k] = v
+    nu = nuisances(circ)
+    pk = [free.index(k) for k in nu]
+    mu = np.log([nu[k][0] for k in nu])
+    sig = np.array([nu[k][1] for k in nu])
+    f, chn, logg = prob.freq_g, prob.chg, prob.logg
+    rows = np.arange(len(f))
+
+    def resid(th, s=1.0):
+        H = circ.magnitude(f, dict(zip(free, np.exp(th), strict=True)), caps)
+        L = np.log(np.stack([H[c] for c in circ.channels], -1)[rows, chn])
+        return np.concatenate([(L - logg) / s, (th[pk] - mu) / sig])
+
+    def jac(th, s=1.0):
+        _, J = prob.model.logh(th[None], prob.omega, prob.ch)
+        P = np.zeros((len(pk), len(free)))
+        P[np.arange(len(pk)), pk] = 1.0 / sig
+        return np.concatenate([J[0] / s, P])
+
+    out: dict = {"circuit": name, "tones": tones, "rows": len(f), "noise": noise,
+                 "parameters": len(free)}
+    t, r = _cpu(lambda: fit(ms, circ), repeats)
+    out["hostctl"] = {"seconds": t, "iterations": r.iterations}
+
+    def scipy_fit(j):
+        """hostctl's estimator: a pilot with the nuisances' priors measures the noise,
+        then the MAP with the gains at that noise (the same residual dof)."""
+        kw = {"method": "lm", "xtol": 1e-10, "ftol": 1e-13}
+        a = least_squares(resid, th0, jac=j, **kw)
+        s = math.sqrt(float(a.fun @ a.fun) / r.dof)
+        b = least_squares(resid, a.x, jac=j, args=(s,), **kw)
+        return b, a.nfev + b.nfev, (a.njev or 0) + (b.njev or 0)
+
+    for key, j in (("scipy_lm_fd", "2-point"), ("scipy_lm_analytic", jac)):
+        t, (sres, nfev, njev) = _cpu(lambda j=j: scipy_fit(j), repeats)
+        dev = max(abs(math.log(r.values[k]) - sres.x[free.index(k)]) for k in circ.resistors)
+        out[key] = {"seconds": t, "nfev": int(nfev), "njev": int(njev),
+                    "max_rel_diff_R_vs_hostctl": dev}
+        out[f"ratio_{key}"] = out["hostctl"]["seconds"] / t
+    return out
+
+
+def print_peer(r: dict) -> None:
+    h = r["hostctl"]
+    print(f"  {r['circuit']:22s} hostctl {1e3 * h['seconds']:7.1f} ms ({h['iterations']} it)")
+    for key, label in (("scipy_lm_fd", "finite-diff J"), ("scipy_lm_analytic", "analytic J")):
+        s = r[key]
+        print(f"  {'':22s} scipy LM, {label:13s} {1e3 * s['seconds']:7.1f} ms "
+              f"({s['nfev']} fev, {s['njev']} jev): hostctl / scipy = {r['ratio_' + key]:.2f}"
+              f"  (R differ by {s['max_rel_diff_R_vs_hostctl']:.1e})")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1000)
     ap.add_argument("--starts", type=int, default=4)
+    ap.add_argument("--tones", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=7)
     a = ap.parse_args()
     import torch
 
@@ -47,6 +156,10 @@ def main() -> None:
             m.logh(th, omega, ch)
             ts.append(time.process_time() - t)
         print(f"  {name:22s} {1e3 * float(np.median(ts)):7.2f} ms")
+    print(f"hostctl fit / scipy least_squares (LM), same netlist model and rows: {a.tones} "
+          f"tones x 3 channels, 1 % noise (process CPU, median of {a.repeats})")
+    for name in PEERS:
+        print_peer(peer_ratio(name, a.tones, repeats=a.repeats))
 
 
 if __name__ == "__main__":
