@@ -208,15 +208,16 @@ class MNA:
         return self.index[n]
 
     def solve_numpy(self, omega: Any, values: Mapping[str, Any] | None = None,
-                    nodes: Sequence[str] | None = None) -> Any:
+                    nodes: Sequence[str] | None = None, prepared: Any = None) -> Any:
         """:meth:`solve` in numpy (no gradients): reports, plots and ``design`` start
         without torch. The elimination plan as straight-line array code (``program``),
-        with a pivoting dense solve where it has no plan or meets a zero pivot."""
+        with a pivoting dense solve where it has no plan or meets a zero pivot.
+        ``prepared``: what a :meth:`bind` function returned, instead of omega and values."""
         import numpy as np
 
         nodes = list(self.nodes if nodes is None else nodes)
         cols = [self._col(n) for n in nodes]
-        om, vals, batch = self._numpy_values(omega, values)
+        om, vals, batch = prepared or self._numpy_values(omega, values)
         prog = self._program(tuple(cols))
         out = None
         if prog is not None:
@@ -230,7 +231,8 @@ class MNA:
         return out
 
     def sensitivities(self, omega: Any, values: Mapping[str, Any] | None,
-                      nodes: Sequence[str], wrt: Sequence[str]) -> tuple[Any, Any] | None:
+                      nodes: Sequence[str], wrt: Sequence[str], prepared: Any = None
+                      ) -> tuple[Any, Any] | None:
         """Node voltages ``batch + (m,)`` and their derivatives in log parameter
         ``batch + (m, len(wrt))`` (complex, numpy): one forward and one adjoint pass.
 
@@ -243,7 +245,7 @@ class MNA:
         if sp is None:
             return None
         cols, seeds, pick, grads, prog = sp
-        om, vals, batch = self._numpy_values(omega, values)
+        om, vals, batch = prepared or self._numpy_values(omega, values)
         m = len(cols)
         W = list(np.eye(len(seeds)).reshape((len(seeds), len(seeds)) + (1,) * len(batch)))
         out = None
@@ -302,7 +304,41 @@ class MNA:
         i = self._node(n)
         return -1 if i == len(self.nodes) else i
 
-    def _numpy_values(self, omega: Any, values: Mapping[str, Any] | None
+    def bind(self, static: Mapping[str, Any], varying: Sequence[str]) -> Any:
+        """``f(omega, {name: array}) -> prepared`` for many solves in which only the
+        ``varying`` parameters change (each must set its elements by its bare value, see
+        :meth:`_direct`): the other slots are evaluated once per omega array."""
+        import numpy as np
+
+        env = self._env(None, static)
+        keys = {v.lower() for v in varying}
+        var = [(s, e, h) for s, (e, h) in enumerate(self._slots) if self._deps[s] & keys]
+        if any(e not in keys for _, e, _ in var):
+            raise ValueError("a varying parameter enters an element through an expression")
+        memo: dict[int, tuple[Any, list, tuple]] = {}
+        skip = {s for s, _, _ in var}
+
+        def prepare(omega: Any, values: Mapping[str, Any]) -> tuple[Any, list, tuple]:
+            m = memo.get(id(omega))
+            if m is None or m[0] is not omega:   # the same array object: the same tones
+                om = np.asarray(omega, dtype=np.float64)
+                _, vals, _ = self._numpy_values(om, None, env, skip)
+                if len(memo) >= 8:
+                    memo.clear()
+                m = memo[id(omega)] = (omega, vals, np.broadcast_shapes(
+                    om.shape, *(np.shape(v) for v in vals if v is not None)))
+            om, vals, base = m
+            vals = list(vals)
+            shapes = [base]
+            for s, e, h in var:
+                vals[s] = _transform(np.asarray(values[e], dtype=np.float64), h, om)
+                shapes.append(vals[s].shape)
+            return om, vals, tuple(np.broadcast_shapes(*shapes))
+
+        return prepare
+
+    def _numpy_values(self, omega: Any, values: Mapping[str, Any] | None,
+                      env: Mapping[str, Any] | None = None, skip: set[int] = frozenset()
                       ) -> tuple[Any, list, tuple[int, ...]]:
         """omega, every slot's value (None where the program folded a constant), batch.
         Slots that share an expression (a subcircuit's parts, per instance) share one
@@ -310,20 +346,18 @@ class MNA:
         import numpy as np
 
         om = np.asarray(omega, dtype=np.float64)
-        env = self._env(None, values or {})
+        env = self._env(None, values or {}) if env is None else env
         memo: dict[tuple[str, int], Any] = {}
         vals: list[Any] = []
-        for (expr, how), const in zip(self._slots, self._const, strict=True):
-            if const is not None and how in (_REAL, _INV):
+        for s, ((expr, how), const) in enumerate(zip(self._slots, self._const, strict=True)):
+            if (const is not None and how in (_REAL, _INV)) or s in skip:
                 vals.append(None)
                 continue
             v = memo.get((expr, how))
             if v is None:
                 v = const if const is not None else (
                     env[expr] if expr in env else ex.evaluate(expr, env))
-                v = (v if how == _REAL else 1.0 / v if how == _INV else
-                     1j * (v * om) if how == _OMEGA else -1j / (v * om))
-                memo[(expr, how)] = v = np.asarray(v)
+                memo[(expr, how)] = v = _transform(np.asarray(v, dtype=np.float64), how, om)
             vals.append(v)
         batch = np.broadcast_shapes(om.shape, *(v.shape for v in memo.values()))
         return om, vals, tuple(batch)
@@ -443,6 +477,12 @@ def _stack(xs: list, batch: tuple[int, ...]) -> Any:
     for i, a in enumerate(xs):
         out[..., i] = a
     return out
+
+
+def _transform(v: Any, how: int, om: Any) -> Any:
+    """A slot's value from its parameter: v, 1/v, j w v or 1/(j w v)."""
+    return (v if how == _REAL else 1.0 / v if how == _INV else
+            1j * (v * om) if how == _OMEGA else -1j / (v * om))
 
 
 def _assemble(res: list, m: int, k: int, p: int, batch: tuple[int, ...]) -> tuple[Any, Any]:

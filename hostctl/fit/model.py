@@ -29,7 +29,9 @@ class _Model:
         self.ct = {k: torch.tensor(float(v), dtype=torch.float64) for k, v in caps.items()}
         self.nch = len(circ.channels)
         self._fast = _fast_setup(circ, caps, self.free, fixed)
-        self._uniq: tuple[Any, Any, Any] | None = None
+        #: per omega tensor the fit passes (problem, sub-problems): its distinct tones
+        self._uniq: dict[int, tuple[Any, Any, Any]] = {}
+        self._bound: Any = None
 
     def logh(self, theta: np.ndarray, omega: torch.Tensor, ch: torch.Tensor,
              jac: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
@@ -76,23 +78,25 @@ class _Model:
         chn = ch.numpy() if hasattr(ch, "numpy") else np.asarray(ch)
         if om.ndim == 2 and om.shape[0] == 1:
             om, chn = om[0], chn.reshape(-1)
-        values = dict(over)
-        for k, name in enumerate(self.free):
-            values[name] = np.exp(theta[:, k])[:, None]
         solver = self.circ.solver
+        if self._bound is None:
+            self._bound = solver.bind(over, self.free)
+        values = {name.lower(): np.exp(theta[:, k])[:, None] for k, name in enumerate(self.free)}
         if om.ndim == 1:   # rows share tones across channels: solve each tone once
-            u = self._uniq
-            if u is None or u[0] is not omega:
+            u = self._uniq.get(id(omega))
+            if u is None or u[0] is not omega:   # (the entry holds omega: ids stay unique)
                 uo, inv = np.unique(om, return_inverse=True)
-                u = self._uniq = (omega, uo, inv)
-            _, uo, inv = u
-            omb = uo[None, :]
+                if len(self._uniq) >= 8:
+                    self._uniq.clear()
+                u = self._uniq[id(omega)] = (omega, uo[None, :], inv)
+            _, omb, inv = u
         else:
             omb, inv = om, None
+        prep = self._bound(omb, values)
         if not jac:
-            H = _pick(np.abs(solver.solve_numpy(omb, values, nodes)), inv, chn, ref, False)
+            H = _pick(np.abs(solver.solve_numpy(None, None, nodes, prep)), inv, chn, ref, False)
             return np.log(np.maximum(H, 1e-300)), None
-        V, dV = solver.sensitivities(omb, values, nodes, self.free)
+        V, dV = solver.sensitivities(None, None, nodes, self.free, prep)
         H = _pick(np.abs(V), inv, chn, ref, False)
         # d log|V| = Re(dV / V)
         J = _pick((dV / V[..., None]).real, inv, chn, ref, True)
