@@ -10,6 +10,18 @@ if TYPE_CHECKING:
     pass
 
 
+def _newton_gain(A: np.ndarray, g: np.ndarray, d: np.ndarray, eye: np.ndarray) -> np.ndarray:
+    """``g^T A^-1 g / 2``: the decrease a full Gauss-Newton step promises (inf where it
+    cannot be computed, so that nothing stops on it)."""
+    M = A + 1e-10 * d[:, :, None] * eye + 1e-300 * eye
+    try:
+        x = np.linalg.solve(M, g[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        return np.full(len(g), np.inf)
+    out = 0.5 * np.einsum("bp,bp->b", g, x)
+    return np.where(np.isfinite(out) & (out >= 0), out, np.inf)
+
+
 def _lm(fun, theta0: np.ndarray, *, max_iter: int = 100, xtol: float = 1e-10,
         ftol: float = 1e-13
         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
@@ -31,6 +43,12 @@ def _lm(fun, theta0: np.ndarray, *, max_iter: int = 100, xtol: float = 1e-10,
         d = np.einsum("bpp->bp", A).copy()
         dmax = d.max(axis=1, keepdims=True)
         d = np.maximum(d, 1e-12 * dmax + 1e-300)
+        # a minimum is reached when a full Gauss-Newton step promises less than ftol: the
+        # cost's own rounding (a nodal solve is good to ~1e-12 relative) would otherwise
+        # keep the iterations going on noise until the damping gives up
+        done |= _newton_gain(A, g, d, eye) <= 1e-3 * ftol * np.abs(cost) + 1e-300
+        if done.all():
+            break
         M = A + lam[:, None, None] * d[:, :, None] * eye + 1e-300 * eye
         try:
             step = -np.linalg.solve(M, g[..., None])[..., 0]
