@@ -5,6 +5,8 @@
 Sections (each also runs alone, see its module):
   fit         hostctl fit vs scipy least_squares (LM) vs the notebook's gradient descent, on
               the same rows (bench_fit.peer_compare): time, iterations, error, as ratios
+  netlist     hostctl fit vs scipy least_squares (LM) on the same netlist preset (probe front
+              end, film-ESR nuisances), rows and estimator (bench_netlist.peer_ratio)
   efficiency  RMSE of each fitted log R over many noisy data sets / the Cramer-Rao bound,
               and the 95 % interval coverage (bench_efficiency)
   led         LED mode: corner error vs tones, adaptive bisection vs log grid vs random
@@ -35,9 +37,10 @@ sys.path.insert(0, str(HERE))
 import bench_calibrate  # noqa: E402
 import bench_efficiency  # noqa: E402
 import bench_led  # noqa: E402
+import bench_netlist  # noqa: E402
 import bench_scale  # noqa: E402
 
-SECTIONS = ("fit", "efficiency", "led", "scale", "bench")
+SECTIONS = ("fit", "netlist", "efficiency", "led", "scale", "bench")
 
 QUICK = {"repeats": 2, "gd_runs": ((1e5, 300), (200.0, 100)), "trials": 200, "led_seeds": 2,
          "budgets": (20, 40), "sizes": (1, 10), "bench_seeds": 1,
@@ -95,6 +98,26 @@ def fit_rows(res: dict) -> list[tuple]:
     return rows
 
 
+def netlist_section(cfg: dict) -> dict:
+    return {name: bench_netlist.peer_ratio(name, 100, repeats=cfg["repeats"])
+            for name in bench_netlist.PEERS}
+
+
+def netlist_rows(res: dict) -> list[tuple]:
+    rows = []
+    for name, r in res.items():
+        h = r["hostctl"]
+        for key, label in (("scipy_lm_analytic", "analytic J"), ("scipy_lm_fd", "finite-diff J")):
+            s = r[key]
+            rows.append(("netlist", f"{name}, 100 noisy tones: time hostctl / scipy LM "
+                         f"({label})", r[f"ratio_{key}"], "<= 1 (issue 18)" if
+                         key == "scipy_lm_analytic" else "-", None,
+                         f"{1e3 * h['seconds']:.1f} vs {1e3 * s['seconds']:.1f} ms; "
+                         f"{h['iterations']} it vs {s['nfev']} fev + {s['njev']} jev; R differ "
+                         f"{s['max_rel_diff_R_vs_hostctl']:.0e}"))
+    return rows
+
+
 def _finite(obj: object) -> object:
     """JSON has no inf/nan: write them as null (the smoke test then flags them)."""
     if isinstance(obj, float):
@@ -139,6 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows: list[tuple] = []
     runners = {
         "fit": (lambda: fit_section(cfg), fit_rows),
+        "netlist": (lambda: netlist_section(cfg), netlist_rows),
         "efficiency": (lambda: bench_efficiency.run(cfg["trials"]), bench_efficiency.table_rows),
         "led": (lambda: bench_led.run(cfg["led_seeds"], cfg["budgets"]), bench_led.table_rows),
         "scale": (lambda: bench_scale.run(cfg["sizes"]), bench_scale.table_rows),
