@@ -100,3 +100,21 @@ C3 mid 0 {C2}
     assert got[:, 0] == pytest.approx(out, rel=1e-12)
     with pytest.raises(InputError, match="singular"):   # mid only reaches caps at 0 Hz
         m.solve_numpy(np.array([0.0]), {}, ["mid"])
+
+
+def test_big_batches_go_in_pieces_with_the_same_answer(monkeypatch):
+    """Many rows or boards are solved in pieces of the longest axis (memory stays flat);
+    the pieces give exactly the whole."""
+    import hostctl.circuits.mna as mna
+
+    m = get_circuit("color-organ-passive").solver
+    nodes = ["a0", "a1", "a2", "a3"]
+    om = np.broadcast_to(2 * math.pi * np.geomspace(20, 2e4, 40), (300, 40))
+    vals = {"R_low": 200 * np.exp(np.random.default_rng(0).normal(0, 0.1, (300, 1)))}
+    V, dV = m.sensitivities(om, vals, nodes, ["R_low", "ESR_low"])
+    X = m.solve_numpy(om, vals, nodes)
+    monkeypatch.setattr(mna, "CHUNK", 1000)
+    V2, dV2 = m.sensitivities(om, vals, nodes, ["R_low", "ESR_low"])
+    assert V.shape == (300, 40, 4) and dV.shape == (300, 40, 4, 2)
+    assert np.array_equal(V, V2) and np.array_equal(dV, dV2)
+    assert np.array_equal(X, m.solve_numpy(om, vals, nodes)) and np.array_equal(X, V)

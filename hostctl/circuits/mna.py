@@ -219,16 +219,20 @@ class MNA:
         cols = [self._col(n) for n in nodes]
         om, vals, batch = prepared or self._numpy_values(omega, values)
         prog = self._program(tuple(cols))
-        out = None
-        if prog is not None:
-            with np.errstate(all="ignore"):
-                out = _stack(prog(vals, ()), batch)
-            if not np.isfinite(out).all():
-                out = None
-        if out is None:
-            x = self._dense_numpy(vals, batch)
-            out = np.concatenate([x, np.zeros(batch + (1,))], -1)[..., cols]
-        return out
+
+        def run(vals: list, batch: tuple[int, ...]) -> tuple[Any]:
+            out = None
+            if prog is not None:
+                with np.errstate(all="ignore"):
+                    out = _stack(prog(vals, ()), batch)
+                if not np.isfinite(out).all():
+                    out = None
+            if out is None:
+                x = self._dense_numpy(vals, batch)
+                out = np.concatenate([x, np.zeros(batch + (1,))], -1)[..., cols]
+            return (out,)
+
+        return _chunked(run, vals, batch)[0]
 
     def sensitivities(self, omega: Any, values: Mapping[str, Any] | None,
                       nodes: Sequence[str], wrt: Sequence[str], prepared: Any = None
@@ -248,17 +252,20 @@ class MNA:
         om, vals, batch = prepared or self._numpy_values(omega, values)
         m = len(cols)
         W = list(np.eye(len(seeds)).reshape((len(seeds), len(seeds)) + (1,) * len(batch)))
-        out = None
-        if prog is not None:
-            with np.errstate(all="ignore"):
-                out = _assemble(prog(vals, W), m, len(seeds), len(wrt), batch)
-            if not (np.isfinite(out[0]).all() and np.isfinite(out[1]).all()):
-                out = None
-        if out is None:
-            out = _assemble(self._dense_sens(vals, batch, cols, seeds, grads), m, len(seeds),
-                            len(wrt), batch)
-        V, dV = out
-        return V, dV[..., pick, :]
+
+        def run(vals: list, batch: tuple[int, ...]) -> tuple[Any, Any]:
+            out = None
+            if prog is not None:
+                with np.errstate(all="ignore"):
+                    out = _assemble(prog(vals, W), m, len(seeds), len(wrt), batch)
+                if not (np.isfinite(out[0]).all() and np.isfinite(out[1]).all()):
+                    out = None
+            if out is None:
+                out = _assemble(self._dense_sens(vals, batch, cols, seeds, grads), m,
+                                len(seeds), len(wrt), batch)
+            return out[0], out[1][..., pick, :]
+
+        return _chunked(run, vals, batch)
 
     def _sens_plan(self, nodes: tuple[str, ...], wrt: tuple[str, ...]) -> Any:
         """(cols, seeds, seed of each col, per-parameter slot terms, program), once."""
@@ -477,6 +484,36 @@ def _stack(xs: list, batch: tuple[int, ...]) -> Any:
     for i, a in enumerate(xs):
         out[..., i] = a
     return out
+
+
+#: batch elements per pass of a program: big batches go in pieces, so that the arrays a
+#: program holds at once stay a few MB whatever the number of rows or boards
+CHUNK = 16384
+
+
+def _chunked(run: Any, vals: list, batch: tuple[int, ...]) -> tuple:
+    """``run(vals, batch)`` over pieces of the batch's longest axis, outputs joined."""
+    import math
+
+    import numpy as np
+
+    n = math.prod(batch)
+    if n <= CHUNK or not batch:
+        return run(vals, batch)
+    ax = int(np.argmax(batch))
+    step = max(1, CHUNK * batch[ax] // n)
+    parts = []
+    for a in range(0, batch[ax], step):
+        b = min(a + step, batch[ax])
+        sub = []
+        for v in vals:
+            k = ax - (len(batch) - np.ndim(v))
+            if v is None or k < 0 or np.shape(v)[k] == 1:
+                sub.append(v)
+            else:
+                sub.append(v[(slice(None),) * k + (slice(a, b),)])
+        parts.append(run(sub, batch[:ax] + (b - a,) + batch[ax + 1:]))
+    return tuple(np.concatenate(p, axis=ax) for p in zip(*parts, strict=True))
 
 
 def _transform(v: Any, how: int, om: Any) -> Any:

@@ -90,7 +90,21 @@ class _Emitter:
             if n in need:
                 keep.append((n, expr))
                 need.update(_NAME.findall(expr))
-        body = [f"    {n} = {e}" for n, e in reversed(keep)]
+        keep.reverse()
+        # free each array after its last use: a big batch then holds the working set only
+        last: dict[str, int] = {}
+        for i, (_n, expr) in enumerate(keep):
+            for m in _NAME.findall(expr):
+                if m.startswith("t"):
+                    last[m] = i
+        outs_named = {o for o in outs if isinstance(o, str)}
+        body = []
+        for i, (n, e) in enumerate(keep):
+            body.append(f"    {n} = {e}")
+            dead = [m for m in sorted(set(_NAME.findall(e))) if m.startswith("t")
+                    and last.get(m) == i and m not in outs_named]
+            if dead:
+                body.append(f"    del {', '.join(dead)}")
         ws = sorted({m for m in need if m.startswith("w")}, key=lambda s: int(s[1:]))
         head = [f"    {m} = w[{int(m[1:])}]" for m in ws]
         ret = "    return [" + ", ".join(self.lit(o) for o in outs) + "]"
