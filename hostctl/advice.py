@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hostctl.circuits import LED_THRESHOLD, Circuit, Threshold, capacitances
 from hostctl.errors import InputError
+from hostctl.leds import LedDrive, why_dark
 from hostctl.recommend import Design, check_bands, design, design_for_led, led_map
 from hostctl.target import Target, parse_target
 
@@ -30,7 +31,15 @@ FIT_SCHEMA = "hostctl-fit/1"
 CAP_PLAUSIBLE = 1.5
 CHOSEN_FOR = {"corners": "parts chosen for the target's corners",
               "led": "parts chosen so each LED switches mid-gap of the target's LED bands "
-                     "(not for the corners)"}
+                     "(not for the corners)",
+              "led-some": "parts chosen so each LED switches mid-gap of the target's LED "
+                          "bands; for an LED no parts can switch there (see its FAIL line), "
+                          "its section's parts for the corners",
+              "corners-unreachable": "parts chosen for the target's corners: no parts switch "
+                                     "every LED mid-gap of the target's LED bands with this "
+                                     "drive (see the FAIL lines)"}
+#: LED switch points that need parts this far from the corner design cannot be reached
+FAR = 10.0
 
 
 def fit_json(fit: FitResult) -> dict[str, Any]:
@@ -71,11 +80,22 @@ class Advice:
     installed: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     trusted: bool = True                   # the fit's verdict on its own model
+    #: parts recommended for nothing -> why (open sections, placeholder LED levels)
+    held: dict[str, str] = field(default_factory=dict)
+    #: the LEDs judged on volts (None: on |H| against ``threshold``)
+    drive: LedDrive | None = None
 
     @property
     def withheld(self) -> bool:
         """A fit the data contradict (NOT TRUSTED) recommends no part."""
         return not self.trusted
+
+    def withheld_why(self) -> dict[str, str]:
+        """Every part not recommended -> why."""
+        if self.withheld:
+            return {r: "NOT TRUSTED: the data contradict the fit's model"
+                    for r in self.design.parts}
+        return dict(self.held)
 
     def to_json(self) -> dict[str, Any]:
         """The recommendation blocks of report.json (and of ``fit --json``)."""
@@ -84,6 +104,10 @@ class Advice:
         if self.withheld:
             rec["parts"] = {}
             rec["withheld"] = "NOT TRUSTED: the data contradict the fit's model"
+        elif self.held:
+            rec["parts"] = {k: v for k, v in rec["parts"].items() if k not in self.held}
+            rec["withheld"] = dict(self.held)
+        lmap = {} if self.withheld else self.led_map
         return {
             "installed_ohm": dict(self.installed),
             "capacitance": {"value_f": self.capacitance, "source": self.capacitance_source,
@@ -91,7 +115,8 @@ class Advice:
             "led_threshold": {"value": self.threshold, "source": self.threshold_source},
             "recommended": rec,
             "target": self.target.to_json(),
-            "predicted_led_bands_hz": {k: [list(b) for b in v] for k, v in self.led_map.items()},
+            "predicted_led_bands_hz": {k: [list(b) for b in v] for k, v in lmap.items()},
+            "led_drive": None if self.drive is None else self.drive.to_json(),
             "target_check": self.bands,
             "pass": self.passed,
         }
@@ -127,14 +152,36 @@ def advise(circ: Circuit, target: Target, *, series: str = "E24",
            capacitance: float | Mapping[str, float] = 1e-6,
            threshold: Threshold = LED_THRESHOLD, threshold_source: str = "1/sqrt(2)",
            installed: Mapping[str, float] | None = None, fit: FitResult | None = None,
-           by_led: bool | None = None) -> Advice:
+           by_led: bool | None = None, drive: LedDrive | None = None,
+           unknown_thresholds: Collection[str] = ()) -> Advice:
     """Parts for the target (for *this* circuit when a fit and the installed parts are
-    given), the LED bands they light, and the verdict against the target."""
+    given), the LED bands they light, and the verdict against the target.
+
+    ``drive``: judge the LEDs on the volts at their filter outputs (the source in the
+    circuit) rather than on |H| against ``threshold``. ``unknown_thresholds``: LEDs whose
+    switching level the data left unmeasured (no part is chosen for them by LED)."""
     installed = dict(installed or {})
     caps, cap_src, inferred = actual_capacitance(circ, capacitance, installed, fit)
     why = chosen_for(target, by_led)
-    d = (design_for_led(circ, target, caps, threshold, series) if why == "led"
-         else design(circ, target, caps, series))
+    judge = drive if drive is not None else threshold
+    d = design(circ, target, caps, series)
+    if why == "led":
+        by_switch = design_for_led(circ, target, caps, judge, series)
+        # switch points no parts can reach drive the solve to absurd parts: the corners
+        # then, and the verdict says what is missing
+        secs = circ.sections or {}
+        far = {secs.get(r, ("*",))[0] for r, p in d.parts.items()
+               if not abs(math.log(by_switch.parts[r].ideal_ohm / p.ideal_ohm))
+               < math.log(FAR)}
+        if "*" in far or len(far) == len(circ.channels):
+            why = "corners-unreachable"
+        else:
+            for r, (ch, _) in secs.items():
+                if ch in far:
+                    by_switch.parts[r] = d.parts[r]
+            d = by_switch
+            if far:
+                why = "led-some"
     problems = []
     nominal = capacitances(circ, capacitance)
     for name, c in caps.items():
@@ -144,24 +191,52 @@ def advise(circ: Circuit, target: Target, *, series: str = "E24",
                 f"means a {c * 1e6:.3g} uF capacitor, {c / nominal[name]:.2g}x the nominal "
                 f"{nominal[name] * 1e6:.3g} uF: check --installed and --capacitance (the parts "
                 "to buy are right only if the installed value is)")
-    lmap = led_map(circ, d.values, caps, threshold)
-    bands = check_bands(circ, d.values, caps, threshold, target)
-    trusted = True
+    lmap = led_map(circ, d.values, caps, judge)
+    bands = check_bands(circ, d.values, caps, judge, target)
+    if drive is not None:
+        for ch, b in bands.items():
+            if not b["pass"]:
+                b.update(why_dark(circ, d.values, caps, drive, target, ch))
+    trusted = True if fit is None else fit.trusted
+    held = _withhold(circ, fit, bands, why, unknown_thresholds)
+    for name in held:
+        d.parts[name].measured = False
+    for ch in {(circ.sections or {}).get(n, (None,))[0] for n in held}:
+        lmap.pop(ch, None)       # no part, so no prediction of what it would light
+    passed = trusted and not held and (all(v["pass"] for v in bands.values())
+                                       if bands else True)
+    adv = Advice(d, caps, cap_src, inferred, threshold, threshold_source, why, lmap, bands,
+                 passed, target, installed, problems, trusted)
+    adv.held, adv.drive = held, drive
+    return adv
+
+
+def _withhold(circ: Circuit, fit: FitResult | None, bands: dict[str, dict], why: str,
+              unknown: Collection[str]) -> dict[str, str]:
+    """Parts no recommendation may rest on -> why: sections the data left open, and (parts
+    chosen by LED) the sections of an LED whose switching level is a placeholder. Their
+    channels' verdicts say so."""
+    held: dict[str, str] = {}
+    secs = circ.sections or {}
     if fit is not None:
-        trusted = fit.trusted
         for ch, (lo, hi) in (fit.led_thresholds_ci95 or {}).items():
             if ch in bands and not (lo > 0 and math.isfinite(hi)):  # a bound is no threshold
                 bands[ch] = {"pass": False, "why": "its LED never switched, so its threshold "
                                                    "is unknown"}
-        secs = circ.sections or {}
+                unknown = {*unknown, ch}
         for name in undetermined(fit):
-            d.parts[name].measured = False  # the nominal design for the target, not measured
+            held[name] = "not determined by the data (its 95 % interval is open)"
             for ch in ([secs[name][0]] if name in secs else circ.channels):
                 if ch in bands:
                     bands[ch] = {"pass": False, "why": f"{name} is not determined by the data"}
-    passed = trusted and (all(v["pass"] for v in bands.values()) if bands else True)
-    return Advice(d, caps, cap_src, inferred, threshold, threshold_source, why, lmap, bands,
-                  passed, target, installed, problems, trusted)
+    if why.startswith("led"):
+        for name, (ch, _) in secs.items():
+            if ch in unknown and name not in held:
+                held[name] = (f"LED {ch}'s switching level was not measured: a part chosen "
+                              "for it would rest on a placeholder")
+                if ch in bands and bands[ch].get("pass"):
+                    bands[ch] = {"pass": False, "why": f"LED {ch}'s switching level is unknown"}
+    return held
 
 
 def threshold_from_fit(thr_val: Threshold | str, thr_src: str, fit: FitResult,

@@ -53,6 +53,7 @@ from hostctl.target import Target, default_target
 
 if TYPE_CHECKING:
     from hostctl.fit import FitResult
+    from hostctl.leds import LedDrive
 
 MODES = ("gain", "led", "both")
 REPORT_SCHEMA = "hostctl-report/2"
@@ -567,10 +568,32 @@ def advise_session(data: MeasurementSet, cfg: RunConfig | None = None
     level = float(data.meta.get("level_dbfs_used", cfg.level_dbfs))
     result = fit_session(cfg, data, level)
     thr, src = threshold_from_fit(*led_threshold_for(cfg, data, level), result, level)
-    adv = advise(get_circuit(cfg.circuit), cfg.target, series=cfg.series,
+    drive, unknown, _ = led_judging(cfg, data, result, level)
+    adv = advise(get_circuit(result.circuit), cfg.target, series=cfg.series,
                  capacitance=cfg.capacitance, threshold=thr, threshold_source=src,
-                 installed=cfg.installed, fit=result)
+                 installed=cfg.installed, fit=result, drive=drive,
+                 unknown_thresholds=unknown)
     return result, cfg, adv
+
+
+def led_judging(cfg: RunConfig, data: MeasurementSet, result: FitResult, level: float
+                ) -> tuple[LedDrive | None, set[str], list[str]]:
+    """How the verdict judges the LEDs: on volts with the measured source (``--led-vf``),
+    or on |H|; and the LEDs whose threshold is a placeholder (a mode that measures it,
+    with no LED observation to measure it from)."""
+    from hostctl.source import measured_drive
+
+    circ = get_circuit(result.circuit)
+    if cfg.led_vf is not None and cfg.led_threshold is None:
+        try:
+            return measured_drive(circ, result, result.capacitance, data.rows, cfg.led_vf,
+                                  level), set(), []
+        except FitError as e:
+            return None, set(), [f"LEDs judged on |H|: {e}"]
+    if cfg.led_threshold is None and cfg.mode != "gain" and not result.led_thresholds \
+            and result.led_threshold is None:
+        return None, set(circ.channels), []
+    return None, set(), []
 
 
 def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
@@ -591,8 +614,13 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
     finally:
         r.close()
     thr, thr_src = threshold_from_fit(*r.threshold(), result, r.level)
-    adv = advise(r.circ, cfg.target, series=cfg.series, capacitance=cfg.capacitance,
-                 threshold=thr, threshold_source=thr_src, installed=cfg.installed, fit=result)
+    drive, unknown, notes = led_judging(cfg, r.data, result, r.level)
+    r.problems.extend(notes)
+    # the topology the data chose (a passive band-pass is not designed as a buffered one)
+    adv = advise(get_circuit(result.circuit), cfg.target, series=cfg.series,
+                 capacitance=cfg.capacitance,
+                 threshold=thr, threshold_source=thr_src, installed=cfg.installed, fit=result,
+                 drive=drive, unknown_thresholds=unknown)
     r.problems.extend(adv.problems)
     prec = _precision(result)
     unmet = [k for k, v in prec.items() if not v <= cfg.precision]

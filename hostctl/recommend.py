@@ -8,10 +8,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from hostctl.circuits import Circuit, Threshold, capacitances, channel_threshold
 from hostctl.errors import InputError
 from hostctl.target import Target
+
+if TYPE_CHECKING:
+    from hostctl.leds import LedDrive
 
 E12 = (1.0, 1.2, 1.5, 1.8, 2.2, 2.7, 3.3, 3.9, 4.7, 5.6, 6.8, 8.2)
 E24 = (1.0, 1.1, 1.2, 1.3, 1.5, 1.6, 1.8, 2.0, 2.2, 2.4, 2.7, 3.0,
@@ -228,16 +232,29 @@ def _switch_points(target: Target, channel: str) -> list[tuple[float, str]]:
     return out
 
 
+def margins(circ: Circuit, f, values: Mapping[str, float],
+            capacitance: float | Mapping[str, float], threshold: Threshold | LedDrive
+            ) -> dict[str, Any]:
+    """What each LED sees over its switching level (lit where > 1): |H| over an |H|
+    threshold, or the volts at its filter output over its switching voltage."""
+    from hostctl.leds import LedDrive, led_volts
+
+    if isinstance(threshold, LedDrive):
+        v = led_volts(circ, f, values, capacitance, threshold)
+        return {ch: x / threshold.vth(ch) for ch, x in v.items()}
+    resp = circ.magnitude(f, values, capacitance)
+    return {ch: h / channel_threshold(threshold, ch) for ch, h in resp.items()}
+
+
 def led_map(circ: Circuit, values: Mapping[str, float], capacitance: float | Mapping[str, float],
-            threshold: Threshold, freqs=None) -> dict[str, list[tuple[float, float]]]:
+            threshold: Threshold | LedDrive, freqs=None) -> dict[str, list[tuple[float, float]]]:
     """Frequency bands (Hz, 20 Hz-20 kHz) where each channel's LED is lit."""
     import numpy as np
 
     f = np.geomspace(20.0, 20000.0, 2001) if freqs is None else np.asarray(freqs)
-    resp = circ.magnitude(f, values, capacitance)
     out: dict[str, list[tuple[float, float]]] = {}
-    for ch, h in resp.items():
-        lit = h > channel_threshold(threshold, ch)
+    for ch, m in margins(circ, f, values, capacitance, threshold).items():
+        lit = m > 1
         bands, start = [], None
         for i, on in enumerate(lit):
             if on and start is None:
@@ -252,7 +269,8 @@ def led_map(circ: Circuit, values: Mapping[str, float], capacitance: float | Map
 
 
 def check_bands(circ: Circuit, values: Mapping[str, float],
-                capacitance: float | Mapping[str, float], threshold: Threshold, target: Target
+                capacitance: float | Mapping[str, float], threshold: Threshold | LedDrive,
+                 target: Target
                 ) -> dict[str, dict]:
     """Pass/fail of each channel's predicted LED against the target's on/off bands."""
     import numpy as np
@@ -265,8 +283,7 @@ def check_bands(circ: Circuit, values: Mapping[str, float],
         for kind, bands in d.items():
             for lo, hi in bands:
                 f = np.geomspace(lo, hi, 60)
-                h = circ.magnitude(f, values, capacitance)[ch]
-                lit = h > channel_threshold(threshold, ch)
+                lit = margins(circ, f, values, capacitance, threshold)[ch] > 1
                 if (kind == "on" and not lit.all()) or (kind == "off" and lit.any()):
                     ok = False
         out[ch] = {"pass": ok}
@@ -278,7 +295,7 @@ ANCHOR = 1e-4
 
 
 def design_for_led(circ: Circuit, target: Target, capacitance: float | Mapping[str, float],
-                   threshold: Threshold, series: str = "E24") -> Design:
+                   threshold: Threshold | LedDrive, series: str = "E24") -> Design:
     """Standard parts whose LEDs switch mid-gap of the target bands at ``threshold``."""
     import numpy as np
     from scipy.optimize import least_squares
@@ -295,8 +312,8 @@ def design_for_led(circ: Circuit, target: Target, capacitance: float | Mapping[s
         vals = dict(zip(names, np.exp(logr), strict=True))
         r = []
         for ch, f in eqs:
-            h = float(circ.magnitude([f], vals, caps)[ch][0])
-            r.append(math.log(max(h, 1e-300)) - math.log(channel_threshold(threshold, ch)))
+            m = float(margins(circ, [f], vals, caps, threshold)[ch][0])
+            r.append(math.log(max(m, 1e-300)))
         return np.asarray(r)
 
     def resid_anchored(logr):

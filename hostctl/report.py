@@ -54,9 +54,10 @@ def fit_table(fit: FitResult, adv: Advice, *, head: str, tail: list[str] | None 
     from hostctl.advice import CHOSEN_FOR
 
     cols = cols or width()
-    prose = [head,
-             f"LED threshold {format_threshold(adv.threshold)} of the tone: "
-             f"{adv.threshold_source}",
+    led = (adv.drive.describe() if adv.drive is not None else
+           f"LED threshold {format_threshold(adv.threshold)} of the tone: "
+           f"{adv.threshold_source}")
+    prose = [head, led,
              f"capacitors: {adv.capacitance_source}",
              f"why these parts: {CHOSEN_FOR[adv.chosen_for]}"]
     if not fit.trusted:
@@ -84,7 +85,7 @@ def _parts_grid(fit: FitResult, adv: Advice, cols: int) -> list[str]:
     inferred = adv.capacitance_inferred
     rows = []
     for r, v in fit.values.items():
-        part = None if adv.withheld else adv.design.parts.get(r)
+        part = None if adv.withheld or r in adv.held else adv.design.parts.get(r)
         p = prec[r]
         unc = f"±{100 * p:.2f}%" if math.isfinite(p) else "open"
         val = f"{adv.capacitance[r] * 1e6:#.4g}uF" if inferred else _ohm5(v)
@@ -118,6 +119,9 @@ def _parts_grid(fit: FitResult, adv: Advice, cols: int) -> list[str]:
     if any(r["buy"].endswith("?") for r in rows):
         out += wrap("?: the data do not determine that section: the part is the nominal "
                     "design for the target, not one measured for this circuit", cols)
+    if not adv.withheld:
+        for r, why in adv.held.items():
+            out += wrap(f"{r}: no part recommended: {why}", cols)
     if inferred:
         out += wrap("fitted C: the capacitor the measured corner means with the installed "
                     "resistor", cols)
@@ -138,12 +142,16 @@ def led_lines(lmap: dict[str, list[tuple[float, float]]], checks: dict[str, dict
               say: str) -> list[str]:
     """One line per LED: where it is lit, and PASS/FAIL where the target has bands."""
     out = []
-    for ch, bands in lmap.items():
-        shown = ", ".join(f"{a:.0f}-{b:.0f} Hz" for a, b in bands) or "never lit"
-        verdict = checks.get(ch, {}).get("pass")
+    for ch in dict.fromkeys([*lmap, *checks]):
+        bands = lmap.get(ch)
+        shown = ("no part to predict from" if bands is None else
+                 ", ".join(f"{a:.0f}-{b:.0f} Hz" for a, b in bands) or "never lit")
+        c = checks.get(ch, {})
+        verdict = c.get("pass")
         mark = "" if verdict is None else ("  PASS" if verdict else "  FAIL")
-        why = checks.get(ch, {}).get("why")
-        out.append(f"LED {ch:<5} {say}{shown}{mark}" + (f" ({why})" if why else ""))
+        why = c.get("why", "") + (f"; fix: {c['fix']}" if c.get("fix") else "")
+        out.append(f"LED {ch:<5} {say if bands else ''}{shown}{mark}"
+                   + (f" ({why})" if why else ""))
     return out
 
 

@@ -22,6 +22,7 @@ from hostctl.errors import FitError
 
 if TYPE_CHECKING:
     from hostctl.circuits import Circuit
+    from hostctl.leds import LedDrive
     from hostctl.measurements import Measurement
 
 #: the netlist parameter that is the sound card's output resistance
@@ -119,3 +120,31 @@ def estimate_source(circ: Circuit, values: Mapping[str, float], caps: Any,
     ci = (0.0 if lo <= lo_b else math.exp(lo), math.inf if hi >= hi_b else math.exp(hi))
     return SourceEstimate(math.exp(x0), ci, float(math.exp(loga0)), level, len(f),
                           math.sqrt(sse0 / len(f)))
+
+
+def measured_drive(circ: Circuit, fit: Any, caps: Any, rows: Sequence[Measurement],
+                   volts: float | Mapping[str, float], level_dbfs: float | None = None
+                   ) -> LedDrive:
+    """What drives the LEDs, from the data: the source estimated from the reference
+    amplitudes with the fitted circuit (its amplitude scaled to ``level_dbfs``, default
+    the level most tones were played at). A circuit without a source resistance (the
+    notebook's ideal ones) takes the median reference amplitude as the source."""
+    from hostctl.leds import LedDrive
+
+    values = {**fit.values, **{k: v[0] for k, v in (fit.nuisance or {}).items()}}
+    try:
+        est = estimate_source(circ, values, caps, rows)
+    except FitError as e:
+        vins = sorted(m.vin_v for m in rows if m.vin_v and m.vin_v > 0)
+        if not vins:
+            raise FitError(f"the LEDs cannot be judged on volts: {e}") from None
+        a = vins[len(vins) // 2]
+        lv = level_dbfs if level_dbfs is not None else -6.0
+        return LedDrive(volts, a, 0.0, lv, f"the median reference amplitude; no source "
+                        f"resistance from the data ({e})", headroom_db=max(-lv, 0.0))
+    lv = est.level_dbfs if level_dbfs is None else level_dbfs
+    lo, hi = est.ci95
+    how = (f"measured from {est.n} reference amplitudes: R_s {est.r_ohm:.3g} ohm, 95 % "
+           f"[{lo:.3g}, {hi:.3g}]")
+    return LedDrive(volts, est.amplitude_v * 10 ** ((lv - est.level_dbfs) / 20), est.r_ohm,
+                    lv, how, headroom_db=max(-lv, 0.0), estimate=est.to_json())

@@ -20,13 +20,13 @@ def _cells(res) -> dict[str, str]:
     prec = precision(fit)
     out = {"circuit": fit.circuit, "mode, tones": f"{res.config.mode}, {res.tones}",
            "capacitors": "inferred" if adv.capacitance_inferred else "nominal",
-           "parts for": "LED switches" if adv.chosen_for == "led" else "corners"}
+           "parts for": "LED switches" if adv.chosen_for.startswith("led") else "corners"}
     for r, v in fit.values.items():
         unc = f"±{100 * prec[r]:.2f}%" if math.isfinite(prec[r]) else "open"
         val = (f"{adv.capacitance[r] * 1e6:#.4g}uF" if adv.capacitance_inferred
                else format_ohm(v))
         out[f"{r}"] = f"{val} {unc}, {fit.corner_hz[r]:.1f} Hz"
-        part = None if adv.withheld else adv.design.parts.get(r)
+        part = None if adv.withheld or r in adv.held else adv.design.parts.get(r)
         out[f"{r} buy"] = "-" if part is None else (
             f"{format_ohm(part.value_ohm)}{'' if part.measured else '?'} "
             f"-> {part.corner_hz:.1f} Hz")

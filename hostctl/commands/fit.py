@@ -206,11 +206,13 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
         raise InputError(e.bare, data, line, e.column_name) from None  # type: ignore[attr-defined]
     from hostctl.advice import advise
 
-    if res.led_vf:   # judged on volts: the |H| threshold at the typical amplitude, for maps
-        vins = sorted(m.vin_v for m in ms.rows if m.vin_v and m.led is not None)
+    if led_vf is not None:   # on volts: the |H| threshold at the typical amplitude, for maps
+        vf = res.led_vf or thr.volts   # type: ignore[union-attr]
+        vins = sorted(m.vin_v for m in ms.rows if m.vin_v and m.led is not None) or sorted(
+            m.vin_v for m in ms.rows if m.vin_v) or [1.0]
         a = vins[len(vins) // 2]
-        thr_used = {k: v / a for k, v in res.led_vf.items()}
-        thr_src = (f"LED rows judged on volts ({format_threshold(res.led_vf, 'g')} V) against "
+        thr_used = ({k: v / a for k, v in vf.items()} if isinstance(vf, dict) else vf / a)
+        thr_src = (f"LED rows judged on volts ({format_threshold(vf, 'g')} V) against "
                    f"each tone's reference; bands at the median reference {a:.3f} V")
     elif isinstance(thr, str):   # estimated by the fit (relative to 0 dBFS)
         thr_used = res.led_thresholds or res.led_threshold or float(DEFAULT_THRESHOLD_TEXT)
@@ -219,10 +221,22 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
         thr_used = thr
         thr_src = ("given (--led-threshold)" if led_threshold != DEFAULT_THRESHOLD_TEXT
                    else "1/sqrt(2), the default (--led-threshold for your LEDs)")
+    drive, unknown = None, set()
+    if led_vf is not None:
+        from hostctl.source import measured_drive
+
+        try:
+            drive = measured_drive(get_circuit(res.circuit), res, res.capacitance, ms.rows,
+                                   thr.volts)   # type: ignore[union-attr]
+        except FitError as e:
+            res.notes.append(f"LEDs judged on |H| at the median reference amplitude: {e}")
+    elif isinstance(thr, str) and not (res.led_thresholds or res.led_threshold):
+        unknown = set(get_circuit(res.circuit).channels)   # nothing measured it
     adv = advise(get_circuit(res.circuit), target or _meta_target(ms, data),
                  series=series or "E24",
                  capacitance=caps, threshold=thr_used, threshold_source=thr_src,
-                 installed=inst if inst is not None else _meta_installed(ms), fit=res)
+                 installed=inst if inst is not None else _meta_installed(ms), fit=res,
+                 drive=drive, unknown_thresholds=unknown)
     _emit(res, adv, data, as_json)
 
 
@@ -291,7 +305,7 @@ def _emit(res, adv, data: str, as_json: bool, mode: str | None = None) -> None:
         out = {"schema": REPORT_SCHEMA, "circuit": res.circuit, "mode": mode, "source": data,
                "fit": fit_json(res), **adv.to_json()}
         click.echo(json.dumps(out, indent=2))
-        _exit_if_untrusted(res)
+        _exit_if_untrusted(res, adv)
         return
     from hostctl.report import fit_table
 
@@ -304,12 +318,13 @@ def _emit(res, adv, data: str, as_json: bool, mode: str | None = None) -> None:
         click.echo(f"LED thresholds ({how}): {format_threshold(res.led_thresholds, '.4g')}")
     elif res.led_threshold_estimated and res.led_threshold is not None:
         click.echo(f"LED threshold (estimated, at 0 dBFS): {res.led_threshold:.4g}")
-    _exit_if_untrusted(res)
+    _exit_if_untrusted(res, adv)
 
 
-def _exit_if_untrusted(res) -> None:
-    """Exit 1 for a result the data contradict: scripts must not take its values."""
-    if not res.trusted:
+def _exit_if_untrusted(res, adv) -> None:
+    """Exit 1 for a result the data contradict, or advice that withholds a part (a section
+    the data left open, an LED level never measured): scripts must not take its values."""
+    if not res.trusted or adv.held:
         raise SystemExit(1)
 
 
