@@ -92,6 +92,8 @@ def command(target_file: str | None, circuit_name: str | None, netlist: str | No
         out["target_check"] = checks
         out["pass"] = adv.passed
         click.echo(json.dumps(out, indent=2))
+        if not adv.passed:
+            raise SystemExit(1)
         return
     cols = width()
     for text in (f"target: {tgt.source}; circuit {circ.name}; series {d.series}",
@@ -110,7 +112,7 @@ def command(target_file: str | None, circuit_name: str | None, netlist: str | No
     else:
         click.echo(f"LED threshold {format_threshold(thr)} of the tone")
     for line in led_lines(lmap, checks, "lit "):
-        click.echo(line)
+        click.echo("\n".join(wrap(line, cols)))
     click.echo(f"target ({tgt.source}): {'PASS' if adv.passed else 'FAIL'}")
     if not adv.passed:
         raise SystemExit(1)
