@@ -180,7 +180,7 @@ def _agree(tmp_path, seed: int, topology: str, vf: float) -> dict[str, bool]:
     truth = _ngspice_bands(board, parts, vf)
     said = {ch: c["pass"] for ch, c in d["target_check"].items()}
     assert said == truth, (seed, topology, said, truth, d["target_check"])
-    for ch, c in d["target_check"].items():
+    for c in d["target_check"].values():
         if not c["pass"]:
             assert c["why"] and c["fix"], c
     return said
@@ -202,3 +202,89 @@ def test_recommended_parts_light_the_leds_in_ngspice(tmp_path, seed, topology, v
 def test_recommended_parts_light_the_leds_in_ngspice_many(tmp_path, seed):
     topology = "passive" if seed % 2 == 0 else "buffered"
     _agree(tmp_path, seed, topology, (0.25, 0.3, 0.35, 0.4)[seed % 4])
+
+
+def test_source_transfer_closed_form_is_the_solve():
+    """``T(R_s) = T(0) Z / (Z + R_s)`` from two solves equals the solve at each R_s."""
+    import math
+
+    import torch
+
+    from hostctl.source import SOURCE_PARAM, transfer
+
+    circ = get_circuit(PASSIVE)
+    f = np.geomspace(20.0, 20000.0, 40)
+    vals = {"R_low": 200.0, "R_band_low": 39.0, "R_band_high": 160.0, "R_high": 33.0}
+    caps = capacitances(circ, 1e-6)
+    rs = [0.5, 10.0, 32.0, 300.0]
+    got = transfer(circ, f, vals, caps, np.array(rs))
+    ref = circ.probe["ref"]
+    for i, r in enumerate(rs):
+        p = {k: torch.tensor(v) for k, v in vals.items()}
+        p[SOURCE_PARAM] = torch.tensor(r)
+        want = circ.node_voltages(torch.from_numpy(2 * math.pi * f), p, caps,
+                                  nodes=[ref])[ref].abs().numpy()
+        assert np.max(np.abs(got[i] / want - 1)) < 1e-7, r
+
+
+def _led_board_rows(board, rng, vf: float, n: int = 400):
+    """LED rows as the probe records them: lit iff the LED node's peak volts exceed
+    ``vf``, each with its tone's reference amplitude (vin_v) and level."""
+    from sims.breadboards import amplitude_v, led_voltages
+
+    f = np.sort(np.exp(rng.uniform(np.log(20.0), np.log(20000.0), n)))
+    v = led_voltages(board, f)
+    vin = amplitude_v(-6.0) * np.abs(board.response(f)[board.channels["ref"]])
+    rows = [Measurement(float(f[i]), c, led=int(v[c][i] > vf), vin_v=float(vin[i]),
+                        level_dbfs=-6.0) for i in range(f.size) for c in ("low", "band", "high")]
+    return MeasurementSet(rows), float(np.exp(np.max(np.diff(np.log(f)))) - 1)
+
+
+def _offline_fit(tmp_path, seed: int, topology: str, vf: float):
+    from sims.breadboards import draw_board
+
+    rng = np.random.default_rng(seed)
+    board = draw_board(rng, topology=topology, source=(0.0, 32.0))
+    ms, gap = _led_board_rows(board, rng, vf)
+    path = tmp_path / "leds.csv"
+    ms.write_csv(path)
+    circuit = PASSIVE if topology == "passive" else "color-organ"
+    code, err, out = invoke(["fit", str(path), "--circuit", circuit, "--capacitance",
+                             board.capacitance_arg, "--led-vf", str(vf), "--json"])
+    return board, ms, gap, code, json.loads(out)
+
+
+@spice
+@pytest.mark.slow
+@pytest.mark.parametrize("seed,topology", [(5, "passive"), (6, "buffered"), (7, "passive"),
+                                           (8, "buffered")])
+def test_offline_led_fit_on_volts_within_the_tone_gap(tmp_path, seed, topology):
+    """400 random log tones, LED rows with vin_v from an ngspice board, ``fit --led-vf``
+    with the board's topology: every resistor the data determine is within the data's own
+    widest tone gap. An LED that never lit (the sag starves it) leaves its sections open:
+    no part for them, exit 1."""
+    board, ms, gap, code, d = _offline_fit(tmp_path, seed, topology, 0.25)
+    assert d["fit"]["trusted"], d["fit"]["warnings"]
+    never = {c for c in ("low", "band", "high")
+             if not any(m.led for m in ms.rows if m.channel == c)}
+    held = d["recommended"].get("withheld") or {}
+    for r, truth in board.resistors.items():
+        lo, hi = d["fit"]["ci95"][r]
+        if r.removeprefix("R_").split("_")[0] in never:
+            assert r in held and code == 1, (r, held)
+            continue
+        got = d["fit"]["values"][r]
+        assert abs(got / truth - 1) <= gap, (r, got, truth, gap)
+        assert lo <= truth <= hi, (r, lo, truth, hi)
+
+
+@spice
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="fit engine: an LED judged on volts that never lit "
+                   "bounds its section as if the source did not sag (R_high < 0.28 ohm on a "
+                   "31 ohm board whose high LED the 32 ohm source starves)")
+def test_never_lit_led_interval_covers_the_truth(tmp_path):
+    board, ms, _, _, d = _offline_fit(tmp_path, 7, "passive", 0.25)
+    assert not any(m.led for m in ms.rows if m.channel == "high")
+    lo, hi = d["fit"]["ci95"]["R_high"]
+    assert lo <= board.resistors["R_high"] <= (hi if hi is not None else np.inf)
