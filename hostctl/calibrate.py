@@ -586,8 +586,8 @@ def led_judging(cfg: RunConfig, data: MeasurementSet, result: FitResult, level: 
     circ = get_circuit(result.circuit)
     if cfg.led_vf is not None and cfg.led_threshold is None:
         try:
-            return measured_drive(circ, result, result.capacitance, data.rows, cfg.led_vf,
-                                  level), set(), []
+            return measured_drive(circ, result, cfg.capacitance, data.rows, cfg.led_vf,
+                                  level, cfg.installed), set(), []
         except FitError as e:
             return None, set(), [f"LEDs judged on |H|: {e}"]
     if cfg.led_threshold is None and cfg.mode != "gain" and not result.led_thresholds \

@@ -134,15 +134,20 @@ def estimate_source(circ: Circuit, values: Mapping[str, float], caps: Any,
 
 
 def measured_drive(circ: Circuit, fit: Any, caps: Any, rows: Sequence[Measurement],
-                   volts: float | Mapping[str, float], level_dbfs: float | None = None
-                   ) -> LedDrive:
+                   volts: float | Mapping[str, float], level_dbfs: float | None = None,
+                   installed: Mapping[str, float] | None = None) -> LedDrive:
     """What drives the LEDs, from the data: the source estimated from the reference
     amplitudes with the fitted circuit (its amplitude scaled to ``level_dbfs``, default
-    the level most tones were played at). A circuit without a source resistance (the
+    the level most tones were played at). The input impedance needs R and C apart, not
+    their product: with every resistor ``installed`` known, those and the capacitors the
+    fit infers (``caps``: the nominal ones). A circuit without a source resistance (the
     notebook's ideal ones) takes the median reference amplitude as the source."""
+    from hostctl.advice import actual_capacitance
     from hostctl.leds import LedDrive
 
-    values = {**fit.values, **{k: v[0] for k, v in (fit.nuisance or {}).items()}}
+    caps, _, inferred = actual_capacitance(circ, caps, dict(installed or {}), fit)
+    values = {**(dict(installed or {}) if inferred else fit.values),
+              **{k: v[0] for k, v in (fit.nuisance or {}).items()}}
     try:
         est = estimate_source(circ, values, caps, rows)
     except FitError as e:

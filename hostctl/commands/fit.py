@@ -222,12 +222,13 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
         thr_src = ("given (--led-threshold)" if led_threshold != DEFAULT_THRESHOLD_TEXT
                    else "1/sqrt(2), the default (--led-threshold for your LEDs)")
     drive, unknown = None, set()
+    installed_now = inst if inst is not None else _meta_installed(ms)
     if led_vf is not None:
         from hostctl.source import measured_drive
 
         try:
-            drive = measured_drive(get_circuit(res.circuit), res, res.capacitance, ms.rows,
-                                   thr.volts)   # type: ignore[union-attr]
+            drive = measured_drive(get_circuit(res.circuit), res, caps, ms.rows,
+                                   thr.volts, installed=installed_now)  # type: ignore[union-attr]
         except FitError as e:
             res.notes.append(f"LEDs judged on |H| at the median reference amplitude: {e}")
     elif isinstance(thr, str) and not (res.led_thresholds or res.led_threshold):
@@ -235,8 +236,7 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
     adv = advise(get_circuit(res.circuit), target or _meta_target(ms, data),
                  series=series or "E24",
                  capacitance=caps, threshold=thr_used, threshold_source=thr_src,
-                 installed=inst if inst is not None else _meta_installed(ms), fit=res,
-                 drive=drive, unknown_thresholds=unknown)
+                 installed=installed_now, fit=res, drive=drive, unknown_thresholds=unknown)
     _emit(res, adv, data, as_json)
 
 
