@@ -108,6 +108,8 @@ class Advice:
             rec["parts"] = {k: v for k, v in rec["parts"].items() if k not in self.held}
             rec["withheld"] = dict(self.held)
         lmap = {} if self.withheld else self.led_map
+        checks = ({ch: {"pass": False, "why": "NOT TRUSTED: no part to judge"}
+                   for ch in self.bands} if self.withheld else self.bands)
         return {
             "installed_ohm": dict(self.installed),
             "capacitance": {"value_f": self.capacitance, "source": self.capacitance_source,
@@ -117,7 +119,7 @@ class Advice:
             "target": self.target.to_json(),
             "predicted_led_bands_hz": {k: [list(b) for b in v] for k, v in lmap.items()},
             "led_drive": None if self.drive is None else self.drive.to_json(),
-            "target_check": self.bands,
+            "target_check": checks,
             "pass": self.passed,
         }
 

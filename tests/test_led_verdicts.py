@@ -288,3 +288,25 @@ def test_never_lit_led_interval_covers_the_truth(tmp_path):
     assert not any(m.led for m in ms.rows if m.channel == "high")
     lo, hi = d["fit"]["ci95"]["R_high"]
     assert lo <= board.resistors["R_high"] <= (hi if hi is not None else np.inf)
+
+
+def test_not_trusted_prints_no_part_and_no_led_verdict(tmp_path):
+    """Band and high outputs swapped: NOT TRUSTED, and neither the table nor the JSON
+    carries a part, an LED band or an LED PASS; exit 1."""
+    from make_notebook_data import notebook_sets
+
+    gain = notebook_sets("color-organ-ideal")[0]
+    swap = {"band": "high", "high": "band"}
+    path = tmp_path / "swapped.csv"
+    MeasurementSet([replace(m, channel=swap.get(m.channel, m.channel))
+                    for m in gain.rows]).write_csv(path)
+    args = ["fit", str(path), "--circuit", "color-organ-ideal"]
+    code, _, out = invoke([*args, "--json"])
+    d = json.loads(out)
+    assert code == 1 and d["fit"]["trusted"] is False and d["pass"] is False
+    assert d["recommended"]["parts"] == {} and d["predicted_led_bands_hz"] == {}
+    assert not any(c["pass"] for c in d["target_check"].values())
+    code, _, out = invoke(args)
+    assert code == 1 and "NOT TRUSTED" in out
+    assert not [ln for ln in out.splitlines()
+                if ln.startswith(("LED low", "LED band", "LED high"))], out

@@ -30,7 +30,7 @@ def _cells(res) -> dict[str, str]:
         out[f"{r} buy"] = "-" if part is None else (
             f"{format_ohm(part.value_ohm)}{'' if part.measured else '?'} "
             f"-> {part.corner_hz:.1f} Hz")
-    for ch, bands in adv.led_map.items():
+    for ch, bands in ({} if adv.withheld else adv.led_map).items():
         shown = ", ".join(f"{a:.0f}-{b:.0f}" for a, b in bands) or "never lit"
         verdict = adv.bands.get(ch, {}).get("pass")
         out[f"LED {ch}"] = shown + ("" if verdict is None else (" PASS" if verdict else
