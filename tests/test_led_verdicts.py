@@ -310,3 +310,19 @@ def test_not_trusted_prints_no_part_and_no_led_verdict(tmp_path):
     assert code == 1 and "NOT TRUSTED" in out
     assert not [ln for ln in out.splitlines()
                 if ln.startswith(("LED low", "LED band", "LED high"))], out
+
+
+def test_design_on_volts_does_not_load_torch():
+    """``design --led-vf`` judges on the numpy solver: a fresh interpreter, no torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\nfrom hostctl.cli import invoke\n"
+            "c, e, o = invoke(['design', '--led-vf', '0.3', '--json'])\n"
+            "print(c, 'torch' in sys.modules)\n")
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=root, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+                       timeout=300)
+    assert r.stdout.split() == ["0", "False"], r.stderr
