@@ -199,6 +199,8 @@ def advise(circ: Circuit, target: Target, *, series: str = "E24",
         for ch, b in bands.items():
             if not b["pass"]:
                 b.update(why_dark(circ, d.values, caps, drive, target, ch))
+        if fit is not None and (fit.topology or {}).get("assumed"):
+            _check_alternatives(circ, d.values, caps, drive, target, bands)
     trusted = True if fit is None else fit.trusted
     held = _withhold(circ, fit, bands, why, unknown_thresholds)
     for name in held:
@@ -211,6 +213,28 @@ def advise(circ: Circuit, target: Target, *, series: str = "E24",
                  passed, target, installed, problems, trusted)
     adv.held, adv.drive = held, drive
     return adv
+
+
+def _check_alternatives(circ: Circuit, values: Mapping[str, float], caps: Mapping[str, float],
+                        drive: LedDrive, target: Target, bands: dict[str, dict]) -> None:
+    """The data could not choose the topology (LED states alone): the parts must light
+    the LEDs on every build of the family that has the source in it, not only the one
+    assumed; an LED that misses its bands on another fails, saying which."""
+    from hostctl.circuits import family
+    from hostctl.leds import has_source
+    from hostctl.recommend import check_bands
+
+    for alt in family(circ.name):
+        if alt.name == circ.name or not has_source(alt) or not alt.leds:
+            continue
+        for ch, b in check_bands(alt, values, caps, drive, target).items():
+            if ch in bands and bands[ch]["pass"] and not b["pass"]:
+                why = why_dark(alt, values, caps, drive, target, ch)["why"]
+                bands[ch] = {"pass": False,
+                             "why": f"LED states alone cannot tell {circ.name} from "
+                                    f"{alt.name}; built as {alt.name} it {why}",
+                             "fix": "measure the gains too (--mode both): they tell the "
+                                    "builds apart"}
 
 
 def _withhold(circ: Circuit, fit: FitResult | None, bands: dict[str, dict], why: str,
