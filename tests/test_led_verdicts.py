@@ -326,3 +326,34 @@ def test_design_on_volts_does_not_load_torch():
                        cwd=root, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
                        timeout=300)
     assert r.stdout.split() == ["0", "False"], r.stderr
+
+
+def test_assumed_topology_must_pass_on_every_build():
+    """LED states alone cannot tell a buffered from a passive band-pass: parts that light
+    the band LED only on the buffered build FAIL, naming the other build and the fix."""
+    from hostctl.advice import advise
+    from hostctl.fit import FitResult
+
+    circ = get_circuit("color-organ")
+    vals = {"R_low": 200.0, "R_band_low": 39.0, "R_band_high": 160.0, "R_high": 33.0}
+    caps = capacitances(circ, 1e-6)
+
+    def fitted(assumed: bool) -> FitResult:
+        return FitResult("color-organ", dict(vals), {k: (0.99 * v, 1.01 * v)
+                                                     for k, v in vals.items()},
+                         {k: 1000.0 for k in vals}, caps, True, 1, 0.0, "led-interval",
+                         "auto", None, False, [], 0, 300,
+                         ci_method={k: "data-consistent" for k in vals},
+                         topology={"chosen": "color-organ", "rejected": {},
+                                   "assumed": assumed})
+
+    drive = LedDrive(0.3, 0.96, 25.0, -6.0, "given")
+    known = advise(circ, default_target(), fit=fitted(False), drive=drive,
+                   installed=vals, capacitance=1e-6)
+    assert known.bands["band"]["pass"], known.bands
+    unsure = advise(circ, default_target(), fit=fitted(True), drive=drive,
+                    installed=vals, capacitance=1e-6)
+    band = unsure.bands["band"]
+    assert not band["pass"] and not unsure.passed
+    assert "cannot tell color-organ from color-organ-passive" in band["why"], band
+    assert band["fix"].startswith("measure the gains too"), band
