@@ -200,7 +200,8 @@ def advise(circ: Circuit, target: Target, *, series: str = "E24",
             if not b["pass"]:
                 b.update(why_dark(circ, d.values, caps, drive, target, ch))
         if fit is not None and (fit.topology or {}).get("assumed"):
-            _check_alternatives(circ, d.values, caps, drive, target, bands)
+            _check_alternatives(circ, d.values, caps, drive, target, bands,
+                                fit.topology.get("covers") or [])
     trusted = True if fit is None else fit.trusted
     held = _withhold(circ, fit, bands, why, unknown_thresholds)
     for name in held:
@@ -216,16 +217,19 @@ def advise(circ: Circuit, target: Target, *, series: str = "E24",
 
 
 def _check_alternatives(circ: Circuit, values: Mapping[str, float], caps: Mapping[str, float],
-                        drive: LedDrive, target: Target, bands: dict[str, dict]) -> None:
+                        drive: LedDrive, target: Target, bands: dict[str, dict],
+                        covers: Collection[str]) -> None:
     """The data could not choose the topology (LED states alone): the parts must light
-    the LEDs on every build of the family that has the source in it, not only the one
-    assumed; an LED that misses its bands on another fails, saying which."""
-    from hostctl.circuits import family
+    the LEDs on every build the data leave possible (``covers``) that has the source in
+    it, not only the one assumed; an LED that misses its bands on another fails, saying
+    which."""
+    from hostctl.circuits import CIRCUITS
     from hostctl.leds import has_source
     from hostctl.recommend import check_bands
 
-    for alt in family(circ.name):
-        if alt.name == circ.name or not has_source(alt) or not alt.leds:
+    for name in covers:
+        alt = CIRCUITS.get(name)
+        if alt is None or alt.name == circ.name or not has_source(alt) or not alt.leds:
             continue
         for ch, b in check_bands(alt, values, caps, drive, target).items():
             if ch in bands and bands[ch]["pass"] and not b["pass"]:

@@ -345,7 +345,8 @@ def test_assumed_topology_must_pass_on_every_build():
                          "auto", None, False, [], 0, 300,
                          ci_method={k: "data-consistent" for k in vals},
                          topology={"chosen": "color-organ", "rejected": {},
-                                   "assumed": assumed})
+                                   "assumed": assumed,
+                                   "covers": ["color-organ", "color-organ-passive"]})
 
     drive = LedDrive(0.3, 0.96, 25.0, -6.0, "given")
     known = advise(circ, default_target(), fit=fitted(False), drive=drive,

@@ -161,7 +161,8 @@ def _assume_first(results: list[FitResult]) -> FitResult:
         for k, (lo, hi) in first.ci95.items():
             alo, ahi = alt.ci95.get(k, (lo, hi))
             first.ci95[k] = (min(lo, alo), max(hi, ahi))
-    first.topology = {"chosen": first.circuit, "rejected": {}, "assumed": True}
+    first.topology = {"chosen": first.circuit, "rejected": {}, "assumed": True,
+                      "covers": [r.circuit for r in results if r.trusted]}
     first.notes.append(f"topology assumed ({first.circuit}): LED states alone cannot tell "
                        "the candidates apart; the intervals cover "
                        + ", ".join(r.circuit for r in results if r.trusted))
