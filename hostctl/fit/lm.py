@@ -43,10 +43,12 @@ def _lm(fun, theta0: np.ndarray, *, max_iter: int = 100, xtol: float = 1e-10,
         d = np.einsum("bpp->bp", A).copy()
         dmax = d.max(axis=1, keepdims=True)
         d = np.maximum(d, 1e-12 * dmax + 1e-300)
-        # a minimum is reached when a full Gauss-Newton step promises less than ftol: the
-        # cost's own rounding (a nodal solve is good to ~1e-12 relative) would otherwise
-        # keep the iterations going on noise until the damping gives up
-        done |= _newton_gain(A, g, d, eye) <= 1e-3 * ftol * np.abs(cost) + 1e-300
+        # a minimum is reached when a full Gauss-Newton step promises less than ftol / 10:
+        # the cost's own rounding (a nodal solve is good to ~1e-12 relative, its promised
+        # gain floors at ~1e-14 of the cost) would otherwise keep the iterations going on
+        # noise until the damping gives up or max_iter (ftol / 1000 stopped nothing there;
+        # ftol itself stopped a slow crawl along a flat valley early)
+        done |= _newton_gain(A, g, d, eye) <= 0.1 * ftol * np.abs(cost) + 1e-300
         if done.all():
             break
         M = A + lam[:, None, None] * d[:, :, None] * eye + 1e-300 * eye
