@@ -64,8 +64,7 @@ def _sensitivity_warnings(prob: _Problem, theta: np.ndarray, led_only: list,
     if not prob.ng:
         return []
     p = len(prob.free)
-    _, J = prob.model.logh(theta[None, :p], prob.omega[:prob.ng], prob.ch[:prob.ng])
-    sens = np.abs(J[0]).max(0)
+    sens = prob.gain_sensitivity(theta[:p])
     led_k = {k for ks, _ in led_only for k in ks}
     out = []
     for k in range(p):
@@ -88,10 +87,10 @@ def _misfit_channels(prob: _Problem, theta: np.ndarray) -> dict[str, float]:
     if not prob.ng:
         return {}
     p = len(prob.free)
-    L, _ = prob.model.logh(theta[None, :p], prob.omega[:prob.ng], prob.ch[:prob.ng], jac=False)
-    r = L[0] - prob.logg
+    r = prob.gain_logh(theta[:p])
+    r -= prob.logg
     out = {}
-    for c in sorted(set(prob.chg.tolist())):
+    for c in np.unique(prob.chg).tolist():
         rms = float(np.sqrt(np.mean(r[prob.chg == c] ** 2)))
         if rms > MISFIT_TRUST:
             out[prob.circ.channels[c]] = rms
@@ -120,7 +119,7 @@ def _gof_channels(prob: _Problem, theta: np.ndarray, chi2: float | None, dof: in
     if dof <= 0 or total <= tol2 * float(chdtri(dof, GOF_ALPHA)):
         return {}
     out: dict[str, float] = {}
-    for c in sorted(set(prob.chg.tolist())):
+    for c in np.unique(prob.chg).tolist():
         zc = z[prob.chg == c]
         rms = float(np.sqrt(np.mean(zc * zc)))
         # significant AND large: a wrong circuit misses by many sigma; a residual a little
@@ -134,8 +133,10 @@ def _gof_channels(prob: _Problem, theta: np.ndarray, chi2: float | None, dof: in
 def _gain_z(prob: _Problem, theta: np.ndarray) -> np.ndarray:
     """Gain residuals in units of the measured noise."""
     p = len(prob.free)
-    L, _ = prob.model.logh(theta[None, :p], prob.omega[:prob.ng], prob.ch[:prob.ng], jac=False)
-    return (L[0] - prob.logg) / prob.sg
+    z = prob.gain_logh(theta[:p])
+    z -= prob.logg
+    z /= prob.sg
+    return z
 
 
 def gain_chi2(prob: _Problem, theta: np.ndarray) -> float:

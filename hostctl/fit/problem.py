@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hostctl.circuits import LED_THRESHOLD, Circuit
 from hostctl.errors import FitError, InputError
+from hostctl.fit.gaingrid import gain_grid
 from hostctl.fit.model import _Model
 from hostctl.fit.settings import LED_LAPSE, LN10_20
 from hostctl.measurements import MeasurementSet
@@ -55,6 +57,36 @@ class _Problem:
     #: per-channel switching voltages when LED rows are judged on volts (``lvl`` holds
     #: ``log V - log vin`` per row), else None
     vf: dict[str, float] | None = None
+    #: many gain rows as sufficient statistics on a frequency grid (hostctl.fit.gaingrid);
+    #: None: every gain row is evaluated
+    grid: Any = None
+
+    def _points(self) -> tuple[Any, Any, int]:
+        """Where the model is evaluated: the gain rows (or the grid's nodes standing for
+        them), then the LED rows; and how many of those points are gain points."""
+        if self.grid is None:
+            return self.omega, self.ch, self.ng
+        import torch
+
+        return (torch.cat([self.grid.omega, self.omega[self.ng:]]),
+                torch.cat([self.grid.ch, self.ch[self.ng:]]), self.grid.size)
+
+    def gain_logh(self, theta: np.ndarray) -> np.ndarray:
+        """log|H| at every gain row for the parameters ``theta`` (p,)."""
+        if self.grid is None:
+            L, _ = self.model.logh(theta[None], self.omega[:self.ng], self.ch[:self.ng],
+                                   jac=False)
+            return L[0]
+        L, _ = self.model.logh(theta[None], self.grid.omega, self.grid.ch, jac=False)
+        return self.grid.row_values(L[0])
+
+    def gain_sensitivity(self, theta: np.ndarray) -> np.ndarray:
+        """Largest |d log|H| / d log R| over the gain rows, per parameter."""
+        if self.grid is None:
+            _, J = self.model.logh(theta[None], self.omega[:self.ng], self.ch[:self.ng])
+            return np.abs(J[0]).max(0)
+        _, J = self.model.logh(theta[None], self.grid.omega, self.grid.ch)
+        return self.grid.max_abs_nodes(J[0])
 
     def groups(self) -> np.ndarray:
         """Group id per LED row (tone level; from ``lvl`` when not given)."""
@@ -84,11 +116,18 @@ class _Problem:
 
         p = len(self.free)
         B, P = theta.shape
-        L, JL = self.model.logh(theta[:, :p], self.omega, self.ch, deriv)
+        omega, ch, ne = self._points()
+        L, JL = self.model.logh(theta[:, :p], omega, ch, deriv)
         cost = np.zeros(B)
         g = np.zeros((B, P)) if deriv else None
         A = np.zeros((B, P, P)) if deriv else None
-        if self.ng:
+        if self.ng and self.grid is not None:
+            c, gg, AA = self.grid.terms(L[:, :ne], JL[:, :ne] if deriv else None, s_gain)
+            cost += c
+            if deriv:
+                g[:, :p] += gg
+                A[:, :p, :p] += AA
+        elif self.ng:
             scale = s_gain if self.sg is None else s_gain * self.sg
             r = (L[:, :self.ng] - self.logg) / scale
             cost += 0.5 * np.einsum("bn,bn->b", r, r)
@@ -99,7 +138,7 @@ class _Problem:
                 A[:, :p, :p] += Jgt @ Jg
         if self.nl:
             logt = (theta[:, p:p + 1] if self.est_t else self.log_t) + self.lvl
-            z = self.sgn * (L[:, self.ng:] - logt) / sigma
+            z = self.sgn * (L[:, ne:] - logt) / sigma
             # P(observation) = eps + (1 - 2 eps) Phi(z): a lapse rate bounds what one
             # misread LED can cost (a pure probit's tail grows like z^2 and lets one stray
             # observation far from any switch drag the whole fit)
@@ -113,7 +152,7 @@ class _Problem:
                 if self.wt is not None:
                     lam, w = lam * self.wt, w * self.wt
                 dz = np.zeros((B, self.nl, P))
-                dz[..., :p] = (self.sgn / sigma)[..., None] * JL[:, self.ng:]
+                dz[..., :p] = (self.sgn / sigma)[..., None] * JL[:, ne:]
                 if self.est_t:
                     dz[..., p] = -self.sgn / sigma
                 dzt = dz.transpose(0, 2, 1)
@@ -201,8 +240,8 @@ class _Rows:
     """The usable rows as columns: gain rows (g*) and LED rows (l*), validated."""
 
     fg: np.ndarray
-    cg: np.ndarray
-    gg: np.ndarray
+    cg: np.ndarray             # int16 channel indices (a 2-million-row file: 4 MB)
+    logg: np.ndarray
     sg: np.ndarray | None
     fl: np.ndarray
     cl: np.ndarray
@@ -211,6 +250,7 @@ class _Rows:
     vin: np.ndarray            # reference amplitude of LED rows (nan where absent)
     lmask: np.ndarray          # which data rows are the LED rows (for row numbers)
     warnings: list[str]
+    grid: Any = None           # the gain rows on a frequency grid (many rows), or None
 
 
 def _first_bad(mask: np.ndarray, msg: Any, column: str) -> None:
@@ -220,33 +260,99 @@ def _first_bad(mask: np.ndarray, msg: Any, column: str) -> None:
         raise _rowerror(msg(i), i, column)
 
 
-def _columns(data: MeasurementSet, circ: Circuit, est: bool, use_gain: bool,
-             use_led: bool) -> _Rows:
-    """One pass over the rows into columns (the only Python-level loop over the data)."""
-    chidx = {c: i for i, c in enumerate(circ.channels)}
+def _raw(data: MeasurementSet) -> dict[str, Any]:
+    """Every row's fields as arrays: frequency, channel index with its names, gain, LED
+    (-1 empty), level, gain_se, vin (NaN empty) and the gain/LED usability by flag (None
+    when no row is flagged). A compact store gives zero-copy columns: no row object."""
     rows = data.rows
-    if not rows:
-        raise FitError("no usable rows: the data set is empty")
+    cols = getattr(rows, "columns", None)
+    if cols is not None:
+        return _raw_columns(cols())
     nan = math.nan
     F, CH, G, Y, LV, FL = zip(*[(m.frequency_hz, m.channel, nan if m.gain is None else m.gain,
                                  -1 if m.led is None else m.led,
                                  nan if m.level_dbfs is None else m.level_dbfs, m.flag)
                                 for m in rows], strict=True)
-    F, G, LV = (np.array(x, dtype=float) for x in (F, G, LV))
-    Y = np.array(Y, dtype=np.int64)
-    se = np.array([_num(getattr(m, "gain_se", None)) for m in rows], dtype=float)
-    vin = np.array([_num(m.vin_v) for m in rows], dtype=float)
+    names = sorted(set(CH))
+    nix = {c: i for i, c in enumerate(names)}
+    out: dict[str, Any] = {
+        "F": np.array(F, dtype=float), "G": np.array(G, dtype=float),
+        "LV": np.array(LV, dtype=float), "Y": np.array(Y, dtype=np.int64),
+        "se": np.array([_num(getattr(m, "gain_se", None)) for m in rows], dtype=float),
+        "vin": np.array([_num(m.vin_v) for m in rows], dtype=float),
+        "chn": np.array([nix[c] for c in CH], dtype=np.int64), "names": names,
+        "gflag": None, "lflag": None}
     if any(FL):
-        gmask = np.array([_usable(m, "gain") for m in rows])
-        lmask = np.array([_usable(m, "led") for m in rows])
+        out["gflag"] = np.array([_usable(m, "gain") for m in rows])
+        out["lflag"] = np.array([_usable(m, "led") for m in rows])
+    return out
+
+
+def _raw_columns(c: dict[str, Any]) -> dict[str, Any]:
+    """:func:`_raw` from a compact store's columns; flags judged once per distinct flag."""
+    from hostctl.measurements import Measurement
+
+    n = len(c["channel"])
+
+    def col(name: str) -> np.ndarray:   # an absent column: one NaN, broadcast (no memory)
+        a = c.get(name)
+        return np.broadcast_to(np.float64(math.nan), (n,)) if a is None else a
+
+    led = c.get("led")
+    out: dict[str, Any] = {
+        "F": col("frequency_hz"), "G": col("gain"), "LV": col("level_dbfs"),
+        "Y": np.broadcast_to(np.int8(-1), (n,)) if led is None else led, "se": col("gain_se"),
+        "vin": col("vin_v"), "chn": c["channel"], "names": c["channel_names"],
+        "gflag": None, "lflag": None}
+    fnames = c["flag_names"]
+    if any(fnames):
+        probe = [Measurement(1.0, "x", gain=1.0, led=1, flag=f) for f in fnames]
+        out["gflag"] = np.array([m.gain_usable for m in probe])[c["flag"]]
+        out["lflag"] = np.array([m.led_usable for m in probe])[c["flag"]]
+    return out
+
+
+#: the last data's columns: a preset family fits the same rows once per member
+_LAST: list[Any] = []
+
+
+def _columns(data: MeasurementSet, circ: Circuit, est: bool, use_gain: bool,
+             use_led: bool) -> _Rows:
+    """:func:`_read_columns`, reused while the same read-only rows are fitted again (a
+    family's members, the electrolytic re-fit): a big file is sifted once."""
+    rows = data.rows
+    if not hasattr(rows, "columns"):    # a list can change between fits
+        return _read_columns(data, circ, est, use_gain, use_led)
+    key = (tuple(circ.channels), est, use_gain, use_led)
+    if _LAST and _LAST[0]() is rows and _LAST[1] == key:
+        got = _LAST[2]
+    else:
+        _LAST.clear()
+        got = _read_columns(data, circ, est, use_gain, use_led)
+        _LAST.extend([weakref.ref(rows), key, got])
+    return replace(got, warnings=list(got.warnings))
+
+
+def _read_columns(data: MeasurementSet, circ: Circuit, est: bool, use_gain: bool,
+                  use_led: bool) -> _Rows:
+    """The usable rows as validated columns (the only pass over the data; none at all
+    when the data are already columns)."""
+    chidx = {c: i for i, c in enumerate(circ.channels)}
+    if not len(data.rows):
+        raise FitError("no usable rows: the data set is empty")
+    raw = _raw(data)
+    F, G, Y, LV, se, vin = (raw[k] for k in ("F", "G", "Y", "LV", "se", "vin"))
+    names = raw["names"]
+    if raw["gflag"] is not None:
+        gmask, lmask = raw["gflag"], raw["lflag"]
     else:
         gmask, lmask = ~np.isnan(G), Y >= 0
     gmask &= use_gain
     lmask &= use_led
     used = gmask | lmask
-    chi = np.array([chidx.get(c, -1) for c in CH], dtype=np.int64)
-    _first_bad(used & (chi < 0), lambda i: f"channel '{CH[i]}' is not an output of circuit "
-               f"{circ.name} ({', '.join(circ.channels)})", "channel")
+    chi = np.array([chidx.get(c, -1) for c in names], dtype=np.int16)[raw["chn"]]
+    _first_bad(used & (chi < 0), lambda i: f"channel '{names[raw['chn'][i]]}' is not an "
+               f"output of circuit {circ.name} ({', '.join(circ.channels)})", "channel")
     _first_bad(used & ~(np.isfinite(F) & (F > 0)),
                lambda i: f"frequency {F[i]} must be a positive number", "frequency_hz")
     _first_bad(gmask & ~np.isfinite(G), lambda i: f"gain {G[i]} is not finite", "gain")
@@ -261,14 +367,18 @@ def _columns(data: MeasurementSet, circ: Circuit, est: bool, use_gain: bool,
         warn.append(f"dropped {int(zero.sum())} gain value(s) <= 0 (no log); they carry no "
                     "usable information for a log-error fit")
     gmask &= ~zero
-    gg, seg = G[gmask], se[gmask]
-    # the probe's noise figures count only when every fitted gain row has one
-    sg = seg / gg if len(gg) and np.all(np.isfinite(seg) & (seg > 0)) else None
     if not gmask.any() and not lmask.any():
         raise FitError("no usable rows: need gain or LED observations on the circuit's "
                        f"channels ({', '.join(circ.channels)})")
-    return _Rows(F[gmask], chi[gmask], gg, sg, F[lmask], chi[lmask], Y[lmask], LV[lmask],
-                 vin[lmask], lmask, warn)
+    every = bool(gmask.all())     # every row a gain row: the columns themselves, no copy
+    fg, gg = (F, G) if every else (F[gmask], G[gmask])
+    seg = se if every else se[gmask]
+    # the probe's noise figures count only when every fitted gain row has one
+    sg = seg / gg if len(gg) and np.all(np.isfinite(seg) & (seg > 0)) else None
+    cg, logg = chi[gmask], np.log(gg)
+    return _Rows(fg, cg, logg, sg, F[lmask], chi[lmask].astype(np.int64),
+                 Y[lmask].astype(np.int64), LV[lmask], vin[lmask], lmask, warn,
+                 gain_grid(fg, cg, logg, sg))
 
 
 def _led_offsets(led_threshold: Any, circ: Circuit, rows: _Rows, est: bool
@@ -365,13 +475,13 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
     # LED rows group by tone level (switches are neighbours in frequency within a group)
     grp = np.unique(np.nan_to_num(rows.level, nan=0.0), return_inverse=True)[1]
     omega = torch.from_numpy(2 * math.pi * np.concatenate([rows.fg, rows.fl]))
-    ch = torch.from_numpy(np.concatenate([rows.cg, rows.cl]))
+    ch = torch.from_numpy(np.concatenate([rows.cg, rows.cl]).astype(np.int64))
     return _Problem(circ, caps, free, fixed, _Model(circ, caps, free, fixed), omega, ch,
-                    len(rows.fg), len(rows.fl), np.log(rows.gg),
+                    len(rows.fg), len(rows.fl), rows.logg,
                     np.where(rows.yl > 0, 1.0, -1.0), lvl, log_t, est,
                     np.array(pidx, dtype=int), np.array(pmu), np.array(psig), rows.fg,
                     rows.fl, rows.cg, rows.cl, rows.warnings, t_map=t_map, sg=rows.sg,
-                    grp=grp, vf=vf)
+                    grp=grp, vf=vf, grid=rows.grid)
 
 
 
@@ -389,7 +499,13 @@ def _subproblem(prob: _Problem, rows: np.ndarray) -> _Problem:
                     prob.prior_idx, prob.prior_mu, prob.prior_sig, prob.freq_g[g],
                     prob.freq_l[lrows], prob.chg[g], prob.chl[lrows],
                     sg=None if prob.sg is None else prob.sg[g],
-                    grp=None if prob.grp is None else prob.grp[lrows], vf=prob.vf)
+                    grp=None if prob.grp is None else prob.grp[lrows], vf=prob.vf,
+                    grid=prob.grid if _all_rows(g, prob.ng) else None)
+
+
+def _all_rows(g: np.ndarray, n: int) -> bool:
+    """``g`` is every one of ``n`` rows, in order (a grid then still stands for them)."""
+    return len(g) == n and bool(np.all(g == np.arange(n)))
 
 
 def parse_prior(text: str) -> tuple[str, tuple[float, float]]:

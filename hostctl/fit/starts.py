@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     pass
 
 
+#: model points (grid starts x rows) evaluated at once while scanning the grid
+GRID_POINTS = 1 << 12
+
+
 def _groups(prob: _Problem) -> list[tuple[list[int], set[int]]]:
     """Free resistors linked by shared channels: (free indices, channel indices)."""
     circ = prob.circ
@@ -46,8 +50,6 @@ def _linear_start(prob: _Problem) -> dict[int, float]:
     if not prob.ng or not secs:
         return out
     chidx = {c: i for i, c in enumerate(prob.circ.channels)}
-    g = np.exp(prob.logg)
-    w = 2 * math.pi * prob.freq_g
     for c, ci in chidx.items():
         rs = [k for k, r in enumerate(prob.free) if secs.get(r, ("", ""))[0] == c]
         kinds = [secs[prob.free[k]][1] for k in rs]
@@ -56,7 +58,7 @@ def _linear_start(prob: _Problem) -> dict[int, float]:
         sel = prob.chg == ci
         if sel.sum() < 3:
             continue
-        gs, ws = g[sel], w[sel]
+        gs, ws = np.exp(prob.logg[sel]), 2 * math.pi * prob.freq_g[sel]
         cols = []
         if "low" in kinds:
             cols.append(ws ** 2)
@@ -68,12 +70,8 @@ def _linear_start(prob: _Problem) -> dict[int, float]:
         allr = [r for r, s in secs.items() if s[0] == c]
         if any(r in prob.fixed for r in allr):
             continue
-        A = np.stack(cols, 1) * (gs ** 2)[:, None]
-        y = 1 - gs ** 2
-        scale = np.abs(A).max(axis=0)
-        scale[scale == 0] = 1
         try:
-            sol = np.linalg.lstsq(A / scale, y, rcond=None)[0] / scale
+            sol = _lstsq_by_blocks(cols, gs)
         except np.linalg.LinAlgError:
             continue
         j = 0
@@ -89,6 +87,33 @@ def _linear_start(prob: _Problem) -> dict[int, float]:
             out[k] = 0.5 * math.log(val) - math.log(C) if kind == "low" else \
                 -0.5 * math.log(val) - math.log(C)
     return out
+
+
+def _lstsq_by_blocks(cols: list[np.ndarray], gs: np.ndarray) -> np.ndarray:
+    """Least squares of ``cols * gs^2`` (columns scaled to 1) against ``1 - gs^2``. Many
+    rows go through a QR per block and one solve of the stacked R factors (the same
+    solution, without a copy of the whole matrix for LAPACK)."""
+    n = len(gs)
+    if n <= LSTSQ_BLOCK:
+        A = np.stack(cols, 1) * (gs ** 2)[:, None]
+        scale = np.abs(A).max(axis=0)
+        scale[scale == 0] = 1
+        return np.linalg.lstsq(A / scale, 1 - gs ** 2, rcond=None)[0] / scale
+    scale = np.array([np.abs(c * gs ** 2).max() for c in cols])
+    scale[scale == 0] = 1
+    rs = []
+    for i in range(0, n, LSTSQ_BLOCK):
+        g2 = gs[i:i + LSTSQ_BLOCK] ** 2
+        Ab = np.stack([c[i:i + LSTSQ_BLOCK] * g2 / sc for c, sc in zip(cols, scale,
+                                                                       strict=True)]
+                      + [1 - g2], 1)
+        rs.append(np.linalg.qr(Ab, mode="r"))
+    R = np.concatenate(rs)
+    return np.linalg.lstsq(R[:, :-1], R[:, -1], rcond=None)[0] / scale
+
+
+#: rows per block of the blockwise least squares
+LSTSQ_BLOCK = 1 << 16
 
 
 def _grid_range(prob: _Problem, k: int) -> np.ndarray:
@@ -129,7 +154,12 @@ def _grid_starts(prob: _Problem, base: np.ndarray, sigma: float, s_gain: float,
         th = np.repeat(base[None], len(mesh), 0)
         th[:, dims] = mesh
         sub = _subproblem(prob, rows)
-        cost, _, _ = sub.objective(th, sigma=sigma, s_gain=s_gain, use_prior=True, deriv=False)
+        # a few hundred grid points at a time: the model's graph over mesh x rows points
+        # would otherwise take hundreds of MB (each point its own complex system)
+        step = max(1, GRID_POINTS // len(rows))
+        cost = np.concatenate([sub.objective(th[i:i + step], sigma=sigma, s_gain=s_gain,
+                                             use_prior=True, deriv=False)[0]
+                               for i in range(0, len(th), step)])
         order = np.argsort(cost)
         picks: list[np.ndarray] = []
         for i in order:
