@@ -16,6 +16,7 @@ import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
+from itertools import repeat
 from pathlib import Path
 
 from hostctl.errors import InputError
@@ -118,48 +119,23 @@ class MeasurementSet:
 
     @classmethod
     def _parse_lines(cls, lines: Iterable[str], path: str, compact: bool) -> MeasurementSet:
-        meta: dict[str, str] = {}
-        header: list[str] | None = None
-        header_line = 0
-        store: Columns | None = None
-        rows: list[Measurement] = []
+        st = _Parse(path, compact)
+        pending: list[str] = []
+        first = 0
         for lineno, line in enumerate(_text_lines(lines), start=1):
-            if "\x00" in line:
-                raise InputError("not a CSV text file (contains NUL bytes)", path)
-            s = line.strip()
-            if not s:
+            if st.store is None:          # before the header, or rows as objects
+                st.line(lineno, line)
                 continue
-            if s.startswith("#"):
-                body = s[1:].strip()
-                if ":" in body:
-                    k, v = body.split(":", 1)
-                    meta[k.strip()] = v.strip()
-                continue
-            if header is None:
-                header, header_line = _header(line, path, lineno), lineno
-                idx = {h: i for i, h in enumerate(header)}
-                fast = _FastRow(idx, len(header))
-                if compact:
-                    store = Columns(fast.cols, "led" in idx)
-                continue
-            if fast.ok(line):
-                got = fast.parse(line)
-                if got is not None:
-                    if store is not None:
-                        store.add_parsed(*got)
-                    else:
-                        rows.append(fast.measurement(*got))
-                    continue
-            cells = next(csv.reader([line]))
-            if len(cells) != len(header):
-                raise InputError(f"{len(cells)} fields, header has {len(header)}", path, lineno)
-            m = _parse_row(cells, idx, path, lineno)
-            if store is not None:
-                store.add_parsed([math.nan if getattr(m, c) is None else getattr(m, c)
-                                  for c in fast.cols], m.channel,
-                                 -1 if m.led is None else m.led, m.flag)
-            else:
-                rows.append(m)
+            if not pending:
+                first = lineno
+            pending.append(line)
+            if len(pending) == READ_BLOCK:
+                st.block(first, pending)
+                pending = []
+        if pending:
+            st.block(first, pending)
+        meta, header, header_line, store, rows = (st.meta, st.header, st.header_line,
+                                                  st.store, st.rows)
         if header is None:
             raise InputError("no header row (empty file?)", path)
         unknown = [h for h in header if h not in COLUMNS]
@@ -183,6 +159,75 @@ class MeasurementSet:
     def write_csv(self, path: str | os.PathLike) -> None:
         """Write atomically (temp file + rename): a reader never sees half a file."""
         atomic_write(path, self.to_csv())
+
+
+#: lines read as one block when the file is read into columns
+READ_BLOCK = 4096
+
+
+class _Parse:
+    """One CSV being read: metadata, header, and rows (as columns or as objects)."""
+
+    def __init__(self, path: str, compact: bool) -> None:
+        self.path, self.compact = path, compact
+        self.meta: dict[str, str] = {}
+        self.header: list[str] | None = None
+        self.header_line = 0
+        self.store: Columns | None = None
+        self.rows: list[Measurement] = []
+
+    def line(self, lineno: int, line: str) -> None:
+        """One line: a comment, the header, or a row (a fast row, else the careful path
+        that words what is wrong)."""
+        path = self.path
+        if "\x00" in line:
+            raise InputError("not a CSV text file (contains NUL bytes)", path)
+        s = line.strip()
+        if not s:
+            return
+        if s.startswith("#"):
+            body = s[1:].strip()
+            if ":" in body:
+                k, v = body.split(":", 1)
+                self.meta[k.strip()] = v.strip()
+            return
+        if self.header is None:
+            self.header, self.header_line = _header(line, path, lineno), lineno
+            self.idx = {h: i for i, h in enumerate(self.header)}
+            self.fast = _FastRow(self.idx, len(self.header))
+            if self.compact:
+                self.store = Columns(self.fast.cols, "led" in self.idx)
+            return
+        fast, store = self.fast, self.store
+        if fast.ok(line):
+            got = fast.parse(line)
+            if got is not None:
+                if store is not None:
+                    store.add_parsed(*got)
+                else:
+                    self.rows.append(fast.measurement(*got))
+                return
+        cells = next(csv.reader([line]))
+        if len(cells) != len(self.header):
+            raise InputError(f"{len(cells)} fields, header has {len(self.header)}", path,
+                             lineno)
+        m = _parse_row(cells, self.idx, path, lineno)
+        if store is not None:
+            store.add_parsed([math.nan if getattr(m, c) is None else getattr(m, c)
+                              for c in fast.cols], m.channel,
+                             -1 if m.led is None else m.led, m.flag)
+        else:
+            self.rows.append(m)
+
+    def block(self, first: int, lines: list[str]) -> None:
+        """Lines ``first``.. into the columns: all at once when every one is a plain row
+        (a few C-level passes over the block), else line by line."""
+        got = self.fast.parse_block(lines)
+        if got is not None and self.store is not None:
+            self.store.add_block(*got)
+            return
+        for k, line in enumerate(lines):
+            self.line(first + k, line)
 
 
 def _text_lines(lines: Iterable[str]) -> Iterator[str]:
@@ -234,6 +279,7 @@ class _FastRow:
         self.ch = idx["channel"]
         self.led = idx.get("led")
         self.flag = idx.get("flag")
+        self.idx_gain = idx.get("gain", -1)
 
     @staticmethod
     def ok(line: str) -> bool:
@@ -274,9 +320,52 @@ class _FastRow:
         flag = cells[self.flag].strip() if self.flag is not None else ""
         return nums, ch, led, flag
 
+    def parse_block(self, lines: list[str]
+                    ) -> tuple[list[list[float]], list[str], list[int], list[str]] | None:
+        """:meth:`parse` of many lines at once, or None unless every line is a plain row
+        with every cell filled (ASCII, no quote, comment, NaN or infinity; numbers in
+        range): the same values ``parse`` gives, column by column."""
+        text = ",".join(lines)
+        low = text.lower()
+        n = self.n
+        if (not text.isascii() or any(c in text for c in '"_#\x00') or "nan" in low
+                or "inf" in low or set(map(str.count, lines, repeat(","))) != {n - 1}):
+            return None
+        cells = text.split(",")
+        nums: list[list[float]] = []
+        try:
+            for i, lo, hi in self.num:
+                if i < 0:
+                    nums.append([math.nan] * len(lines))
+                    continue
+                vals = list(map(float, cells[i::n]))
+                if not (lo <= min(vals) and max(vals) <= hi) or (i == self.vin and 0.0 in vals):
+                    return None
+                nums.append(vals)
+        except ValueError:
+            return None
+        if self.derive and self.idx_gain < 0:   # no gain column: Vout / Vin
+            vin, vout = nums[self.pair[0]], nums[self.pair[1]]
+            nums[self.gain] = [b / a for a, b in zip(vin, vout, strict=True)]
+        chans = list(map(str.strip, cells[self.ch::n]))
+        if not all(chans):
+            return None
+        leds = [-1] * len(lines)
+        if self.led is not None:
+            leds = list(map(_LED.get, map(str.strip, cells[self.led::n])))
+            if None in leds:
+                return None
+        flags = list(map(str.strip, cells[self.flag::n])) if self.flag is not None \
+            else [""] * len(lines)
+        return nums, chans, leds, flags
+
     def measurement(self, nums: list[float], ch: str, led: int, flag: str) -> Measurement:
         kw = {c: v for c, v in zip(self.cols, nums, strict=True) if v == v}
         return Measurement(channel=ch, led=None if led < 0 else led, flag=flag, **kw)
+
+
+#: an LED cell as the fast path reads it: 0, 1, or empty (-1)
+_LED = {"0": 0, "1": 1, "": -1}
 
 
 def format_row(m: Measurement, columns: tuple[str, ...] = COLUMNS) -> str:

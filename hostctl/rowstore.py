@@ -54,6 +54,22 @@ class Columns:
         fx = self._flag_ix.get(flag)
         self.flag.append(fx if fx is not None else self._index(flag, self.flags, self._flag_ix))
 
+    def add_block(self, nums: Sequence[list[float]], channels: list[str], leds: list[int],
+                  flags: list[str]) -> None:
+        """Many rows, column by column (what :meth:`add_parsed` does row by row)."""
+        for col, vals in zip(self._arrays, nums, strict=True):
+            col.fromlist(vals)
+        if self.led is not None:
+            self.led.fromlist(leds)
+        self.channel.fromlist(self._indices(channels, self.names, self._name_ix))
+        self.flag.fromlist(self._indices(flags, self.flags, self._flag_ix))
+
+    def _indices(self, keys: list[str], table: list[str], ix: dict[str, int]) -> list[int]:
+        got = list(map(ix.get, keys))
+        if None in got:     # a new name: numbered in order of first appearance
+            got = [self._index(k, table, ix) for k in keys]
+        return got  # type: ignore[return-value]
+
     @staticmethod
     def _index(s: str, table: list[str], ix: dict[str, int]) -> int:
         i = ix.get(s)

@@ -7,9 +7,11 @@ import math
 import tracemalloc
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hostctl.errors import InputError
 from hostctl.measurements import Measurement, MeasurementSet
 from hostctl.rowstore import RowStore
 
@@ -59,3 +61,53 @@ def test_compact_read_memory(tmp_path: Path) -> None:
     assert held < 40 * n and peak < 60 * n, (held, peak)
     ms.append(Measurement(1.0, "low", gain=1.0))          # appending turns it into a list
     assert isinstance(ms.rows, list) and len(ms) == n + 1
+
+
+pos = st.floats(min_value=1e-3, max_value=1e3)
+full_rows = st.lists(st.builds(
+    Measurement, frequency_hz=st.floats(min_value=0.1, max_value=1e6),
+    channel=st.sampled_from(["low", "band", "high", "x y"]), gain=pos,
+    led=st.sampled_from([0, 1]), vin_v=pos, vout_v=pos,
+    level_dbfs=st.floats(min_value=-60, max_value=0), led_fraction=st.floats(0.0, 1.0),
+    time_s=st.floats(min_value=0, max_value=1e5), gain_se=pos,
+    flag=st.sampled_from(["", "clipped", "not-played|below-floor"])), min_size=1, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(full_rows)
+def test_block_read_equals_row_read(tmp_path_factory, ms: list[Measurement]) -> None:
+    """Every cell filled: the rows are read a block at a time, to the same values."""
+    import hostctl.measurements as hm
+
+    p = tmp_path_factory.mktemp("b") / "d.csv"
+    text = MeasurementSet(ms, {}).to_csv()
+    p.write_text(text)
+    taken = []
+    orig = hm._FastRow.parse_block
+
+    def spy(self, lines):
+        got = orig(self, lines)
+        taken.append(got is not None)
+        return got
+
+    hm._FastRow.parse_block = spy
+    try:
+        compact = MeasurementSet.read_csv(p)
+    finally:
+        hm._FastRow.parse_block = orig
+    assert taken == [True]
+    assert list(compact.rows) == MeasurementSet.parse_csv(text).rows == ms
+
+
+def test_block_read_derives_gain_and_falls_back_per_line(tmp_path: Path) -> None:
+    n = 10_000
+    lines = [f"{100 + i},{('low', 'high')[i % 2]},2,{1 + i % 3}\n" for i in range(n)]
+    p = tmp_path / "d.csv"
+    p.write_text("frequency_hz,channel,vin_v,vout_v\n" + "".join(lines))
+    got = MeasurementSet.read_csv(p)
+    assert [m.gain for m in got.rows[:3]] == [0.5, 1.0, 1.5] and len(got) == n
+    # one odd line in the middle of a block: the same error, at its own line
+    lines[6000] = "100,low,0,1\n"
+    p.write_text("frequency_hz,channel,vin_v,vout_v\n" + "".join(lines))
+    with pytest.raises(InputError, match=r":6002\b|line 6002"):
+        MeasurementSet.read_csv(p)
