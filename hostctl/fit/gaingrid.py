@@ -5,7 +5,7 @@ A gain row's model value depends only on its channel and frequency, and log|H| o
 network is smooth in log frequency. So the model is evaluated on a uniform grid in
 ``u = ln(omega)`` per channel (step :data:`STEP`) and each row reads it by cubic Lagrange
 interpolation from its four nearest nodes (error below ``0.0235 STEP^4 max|d^4 log|H| /
-du^4|``, ~1e-10: far under any measurement's noise). The interpolation is linear in the
+du^4|``, ~1e-9: far under any measurement's noise). The interpolation is linear in the
 node values, ``L_rows = W L_nodes``, so the weighted least squares of the rows
 
     0.5 * sum_i d_i (W L - y)_i^2,      d_i = 1 / (row's noise)^2,
@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-#: grid step in ln(omega) (0.5 % in frequency)
-STEP = 0.005
+#: grid step in ln(omega) (1 % in frequency)
+STEP = 0.01
 #: below this many gain rows the rows are fitted one by one
 MIN_ROWS = 50_000
 #: and only when the rows outnumber the grid nodes this many times

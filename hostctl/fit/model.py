@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     import torch
 
 
+#: model points (starts x rows) evaluated at once
+MODEL_POINTS = 1 << 12
+
+
 class _Model:
     """log|H| of the selected channel at each row, and its Jacobian in log R."""
 
@@ -35,9 +39,24 @@ class _Model:
 
     def logh(self, theta: np.ndarray, omega: torch.Tensor, ch: torch.Tensor,
              jac: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-        """``theta`` (S, p) log-ohms; ``omega``/``ch`` (n,) or (S, n). Returns (S, n), (S, n, p)."""
+        """``theta`` (S, p) log-ohms; ``omega``/``ch`` (n,) or (S, n). Returns (S, n), (S, n, p).
+
+        Without the netlist's numpy program, rows go through torch a block at a time (each
+        row is its own computation): a netlist's solve graph takes ~15 kB a point, for
+        every start x row."""
         if self._fast is not None:
             return self._logh_numpy(theta, omega, ch, jac)
+        n = omega.shape[-1]
+        step = max(1, MODEL_POINTS // max(1, theta.shape[0]))
+        if n <= step:
+            return self._logh(theta, omega, ch, jac)
+        parts = [self._logh(theta, omega[..., i:i + step], ch[..., i:i + step], jac)
+                 for i in range(0, n, step)]
+        L = np.concatenate([q[0] for q in parts], axis=1)
+        return L, np.concatenate([q[1] for q in parts], axis=1) if jac else None
+
+    def _logh(self, theta: np.ndarray, omega: torch.Tensor, ch: torch.Tensor,
+              jac: bool) -> tuple[np.ndarray, np.ndarray | None]:
         torch = self.torch
         S = theta.shape[0]
         shape = (S, omega.shape[-1])

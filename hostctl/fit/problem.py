@@ -474,8 +474,10 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
     lvl, log_t, t_map, vf = _led_offsets(led_threshold, circ, rows, est)
     # LED rows group by tone level (switches are neighbours in frequency within a group)
     grp = np.unique(np.nan_to_num(rows.level, nan=0.0), return_inverse=True)[1]
-    omega = torch.from_numpy(2 * math.pi * np.concatenate([rows.fg, rows.fl]))
-    ch = torch.from_numpy(np.concatenate([rows.cg, rows.cl]).astype(np.int64))
+    omega = np.concatenate([rows.fg, rows.fl])
+    omega *= 2 * math.pi     # in place: a big file's rows are not held twice
+    omega = torch.from_numpy(omega)
+    ch = torch.from_numpy(np.concatenate([rows.cg, rows.cl], dtype=np.int64))
     return _Problem(circ, caps, free, fixed, _Model(circ, caps, free, fixed), omega, ch,
                     len(rows.fg), len(rows.fl), rows.logg,
                     np.where(rows.yl > 0, 1.0, -1.0), lvl, log_t, est,
