@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hostctl.circuits import LED_THRESHOLD, Circuit
 from hostctl.errors import FitError, InputError
-from hostctl.fit.gaingrid import gain_grid
 from hostctl.fit.model import _Model
+from hostctl.fit.rows import _columns, _rowerror, _Rows, _usable  # noqa: F401 (re-exported)
 from hostctl.fit.settings import LED_LAPSE, LN10_20
 from hostctl.measurements import MeasurementSet
 
@@ -167,14 +166,6 @@ class _Problem:
         return cost, g, A
 
 
-def _usable(m: Any, what: str) -> bool:
-    """Row usable for a gain / an LED fit (flag rules live in measurements.py)."""
-    attr = getattr(m, f"{what}_usable", None)
-    if attr is not None:
-        return bool(attr)
-    return getattr(m, what) is not None and not m.flag
-
-
 @dataclass(frozen=True)
 class SwitchVoltage:
     """LEDs judged on volts: lit iff ``|H(f)| * vin(f) > volts`` with each row's measured
@@ -223,162 +214,6 @@ def _volts(thr: SwitchVoltage, circ: Circuit, chidx: Mapping[str, int], cl: np.n
                         int(np.flatnonzero(lmask)[bad[0]]), "vin_v")
     lvl = np.log([vf[circ.channels[i]] for i in cl]) - np.log(vl)
     return vf, np.asarray(lvl, dtype=float)
-
-
-def _num(v: Any) -> float:
-    return math.nan if v is None else float(v)
-
-
-def _rowerror(msg: str, row: int, column: str) -> InputError:
-    e = InputError(f"row {row + 1}: {msg}")
-    e.row, e.column_name, e.bare = row, column, msg  # type: ignore[attr-defined]
-    return e
-
-
-@dataclass
-class _Rows:
-    """The usable rows as columns: gain rows (g*) and LED rows (l*), validated."""
-
-    fg: np.ndarray
-    cg: np.ndarray             # int16 channel indices (a 2-million-row file: 4 MB)
-    logg: np.ndarray
-    sg: np.ndarray | None
-    fl: np.ndarray
-    cl: np.ndarray
-    yl: np.ndarray
-    level: np.ndarray          # level_dbfs of LED rows (nan where absent)
-    vin: np.ndarray            # reference amplitude of LED rows (nan where absent)
-    lmask: np.ndarray          # which data rows are the LED rows (for row numbers)
-    warnings: list[str]
-    grid: Any = None           # the gain rows on a frequency grid (many rows), or None
-
-
-def _first_bad(mask: np.ndarray, msg: Any, column: str) -> None:
-    bad = np.flatnonzero(mask)
-    if len(bad):
-        i = int(bad[0])
-        raise _rowerror(msg(i), i, column)
-
-
-def _raw(data: MeasurementSet) -> dict[str, Any]:
-    """Every row's fields as arrays: frequency, channel index with its names, gain, LED
-    (-1 empty), level, gain_se, vin (NaN empty) and the gain/LED usability by flag (None
-    when no row is flagged). A compact store gives zero-copy columns: no row object."""
-    rows = data.rows
-    cols = getattr(rows, "columns", None)
-    if cols is not None:
-        return _raw_columns(cols())
-    nan = math.nan
-    F, CH, G, Y, LV, FL = zip(*[(m.frequency_hz, m.channel, nan if m.gain is None else m.gain,
-                                 -1 if m.led is None else m.led,
-                                 nan if m.level_dbfs is None else m.level_dbfs, m.flag)
-                                for m in rows], strict=True)
-    names = sorted(set(CH))
-    nix = {c: i for i, c in enumerate(names)}
-    out: dict[str, Any] = {
-        "F": np.array(F, dtype=float), "G": np.array(G, dtype=float),
-        "LV": np.array(LV, dtype=float), "Y": np.array(Y, dtype=np.int64),
-        "se": np.array([_num(getattr(m, "gain_se", None)) for m in rows], dtype=float),
-        "vin": np.array([_num(m.vin_v) for m in rows], dtype=float),
-        "chn": np.array([nix[c] for c in CH], dtype=np.int64), "names": names,
-        "gflag": None, "lflag": None}
-    if any(FL):
-        out["gflag"] = np.array([_usable(m, "gain") for m in rows])
-        out["lflag"] = np.array([_usable(m, "led") for m in rows])
-    return out
-
-
-def _raw_columns(c: dict[str, Any]) -> dict[str, Any]:
-    """:func:`_raw` from a compact store's columns; flags judged once per distinct flag."""
-    from hostctl.measurements import Measurement
-
-    n = len(c["channel"])
-
-    def col(name: str) -> np.ndarray:   # an absent column: one NaN, broadcast (no memory)
-        a = c.get(name)
-        return np.broadcast_to(np.float64(math.nan), (n,)) if a is None else a
-
-    led = c.get("led")
-    out: dict[str, Any] = {
-        "F": col("frequency_hz"), "G": col("gain"), "LV": col("level_dbfs"),
-        "Y": np.broadcast_to(np.int8(-1), (n,)) if led is None else led, "se": col("gain_se"),
-        "vin": col("vin_v"), "chn": c["channel"], "names": c["channel_names"],
-        "gflag": None, "lflag": None}
-    fnames = c["flag_names"]
-    if any(fnames):
-        probe = [Measurement(1.0, "x", gain=1.0, led=1, flag=f) for f in fnames]
-        out["gflag"] = np.array([m.gain_usable for m in probe])[c["flag"]]
-        out["lflag"] = np.array([m.led_usable for m in probe])[c["flag"]]
-    return out
-
-
-#: the last data's columns: a preset family fits the same rows once per member
-_LAST: list[Any] = []
-
-
-def _columns(data: MeasurementSet, circ: Circuit, est: bool, use_gain: bool,
-             use_led: bool) -> _Rows:
-    """:func:`_read_columns`, reused while the same read-only rows are fitted again (a
-    family's members, the electrolytic re-fit): a big file is sifted once."""
-    rows = data.rows
-    if not hasattr(rows, "columns"):    # a list can change between fits
-        return _read_columns(data, circ, est, use_gain, use_led)
-    key = (tuple(circ.channels), est, use_gain, use_led)
-    if _LAST and _LAST[0]() is rows and _LAST[1] == key:
-        got = _LAST[2]
-    else:
-        _LAST.clear()
-        got = _read_columns(data, circ, est, use_gain, use_led)
-        _LAST.extend([weakref.ref(rows), key, got])
-    return replace(got, warnings=list(got.warnings))
-
-
-def _read_columns(data: MeasurementSet, circ: Circuit, est: bool, use_gain: bool,
-                  use_led: bool) -> _Rows:
-    """The usable rows as validated columns (the only pass over the data; none at all
-    when the data are already columns)."""
-    chidx = {c: i for i, c in enumerate(circ.channels)}
-    if not len(data.rows):
-        raise FitError("no usable rows: the data set is empty")
-    raw = _raw(data)
-    F, G, Y, LV, se, vin = (raw[k] for k in ("F", "G", "Y", "LV", "se", "vin"))
-    names = raw["names"]
-    if raw["gflag"] is not None:
-        gmask, lmask = raw["gflag"], raw["lflag"]
-    else:
-        gmask, lmask = ~np.isnan(G), Y >= 0
-    gmask &= use_gain
-    lmask &= use_led
-    used = gmask | lmask
-    chi = np.array([chidx.get(c, -1) for c in names], dtype=np.int16)[raw["chn"]]
-    _first_bad(used & (chi < 0), lambda i: f"channel '{names[raw['chn'][i]]}' is not an "
-               f"output of circuit {circ.name} ({', '.join(circ.channels)})", "channel")
-    _first_bad(used & ~(np.isfinite(F) & (F > 0)),
-               lambda i: f"frequency {F[i]} must be a positive number", "frequency_hz")
-    _first_bad(gmask & ~np.isfinite(G), lambda i: f"gain {G[i]} is not finite", "gain")
-    _first_bad(lmask & (Y != 0) & (Y != 1),
-               lambda i: f"LED state must be 0 or 1, got {Y[i]}", "led")
-    if est:
-        _first_bad(lmask & np.isnan(LV), lambda i: "estimating the LED threshold needs "
-                   "level_dbfs on every LED row", "level_dbfs")
-    zero = gmask & (G <= 0)
-    warn = []
-    if zero.any():
-        warn.append(f"dropped {int(zero.sum())} gain value(s) <= 0 (no log); they carry no "
-                    "usable information for a log-error fit")
-    gmask &= ~zero
-    if not gmask.any() and not lmask.any():
-        raise FitError("no usable rows: need gain or LED observations on the circuit's "
-                       f"channels ({', '.join(circ.channels)})")
-    every = bool(gmask.all())     # every row a gain row: the columns themselves, no copy
-    fg, gg = (F, G) if every else (F[gmask], G[gmask])
-    seg = se if every else se[gmask]
-    # the probe's noise figures count only when every fitted gain row has one
-    sg = seg / gg if len(gg) and np.all(np.isfinite(seg) & (seg > 0)) else None
-    cg, logg = chi[gmask], np.log(gg)
-    return _Rows(fg, cg, logg, sg, F[lmask], chi[lmask].astype(np.int64),
-                 Y[lmask].astype(np.int64), LV[lmask], vin[lmask], lmask, warn,
-                 gain_grid(fg, cg, logg, sg))
 
 
 def _led_offsets(led_threshold: Any, circ: Circuit, rows: _Rows, est: bool
