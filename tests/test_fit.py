@@ -59,13 +59,16 @@ def test_gain_exact_data_recovers_notebook_values(sets, circ):
     data = sets[circ][0] if circ in sets else notebook_sets(circ)[0]
     res = fit(data, circ)
     assert res.converged and res.method == "gauss-newton"
+    # the passive band-pass with its capacitors as nuisances (10 %): at 1 ppm its response
+    # tells R_band_low C_band_low from the loading R_band_low C_band_high only to ~1e-3
+    loose = {"R_band_low": 2e-3} if "S_band_low" in get_circuit(circ).nuisance else {}
     for r, v in truth(circ).items():
         assert abs(res.values[r] / v - 1) < 1e-4            # the brief: 0.01%
         assert abs(res.values[r] / v - 1) < 1e-12           # in fact: machine precision
         lo, hi = res.ci95[r]
         # exact data: an interval at the 1 ppm noise floor the rows are weighed by against
         # the capacitors' ESR priors (presets with ESR), else at rounding
-        assert lo <= res.values[r] <= hi and hi / lo - 1 < 1e-5
+        assert lo <= res.values[r] <= hi and hi / lo - 1 < loose.get(r, 1e-5)
     assert res.warnings == []
 
 

@@ -151,15 +151,23 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
                          + "; ".join(led_misfit) + " disagree with the fit): check the LED "
                          "wiring (each LED on its own channel's input) and the circuit; the "
                          "values are not to be used")
+    if not run.converged:
+        run.warns.append(_NOT_CONVERGED.format(n=run.iters))
     res = _result(prob, run.theta, ci, ci_method, run.converged, run.iters, t0, run.method,
                   "auto", run.warns, run.notes)
-    res.trusted = not conflicts and not misfit and not led_misfit
+    # values the optimiser did not settle on are no answer, however well they fit
+    res.trusted = not conflicts and not misfit and not led_misfit and run.converged
     res.chi2, res.dof, res.prior_chi2 = run.chi2, run.dof, run.prior_chi2
     res.noise = "measured" if prob.noise_known else ("estimated" if prob.ng else "none")
     _per_led_thresholds(run, res, gain_ch)
     if t_ci is not None:
         res.led_threshold_ci95 = (math.exp(t_ci[0]), math.exp(t_ci[1]))
     return res
+
+
+#: the warning of a fit whose optimiser stopped before it met its stop rule
+_NOT_CONVERGED = ("the fit did not converge ({n} iterations without meeting the stop rule): "
+                  "the values are where the search stopped, not a fit; not to be used")
 
 
 def _teaching(prob: _Problem, loss: str, th_init: np.ndarray | None, lr: float | None,
@@ -179,8 +187,10 @@ def _teaching(prob: _Problem, loss: str, th_init: np.ndarray | None, lr: float |
     if not conv:
         warns.append(f"gradient descent stopped after {iters} steps without meeting the "
                      "notebook's stop rule (loss < 1e-6 or |grad| < 1e-6)")
-    return _result(prob, theta, {}, {k: "none" for k in prob.free}, conv, iters,
-                   t0, loss, loss, warns, notes)
+    res = _result(prob, theta, {}, {k: "none" for k in prob.free}, conv, iters,
+                  t0, loss, loss, warns, notes)
+    res.trusted = bool(conv)
+    return res
 
 
 def _fit_gains(run: _Run, auto_start: bool) -> None:
