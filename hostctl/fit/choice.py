@@ -118,7 +118,11 @@ def _esr_names(circ: Circuit) -> list[str]:
 
 def _electrolytic(circ: Circuit) -> Circuit:
     """The same circuit with its capacitors' ESR held only by a wide prior (film to
-    electrolytic: 0.5 ohm, a factor e^0.9 per sigma), not the film range."""
+    electrolytic: 0.5 ohm, a factor e^0.9 per sigma), not the film range.
+
+    The capacitors themselves are held at the given values: ohms of ESR in the band-pass's
+    series branch move its response as the capacitors' ratio does (the passive build), so
+    the data cannot weigh both; ESR is what the misfit asks for."""
     from dataclasses import replace
 
     from hostctl.circuits.directives import Nuisance
@@ -127,8 +131,13 @@ def _electrolytic(circ: Circuit) -> Circuit:
     if not names:
         return circ
     wide = {k: (Nuisance(k, WIDE_ESR_OHM, WIDE_ESR_OHM * (math.e ** 0.9 - 1)) if k in names
-                else v) for k, v in circ.nuisance.items()}
+                else v) for k, v in circ.nuisance.items() if k not in _cap_names(circ)}
     return replace(circ, nuisance=wide)
+
+
+def _cap_names(circ: Circuit) -> list[str]:
+    """Nuisances that scale a section's capacitor (``S_x``: C_x over its nominal)."""
+    return [k for k in (getattr(circ, "nuisance", None) or {}) if k.startswith("S_")]
 
 
 def _esr_verdict(best: FitResult, alt: FitResult) -> str:
@@ -147,8 +156,11 @@ def _esr_verdict(best: FitResult, alt: FitResult) -> str:
     if not alt.trusted:
         alt.warnings.append("even with the capacitors' ESR fitted the gains do not follow the "
                             "model: the values are not to be used")
+    held = (" (capacitors held at the given values: ESR this large and their tolerance "
+            "move the response alike)" if any(k.startswith("S_") for k in best.nuisance)
+            else "")
     return (f"capacitor ESR fitted (likelihood ratio {math.sqrt(gain):.1f} sigma over film "
-            f"ESR): {esr}")
+            f"ESR): {esr}{held}")
 
 
 def _assume_first(results: list[FitResult]) -> FitResult:
