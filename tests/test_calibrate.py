@@ -23,18 +23,26 @@ from hostctl.recommend import check_bands
 from hostctl.record import read_session
 
 #: The bench board is the passive build with the probe front end and a source resistance,
-#: simulated by ngspice; hostctl's closed-form models cannot follow it yet.
-PASSIVE_WHY = ("the bench board is now the passive build seen through the probe front end "
-               "(ngspice); the old closed-form fit cannot model it: the passive board needs "
-               "the netlist fit (issue 12)")
+#: simulated by ngspice. The fit models it (its capacitors as nuisances, issue 12), so its
+#: corners are held to 1 % strictly. What its LEDs do is another matter: they switch on the
+#: volts at the filter outputs, under the sound card's source resistance, while the design,
+#: the target check and the per-LED thresholds still work on |H| relative to A0 of the
+#: buffered preset (LED verdicts on volts: the next piece of work).
+LED_VOLTS_WHY = ("the passive bench board's LEDs switch on the volts at the filter outputs "
+                 "under the source resistance; design, target check and LED thresholds are "
+                 "still on |H| relative to A0 (LED verdicts on volts)")
+PASSIVE_WHY = ("LED-only data do not see the passive band-pass's capacitor ratio (gains "
+               "fit it as a nuisance), and the LED threshold is judged relative to A0: "
+               + LED_VOLTS_WHY)
 #: Not run while they are expected to fail: a non-strict xfail that runs cannot fail, so it
-#: checked nothing and took most of the suite's time (33 whole calibrations through ngspice).
-#: Taking this mark off (issue 12) runs them all again.
+#: checked nothing and took most of the suite's time (whole calibrations through ngspice).
 PASSIVE = pytest.mark.xfail(reason=PASSIVE_WHY, strict=False, run=False)
 #: bench-ideal (the old bench board: the closed forms' circuit, with tolerances and noise)
-#: keeps the fit's accuracy on noisy boards checked strictly meanwhile.
+#: keeps the fit's accuracy on noisy boards checked strictly too.
 BOARDS = ([("notebook", 0)] + [("bench-ideal", s) for s in range(3)]
-          + [pytest.param("bench", s, marks=PASSIVE) for s in range(10)])
+          + [("bench", s) for s in range(10)])
+LED_BOARDS = ([("notebook", 0)] + [("bench-ideal", s) for s in range(3)]
+              + [pytest.param("bench", s, marks=PASSIVE) for s in range(10)])
 
 
 def run(tmp_path, board, seed, mode, **kw):
@@ -59,6 +67,8 @@ def true_threshold(b, level_dbfs):
 
 def assert_build_meets_target(res, b):
     """The recommended parts, built with the board's true capacitors, light as targeted."""
+    if b.board.name == "bench":
+        pytest.xfail(LED_VOLTS_WHY)
     checks = check_bands(b.circuit, res.design.values, b.true_capacitances,
                          true_threshold(b, res.config.level_dbfs), res.config.target)
     assert checks and all(c["pass"] for c in checks.values()), checks
@@ -71,6 +81,10 @@ def test_gain_mode_recovers_true_corners_within_1pct_in_40_tones(tmp_path, board
     errs = corner_errors(res, b)
     assert res.tones <= 40
     assert max(abs(e) for e in errs.values()) < 0.01, errs
+    assert res.fit.trusted and res.fit.converged, res.fit.warnings
+    if board == "bench":   # the data chose the passive build, without any ESR (film parts)
+        assert res.fit.circuit == "color-organ-passive", res.fit.notes
+        assert not any("ESR fitted" in n for n in res.fit.notes), res.fit.notes
     assert_build_meets_target(res, b)
     # the session holds every tone measured, all channels
     data = read_session(res.session)
@@ -83,7 +97,7 @@ def b_led(board):
     return None if board == "notebook" else 0.3
 
 
-@pytest.mark.parametrize("board,seed", BOARDS)
+@pytest.mark.parametrize("board,seed", LED_BOARDS)
 def test_led_mode_recovers_true_corners_within_1pct_in_80_tones(tmp_path, board, seed):
     kw = ({"led_threshold": 1 / math.sqrt(2)} if board == "notebook" else {"led_vf": 0.3})
     res, b = run(tmp_path, board, seed, "led", max_tones=80, **kw)
@@ -114,12 +128,13 @@ def test_both_mode_recovers_corners_and_each_leds_threshold(tmp_path, board, see
     assert res.tones <= 60
     assert max(abs(e) for e in errs.values()) < 0.01, errs
     assert isinstance(res.threshold, dict) and "each LED" in res.threshold_source
+    if board == "bench":
+        pytest.xfail(LED_VOLTS_WHY)
     for c, t in res.threshold.items():
         assert t == pytest.approx(true_threshold(b, -6.0), rel=0.015), (c, res.threshold)
     assert_build_meets_target(res, b)
 
 
-@PASSIVE
 def test_capacitors_are_inferred_from_installed_values(tmp_path):
     res, b = run(tmp_path, "bench", 4, "gain", precision=0.005)
     for r, c in res.actual_capacitance.items():
@@ -127,6 +142,38 @@ def test_capacitors_are_inferred_from_installed_values(tmp_path):
         expect = b.true_capacitances[r] * b.true_values[r] / b.board.resistors[r]
         assert c == pytest.approx(expect, rel=0.01)
     assert "measured" in res.capacitance_source
+
+
+def test_a_fit_that_did_not_converge_is_not_trusted(tmp_path, monkeypatch):
+    """Values the optimiser stopped at before its stop rule are no answer: NOT TRUSTED, the
+    reason named, no part recommended."""
+    from hostctl.fit import engine
+    from hostctl.fit.lm import _lm
+
+    def one_step(fun, theta0, **kw):
+        return _lm(fun, theta0, **{**kw, "max_iter": 1})
+
+    monkeypatch.setattr(engine, "_lm", one_step)
+    res, b = run(tmp_path, "bench-ideal", 0, "gain", max_tones=14)
+    assert not res.fit.converged and not res.fit.trusted
+    assert any("did not converge" in w for w in res.fit.warnings), res.fit.warnings
+    assert res.advice.withheld
+
+
+@pytest.mark.slow                   # 20 calibrate runs (~1 min of CPU)
+def test_bench_intervals_cover_the_truth_over_20_seeds(tmp_path):
+    """Gain mode on the passive bench board: every corner within 1 % (or the run says the
+    precision was not met), and the 95 % intervals hold the true RC products at ~95 %."""
+    hits = total = 0
+    for seed in range(20):
+        res, b = run(tmp_path, "bench", seed, "gain")
+        for r, v in res.fit.values.items():
+            true = b.true_values[r] * b.true_capacitances[r] / res.fit.capacitance[r]
+            lo, hi = res.fit.ci95[r]
+            hits += lo <= true <= hi
+            total += 1
+            assert abs(v / true - 1) < 0.01 or r in res.unmet, (seed, r, v, true)
+    assert 0.90 <= hits / total <= 1.0, (hits, total)
 
 
 def hostctl(*args, **kw):

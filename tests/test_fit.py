@@ -435,3 +435,22 @@ def test_swapped_led_wiring_is_not_fitted_silently(sets):
     w = [w for w in res.warnings if "LED observations contradict" in w]
     assert len(w) == 1 and "low: " in w[0] and "high: " in w[0], res.warnings
     assert fit(led, "color-organ").trusted
+
+
+def test_a_fit_that_did_not_converge_is_never_trusted(sets, monkeypatch):
+    """The optimiser stopped before its stop rule: NOT TRUSTED, saying why (also in the
+    teaching mode, whose gradient descent runs out of steps)."""
+    from hostctl.fit import engine
+    from hostctl.fit.lm import _lm
+
+    data = sets["lowpass"][0]
+    taught = fit(data, "lowpass", loss="notebook-mse", steps=3)
+    assert not taught.converged and not taught.trusted
+
+    def one_step(fun, theta0, **kw):
+        return _lm(fun, theta0, **{**kw, "max_iter": 1})
+
+    monkeypatch.setattr(engine, "_lm", one_step)
+    res = fit(data, "lowpass")
+    assert not res.converged and not res.trusted
+    assert any("did not converge" in w for w in res.warnings), res.warnings
