@@ -160,6 +160,32 @@ def main() -> None:
           f"tones x 3 channels, 1 % noise (process CPU, median of {a.repeats})")
     for name in PEERS:
         print_peer(peer_ratio(name, a.tones, repeats=a.repeats))
+    whole_fit_vs_closed_form(a.tones, a.repeats)
+
+
+def whole_fit_vs_closed_form(tones: int, repeats: int) -> dict[str, float]:
+    """Issue 12's yardstick: the whole ``fit`` of each netlist preset on its own model's
+    noisy tones, over the whole fit of the notebook's closed form on its own (``closed-form``
+    must be registered, as ``main`` does)."""
+    from hostctl import fit as fitmod
+    from hostctl.circuits import get_circuit
+
+    print(f"whole fit, {tones} tones x 3 channels, 1 % noise: preset / closed form "
+          f"(process CPU, median of {repeats})")
+    data = {n: noisy_tones(n, tones) for n in ("closed-form", "color-organ-ideal",
+                                                "color-organ", "color-organ-passive")}
+    # the Circuit itself, not its name: a name of a family would choose among its members
+    base, _ = _cpu(lambda: fitmod.fit(data["closed-form"], get_circuit("closed-form")), repeats)
+    print(f"  {'closed-form':22s} {1e3 * base:7.1f} ms")
+    out = {}
+    for name, ms in data.items():
+        if name == "closed-form":
+            continue
+        circ = get_circuit(name)
+        t, _ = _cpu(lambda ms=ms, circ=circ: fitmod.fit(ms, circ), repeats)
+        out[name] = t / base
+        print(f"  {name:22s} {1e3 * t:7.1f} ms  = {t / base:.2f} x closed form")
+    return out
 
 
 if __name__ == "__main__":
