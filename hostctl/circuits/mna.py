@@ -366,7 +366,7 @@ class MNA:
                     env[expr] if expr in env else ex.evaluate(expr, env))
                 memo[(expr, how)] = v = _transform(np.asarray(v, dtype=np.float64), how, om)
             vals.append(v)
-        batch = np.broadcast_shapes(om.shape, *(v.shape for v in memo.values()))
+        batch = np.broadcast_shapes(om.shape, *(np.shape(v) for v in memo.values()))
         return om, vals, tuple(batch)
 
     def _program(self, xcols: tuple[int, ...], seeds: tuple[int, ...] = (),
