@@ -121,7 +121,8 @@ def check_tone(freq_hz: float, level_dbfs: float, *, sample_rate: float | None,
         raise ToneRefused(f"tone level {level_dbfs} dBFS is not a finite number")
     if lv > level_cap_dbfs + 1e-9:
         raise ToneRefused(f"tone level {lv:g} dBFS is above the level cap {level_cap_dbfs:g} "
-                         "dBFS; lower --level or raise --level-cap (at most 0)")
+                          "dBFS; lower {level_dbfs} or raise {level_cap_dbfs} (at most 0)"
+                          ).naming(level_dbfs="the level", level_cap_dbfs="the level cap")
     return 10.0 ** (lv / 20.0)
 
 
@@ -342,15 +343,17 @@ def _map_open_error(e: BaseException, name: str, rate: int, channels: int) -> Au
     low = msg.lower()
     if code == -9997 or "sample rate" in low:
         return AudioError(f"audio device '{name}' does not support {rate} Hz ({msg}); "
-                          "choose another --sample-rate (44100 or 48000 usually work)")
+                          "choose another {sample_rate} (44100 or 48000 usually work)"
+                          ).naming(sample_rate="sample rate")
     if code == -9998 or "channel" in low:
         return AudioError(f"audio device '{name}' cannot open {channels} output channel(s) "
-                          f"({msg}); choose another --audio-device")
+                          f"({msg}); choose another {{device}}").naming(device="audio device")
     if code == -9985 or "busy" in low or "unavailable" in low:
         return AudioError(f"audio device '{name}' is busy or unavailable ({msg}); close the "
-                          "program using it or choose another --audio-device")
+                          "program using it or choose another {device}").naming(
+                              device="audio device")
     return AudioError(f"cannot open audio device '{name}': {msg}; check `hostctl devices` "
-                      "and --audio-device")
+                      "and {device}").naming(device="the audio device")
 
 
 def probe_output_devices() -> tuple[list[dict[str, Any]], str | None]:
@@ -453,7 +456,8 @@ class SoundDeviceOutput(_OutputBase):
         maxch = int(info["max_output_channels"])
         nch = 2 if maxch >= 2 else 1
         if nch == 1 and channel != "both":
-            raise AudioError(f"audio device '{self.device_name}' is mono: use --audio-channel both")
+            raise AudioError(f"audio device '{self.device_name}' is mono: use {{channel}} both"
+                             ).naming(channel="audio channel")
         self.channel, self.settle_s, self.sample_rate = channel, float(settle_s), rate
         self._cols = {"both": list(range(nch)), "left": [0], "right": [1]}[channel]
         self.synth = ToneSynth(rate, level_cap_dbfs=level_cap_dbfs, fade_s=fade_s)
@@ -551,7 +555,8 @@ class SoundDeviceOutput(_OutputBase):
         if self._error or not active:
             raise AudioError(f"audio device '{self.device_name}' stopped mid-run "
                              f"({self._error or 'stream inactive'}): it was unplugged or taken "
-                             "by another program; reconnect it and run again (--resume)")
+                             "by another program; reconnect it and run again ({resume})"
+                             ).naming(resume="resume the session")
 
     def _wait_position(self, pos: int) -> None:
         """Block until the callback has rendered sample ``pos``; fail if the stream stalls."""

@@ -35,14 +35,6 @@ from hostctl.circuits import (
     format_threshold,
     get_circuit,
 )
-from hostctl.commands.options import (
-    check_capacitance,
-    check_per_led,
-    format_per_led,
-    parse_capacitance,
-    parse_per_led,
-    parse_values,
-)
 from hostctl.errors import DeviceError, FitError, InputError, ToneRefused
 from hostctl.measure import CHANNELS, Floor, readings_from
 from hostctl.measurements import Measurement, MeasurementSet
@@ -50,6 +42,14 @@ from hostctl.recommend import Design
 from hostctl.record import SESSION_NAME, Recorder, read_session
 from hostctl.session import check_identity, probe_identity
 from hostctl.target import Target, default_target
+from hostctl.values import (
+    check_capacitance,
+    check_per_led,
+    format_per_led,
+    parse_capacitance,
+    parse_per_led,
+    parse_values,
+)
 
 if TYPE_CHECKING:
     from hostctl.fit import FitResult

@@ -70,9 +70,10 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     hostctl fit DATA.csv --circuit color-organ
     hostctl design --series E24
     """
-    from hostctl.ui import set_trace
+    from hostctl.commands.ui import set_trace
 
     ctx.obj = {"verbose": verbose, "quiet": quiet}
+    _invoked[:] = [ctx.invoked_subcommand] if ctx.invoked_subcommand else []
     set_trace(verbose)
     from hostctl.profile import PARAMS
 
@@ -82,17 +83,42 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
         ctx.default_map = load().default_map()
 
 
-#: the arguments of the running command (report.json records them)
-ARGV: list[str] = []
+#: the library's setting -> the parameter names commands give it (the first one present wins)
+SETTING_PARAMS: dict[str, tuple[str, ...]] = {
+    "sample_rate": ("audio_rate", "sample_rate"),
+    "device": ("audio_device",),
+    "channel": ("audio_channel",),
+    "level_dbfs": ("level_dbfs",),
+    "level_cap_dbfs": ("level_cap", "level_cap_dbfs"),
+    "resume": ("resume_dir",),
+}
+_invoked: list[str] = []        # the subcommand running (its flags word library errors)
+
+
+def _flags(settings: dict[str, str]) -> dict[str, str]:
+    """The running command's flag for each library setting an error names."""
+    cmd = cli.get_command(click.Context(cli), _invoked[-1]) if _invoked else None
+    if cmd is None or not settings:
+        return {}
+    by_name = {p.name: p for p in cmd.params if isinstance(p, click.Option)}
+    out = {}
+    for setting in settings:
+        for name in SETTING_PARAMS.get(setting, (setting,)):
+            if name in by_name:
+                out[setting] = max(by_name[name].opts, key=len)
+                break
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run click in standalone=False so errors become one clear line."""
+    from hostctl.commands import ARGV
+
     ARGV[:] = list(sys.argv[1:] if argv is None else argv)
     try:
         rv = cli.main(args=argv, prog_name="hostctl", standalone_mode=False)
     except HostctlError as e:
-        click.echo(f"hostctl: error: {e}", err=True)
+        click.echo(f"hostctl: error: {e.worded(_flags(e.settings))}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("hostctl: aborted", err=True)

@@ -6,11 +6,37 @@ and exit with a meaningful code instead of a traceback.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
+_PLACE = re.compile(r"\{(\w+)\}")
+
 
 class HostctlError(Exception):
     """Base of every error hostctl reports to a user (exit code 2 by default)."""
 
     exit_code = 2
+    #: library settings named in the message (setting -> its plain words); see :meth:`naming`
+    settings: dict[str, str] = {}
+    _template = ""
+
+    def naming(self, **settings: str) -> HostctlError:
+        """Mark ``{setting}`` places in the message as the library setting that would fix it.
+
+        The library does not know the CLI's flags: ``str(error)`` says the plain words given
+        here ("choose another sample rate") and a front end puts its own name for the setting
+        in the same place (:meth:`worded`; the CLI: "choose another --audio-rate").
+        """
+        self._template, self.settings = str(self), dict(settings)
+        self.args = (self.worded({}),)
+        return self
+
+    def worded(self, names: Mapping[str, str]) -> str:
+        """The message with each named setting worded as ``names`` says (plain words else)."""
+        if not self.settings:
+            return str(self)
+        words = {k: names.get(k, v) for k, v in self.settings.items()}
+        return _PLACE.sub(lambda m: words.get(m.group(1), m.group(0)), self._template)
 
 
 class InputError(HostctlError):

@@ -29,9 +29,8 @@ def provenance(*, audio_device: str | None = None, probe: dict[str, str] | None 
                port: str | None = None, argv: list[str] | None = None) -> dict[str, Any]:
     """The record for report.json's ``provenance`` block."""
     from hostctl import __version__
-    from hostctl.cli import ARGV
 
-    args = list(argv if argv is not None else ARGV or sys.argv[1:])
+    args = list(argv if argv is not None else sys.argv[1:])
     return {
         "hostctl": __version__,
         "torch": _version("torch"),

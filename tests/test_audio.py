@@ -405,7 +405,9 @@ def test_sample_rate_not_supported(fake_sd: FakeSD) -> None:
     with pytest.raises(AudioError) as ei:
         open_output("USB", sample_rate=12345)
     msg = one_line(ei)
-    assert "does not support 12345 Hz" in msg and "--sample-rate" in msg
+    # the library names the setting, not a flag: each command words it with its own flag
+    assert "does not support 12345 Hz" in msg and "another sample rate" in msg
+    assert ei.value.settings == {"sample_rate": "sample rate"}
 
 
 def test_device_busy(fake_sd: FakeSD) -> None:
@@ -559,6 +561,21 @@ def test_cli_refuses_before_touching_a_device(args: list[str], words: str,
                                               capsys: pytest.CaptureFixture) -> None:
     code, err = run_cli(["tone", *args], capsys)
     assert code == 4 and words in err and err.count("\n") == 1
+
+
+def test_cli_words_the_setting_with_its_own_flag(fake_sd: FakeSD,
+                                                capsys: pytest.CaptureFixture) -> None:
+    """The same library error names `tone --sample-rate` and `calibrate --audio-rate`."""
+    fake_sd.check_error = FakePortAudioError("Invalid sample rate", -9997)
+    code, err = run_cli(["tone", "440", "--audio-device", "usb", "--sample-rate", "12345"],
+                        capsys)
+    assert code == 4 and "choose another --sample-rate (44100" in err, err
+    code, err = run_cli(["tone", "1000", "--level", "-3"], capsys)
+    assert code == 4 and "lower --level or raise --level-cap (at most 0)" in err, err
+    from hostctl import cli
+    cli._invoked[:] = ["calibrate"]
+    assert cli._flags({"sample_rate": "", "device": ""}) == {
+        "sample_rate": "--audio-rate", "device": "--audio-device"}
 
 
 def test_cli_tone_to_fake_device(fake_sd: FakeSD, capsys: pytest.CaptureFixture) -> None:

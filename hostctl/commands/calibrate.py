@@ -20,9 +20,9 @@ from hostctl.commands.options import (
     parse_values,
     series_option,
 )
+from hostctl.commands.ui import Progress, quiet, say
 from hostctl.errors import AudioError, DeviceError, HostctlError, InputError, OutputError
 from hostctl.files import ascii_float
-from hostctl.ui import Progress, quiet, say
 
 
 def parse_precision(text: str) -> float:
@@ -295,9 +295,11 @@ def _run_on_probe(probe_cm, calibrate, cfg, out, resume, audio_device, audio_cha
         try:
             res = calibrate.run(probe, output, cfg, out, resume=resume, progress=bar,
                                 segment=segment, force=force)
+            from hostctl.commands import ARGV
             from hostctl.provenance import provenance
 
             res.provenance = provenance(
+                argv=ARGV or None,
                 audio_device=getattr(output, "device_name", None) or (
                     "virtual bench" if isinstance(output, SimToneOutput) else audio_device),
                 probe=dict(probe.info), port=str(probe.port))

@@ -71,12 +71,13 @@ def command(run_dir: str, as_json: bool, no_plot: bool) -> None:
     hostctl report hostctl-runs/20261128-101500
     """
     from hostctl import report
+    from hostctl.commands import ARGV
+    from hostctl.commands.ui import say
     from hostctl.provenance import provenance
-    from hostctl.ui import say
 
     res = load_run(run_dir)
     before = res.previous.get("provenance")
-    res.provenance = provenance(probe=res.probe_info,
+    res.provenance = provenance(argv=ARGV or None, probe=res.probe_info,
                                 audio_device=(before or {}).get("audio_device"),
                                 port=(before or {}).get("port"))
     if before:
