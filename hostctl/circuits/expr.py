@@ -128,3 +128,54 @@ def constant(expr: str) -> float | None:
     if names(expr):
         return None
     return float(evaluate(expr, {}))
+
+
+def exponents(expr: str, leaves: frozenset[str], defs: Mapping[str, str]
+              ) -> dict[str, float] | None:
+    """``expr`` as ``c * prod p**a`` over the ``leaves`` (``c`` free of them): ``{p: a}``,
+    or None when it is no such monomial (a sum with a leaf in it, a leaf in an exponent).
+
+    Names defined in ``defs`` (``.param``) are followed, so ``{R_low/S_low}`` and
+    ``.param R2={2*R1}`` with ``{R2}`` both qualify; this is what lets the numpy program
+    differentiate an element value by the chain rule: ``d v / d log p = a v``."""
+    return _exponents(expr, leaves, tuple(sorted(defs.items())))
+
+
+@lru_cache(maxsize=4096)
+def _exponents(expr: str, leaves: frozenset[str], defs: tuple[tuple[str, str], ...]
+               ) -> dict[str, float] | None:
+    d = dict(defs)
+
+    def walk(node: ast.AST) -> dict[str, float] | None:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant):
+            return {}
+        if isinstance(node, ast.Name):
+            if node.id in leaves:
+                return {node.id: 1.0}
+            if node.id in d:
+                return _exponents(d[node.id], leaves, defs)
+            return {}
+        if isinstance(node, ast.UnaryOp):
+            return walk(node.operand)
+        if not isinstance(node, ast.BinOp):
+            return None
+        a, b = walk(node.left), walk(node.right)
+        if a is None or b is None:
+            return None
+        if isinstance(node.op, ast.Mult | ast.Div):
+            sign = 1.0 if isinstance(node.op, ast.Mult) else -1.0
+            out = dict(a)
+            for k, v in b.items():
+                out[k] = out.get(k, 0.0) + sign * v
+            return {k: v for k, v in out.items() if v != 0.0}
+        if isinstance(node.op, ast.Pow):
+            if b:
+                return None
+            power = constant(ast.unparse(node.right))
+            return None if power is None else {k: v * power for k, v in a.items()}
+        return {} if not a and not b else None   # a sum: only of things free of the leaves
+
+    out = walk(ast.parse(expr, mode="eval"))
+    return None if out is None else dict(out)

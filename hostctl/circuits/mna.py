@@ -15,7 +15,7 @@ V a branch ``V_a - V_b = AC``, I into the right-hand side, E a branch
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hostctl.circuits import expr as ex
@@ -240,11 +240,12 @@ class MNA:
         """Node voltages ``batch + (m,)`` and their derivatives in log parameter
         ``batch + (m, len(wrt))`` (complex, numpy): one forward and one adjoint pass.
 
-        None when a parameter in ``wrt`` reaches an element other than as its bare value
-        (``{2*R1}``, or another ``.param`` computed from it): use :meth:`solve` with
-        autograd then."""
+        None when an element's value is no monomial in the ``wrt`` parameters (``{R1+R2}``;
+        see :meth:`_monomials`): use :meth:`solve` with autograd then."""
         import numpy as np
 
+        if prepared is None and self._monomials(wrt, values or {}) is None:
+            return None
         sp = self._sens_plan(tuple(nodes), tuple(wrt))
         if sp is None:
             return None
@@ -272,38 +273,51 @@ class MNA:
         key = ("sens", nodes, wrt)
         if key in self._programs:
             return self._programs[key]
-        groups = self._direct(wrt)
+        groups = self._monomials(wrt)
         out = None
         if groups is not None:
             cols = tuple(self._col(n) for n in nodes)
             seeds = tuple(sorted({c for c in cols if c >= 0}))
             pick = [seeds.index(c) if c >= 0 else len(seeds) for c in cols]
-            grads = tuple(tuple((s, -1.0 if self._slots[s][1] in (_INV, _INV_OMEGA) else 1.0)
-                                for s in g) for g in groups)
+            # d v / d log p = a v for v = c p**a; -a v where the matrix takes 1/v
+            grads = tuple(tuple((s, -a if self._slots[s][1] in (_INV, _INV_OMEGA) else a)
+                                for s, a in g) for g in groups)
             out = (cols, seeds, pick, grads, self._program(cols, seeds, grads))
         self._programs[key] = out
         return out
 
-    def _direct(self, wrt: Sequence[str]) -> list[list[int]] | None:
-        """Per parameter, the slots it sets, when each takes the parameter's bare value."""
-        key = ("direct", tuple(wrt))
+    def _monomials(self, wrt: Sequence[str], static: Iterable[str] = ()
+                   ) -> list[list[tuple[int, float]]] | None:
+        """Per parameter, the slots it sets and its exponent there, when every slot that
+        depends on ``wrt`` is a monomial ``c * prod p**a`` in them (``{R_low/S_low}``:
+        ``R_low`` 1, ``S_low`` -1) and no parameter given a value (``static``) is computed
+        from them. None otherwise: use :meth:`solve` with autograd."""
+        static = frozenset(k.lower() for k in static)
+        key = ("monomials", tuple(wrt), static)
         if key not in self._programs:
-            self._programs[key] = self._find_direct(wrt)
+            self._programs[key] = self._find_monomials(wrt, static)
         return self._programs[key]
 
-    def _find_direct(self, wrt: Sequence[str]) -> list[list[int]] | None:
-        out = []
-        for p in wrt:
-            key = p.lower()
-            if key not in self._defaults:
+    def _find_monomials(self, wrt: Sequence[str], static: frozenset[str]
+                        ) -> list[list[tuple[int, float]]] | None:
+        leaves = frozenset(p.lower() for p in wrt)
+        if not leaves <= self._defaults.keys():
+            return None
+        # a value given for a .param computed from a leaf would cut the chain rule
+        if any(_depends(self.net, self.net.param_exprs[k]) & leaves
+               for k in static - leaves if k in self.net.param_exprs):
+            return None
+        defs = {k: v for k, v in self.net.param_exprs.items() if k not in leaves}
+        out: list[list[tuple[int, float]]] = [[] for _ in wrt]
+        for s, deps in enumerate(self._deps):
+            if not deps & leaves:
+                continue
+            a = ex.exponents(self._slots[s][0], leaves, defs)
+            if a is None:
                 return None
-            g = []
-            for s, deps in enumerate(self._deps):
-                if key in deps:
-                    if self._slots[s][0] != key:
-                        return None
-                    g.append(s)
-            out.append(g)
+            for i, p in enumerate(wrt):
+                if a.get(p.lower()):
+                    out[i].append((s, a[p.lower()]))
         return out
 
     def _col(self, n: str) -> int:
@@ -313,17 +327,25 @@ class MNA:
 
     def bind(self, static: Mapping[str, Any], varying: Sequence[str]) -> Any:
         """``f(omega, {name: array}) -> prepared`` for many solves in which only the
-        ``varying`` parameters change (each must set its elements by its bare value, see
-        :meth:`_direct`): the other slots are evaluated once per omega array."""
+        ``varying`` parameters change (every element value a monomial in them, see
+        :meth:`_monomials`): the other slots are evaluated once per omega array, each
+        varying slot as its constant factor times its powers of the varying values."""
         import numpy as np
 
+        mono = self._monomials(varying, static)
+        if mono is None:
+            raise ValueError("a varying parameter enters an element other than as a monomial")
         env = self._env(None, static)
-        keys = {v.lower() for v in varying}
-        var = [(s, e, h) for s, (e, h) in enumerate(self._slots) if self._deps[s] & keys]
-        if any(e not in keys for _, e, _ in var):
-            raise ValueError("a varying parameter enters an element through an expression")
+        keys = [v.lower() for v in varying]
+        powers: dict[int, list[tuple[str, float]]] = {}
+        for p, group in zip(keys, mono, strict=True):
+            for s, a in group:
+                powers.setdefault(s, []).append((p, a))
+        unit = self._env(None, {**static, **dict.fromkeys(keys, 1.0)})
+        skip = {s for s, d in enumerate(self._deps) if d & set(keys)}
+        var = [(s, self._slots[s][1], np.asarray(ex.evaluate(self._slots[s][0], unit), float),
+                powers.get(s, [])) for s in sorted(skip)]
         memo: dict[int, tuple[Any, list, tuple]] = {}
-        skip = {s for s, _, _ in var}
 
         def prepare(omega: Any, values: Mapping[str, Any]) -> tuple[Any, list, tuple]:
             m = memo.get(id(omega))
@@ -337,8 +359,12 @@ class MNA:
             om, vals, base = m
             vals = list(vals)
             shapes = [base]
-            for s, e, h in var:
-                vals[s] = _transform(np.asarray(values[e], dtype=np.float64), h, om)
+            for s, h, c, pw in var:
+                v = np.asarray(c, dtype=np.float64)
+                for p, a in pw:
+                    x = np.asarray(values[p], dtype=np.float64)
+                    v = v * (x if a == 1.0 else 1.0 / x if a == -1.0 else x ** a)
+                vals[s] = _transform(v, h, om)
                 shapes.append(vals[s].shape)
             return om, vals, tuple(np.broadcast_shapes(*shapes))
 

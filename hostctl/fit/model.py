@@ -145,14 +145,16 @@ def _pick(a: np.ndarray, inv: np.ndarray | None, chn: np.ndarray, ref: bool, log
 def _fast_setup(circ: Circuit, caps: Mapping[str, float], free: Sequence[str],
                 fixed: Mapping[str, float]) -> tuple[dict, list[str], bool] | None:
     """(overrides, nodes, has ref) when the netlist's numpy program can stand in for
-    autograd: every free parameter sets its elements by its bare value."""
+    autograd: every element value a monomial in the free parameters (``{R_low/S_low}``)."""
     solver = getattr(circ, "solver", None)
-    if solver is None or solver._direct(free) is None:
+    if solver is None:
         return None
     from hostctl.circuits.registry import _overrides
 
     over = _overrides(circ, {k: float(v) for k, v in fixed.items()},
                       {k: float(v) for k, v in caps.items()})
+    if solver._monomials(free, over) is None:
+        return None
     ref = circ.probe.get("ref")
     nodes = ([ref] if ref else []) + [circ.probe[c] for c in circ.channels]
     return over, nodes, bool(ref)
