@@ -28,8 +28,11 @@ from common import true_corners, worst_corner_error  # noqa: E402
 
 def one(mode: str, seed: int, max_tones: int | None = None) -> dict:
     from hostctl import calibrate
-    from hostctl.audio import SimToneOutput
     from hostctl.device import open_probe
+    from sims.backend import install
+    from sims.tones import SimToneOutput
+
+    install()                      # opt in to the virtual bench's sim:// ports
 
     t0 = time.perf_counter()
     with open_probe(f"sim://?board=bench&seed={seed}") as probe:

@@ -3,7 +3,7 @@
 The pipeline, one module per step::
 
     plan tones   -> hostctl.plan        (log sweep, then adaptive refinement)
-    play         -> hostctl.audio       (sounddevice tones; SimToneOutput for the virtual bench)
+    play         -> hostctl.audio       (sounddevice tones; backends add their own outputs)
     measure      -> hostctl.device      (the probe over serial: serial_for_url, PROTOCOL.md)
     record       -> hostctl.record      (session CSV, appended + fsynced per measurement)
     fit          -> hostctl.fit         (torch autograd: Levenberg-Marquardt / LED intervals)

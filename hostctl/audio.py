@@ -36,10 +36,9 @@ Other pieces:
 - :class:`ToneSynth` -- the pure-numpy generator behind the stream (testable with no device);
   its ``history`` plus :func:`replay` reproduce exactly what was played.
 - :func:`synthesize` -- a whole tone (fade in, hold, fade out) as an array.
-- :class:`SimToneOutput` ``(bench)`` -- the same interface, calling
-  ``bench.set_tone(freq_hz | None, level_dbfs)`` on an in-process virtual bench.
-- ``open_output("sim:/path/to.sock")`` -- JSON lines to a virtual bench's control socket
-  (``python -m sims.bench serve`` prints the path).
+- :func:`hostctl.bench.register_output` -- a backend's tone output behind
+  ``open_output("PREFIX:...")``
+  (the virtual bench registers ``sim:`` for its control socket when a caller opts in).
 - :func:`list_output_devices` / :func:`probe_output_devices` -- what PortAudio can play on.
 
 sounddevice (PortAudio) is imported only when a real device is used; every failure becomes
@@ -48,9 +47,7 @@ one AudioError line that says how to fix it (exit code 4 in the CLI).
 
 from __future__ import annotations
 
-import json
 import math
-import socket
 import threading
 import time
 import warnings
@@ -60,6 +57,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from hostctl.bench import OUTPUTS
 from hostctl.errors import AudioError, ToneRefused
 
 FADE_S = 0.010
@@ -427,10 +425,12 @@ def resolve_device(sd: Any, device: str | int | None, kind: str = "output") -> t
 # Outputs
 
 
-class _OutputBase:
+class OutputBase:
+    """What every tone output shares: a context manager that closes (fading out)."""
+
     sample_rate: int = DEFAULT_SAMPLE_RATE
 
-    def __enter__(self) -> _OutputBase:
+    def __enter__(self) -> OutputBase:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -440,7 +440,7 @@ class _OutputBase:
         pass
 
 
-class SoundDeviceOutput(_OutputBase):
+class SoundDeviceOutput(OutputBase):
     """One continuous PortAudio output stream playing whatever :class:`ToneSynth` says."""
 
     def __init__(self, device: str | int | None = None, *, channel: str = "both",
@@ -617,109 +617,22 @@ class SoundDeviceOutput(_OutputBase):
                           stacklevel=2)
 
 
-class SimToneOutput(_OutputBase):
-    """The ToneOutput interface for an in-process virtual bench: ``bench.set_tone(...)``."""
-
-    def __init__(self, bench: Any, *, level_cap_dbfs: float = DEFAULT_LEVEL_CAP_DBFS,
-                 sample_rate: int = DEFAULT_SAMPLE_RATE) -> None:
-        check_cap(level_cap_dbfs)
-        self.bench, self.level_cap_dbfs, self.sample_rate = bench, level_cap_dbfs, sample_rate
-
-    def tone(self, freq_hz: float, level_dbfs: float) -> None:
-        check_tone(freq_hz, level_dbfs, sample_rate=self.sample_rate,
-                   level_cap_dbfs=self.level_cap_dbfs)
-        self.bench.set_tone(float(freq_hz), float(level_dbfs))
-
-    def silence(self, after_s: float = 0.0) -> None:
-        if after_s > 0:
-            time.sleep(after_s)
-        self.bench.set_tone(None)
-
-    def close(self) -> None:
-        self.silence()
-
-
-class SocketToneOutput(_OutputBase):
-    """The ToneOutput interface over a virtual bench's control socket (JSON lines)."""
-
-    def __init__(self, path: str, *, level_cap_dbfs: float = DEFAULT_LEVEL_CAP_DBFS,
-                 sample_rate: int = DEFAULT_SAMPLE_RATE, timeout_s: float = 5.0) -> None:
-        check_cap(level_cap_dbfs)
-        self.path, self.level_cap_dbfs, self.sample_rate = path, level_cap_dbfs, sample_rate
-        self.sim_time_s: float | None = None
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(timeout_s)
-        try:
-            self._sock.connect(path)
-        except OSError as e:
-            self._sock.close()
-            raise AudioError(f"cannot reach the virtual bench control socket {path}: "
-                             f"{e.strerror or e}; start it with `python -m sims.bench serve` "
-                             "and pass the CONTROL path it prints") from None
-        self._rfile = self._sock.makefile("rb")
-        self._closed = False
-
-    def request(self, obj: dict[str, Any]) -> dict[str, Any]:
-        if self._closed:
-            raise AudioError("virtual bench tone output already closed")
-        try:
-            self._sock.sendall((json.dumps(obj) + "\n").encode())
-            line = self._rfile.readline()
-        except OSError as e:
-            raise AudioError(f"virtual bench control socket {self.path}: {e}") from None
-        if not line:
-            raise AudioError(f"virtual bench control socket {self.path} closed the connection")
-        try:
-            reply = json.loads(line)
-        except ValueError:
-            raise AudioError(f"virtual bench control socket {self.path} sent "
-                             f"{line[:60]!r}, not JSON") from None
-        if not reply.get("ok"):
-            raise AudioError(f"virtual bench refused {obj}: {reply.get('error', reply)}")
-        if "sim_time_s" in reply:
-            self.sim_time_s = float(reply["sim_time_s"])
-        return reply
-
-    def tone(self, freq_hz: float, level_dbfs: float) -> None:
-        check_tone(freq_hz, level_dbfs, sample_rate=self.sample_rate,
-                   level_cap_dbfs=self.level_cap_dbfs)
-        self.request({"tone_hz": float(freq_hz), "level_dbfs": float(level_dbfs)})
-
-    def silence(self, after_s: float = 0.0) -> None:
-        if after_s > 0:
-            time.sleep(after_s)
-        self.request({"tone_hz": None})
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        try:
-            self.silence()
-        except AudioError:
-            pass
-        self._closed = True
-        self._rfile.close()
-        self._sock.close()
-
-
 def open_output(device: str | int | None = None, *, channel: str = "both",
                 level_cap_dbfs: float = DEFAULT_LEVEL_CAP_DBFS, settle_s: float = 0.05,
                 sample_rate: int | None = None, fade_s: float = FADE_S,
                 latency: str | float = OUTPUT_LATENCY_S) -> ToneOutput:
     """A started tone output: a sound card (name substring, index, None = default) or
-    ``"sim:/path/to.sock"`` (a virtual bench's control socket).
+    ``"PREFIX:..."`` for a tone output a backend registered (hostctl.bench.register_output).
 
     The sample rate is the device's default unless ``sample_rate`` is given. Raises
     AudioError with the fix for every failure.
     """
     check_channel(channel)
     check_cap(level_cap_dbfs)
-    if isinstance(device, str) and device.startswith("sim:"):
-        path = device[4:]
-        if path.startswith("//"):
-            path = path[2:]
-        return SocketToneOutput(path, level_cap_dbfs=level_cap_dbfs,
-                                sample_rate=sample_rate or DEFAULT_SAMPLE_RATE)
+    prefix, sep, rest = device.partition(":") if isinstance(device, str) else ("", "", "")
+    if sep and prefix in OUTPUTS:      # a backend's own output (hostctl.bench.register_output)
+        return OUTPUTS[prefix](rest, level_cap_dbfs=level_cap_dbfs,
+                               sample_rate=sample_rate or DEFAULT_SAMPLE_RATE)
     return SoundDeviceOutput(device, channel=channel, level_cap_dbfs=level_cap_dbfs,
                              settle_s=settle_s, sample_rate=sample_rate, fade_s=fade_s,
                              latency=latency)

@@ -27,6 +27,7 @@ from hostctl.advice import (
     threshold_from_fit,
     undetermined,
 )
+from hostctl.bench import bench_for
 from hostctl.circuits import (
     LED_THRESHOLD,
     Circuit,
@@ -215,8 +216,7 @@ class _Run:
         self.probe, self.output, self.cfg = probe, output, cfg
         self.circ: Circuit = get_circuit(cfg.circuit)
         self.progress = progress
-        bench = getattr(getattr(probe, "serial", None), "bench", None)
-        self.clock = clock or ((lambda: bench.now_s) if bench is not None else time.monotonic)
+        self.clock = clock or bench_for(probe).clock
         self.t0 = self.clock()
         self.bench_time = 0.0
         self.problems: list[str] = []

@@ -74,6 +74,10 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 
     ctx.obj = {"verbose": verbose, "quiet": quiet}
     _invoked[:] = [ctx.invoked_subcommand] if ctx.invoked_subcommand else []
+    from hostctl.commands import USES_BACKENDS, use_backends
+
+    if ctx.invoked_subcommand in USES_BACKENDS and not ctx.resilient_parsing:
+        use_backends()
     set_trace(verbose)
     from hostctl.profile import PARAMS
 

@@ -103,14 +103,6 @@ class _Tally:
         return self.damaged + self.cut + self.err_noise > 0
 
 
-def _register_sim_handlers() -> None:
-    """Let ``serial_for_url`` find ``sims/protocol_sim.py`` for ``sim://`` URLs."""
-    import serial
-
-    if "sims" not in serial.protocol_handler_packages:
-        serial.protocol_handler_packages.append("sims")
-
-
 def _open_error(port: str, exc: BaseException) -> DeviceError:
     """Turn an OS/pyserial open failure into one actionable line."""
     code = getattr(exc, "errno", None)
@@ -168,10 +160,11 @@ class Probe:
             except (AttributeError, ValueError):
                 pass
         self.serial: serial.SerialBase = serial_obj
-        bench = getattr(serial_obj, "bench", None)
-        if clock is None and bench is not None and hasattr(bench, "now_s"):
-            # The virtual bench never sleeps: its timeouts pass in simulated time.
-            self._clock = lambda: float(bench.now_s)
+        if clock is None:
+            from hostctl.bench import bench_of
+
+            # the bench's own clock: a virtual bench's timeouts pass in its simulated time
+            self._clock = bench_of(serial_obj, port).clock
         t0 = self._clock()
         try:
             self._handshake(self.boot_timeout_s)
@@ -185,7 +178,6 @@ class Probe:
     def _open(self, port: str, baudrate: int) -> Any:
         import serial
 
-        _register_sim_handlers()
         try:
             # exclusive: a second hostctl (or a terminal) on the same port would steal
             # replies; pyserial locks a device path (flock), URL handlers ignore it

@@ -71,31 +71,14 @@ def _folder_error(out: Path, e: OSError) -> OutputError:
 
 
 def probe_identity(probe: Any) -> str:
-    """What tells two probes apart: firmware and board, the virtual bench's board and seed,
-    a USB serial number when the port has one."""
+    """What tells two probes apart: firmware and board, then what the bench says of itself
+    (a USB serial number, a virtual bench's board and seed)."""
     info = getattr(probe, "info", {}) or {}
     parts = [f"{k}={info[k]}" for k in ("fw", "board", "mcu") if info.get(k)]
-    bench = getattr(getattr(probe, "serial", None), "bench", None)
-    if bench is not None:
-        parts.append(f"sim={bench.board.name}/seed={bench.seed}")
-    else:
-        sn = _usb_serial(str(getattr(probe, "port", "")))
-        if sn:
-            parts.append(f"serial_number={sn}")
-    return ",".join(parts)
+    from hostctl.bench import bench_for
 
-
-def _usb_serial(port: str) -> str | None:
-    try:
-        from serial.tools import list_ports
-
-        real = os.path.realpath(port)
-        for p in list_ports.comports():
-            if p.device in (port, real) and p.serial_number:
-                return str(p.serial_number)
-    except Exception:  # noqa: BLE001 - listing ports is best effort on odd platforms
-        return None
-    return None
+    who = bench_for(probe).identity()
+    return ",".join([*parts, who] if who else parts)
 
 
 def check_identity(meta: Mapping[str, str], probe: Any, session_dir: str, force: bool) -> None:

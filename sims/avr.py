@@ -6,7 +6,7 @@ simulated board: the per-channel bias/amplitude and LED thresholds come from the
 board model as the pure-Python virtual bench (``sims.bench.VirtualBench``), so both
 simulators describe one board and can be compared number for number.
 
-It also quacks like the audio sink ``hostctl.audio.SimToneOutput`` expects (``set_tone``).
+It also quacks like the audio sink ``sims.tones.SimToneOutput`` expects (``set_tone``).
 
 Time: the harness runs the AVR at roughly real speed, but everything that matters is in
 *simulated* seconds (``sim_time_s()``); never assert on wall time.

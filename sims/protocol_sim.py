@@ -1,6 +1,7 @@
 """pyserial URL handler ``sim://``: a virtual hostctl probe in-process (sims/bench.py).
 
-Register once, then open like any port::
+Register once (``sims.backend.install()`` does, with the tone output), then open like any
+port::
 
     import serial
     serial.protocol_handler_packages.append("sims")
@@ -82,6 +83,12 @@ class Serial(SerialBase):
     def close(self) -> None:
         self.is_open = False
         super().close()
+
+    def hostctl_bench(self) -> Any:
+        """hostctl's view of the bench behind this port (its clock, parts, tone output)."""
+        from sims.backend import SimBench
+
+        return None if self.bench is None else SimBench(self.bench)
 
     def from_url(self, url: str) -> Any:
         """Parse ``sim://[board]?board=..&seed=..&faults=..&boot=0|1`` -> a new bench."""

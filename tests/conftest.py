@@ -25,6 +25,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+import sims.backend
+
+# The tests opt in to the virtual bench (sim:// ports, sim: tone outputs), as the CLI does.
+sims.backend.install()
+
 # Property tests: no per-example deadline and no "too slow" health check. Both are wall-clock
 # limits that a busy machine trips; a test's own @settings still sets its example count.
 settings.register_profile("hostctl", deadline=None, suppress_health_check=[HealthCheck.too_slow])

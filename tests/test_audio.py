@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 
 from hostctl import audio
 from hostctl.audio import (
-    SimToneOutput,
     ToneSynth,
     check_tone,
     open_output,
@@ -32,6 +31,7 @@ from hostctl.audio import (
 )
 from hostctl.errors import AudioError
 from sims.listen import ToneTracker, estimate_tone, fit_sine
+from sims.tones import SimToneOutput
 
 RATE = 48000
 CAP = 10 ** (-6 / 20)

@@ -17,10 +17,10 @@ import time
 import pytest
 
 from hostctl import calibrate
-from hostctl.audio import SimToneOutput
 from hostctl.device import open_probe
 from hostctl.recommend import check_bands
 from hostctl.record import read_session
+from sims.tones import SimToneOutput
 
 #: The bench board is the passive build with the probe front end and a source resistance,
 #: simulated by ngspice. The fit models it (its capacitors as nuisances, issue 12), so its

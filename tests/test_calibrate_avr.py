@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from hostctl import calibrate
-from hostctl.audio import SimToneOutput
 from hostctl.device import open_probe
 from sims.avr import AvrBench, SimavrError, default_firmware_elf, simavr_available
+from sims.tones import SimToneOutput
 
 pytestmark = pytest.mark.firmware_build
 

@@ -11,7 +11,6 @@ import pytest
 from make_notebook_data import tones
 
 from hostctl import calibrate
-from hostctl.audio import SimToneOutput
 from hostctl.circuits import NOTEBOOK_VALUES, get_circuit
 from hostctl.cli import invoke
 from hostctl.device import open_probe
@@ -20,6 +19,7 @@ from hostctl.fit import FitResult, fit
 from hostctl.measurements import Measurement, MeasurementSet
 from hostctl.recommend import check_bands
 from hostctl.record import read_session
+from sims.tones import SimToneOutput
 
 RGB = {"low": 0.25, "band": 0.3, "high": 0.4}   # thresholds at 0 dBFS, as on sims/boards/rgb
 NB = "color-organ-ideal"    # the notebook's color organ: no probe, no source resistance

@@ -100,8 +100,8 @@ def test_options_on_resume_apply_or_are_refused(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ audio lost
 def test_lost_audio_path_stops_and_resume_plays_the_tones(tmp_path: Path,
                                                           monkeypatch) -> None:
-    from hostctl.audio import SimToneOutput
     from hostctl.errors import AudioError
+    from sims.tones import SimToneOutput
 
     real = SimToneOutput.tone
     calls = {"n": 0}

@@ -271,20 +271,22 @@ def _run_on_probe(probe_cm, calibrate, cfg, out, resume, audio_device, audio_cha
                   circuit_name, capacitance, as_json, level_cap=-6.0, *, audio_rate=None,
                   settle_s=0.05, segment=None, force=False):
     """The run itself, with the probe open (split out so errors can name the session)."""
-    from hostctl.audio import SimToneOutput, open_output
+    from hostctl.audio import open_output
+    from hostctl.bench import bench_for
 
     with probe_cm as probe:
-        bench = getattr(probe.serial, "bench", None)
-        if bench is not None and audio_device is None:
-            output = SimToneOutput(bench)
-            if not resume:
-                cfg.circuit = circuit_name or bench.circuit.name
+        bench = bench_for(probe)
+        output = bench.tone_output() if audio_device is None else None
+        board, own = bench.defaults(), output is not None
+        if own:
+            if not resume and board is not None:
+                cfg.circuit = circuit_name or board.circuit
                 # the board's parts, for the sections the chosen circuit has
                 mine = set(get_circuit(cfg.circuit).resistors)
                 if not cfg.installed:
-                    cfg.installed = {k: v for k, v in bench.board.resistors.items() if k in mine}
+                    cfg.installed = {k: v for k, v in board.resistors.items() if k in mine}
                 if capacitance == "1e-6":
-                    cfg.capacitance = {k: v for k, v in bench.board.capacitance_f.items()
+                    cfg.capacitance = {k: v for k, v in board.capacitance_f.items()
                                        if k in mine}
         else:
             if not resume:
@@ -301,7 +303,7 @@ def _run_on_probe(probe_cm, calibrate, cfg, out, resume, audio_device, audio_cha
             res.provenance = provenance(
                 argv=ARGV or None,
                 audio_device=getattr(output, "device_name", None) or (
-                    "virtual bench" if isinstance(output, SimToneOutput) else audio_device),
+                    bench.name if own else audio_device),
                 probe=dict(probe.info), port=str(probe.port))
             return res
         finally:

@@ -52,15 +52,17 @@ def command(port: str | None, sim_board: str | None, seed: int, faults: str | No
         raise InputError("--faults only works with --sim (the virtual bench)")
     if not port:
         raise InputError("no probe: give --port PORT (see `hostctl devices`) or --sim")
-    from hostctl.audio import SimToneOutput, open_output
+    from hostctl.audio import open_output
+    from hostctl.bench import bench_for
 
     with open_probe(port) as probe:
-        bench = getattr(probe.serial, "bench", None)
-        output = (SimToneOutput(bench) if bench is not None and audio_device is None else
-                  open_output(audio_device, sample_rate=audio_rate, settle_s=settle_s))
+        bench = bench_for(probe)
+        output = ((bench.tone_output() if audio_device is None else None)
+                  or open_output(audio_device, sample_rate=audio_rate, settle_s=settle_s))
+        board = bench.defaults()
         try:
             channels = tuple(c for c in ("low", "band", "high")
-                             if bench is None or c in bench.circuit.channels)
+                             if board is None or c in board.channels)
             items = run_check(probe, output, channels, level_dbfs)
         finally:
             output.close()

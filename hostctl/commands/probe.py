@@ -43,10 +43,12 @@ def measure_report(port: str, ms: int, *, timeout_s: float, boot_timeout_s: floa
     with open_probe(port, timeout_s=timeout_s, boot_timeout_s=boot_timeout_s) as probe:
         handshake_s = probe.handshake_s
         if sim_tone is not None:
-            bench = getattr(probe.serial, "bench", None)
-            if bench is None:
+            from hostctl.bench import bench_for
+
+            output = bench_for(probe).tone_output()
+            if output is None:
                 raise InputError("--sim-tone only works with a sim:// port (the virtual bench)")
-            bench.set_tone(sim_tone, level_dbfs)
+            output.tone(sim_tone, level_dbfs)
         ping_s = probe.ping()
         m = probe.measure(ms)
         vpc, bits, vref = _volts_per_count(probe.info, port)

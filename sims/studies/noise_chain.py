@@ -182,8 +182,11 @@ def coverage(seeds: int, board: str = "bench", out: str | None = None) -> dict[s
     from pathlib import Path
 
     from hostctl import calibrate
-    from hostctl.audio import SimToneOutput
     from hostctl.device import open_probe
+    from sims.backend import install
+    from sims.tones import SimToneOutput
+
+    install()                      # opt in to the virtual bench's sim:// ports
 
     stats: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(dir=out) as tmp:

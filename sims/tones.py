@@ -1,0 +1,106 @@
+"""The virtual bench's tone outputs: the ToneOutput interface of hostctl.audio, same checks.
+
+:class:`SimToneOutput` drives an in-process bench (``bench.set_tone``); :class:`SocketToneOutput`
+one served on a pty, over its control socket (JSON lines). :mod:`sims.backend` registers them.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any
+
+from hostctl.audio import (
+    DEFAULT_LEVEL_CAP_DBFS,
+    DEFAULT_SAMPLE_RATE,
+    OutputBase,
+    check_cap,
+    check_tone,
+)
+from hostctl.errors import AudioError
+
+
+class SimToneOutput(OutputBase):
+    """The ToneOutput interface for an in-process virtual bench: ``bench.set_tone(...)``."""
+
+    def __init__(self, bench: Any, *, level_cap_dbfs: float = DEFAULT_LEVEL_CAP_DBFS,
+                 sample_rate: int = DEFAULT_SAMPLE_RATE) -> None:
+        check_cap(level_cap_dbfs)
+        self.bench, self.level_cap_dbfs, self.sample_rate = bench, level_cap_dbfs, sample_rate
+
+    def tone(self, freq_hz: float, level_dbfs: float) -> None:
+        check_tone(freq_hz, level_dbfs, sample_rate=self.sample_rate,
+                   level_cap_dbfs=self.level_cap_dbfs)
+        self.bench.set_tone(float(freq_hz), float(level_dbfs))
+
+    def silence(self, after_s: float = 0.0) -> None:
+        if after_s > 0:
+            time.sleep(after_s)
+        self.bench.set_tone(None)
+
+    def close(self) -> None:
+        self.silence()
+
+
+class SocketToneOutput(OutputBase):
+    """The ToneOutput interface over a virtual bench's control socket (JSON lines)."""
+
+    def __init__(self, path: str, *, level_cap_dbfs: float = DEFAULT_LEVEL_CAP_DBFS,
+                 sample_rate: int = DEFAULT_SAMPLE_RATE, timeout_s: float = 5.0) -> None:
+        check_cap(level_cap_dbfs)
+        self.path, self.level_cap_dbfs, self.sample_rate = path, level_cap_dbfs, sample_rate
+        self.sim_time_s: float | None = None
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout_s)
+        try:
+            self._sock.connect(path)
+        except OSError as e:
+            self._sock.close()
+            raise AudioError(f"cannot reach the virtual bench control socket {path}: "
+                             f"{e.strerror or e}; start it with `python -m sims.bench serve` "
+                             "and pass the CONTROL path it prints") from None
+        self._rfile = self._sock.makefile("rb")
+        self._closed = False
+
+    def request(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if self._closed:
+            raise AudioError("virtual bench tone output already closed")
+        try:
+            self._sock.sendall((json.dumps(obj) + "\n").encode())
+            line = self._rfile.readline()
+        except OSError as e:
+            raise AudioError(f"virtual bench control socket {self.path}: {e}") from None
+        if not line:
+            raise AudioError(f"virtual bench control socket {self.path} closed the connection")
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise AudioError(f"virtual bench control socket {self.path} sent "
+                             f"{line[:60]!r}, not JSON") from None
+        if not reply.get("ok"):
+            raise AudioError(f"virtual bench refused {obj}: {reply.get('error', reply)}")
+        if "sim_time_s" in reply:
+            self.sim_time_s = float(reply["sim_time_s"])
+        return reply
+
+    def tone(self, freq_hz: float, level_dbfs: float) -> None:
+        check_tone(freq_hz, level_dbfs, sample_rate=self.sample_rate,
+                   level_cap_dbfs=self.level_cap_dbfs)
+        self.request({"tone_hz": float(freq_hz), "level_dbfs": float(level_dbfs)})
+
+    def silence(self, after_s: float = 0.0) -> None:
+        if after_s > 0:
+            time.sleep(after_s)
+        self.request({"tone_hz": None})
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self.silence()
+        except AudioError:
+            pass
+        self._closed = True
+        self._rfile.close()
+        self._sock.close()
