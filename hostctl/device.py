@@ -1,7 +1,8 @@
 """The probe over serial: open, handshake, one command at a time, survive a noisy line.
 
-The wire format (CRC, ids, replies) lives in :mod:`hostctl.protocol`; this module is
-the *transport discipline* of firmware/PROTOCOL.md "Host rules":
+The wire format (CRC, ids, replies) lives in :mod:`hostctl.protocol`, reading and writing
+lines in :mod:`hostctl.link`, the HELLO exchange in :mod:`hostctl.handshake`; this module
+is the *transport discipline* of firmware/PROTOCOL.md "Host rules":
 
 - Ports are opened with ``serial.serial_for_url`` so a device path, ``loop://``,
   ``socket://``, ``hwgrep://`` and the virtual bench's ``sim://`` all work alike.
@@ -18,7 +19,6 @@ the *transport discipline* of firmware/PROTOCOL.md "Host rules":
 from __future__ import annotations
 
 import errno
-import logging
 import re
 import time
 from collections import deque
@@ -35,27 +35,23 @@ from hostctl.errors import (
     LineNoise,
     ProtocolError,
 )
+from hostctl.handshake import (  # noqa: F401 (part of this module's interface)
+    _ANSWER_ERRS,
+    BANNER_GRACE_S,
+    CONFIRM_ERRS,
+    HELLO_INTERVAL_S,
+    NOISE_RETRIES,
+    PROTO_MAX,
+    PROTO_MIN,
+    Handshake,
+)
+from hostctl.link import MAX_LINE, POLL_S, READ_CHUNK, TRACE, DeviceGone  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
     import serial
 
     from hostctl.protocol import MeasureResult, Reply
 
-#: every line sent and received, at DEBUG (``hostctl -v`` shows it on stderr)
-TRACE = logging.getLogger("hostctl.serial")
-#: Protocol versions this host speaks (HELLO <min> <max>).
-PROTO_MIN = 1
-PROTO_MAX = 1
-#: Longest line we keep; a device spewing without newlines cannot grow memory.
-MAX_LINE = 512
-#: Most bytes taken from the port at once (with MAX_LINE, bounds the line buffer).
-READ_CHUNK = 4096
-#: How often HELLO is re-sent while waiting for the board to boot.
-HELLO_INTERVAL_S = 0.5
-#: After a boot banner, how long a HELLO already in flight may take to be answered.
-BANNER_GRACE_S = 0.05
-#: Serial read poll: short so deadlines are honoured within a few ms.
-POLL_S = 0.02
 #: A board that resets more often than this during one command is not coming back.
 MAX_RESETS_PER_COMMAND = 3
 #: After the port vanishes (USB unplugged), how long to keep re-opening it: a board
@@ -63,22 +59,11 @@ MAX_RESETS_PER_COMMAND = 3
 RECONNECT_S = 5.0
 #: Pause between re-open attempts on a real port.
 RECONNECT_POLL_S = 0.25
-#: Extra tries for a command or reply damaged on the way (bad CRC): on a noisy line a
-#: 170-byte MEASURE reply fails often, and every retry is a fresh chance.
-NOISE_RETRIES = 30
 #: ERR codes only a command damaged on the way earns (the host's lines are well formed).
 _DAMAGE_ERRS = {2, 3, 4}
-#: ERR codes that are the probe's answer when repeated, line damage when not.
-_ANSWER_ERRS = {1, 5}
-#: Identical ERR replies in a row (with good CRCs) that make an answer, not noise.
-CONFIRM_ERRS = 3
 
 STAT_KEYS = ("commands", "retries", "timeouts", "crc_errors", "garbage_lines", "long_lines",
              "stray_lines", "echoes", "resets", "reconnects")
-
-
-class DeviceGone(DeviceError):
-    """The port itself failed (unplugged): re-opening it may bring the board back."""
 
 
 @dataclass
@@ -123,7 +108,7 @@ def _open_error(port: str, exc: BaseException) -> DeviceError:
     return DeviceError(f"cannot open {port}: {text}")
 
 
-class Probe:
+class Probe(Handshake):
     """A hostctl probe (Arduino Uno running firmware/) on a serial port or URL.
 
     Use as a context manager or call :meth:`close`. ``serial_obj`` injects an already
@@ -207,254 +192,6 @@ class Probe:
 
     def __repr__(self) -> str:
         return f"Probe({self.port!r}, fw={self.info.get('fw', '?')})"
-
-    # ------------------------------------------------------------------ low level
-    def _new_id(self) -> int:
-        """Counting ids 1..65535, wrapping and skipping 0 (reserved by the firmware)."""
-        i = self._next_id
-        self._next_id = 1 if i >= 65535 else i + 1
-        return i
-
-    def _send(self, cmd_id: int, verb: str, *args: object) -> None:
-        from hostctl.protocol import encode_command
-
-        line = encode_command(cmd_id, verb, *args)
-        if TRACE.isEnabledFor(logging.DEBUG):
-            TRACE.debug("%s > %s", self.port, line.rstrip(b"\r\n").decode("ascii", "replace"))
-        self._last_sent = line.rstrip(b"\r\n")
-        self._recent_sent.append(self._last_sent)
-        try:
-            self.serial.write(line)
-            flush = getattr(self.serial, "flush", None)
-            if flush is not None:
-                flush()
-        except Exception as e:  # noqa: BLE001 - pyserial raises several unrelated types
-            if type(e).__name__ == "SerialTimeoutException":
-                raise DeviceTimeout(f"writing '{verb}' to {self.port} timed out "
-                                    "(port stuck? unplug and re-plug the probe)") from None
-            raise DeviceGone(f"lost the connection to {self.port} while sending '{verb}': "
-                             f"{e}") from None
-
-    def _read_chunk(self, remaining: float) -> bytes:
-        ser = self.serial
-        t0 = self._clock()
-        try:
-            try:
-                n = int(ser.in_waiting)
-            except (AttributeError, NotImplementedError, TypeError):
-                n = 0
-            data = ser.read(min(n, READ_CHUNK) if n > 0 else 1)
-        except Exception as e:  # noqa: BLE001
-            raise DeviceGone(f"lost the connection to {self.port}: {e} (unplugged?)") from None
-        self._rx_bytes += len(data or b"")
-        if not data:
-            # A non-blocking port (some URL handlers) would otherwise spin a core.
-            spent = self._clock() - t0
-            if spent < POLL_S / 2:
-                time.sleep(min(POLL_S, max(0.0, remaining)))
-        return data or b""
-
-    def _read_line(self, deadline: float) -> bytes | None:
-        """Next complete line (without ``\\r\\n``), or None when ``deadline`` passes."""
-        while True:
-            nl = self._buf.find(b"\n")
-            if nl >= 0:
-                line = bytes(self._buf[:nl])
-                del self._buf[: nl + 1]
-                if self._discarding or len(line) > MAX_LINE:
-                    self._discarding = False
-                    self.stats["long_lines"] += 1
-                    continue
-                if TRACE.isEnabledFor(logging.DEBUG):
-                    TRACE.debug("%s < %s", self.port,
-                                line.rstrip(b"\r").decode("ascii", "replace"))
-                return line.rstrip(b"\r")
-            if len(self._buf) > MAX_LINE:
-                self._buf.clear()
-                self._discarding = True
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                return None
-            chunk = self._read_chunk(remaining)
-            if chunk:
-                self._buf += chunk
-
-    def _drop_partial(self) -> None:
-        """After a timeout, forget half a line so it cannot swallow the next reply.
-
-        Should its rest still arrive, that fragment fails its CRC and is dropped alone.
-        """
-        self._buf.clear()
-
-    def _parse(self, line: bytes) -> Reply | None:
-        """Parse one line; count and drop anything that is not a valid protocol line."""
-        from hostctl.protocol import parse_reply
-
-        if not line:
-            return None
-        if line in self._recent_sent:
-            self.stats["echoes"] += 1
-            return None
-        try:
-            return parse_reply(line)
-        except (ProtocolError, ValueError, UnicodeDecodeError):
-            pass
-        # Resynchronise: bootloader bytes or line noise may prefix a good line, and a board
-        # that resets mid-reply glues its "! BOOT" banner to the cut-off line. The CRC
-        # still guards whatever suffix we try.
-        starts = []
-        bad = [i for i, b in enumerate(line) if not 0x20 <= b <= 0x7E]
-        if bad:
-            starts.append(bad[-1] + 1)
-        bang = line.rfind(b"! ")
-        if bang > 0:
-            starts.append(bang)
-        for start in starts:
-            if start < len(line):
-                try:
-                    return parse_reply(line[start:])
-                except (ProtocolError, ValueError, UnicodeDecodeError):
-                    pass
-        if _looks_checksummed(line):
-            self.stats["crc_errors"] += 1
-        else:
-            self.stats["garbage_lines"] += 1
-        return None
-
-    # ------------------------------------------------------------------ handshake
-    def _handshake(self, boot_timeout_s: float) -> None:
-        """HELLO until answered; on ERR 6 ask ID so the message can name both versions."""
-        start = self._clock()
-        deadline = start + boot_timeout_s
-        hello_ids: set[int] = set()
-        next_hello = start
-        junk_before = self._junk_count()
-        crc_before = self.stats["crc_errors"]
-        echoes_before = self.stats["echoes"]
-        rx_before = self._rx_bytes
-        saw_protocol = False
-        sample: bytes | None = None
-        noise = {"hellos": 0, "damaged": 0, "errs": 0, "err6": 0}
-        answers: dict[int, int] = {}      # ERR code -> replies to our HELLOs
-        while True:
-            now = self._clock()
-            if now >= deadline:
-                if not (noise["damaged"] or noise["errs"]) or noise["hellos"] >= NOISE_RETRIES:
-                    break
-                # the probe is there and answering; the line damages it: keep asking
-                deadline, next_hello = now + HELLO_INTERVAL_S, now
-            if now >= next_hello:
-                if self._buf and noise["hellos"]:
-                    noise["damaged"] += 1       # the last reply was cut off
-                    self._drop_partial()
-                cid = self._new_id()
-                hello_ids.add(cid)
-                noise["hellos"] += 1
-                self._send(cid, "HELLO", PROTO_MIN, PROTO_MAX)
-                next_hello = now + HELLO_INTERVAL_S
-            line = self._read_line(min(deadline, next_hello))
-            if line is None:
-                continue
-            crc_seen = self.stats["crc_errors"]
-            reply = self._parse(line)
-            if reply is None:
-                if self.stats["crc_errors"] > crc_seen:
-                    noise["damaged"] += 1      # a reply damaged on the way: ask again now
-                    next_hello = self._clock()
-                elif sample is None and line and line not in self._recent_sent:
-                    sample = line
-                continue
-            saw_protocol = True
-            if reply.is_async:
-                if reply.verb == "BOOT":
-                    self.boot_banner = dict(reply.fields)
-                    # The firmware is up: ask soon. A HELLO sent just before may still be
-                    # answered (no bootloader swallowed it), so give it a moment first.
-                    next_hello = min(next_hello, self._clock() + BANNER_GRACE_S)
-                else:
-                    self.stats["stray_lines"] += 1
-                continue
-            if reply.id in hello_ids:
-                if reply.ok and reply.verb == "HELLO":
-                    self._accept_hello(reply.fields)
-                    return
-                # ERR 6 twice is a real version mismatch (once may be a damaged HELLO);
-                # any other ERR to our well-formed HELLO is line damage (or another
-                # program typing into the port): ask again
-                noise["err6" if reply.err_code == 6 else "errs"] += 1
-                if noise["err6"] >= 2:
-                    raise self._version_error()
-                answers[reply.err_code] = answers.get(reply.err_code, 0) + 1
-                if (reply.err_code in _ANSWER_ERRS and answers[reply.err_code] >= CONFIRM_ERRS
-                        and not noise["damaged"]):
-                    raise DeviceError(
-                        f"{self.port} answered HELLO with 'ERR {reply.err_code} "
-                        f"{reply.err_reason}' {CONFIRM_ERRS} times on a clean line: not a "
-                        "compatible hostctl probe firmware (reflash firmware/)")
-                next_hello = self._clock()
-                continue
-            if reply.id == 0 and not reply.ok:
-                noise["errs"] += 1
-                next_hello = self._clock()   # our HELLO arrived mangled (bootloader noise)
-                continue
-            self.stats["stray_lines"] += 1
-        self._handshake_failed(start, rx_before, saw_protocol, sample, noise, crc_before,
-                               echoes_before, junk_before)
-
-    def _handshake_failed(self, start: float, rx_before: int, saw_protocol: bool,
-                          sample: bytes | None, noise: dict[str, int], crc_before: int,
-                          echoes_before: int, junk_before: int) -> None:
-        """No HELLO reply in time: say whether it was silence, noise, or not a probe."""
-        waited = self._clock() - start
-        if sample is None and self._buf:
-            sample = bytes(self._buf[:40])
-        if self._rx_bytes == rx_before:
-            raise DeviceTimeout(
-                f"no answer from {self.port} within {waited:.1f} s: is the hostctl probe "
-                "firmware flashed and is this the right port? (see `hostctl devices`)")
-        damaged = max(noise["damaged"], self.stats["crc_errors"] - crc_before)
-        if damaged or noise["errs"] or noise["err6"]:
-            raise LineNoise(self.port, "HELLO", noise["hellos"], damaged,
-                            noise["errs"] + noise["err6"], 0, waited)
-        if saw_protocol:
-            raise DeviceTimeout(
-                f"probe on {self.port} sends protocol lines but did not answer HELLO within "
-                f"{waited:.1f} s: wrong baud rate? try again, or another cable/port")
-        if self.stats["echoes"] > echoes_before and self._junk_count() == junk_before \
-                and sample is None:
-            raise DeviceError(f"{self.port} only echoes our commands back (a loopback or a "
-                              "terminal, not a hostctl probe)")
-        shown = (sample or b"")[:40].decode("ascii", "backslashreplace")
-        raise DeviceError(
-            f"{self.port} answers but is not a hostctl probe (no HELLO reply in {waited:.1f} s; "
-            f"it sent e.g. {shown!r}); wrong port, or the firmware is not flashed")
-
-    def _junk_count(self) -> int:
-        s = self.stats
-        return s["crc_errors"] + s["garbage_lines"] + s["long_lines"]
-
-    def _accept_hello(self, fields: dict[str, str]) -> None:
-        proto = fields.get("proto", "")
-        if not proto.isdigit() or not PROTO_MIN <= int(proto) <= PROTO_MAX:
-            raise DeviceError(f"{self.port} replied to HELLO with proto={proto or '?'}, this "
-                              f"hostctl speaks {_versions()}")
-        self.info = dict(fields)
-
-    def _version_error(self) -> DeviceError:
-        """ERR 6 carries no version: read it from the banner or an ID command."""
-        fw_proto, fw = None, None
-        if self.boot_banner:
-            fw_proto, fw = self.boot_banner.get("proto"), self.boot_banner.get("fw")
-        if fw_proto is None:
-            try:
-                reply = self._transact("ID", timeout_s=min(self.timeout_s, 1.0), retries=0)
-                fw_proto, fw = reply.fields.get("proto"), reply.fields.get("fw")
-            except DeviceError:
-                pass
-        theirs = f"protocol {fw_proto}" if fw_proto else "an unknown protocol version"
-        fw_txt = f" (firmware {fw})" if fw else ""
-        return DeviceError(f"probe on {self.port} speaks {theirs}{fw_txt}, this hostctl speaks "
-                           f"{_versions()}: update hostctl or reflash the firmware")
 
     # ------------------------------------------------------------------ commands
     def _transact(self, verb: str, *args: object, timeout_s: float | None = None,
@@ -655,23 +392,6 @@ class Probe:
             return parse_measure(reply)
         except ProtocolError as e:
             raise ProtocolError(f"probe on {self.port}: malformed MEASURE reply: {e}") from None
-
-
-def _looks_checksummed(line: bytes) -> bool:
-    """Is this a line with a ``*XXXX`` that does not match? (vs. plain garbage)"""
-    from hostctl.protocol import crc16, split_crc
-
-    text = line.decode("ascii", "replace")
-    body, crc, present = split_crc(text)
-    if not present:
-        return False
-    return crc is None or crc16(body.encode("ascii", "replace")) != crc
-
-
-def _versions() -> str:
-    if PROTO_MIN == PROTO_MAX:
-        return f"protocol {PROTO_MIN}"
-    return f"protocols {PROTO_MIN}..{PROTO_MAX}"
 
 
 def open_probe(port: str, **kw: Any) -> Probe:
