@@ -145,3 +145,65 @@ def test_the_autograd_path_is_the_derivative_of_its_log_gain():
         fd = (m.logh(up, om, ch, jac=False)[0] - m.logh(dn, om, ch, jac=False)[0]) / (2 * h)
         np.testing.assert_allclose(np.asarray(J)[0, :, j], np.asarray(fd)[0], rtol=1e-5,
                                    atol=1e-6)   # differences of rounding-level logs
+
+
+@pytest.mark.parametrize("name", ["color-organ-passive", "lowpass"])
+def test_log_gains_are_the_real_log_derivatives_of_the_sensitivities(name):
+    """The fit's log-gain Jacobian straight from the program (seeds scaled by 1/V inside)
+    equals Re(dV/V) of the complex sensitivities, referred to the A0 node; where the
+    program's numbers are not finite, the same from the dense solves."""
+    circ = get_circuit(name)
+    m = circ.solver
+    free = list(circ.resistors) + list(circ.nuisance)
+    ref = circ.probe.get("ref")
+    nodes = ([ref] if ref else []) + [circ.probe[c] for c in circ.channels]
+    vals = {k: v for k, v in _values(circ, np.random.default_rng(4), 2).items() if k in free}
+    prep = m.bind({}, free)(OMEGA[None, :], vals)
+    V, J = m.log_gains(nodes, free, prep, bool(ref))
+    V0, dV = m.sensitivities(None, None, nodes, free, prep)
+    D = (dV / V0[..., None]).real
+    want = D[..., 1:, :] - D[..., :1, :] if ref else D
+    assert J.shape == want.shape == (2, len(OMEGA), len(circ.channels), len(free))
+    assert np.array_equal(V, V0)
+    assert np.abs(J - want).max() <= 1e-10 * np.abs(want).max()
+    assert np.abs(want).max() > 0.5
+    lp = m._log_plan(tuple(nodes), tuple(free), bool(ref))
+    m._programs[("log", tuple(nodes), tuple(free), bool(ref))] = (
+        lp[0], lp[1], lambda v, w: [np.nan] * 99)
+    try:
+        V2, J2 = m.log_gains(nodes, free, prep, bool(ref))
+    finally:
+        m._programs[("log", tuple(nodes), tuple(free), bool(ref))] = lp
+    assert np.abs(V2 - V).max() <= 1e-12 * np.abs(V).max()
+    assert np.abs(J2 - J).max() <= 1e-9 * np.abs(J).max()
+
+
+def test_the_model_recalls_a_point_only_when_it_is_the_same():
+    """The fit asks again at the same parameters and tones (a pilot's end is the MAP's
+    start): the model answers from memory then, with copies, and computes anew for any
+    other parameters or tones."""
+    pytest.importorskip("torch")
+    import torch
+
+    from hostctl.fit.model import _Model
+
+    circ = get_circuit("color-organ")
+    free = list(circ.resistors)
+    m = _Model(circ, capacitances(circ, 1e-6), free, {})
+    calls = []
+    inner = m._logh_any
+    m._logh_any = lambda *a: calls.append(1) or inner(*a)
+    om = torch.from_numpy(2 * math.pi * np.geomspace(20, 2e4, 30))
+    ch = torch.from_numpy(np.arange(30) % 3)
+    th = np.log([[float(circ.params[k]) for k in free]])
+    L, J = m.logh(th, om, ch)
+    L[:] = 0.0
+    J[:] = 0.0          # what a caller does with its arrays does not reach the memory
+    L1, J1 = m.logh(th.copy(), om.clone(), ch.clone())
+    L2, none = m.logh(th, om, ch, jac=False)
+    assert len(calls) == 1 and none is None
+    assert np.abs(L1).min() > 0 and np.abs(J1).max() > 0.1 and np.array_equal(L1, L2)
+    L3, _ = m.logh(th + 1e-3, om, ch)
+    L4, _ = m.logh(th, om * 1.01, ch)
+    assert len(calls) == 3
+    assert np.abs(L3 - L1).max() > 1e-4 and np.abs(L4 - L1).max() > 1e-4

@@ -268,6 +268,53 @@ class MNA:
 
         return _chunked(run, vals, batch)
 
+    def log_gains(self, nodes: Sequence[str], wrt: Sequence[str], prepared: Any,
+                  ref: bool = True) -> tuple[Any, Any] | None:
+        """The fit's model: node voltages ``batch + (m,)`` (complex) and the real
+        ``Re d log(V[k] / V[0]) / d log p`` for k = 1..m-1 (``ref``; else of ``log V[k]``,
+        k = 0..m-1), ``batch + (k, len(wrt))``. One forward and one adjoint pass with the
+        seeds scaled by 1/V inside the program: no complex Jacobian is built, nothing
+        divided after. None where :meth:`sensitivities` would be."""
+        import numpy as np
+
+        lp = self._log_plan(tuple(nodes), tuple(wrt), ref)
+        if lp is None:
+            return None
+        cols, seeds, prog = lp
+        _om, vals, batch = prepared
+        k, m = len(seeds), len(cols)
+        ones = (1,) * len(batch)
+        W = list(np.eye(k).reshape((k, k) + ones)) + [-np.ones((k,) + ones)]
+
+        def run(vals: list, batch: tuple[int, ...]) -> tuple[Any, Any]:
+            with np.errstate(all="ignore"):
+                res = prog(vals, W)
+            full = (k,) + batch
+            J = np.stack([d if np.shape(d) == full else np.broadcast_to(d, full)
+                          for d in res[m:]], -1)
+            return _stack(res[:m], batch), np.moveaxis(J, 0, -2)   # a view: batch first
+
+        V, J = _chunked(run, vals, batch) if prog is not None else (None, None)
+        if V is None or not (np.isfinite(V.sum()) and np.isfinite(J.sum())):
+            V, dV = self.sensitivities(None, None, nodes, wrt, prepared)
+            J = (dV / V[..., None]).real
+            J = J[..., 1:, :] - J[..., :1, :] if ref else J
+        return V, J
+
+    def _log_plan(self, nodes: tuple[str, ...], wrt: tuple[str, ...], ref: bool) -> Any:
+        """(cols, seeds, program) of :meth:`log_gains`, once; None without a plan."""
+        key = ("log", nodes, wrt, ref)
+        if key not in self._programs:
+            sp = self._sens_plan(nodes, wrt)
+            cols = tuple(self._col(n) for n in nodes)
+            out = None
+            if sp is not None and min(cols) >= 0:
+                seeds = cols[1:] if ref else cols
+                prog = self._program(cols, seeds, sp[3], cols[0] if ref else -1)
+                out = (cols, seeds, prog) if prog is not None else None
+            self._programs[key] = out
+        return self._programs[key]
+
     def _sens_plan(self, nodes: tuple[str, ...], wrt: tuple[str, ...]) -> Any:
         """(cols, seeds, seed of each col, per-parameter slot terms, program), once."""
         key = ("sens", nodes, wrt)
@@ -358,6 +405,7 @@ class MNA:
                     om.shape, *(np.shape(v) for v in vals if v is not None)))
             om, vals, base = m
             vals = list(vals)
+            values = {k.lower(): v for k, v in values.items()}
             shapes = [base]
             for s, h, c, pw in var:
                 v = np.asarray(c, dtype=np.float64)
@@ -396,11 +444,11 @@ class MNA:
         return om, vals, tuple(batch)
 
     def _program(self, xcols: tuple[int, ...], seeds: tuple[int, ...] = (),
-                 grads: tuple = ()) -> Any:
+                 grads: tuple = (), log_ref: int | None = None) -> Any:
         """The straight-line program for these outputs (built once per output set)."""
         from hostctl.circuits import elimination, program
 
-        key = (xcols, seeds, grads)
+        key = (xcols, seeds, grads, log_ref) if log_ref is not None else (xcols, seeds, grads)
         if key in self._programs:
             return self._programs[key]
         if self._plan is None:
@@ -413,7 +461,7 @@ class MNA:
                     for (_e, how), c in zip(self._slots, self._const, strict=True)]
             try:
                 prog = program.build(self._plan, self.size, self._mat, self._rhs, fold,
-                                     xcols, seeds, grads)
+                                     xcols, seeds, grads, log_ref)
             except ZeroDivisionError:
                 prog = None
         self._programs[key] = prog
