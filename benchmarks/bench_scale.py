@@ -1,8 +1,13 @@
-"""Scale: N boards' gain data fitted at once (fit_many) against a loop over fit().
+"""Scale: N boards' gain data fitted at once (fit_many) against a loop over fit() and a
+loop of scipy ``least_squares`` (LM) fits on the same model.
 
 Each board: the efficiency design (30 log-spaced tones x 3 channels, 1 % log-gain noise),
 its own values (bench E24 values, 5 % resistors). Times are wall seconds in this process
-(torch on one thread, as fit() uses); both paths must give the same values.
+(torch on one thread, as fit() uses); both paths must give the same values. The scipy
+peer fits each board with the ideal color organ's closed form in numpy and its analytic
+Jacobian (what a scipy user writes; the netlist model equals it to 1e-10), from the same
+linear start: its time is the optimisation alone, fit_many's the whole job (reading the
+rows, covariances, warnings, results).
 
     python benchmarks/bench_scale.py [--sizes 1,10,100,1000]
 """
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -54,6 +60,14 @@ def run(sizes: tuple[int, ...] = (1, 10, 100, 1000), loop_max: int | None = None
             "ratio_per_board_many_vs_loop": (t_many / n) / (t_loop / m),
             "max_rel_diff_many_vs_loop": float(agree),
         }
+    sc = scipy_loop(data[:n_max], circ)
+    out["scipy_loop"] = sc
+    out["ratio_fit_many_vs_scipy_loop"] = (out["sizes"][str(n_max)]["fit_many_s"]
+                                           / sc["seconds"])
+    out["max_rel_diff_many_vs_scipy"] = max(
+        abs(math.log(a.values[k]) - th[i]) for a, th in zip(many, sc["theta"], strict=True)
+        for i, k in enumerate(names))
+    del sc["theta"]
     out["target_1000_boards_s"] = TARGET_1000_S
     big = out["sizes"][str(n_max)]
     out["fit_many_1000_measured"] = n_max >= 1000
@@ -62,6 +76,54 @@ def run(sizes: tuple[int, ...] = (1, 10, 100, 1000), loop_max: int | None = None
     out["fit_many_1000_s"] = (out["sizes"]["1000"]["fit_many_s"] if "1000" in out["sizes"]
                               else 1000 * big["fit_many_per_board_s"])
     return out
+
+
+def closed_form(theta: np.ndarray, w: np.ndarray, ch: np.ndarray, C: float = 1e-6
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """log|H| of the ideal color organ and d/d log R (analytic), numpy: the model a scipy
+    user writes (the notebook's formulas; the netlist equals them to 1e-10)."""
+    x = np.exp(theta)[:, None] * C * w                  # (4, n): R_low, R_band_low, ...
+    lp, hp = -x * x / (1 + x * x), 1 / (1 + x * x)       # d log|H| / d log R per section
+    L = -0.5 * np.log1p(x * x) + np.log(x) * np.array([[0], [0], [1], [1]])
+    J = np.zeros((len(w), 4))
+    sel = [ch == 0, ch == 1, ch == 1, ch == 2]
+    for k, d in enumerate((lp[0], lp[1], hp[2], hp[3])):
+        J[sel[k], k] = d[sel[k]]
+    out = np.where(ch == 0, L[0], np.where(ch == 1, L[1] + L[2], L[3]))
+    return out, J
+
+
+def scipy_loop(data: list, circ) -> dict:
+    """scipy ``least_squares(method="lm")`` per board on the same model (the ideal color
+    organ, numpy, analytic Jacobian), started where fit_many starts; the rows and starts
+    are read before the clock starts."""
+    from scipy.optimize import least_squares
+
+    from hostctl.circuits import LED_THRESHOLD, capacitances
+    from hostctl.fit.problem import build_problem
+    from hostctl.fit.starts import _default_base, linear_start
+
+    assert circ.resistors == ("R_low", "R_band_low", "R_band_high", "R_high")
+    assert circ.channels == ("low", "band", "high")
+    caps = capacitances(circ, 1e-6)
+    jobs = []
+    for d in data:
+        prob = build_problem(d, circ, caps, LED_THRESHOLD, None, None)
+        th0 = _default_base(prob)
+        for k, v in linear_start(prob).items():
+            th0[k] = v
+        jobs.append((prob.omega.numpy().copy(), prob.ch.numpy().copy(), prob.logg.copy(), th0))
+
+    def one(w, ch, lg, th0):
+        return least_squares(lambda th: closed_form(th, w, ch)[0] - lg, th0,
+                             jac=lambda th: closed_form(th, w, ch)[1], method="lm",
+                             xtol=1e-10, ftol=1e-13)
+
+    t0 = time.perf_counter()
+    res = [one(*j) for j in jobs]
+    secs = time.perf_counter() - t0
+    return {"boards": len(data), "seconds": secs, "per_board_s": secs / len(data),
+            "nfev": int(sum(r.nfev for r in res)), "theta": [r.x for r in res]}
 
 
 def table_rows(res: dict) -> list[tuple]:
@@ -73,6 +135,12 @@ def table_rows(res: dict) -> list[tuple]:
                      f"{1e3 * r['fit_many_per_board_s']:.2f} vs "
                      f"{1e3 * r['loop_per_board_s']:.2f} ms/board; agree "
                      f"{r['max_rel_diff_many_vs_loop']:.0e}"))
+    sc = res["scipy_loop"]
+    rows.append(("scale", f"{sc['boards']} boards: fit_many / scipy LM loop, same model",
+                 res["ratio_fit_many_vs_scipy_loop"], "< 1",
+                 res["ratio_fit_many_vs_scipy_loop"] < 1,
+                 f"scipy {sc['seconds']:.2f} s; values agree "
+                 f"{res['max_rel_diff_many_vs_scipy']:.0e}"))
     t = res["fit_many_1000_s"]
     how = "measured" if res["fit_many_1000_measured"] else "extrapolated from the largest batch"
     rows.append(("scale", "1000 boards with fit_many, seconds", t,
@@ -87,6 +155,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     res = run(tuple(int(x) for x in args.sizes.split(",")))
     print(json.dumps(res, indent=2))
+    n = max(int(k) for k in res["sizes"])
+    print(f"fit_many {n} boards: {res['sizes'][str(n)]['fit_many_s']:.2f} s; scipy LM loop "
+          f"{res['scipy_loop']['seconds']:.2f} s; fit_many / scipy = "
+          f"{res['ratio_fit_many_vs_scipy_loop']:.2f}")
     return res
 
 
