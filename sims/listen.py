@@ -160,9 +160,9 @@ def follow(device: str | int | None, on_tone: Callable[[float | None, float], An
     tone played on the left or right only is still heard. Raises AudioError if the device
     cannot be opened or fails mid-run.
     """
-    from hostctl.audio import _import_sd, _map_open_error, _pa_message, resolve_device
+    from hostctl.portaudio import import_sd, map_open_error, pa_message, resolve_device
 
-    sd = _import_sd()
+    sd = import_sd()
     idx, info = resolve_device(sd, device, "input")
     name = str(info["name"])
     rate = int(sample_rate or round(info.get("default_samplerate") or 0) or 48000)
@@ -189,7 +189,7 @@ def follow(device: str | int | None, on_tone: Callable[[float | None, float], An
                                 blocksize=block, latency=0.2, callback=callback)
         stream.start()
     except (sd.PortAudioError, ValueError) as e:
-        raise _map_open_error(e, name, rate, nch) from None
+        raise map_open_error(e, name, rate, nch) from None
     try:
         while stop_event is None or not stop_event.is_set():
             try:
@@ -202,7 +202,7 @@ def follow(device: str | int | None, on_tone: Callable[[float | None, float], An
             ch = int(np.argmax(np.sqrt(np.mean(data.astype(np.float64) ** 2, axis=0))))
             tracker.feed(estimate_tone(data[:, ch], rate, silence_dbfs=silence_dbfs))
     except sd.PortAudioError as e:
-        raise AudioError(f"audio input '{name}': {_pa_message(e)}") from None
+        raise AudioError(f"audio input '{name}': {pa_message(e)}") from None
     finally:
         try:
             stream.stop()
@@ -233,9 +233,9 @@ class Capture:
 
     def __init__(self, device: str | int | None = None, *, sample_rate: int | None = None,
                  keep_s: float = 10.0, block_s: float = 0.02) -> None:
-        from hostctl.audio import _import_sd, _map_open_error, resolve_device
+        from hostctl.portaudio import import_sd, map_open_error, resolve_device
 
-        sd = self._sd = _import_sd()
+        sd = self._sd = import_sd()
         idx, info = resolve_device(sd, device, "input")
         self.name = str(info["name"])
         self.rate = int(sample_rate or round(info.get("default_samplerate") or 0) or 48000)
@@ -252,7 +252,7 @@ class Capture:
                                           blocksize=max(64, int(round(block_s * self.rate))),
                                           latency="low", callback=self._callback)
         except (sd.PortAudioError, ValueError) as e:
-            raise _map_open_error(e, self.name, self.rate, nch) from None
+            raise map_open_error(e, self.name, self.rate, nch) from None
 
     # audio thread
     def _callback(self, indata: np.ndarray, frames: int, t: Any, status: Any) -> None:
@@ -284,9 +284,9 @@ class Capture:
         try:
             self._stream.start()
         except self._sd.PortAudioError as e:
-            from hostctl.audio import _pa_message
+            from hostctl.portaudio import pa_message
 
-            raise AudioError(f"audio input '{self.name}': {_pa_message(e)}") from None
+            raise AudioError(f"audio input '{self.name}': {pa_message(e)}") from None
         with self._cv:
             while not self._blocks:
                 left = t_start + timeout_s - time.monotonic()
