@@ -46,34 +46,28 @@ Faults (sims/faults.py) corrupt, drop or duplicate bytes, delay replies, reboot 
 unplug the board.
 
 Run ``python -m sims.bench serve --board bench`` to get a real pseudo-terminal that any
-serial program can open, plus a control socket for the tone (JSON lines).
+serial program can open, plus a control socket for the tone (JSON lines): sims/pty_server.py.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hostctl.errors import DeviceError, HostctlError, InputError
+from hostctl.errors import DeviceError, InputError
 from sims import physics, wiring
 from sims.boards import BOARDS_DIR, CHANNEL_ORDER, Board, draw_true_values, list_boards, load_board
-from sims.control import ControlClients
 from sims.device_core import MAX_ROUNDS, DeviceCore, Window
-from sims.faults import ByteFaults, FaultConfig, parse_faults
+from sims.faults import ByteFaults, Disconnected, FaultConfig, parse_faults
 
 if TYPE_CHECKING:
     from hostctl.circuits import Circuit
     from hostctl.protocol import MeasureResult
 
 __all__ = ["BOARDS_DIR", "CHANNEL_ORDER", "Board", "Disconnected", "VirtualBench", "list_boards",
-           "load_board", "make_bench", "serve"]
-
-
-class Disconnected(DeviceError):
-    """The simulated board was unplugged (fault ``disconnect@N``)."""
+           "load_board", "make_bench"]
 
 
 # ------------------------------------------------------------------------------ bench
@@ -378,244 +372,6 @@ def make_bench(board: str | Board = "notebook", seed: int = 0,
     return bench
 
 
-# ------------------------------------------------------------------------------ pty server
-#: Real time a pty client gets after opening the port before the banner is written
-#: (pyserial flushes the input right after opening; a banner sent earlier would be lost).
-PTY_BOOT_HOLD_S = 0.1
-
-
-#: --listen records at the null sink's rate where the device allows (no resampling, and
-#: the whole band to 20 kHz well inside Nyquist), else at the device's default.
-LISTEN_RATE = 48000
-
-
-def _open_capture(capture_cls: Any, device: str | None) -> Any:
-    try:
-        return capture_cls(device, sample_rate=LISTEN_RATE)
-    except HostctlError:
-        return capture_cls(device)
-
-
-def serve(bench: VirtualBench, *, listen: str | None = None, listen_given: bool = False,
-          out: Any = None) -> int:
-    """Serve the bench on a pseudo-terminal + control socket until SIGTERM/SIGINT.
-
-    Prints ``PTY /dev/pts/N`` and ``CONTROL /path/control.sock``. Opening the pty reboots
-    the board (like a Uno's DTR reset): the banner follows ~0.1 s later. Simulated time
-    runs as fast as the traffic allows; only ``delay`` faults (and the boot banner)
-    are held back in real time, so a host's real timeout can fire. A client that closes
-    and reopens the pty within a few ms may not be seen as a new open (no reboot).
-
-    ``listen_given``: the tone comes from the audio input ``listen`` (None = the default
-    input), heard by a recorder started before the PTY line is printed: each MEASURE is held,
-    in real time, until one steady tone has been heard in the command's window
-    (sims.listen.MeasureGate); its level is the recorded dBFS. Control-socket tones are
-    overridden at the next MEASURE.
-    """
-    import select
-    import shutil
-    import signal
-    import socket
-    import sys
-    import tempfile
-    import threading
-    import time
-    import tty
-
-    out = out or sys.stdout
-    lock = threading.Lock()
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    slave_name = os.ttyname(slave)
-    os.close(slave)          # no slave fd of ours: POLLHUP on the master = no client
-    os.set_blocking(master, False)
-    sockdir = tempfile.mkdtemp(prefix="hostctl-bench-")
-    sock_path = os.path.join(sockdir, "control.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(sock_path)
-    srv.listen(8)
-    srv.setblocking(False)
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    stop = {"flag": False}
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop["flag"] = True
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    old_wake = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-
-    def set_tone(freq_hz: float | None, level_dbfs: float = -6.0) -> None:
-        with lock:
-            bench.set_tone(freq_hz, level_dbfs)
-
-    gate = None
-    capture = None
-    if listen_given:
-        # The tone is whatever the recorder heard during each MEASURE window (sims.listen
-        # MeasureGate): MEASURE lines wait, in real time, for the audio to arrive.
-        try:
-            from sims.listen import Capture, MeasureGate
-        except ImportError as e:
-            print(f"error: --listen needs sims/listen.py: {e}", file=sys.stderr)
-            return 2
-        try:
-            capture = _open_capture(Capture, listen or None)
-            waited = capture.start()
-        except HostctlError as e:
-            print(f"error: --listen: {e}", file=sys.stderr, flush=True)
-            return 2
-        print(f"listen: recording '{capture.name}' at {capture.rate} Hz "
-              f"(capture started after {waited:.2f} s)", file=sys.stderr, flush=True)
-
-        def gate_write(data: bytes) -> None:
-            try:
-                bench.host_write(data)
-            except Disconnected:
-                pass
-
-        def heard_tone(freq_hz: float | None, level_dbfs: float) -> None:
-            # A recorded tone is estimated to ~1e-6: one played at the sound card's limit
-            # (or at 0 dBFS) may come out a hair above it; that is the limit, not beyond.
-            top = bench.board.audio_max_hz
-            if freq_hz is not None and top is not None and top < freq_hz <= top * (1 + 1e-4):
-                freq_hz = float(top)
-            bench.set_tone(freq_hz, min(level_dbfs, 0.0) if level_dbfs < 0.01 else level_dbfs)
-
-        gate = MeasureGate(capture, heard_tone, gate_write, verbose=True)
-
-    bench.gains(1000.0)      # import torch now, not during the host's first MEASURE
-    print(f"PTY {slave_name}", file=out, flush=True)
-    print(f"CONTROL {sock_path}", file=out, flush=True)
-
-    master_open = True
-    client_present = False
-    hold_until: float | None = None
-    wbuf = bytearray()
-
-    def control(req: Any) -> dict[str, Any]:
-        if not isinstance(req, dict):
-            return {"ok": False, "error": "request must be a JSON object"}
-        if req.get("get") == "state":
-            with lock:
-                return {"ok": True, **bench.state()}
-        if "tone_hz" in req:
-            try:
-                set_tone(req["tone_hz"], float(req.get("level_dbfs", -6.0)))
-            except (InputError, TypeError, ValueError) as e:
-                return {"ok": False, "error": str(e)}
-            return {"ok": True, "sim_time_s": bench.now_s}
-        return {"ok": False, "error": "unknown request (want tone_hz or get=state)"}
-
-    ctl = ControlClients(srv, control)
-    try:
-        while not stop["flag"]:
-            timeout_ms = 200
-            if master_open:
-                ev = select.poll()
-                ev.register(master, select.POLLIN)
-                hup = any(e & (select.POLLHUP | select.POLLERR) for _, e in ev.poll(0))
-                if hup and client_present:          # the host closed the port
-                    client_present = False
-                    wbuf.clear()
-                    with lock:
-                        bench.pop_output(math.inf)
-                elif not hup and not client_present:   # opened: DTR resets the board
-                    client_present = True
-                    hold_until = None
-                    with lock:
-                        bench.pop_output(math.inf)
-                        bench.boot(hold_real_s=PTY_BOOT_HOLD_S)
-            if gate is not None:
-                if not client_present:
-                    gate.reset()
-                elif master_open:
-                    with lock:
-                        again = gate.pump()       # MEASUREs whose audio has been heard
-                    if again is not None:
-                        timeout_ms = min(timeout_ms, max(1, int(again * 1000)))
-            # release output: simulated time jumps ahead except for real-time holds
-            if master_open and client_present:
-                with lock:
-                    while bench._out:
-                        head = bench._out[0]
-                        if head.hold_real_s > 0:
-                            if hold_until is None:
-                                hold_until = time.monotonic() + head.hold_real_s
-                            if time.monotonic() < hold_until:
-                                timeout_ms = min(timeout_ms, max(1, int(
-                                    (hold_until - time.monotonic()) * 1000) + 1))
-                                break
-                            head.hold_real_s = 0.0
-                            hold_until = None
-                        bench.now_s = max(bench.now_s, head.t)
-                        wbuf.append(bench._out.popleft().b)
-                if wbuf:
-                    try:
-                        k = os.write(master, bytes(wbuf))
-                        del wbuf[:k]
-                    except BlockingIOError:
-                        pass
-                    except OSError:
-                        wbuf.clear()
-            p = select.poll()
-            p.register(wake_r, select.POLLIN)
-            p.register(srv, select.POLLIN)
-            for fd in ctl.fds():
-                p.register(fd, select.POLLIN)
-            if master_open and client_present:
-                p.register(master, select.POLLIN | (select.POLLOUT if wbuf else 0))
-            elif master_open:
-                timeout_ms = 20      # poll for a client opening the port
-            for fd, e in p.poll(timeout_ms):
-                if fd == wake_r:
-                    try:
-                        os.read(wake_r, 512)
-                    except BlockingIOError:
-                        pass
-                elif fd == srv.fileno():
-                    ctl.accept()
-                elif fd in ctl.clients:
-                    ctl.service(fd)
-                elif fd == master and e & select.POLLIN:
-                    try:
-                        data = os.read(master, 4096)
-                    except (BlockingIOError, OSError):
-                        data = b""
-                    if data and gate is not None:
-                        gate.feed(data, time.monotonic())
-                    elif data:
-                        with lock:
-                            try:
-                                bench.host_write(data)
-                            except Disconnected:
-                                pass
-            if master_open and bench.disconnected:
-                os.close(master)     # the host's reads/writes now fail: "unplugged"
-                master_open = False
-    finally:
-        if capture is not None:
-            capture.close()
-        if gate is not None:
-            waits = sorted(w for _, _, w in gate.heard)
-            med = waits[len(waits) // 2] if waits else 0.0
-            print(f"listen: {len(gate.heard)} MEASUREs heard (wait median {med:.3f} s, "
-                  f"max {waits[-1] if waits else 0.0:.3f} s), {gate.fallbacks} without a "
-                  f"steady tone, {capture.overflows if capture else 0} input overflows",
-                  file=sys.stderr, flush=True)
-        signal.set_wakeup_fd(old_wake)
-        for s, h in old.items():
-            signal.signal(s, h)
-        ctl.close()
-        if master_open:
-            os.close(master)
-        os.close(wake_r)
-        os.close(wake_w)
-        shutil.rmtree(sockdir, ignore_errors=True)
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
@@ -649,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from sims.pty_server import serve
+
     return serve(bench, listen=args.listen or None, listen_given=args.listen is not None)
 
 

@@ -34,13 +34,17 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from hostctl.errors import InputError
+from hostctl.errors import DeviceError, InputError
 from sims.wiring import Wiring, is_wiring
 from sims.wiring import parse_item as parse_wiring_item
 
 GRAMMAR = ("drop:P, corrupt:P, dup:P (P in 0..1), delay:SECONDS@N, reset@N, disconnect@N, "
            "unplug:SECONDS@N, mute@N (N >= 1), wiring (sims/wiring.py): dead:A<n>, noref, "
            "bias:A<n>=VOLTS, swap:A<n>-A<m>; comma-separated")
+
+
+class Disconnected(DeviceError):
+    """The simulated board was unplugged (fault ``disconnect@N``)."""
 
 
 @dataclass
