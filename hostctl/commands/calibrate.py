@@ -14,11 +14,13 @@ import click
 from hostctl.circuits import CIRCUITS, get_circuit
 from hostctl.commands.options import (
     AsciiNumber,
+    bias_option,
     capacitance_option,
     parse_capacitance,
     parse_per_led,
     parse_values,
     series_option,
+    use_bias,
 )
 from hostctl.commands.ui import Progress, quiet, say
 from hostctl.errors import AudioError, DeviceError, HostctlError, InputError, OutputError
@@ -56,6 +58,7 @@ def parse_precision(text: str) -> float:
               help=f"Circuit preset ({', '.join(CIRCUITS)}); default color-organ or the board's.")
 @click.option("--netlist", default=None,
               help="Your circuit as a SPICE netlist (.cir) instead of --circuit.")
+@bias_option
 @click.option("--target", "target_file", default=None, help="Target TOML (corners, LED bands).")
 @click.option("--installed", default="", help="Installed resistors, e.g. R_low=220,R_high=33.")
 @capacitance_option
@@ -87,7 +90,7 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
             target_file, installed, capacitance, precision, max_tones, series, level_dbfs,
             level_cap, window_ms,
             led_threshold, led_vf, out_dir, resume_dir, as_json, no_plot, force=False,
-            audio_rate=None, settle_s=0.05) -> None:
+            audio_rate=None, settle_s=0.05, bias_ohm=None) -> None:
     """Calibrate: tones out, measurements in, fit, recommend, report.
 
     \b
@@ -106,6 +109,7 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
     net_circ = _netlist(netlist, circuit_name)
     if net_circ is not None:
         circuit_name = net_circ.name
+    use_bias(bias_ohm, circuit_name)
 
     cfg = calibrate.RunConfig(mode=mode, precision=parse_precision(precision),
                               max_tones=max_tones, series=series,

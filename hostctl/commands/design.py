@@ -16,12 +16,14 @@ from hostctl.circuits import (
 )
 from hostctl.commands.options import (
     AsciiNumber,
+    bias_option,
     capacitance_option,
     check_capacitance,
     check_per_led,
     parse_capacitance,
     parse_per_led,
     series_option,
+    use_bias,
 )
 from hostctl.errors import InputError
 from hostctl.leds import ASSUMED_FULL_SCALE_V, ASSUMED_SOURCE_OHM, LedDrive, has_source
@@ -37,6 +39,7 @@ from hostctl.target import load_target
               help=f"Circuit preset ({', '.join(CIRCUITS)}). Default: color-organ.")
 @click.option("--netlist", default=None,
               help="Your circuit as a SPICE netlist (.cir) instead of --circuit.")
+@bias_option
 @capacitance_option
 @series_option
 @click.option("--led-threshold", default=None,
@@ -61,11 +64,14 @@ from hostctl.target import load_target
 def command(target_file: str | None, circuit_name: str | None, netlist: str | None,
             capacitance: str, series: str, led_threshold: str | None, as_json: bool,
             led_vf: str | None = None, source_ohm: float | None = None,
-            level_dbfs: float = -6.0, full_scale_v: float | None = None) -> None:
+            level_dbfs: float = -6.0, full_scale_v: float | None = None,
+            bias_ohm: str | None = None) -> None:
     """Standard resistors that meet a target with the given capacitors."""
     from hostctl.commands.fit import _netlist
 
     circ = _netlist(netlist, circuit_name) or get_circuit(circuit_name or "color-organ")
+    use_bias(bias_ohm, circ.name)
+    circ = get_circuit(circ.name)
     caps = parse_capacitance(capacitance)
     if netlist is not None and capacitance == "1e-6":   # not given: the netlist's own
         caps = capacitances(circ, {})

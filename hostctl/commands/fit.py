@@ -10,10 +10,12 @@ import click
 
 from hostctl.circuits import CIRCUITS, capacitances, format_threshold, get_circuit
 from hostctl.commands.options import (
+    bias_option,
     check_capacitance,
     parse_capacitance,
     parse_per_led,
     parse_values,
+    use_bias,
 )
 from hostctl.errors import FitError, InputError
 from hostctl.files import ascii_float, read_regular
@@ -101,6 +103,7 @@ def _prior_file(path: str) -> dict[str, tuple[float, float]]:
 @click.option("--netlist", "netlist", default=None,
               help="Your circuit as a SPICE netlist (.cir, see the presets) instead of "
                    "--circuit; its capacitors are the default --capacitance.")
+@bias_option
 @click.option("--capacitance", default=None,
               help="Farads for every section, or C_low=1e-6,C_high=2.2e-6. Default: the "
                    "file's '# capacitance:' line, else 1e-6.")
@@ -136,7 +139,8 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
             series: str | None, loss: str, priors: tuple[str, ...], prior_file: str | None,
             fixed: str | None, lr: str | None, steps: str | None, as_json: bool,
             target_file: str | None = None, installed: str | None = None,
-            led_vf: str | None = None, netlist: str | None = None) -> None:
+            led_vf: str | None = None, netlist: str | None = None,
+            bias_ohm: str | None = None) -> None:
     """Fit component values to a measurement CSV (or a session file), and the parts to buy.
 
     \b
@@ -166,18 +170,24 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
     from hostctl.record import is_session, read_session
 
     net_circ = _netlist(netlist, circuit_name)
+    use_bias(bias_ohm)
     if is_session(data):
         ms = read_session(data)
         if not (capacitance or circuit_name or netlist or priors or prior_file or fixed
-                or loss != "auto" or led_threshold != DEFAULT_THRESHOLD_TEXT or led_vf):
+                or loss != "auto" or led_threshold != DEFAULT_THRESHOLD_TEXT or led_vf
+                or bias_ohm):
             # a calibrate session: re-fit and recommend exactly as the run did
             return _emit_session(ms, data, series, target, inst, as_json)
     else:
         ms = MeasurementSet.read_csv(data)
     if net_circ is not None:
-        circ = net_circ
+        circ = get_circuit(net_circ.name)   # (with --bias-ohm, re-registered)
     else:
         circ = get_circuit(circuit_name or ms.meta.get("circuit") or _family_for(ms, data))
+    if bias_ohm is not None:
+        from hostctl.circuits.bias import check_bias
+
+        check_bias(circ)
     cap_text = capacitance or ms.meta.get("capacitance") or "1e-6"
     caps = parse_capacitance(cap_text)
     if net_circ is not None and not capacitance:

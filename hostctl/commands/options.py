@@ -61,3 +61,23 @@ capacitance_option = click.option(
 series_option = click.option(
     "--series", default="E24", show_default=True, callback=_check_series,
     help="Standard series for recommendations: E12, E24, E96.")
+
+
+bias_option = click.option(
+    "--bias-ohm", "bias_ohm", default=None,
+    help="The probe's bias resistors as wired: 20k for both (the default, as "
+         "firmware/README.md wires them), or top/bottom 22k/18k.")
+
+
+def use_bias(text: str | None, circuit: str | None = None) -> None:
+    """``--bias-ohm`` for the rest of this command: every circuit with the probe's bias
+    resistors takes them (the presets come back when the command ends); ``circuit``, when
+    named, must have them."""
+    if text is None:
+        return
+    from hostctl.circuits import get_circuit
+    from hostctl.circuits.bias import check_bias, parse_bias, probe_bias
+
+    click.get_current_context().with_resource(probe_bias(*parse_bias(text)))
+    if circuit is not None:
+        check_bias(get_circuit(circuit))
