@@ -215,11 +215,18 @@ def test_soak_small() -> None:
 
 
 # ------------------------------------------------------------------ Ctrl-C and kill -9
+def _ctrl_c_as_at_a_terminal() -> None:
+    """A suite started in the background by a non-interactive shell inherits SIGINT ignored,
+    and Python then keeps ignoring it: give the child what a terminal gives it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(out: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "hostctl", "calibrate", "--sim", "--out", str(out),
          *FAST[:1], "--max-tones", "30", "--window-ms", "200"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        preexec_fn=_ctrl_c_as_at_a_terminal)
 
 
 def wait_rows(proc: subprocess.Popen, session: Path, n: int, timeout: float = 300) -> None:
