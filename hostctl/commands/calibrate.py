@@ -103,24 +103,14 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
     """
     from hostctl import calibrate, report
     from hostctl.commands.fit import _netlist
-    from hostctl.record import SESSION_NAME, SessionLock
-    from hostctl.target import load_target
+    from hostctl.record import SessionLock
 
     net_circ = _netlist(netlist, circuit_name)
     if net_circ is not None:
         circuit_name = net_circ.name
     use_bias(bias_ohm, circuit_name)
-
-    cfg = calibrate.RunConfig(mode=mode, precision=parse_precision(precision),
-                              max_tones=max_tones, series=series,
-                              target=load_target(target_file),
-                              installed=parse_values(installed, "--installed"),
-                              capacitance=parse_capacitance(capacitance),
-                              level_dbfs=level_dbfs, window_ms=window_ms,
-                              led_threshold=None if led_threshold is None else parse_per_led(
-                                  led_threshold, "--led-threshold"),
-                              led_vf=None if led_vf is None else parse_per_led(
-                                  led_vf, "--led-vf"))
+    cfg = _config(calibrate, mode, precision, max_tones, series, target_file, installed,
+                  capacitance, level_dbfs, window_ms, led_threshold, led_vf)
     if circuit_name is not None:
         cfg.circuit = circuit_name
     if net_circ is not None and capacitance == "1e-6":   # not given: the netlist's own
@@ -142,20 +132,8 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
         out = Path(resume_dir)
         cfg, segment, meta = _resume_config(calibrate, out, cfg, _given())
         cfg.check()
-        # the session's bench beats the profile; the command line beats both (and --sim
-        # given now replaces the session's port rather than clashing with it)
-        if not sim_board:
-            port = (port if given("port") else None) or meta.get("port") or port or None
-        if not given("audio_device") and "audio_device" in meta:
-            audio_device = meta["audio_device"] or None
-        try:
-            if not given("audio_rate") and meta.get("audio_rate"):
-                audio_rate = int(meta["audio_rate"])
-            if not given("settle_s") and meta.get("settle_s"):
-                settle_s = float(meta["settle_s"])
-        except ValueError as e:
-            raise InputError(f"session header: bad audio_rate/settle_s ({e})",
-                             str(out / SESSION_NAME)) from None
+        port, audio_device, audio_rate, settle_s = _resume_bench(
+            meta, out, sim_board, port, audio_device, audio_rate, settle_s)
     else:
         from hostctl.session import prepare_out
 
@@ -164,12 +142,7 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
             cfg.circuit = circuit_name or cfg.circuit
             cfg.check()             # all of it before the probe is even opened
         created = prepare_out(out)
-    if port and sim_board:
-        raise InputError("give either --port or --sim, not both")
-    if not port and not sim_board:
-        raise InputError("no probe: give --port PORT (see `hostctl devices`) or --sim")
-    if sim_board:
-        port = f"sim://?board={sim_board}&seed={seed}"
+    port = _probe_port(port, sim_board, seed)
     cfg.bench_meta = {"audio_device": "" if audio_device is None else str(audio_device),
                       "audio_rate": "" if audio_rate is None else str(audio_rate),
                       "settle_s": repr(settle_s)}
@@ -189,6 +162,53 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
             discard_if_empty(out, created)
     if not res.passed:
         sys.exit(1)
+
+
+def _config(calibrate, mode, precision, max_tones, series, target_file, installed, capacitance,
+            level_dbfs, window_ms, led_threshold, led_vf):
+    """The run's configuration from the options' strings."""
+    from hostctl.target import load_target
+
+    return calibrate.RunConfig(mode=mode, precision=parse_precision(precision),
+                               max_tones=max_tones, series=series,
+                               target=load_target(target_file),
+                               installed=parse_values(installed, "--installed"),
+                               capacitance=parse_capacitance(capacitance),
+                               level_dbfs=level_dbfs, window_ms=window_ms,
+                               led_threshold=None if led_threshold is None else parse_per_led(
+                                   led_threshold, "--led-threshold"),
+                               led_vf=None if led_vf is None else parse_per_led(
+                                   led_vf, "--led-vf"))
+
+
+def _probe_port(port: str | None, sim_board: str | None, seed: int) -> str:
+    """--port, or the virtual bench's URL for --sim (one of the two)."""
+    if port and sim_board:
+        raise InputError("give either --port or --sim, not both")
+    if not port and not sim_board:
+        raise InputError("no probe: give --port PORT (see `hostctl devices`) or --sim")
+    return f"sim://?board={sim_board}&seed={seed}" if sim_board else str(port)
+
+
+def _resume_bench(meta, out: Path, sim_board, port, audio_device, audio_rate, settle_s):
+    """(port, audio device, rate, settle) for a resumed run: the session's bench beats the
+    profile; the command line beats both (and --sim given now replaces the session's port
+    rather than clashing with it)."""
+    from hostctl.record import SESSION_NAME
+
+    if not sim_board:
+        port = (port if given("port") else None) or meta.get("port") or port or None
+    if not given("audio_device") and "audio_device" in meta:
+        audio_device = meta["audio_device"] or None
+    try:
+        if not given("audio_rate") and meta.get("audio_rate"):
+            audio_rate = int(meta["audio_rate"])
+        if not given("settle_s") and meta.get("settle_s"):
+            settle_s = float(meta["settle_s"])
+    except ValueError as e:
+        raise InputError(f"session header: bad audio_rate/settle_s ({e})",
+                         str(out / SESSION_NAME)) from None
+    return port, audio_device, audio_rate, settle_s
 
 
 #: RunConfig field -> click parameter name, for options given on resume.

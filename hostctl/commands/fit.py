@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import tomllib
+from collections.abc import Iterator
+from typing import Any
 
 import click
 
@@ -158,13 +161,7 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
     inst = parse_values(installed, "--installed") if installed is not None else None
     if loss not in LOSS_CHOICES:
         raise InputError(f"--loss: unknown loss '{loss}' (known: {', '.join(LOSS_CHOICES)})")
-    thr = _threshold(led_threshold)
-    if led_vf is not None:
-        from hostctl.fit import SwitchVoltage
-
-        if led_threshold != DEFAULT_THRESHOLD_TEXT:
-            raise InputError("give either --led-vf or --led-threshold, not both")
-        thr = SwitchVoltage(parse_per_led(led_vf, "--led-vf"))
+    thr = _led_rule(led_threshold, led_vf)
     lr_v = _positive(lr, "--lr", float) if lr is not None else None
     steps_v = int(_positive(steps, "--steps", int)) if steps is not None else None
     from hostctl.record import is_session, read_session
@@ -202,35 +199,12 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
         name, spec = parse_prior(p)
         prior[name] = spec
     fixed_vals = parse_values(fixed, "--fixed") if fixed else None
-    try:
+    with _rows_named(data):
         res = fit(ms, circ.name, capacitance=caps, led_threshold=thr, loss=loss,
                   prior=prior or None, fixed=fixed_vals, lr=lr_v, steps=steps_v)
-    except FitError as e:
-        raise FitError(f"{data}: {e}") from None
-    except InputError as e:
-        row = getattr(e, "row", None)
-        if row is None:
-            raise
-        lines = _data_lines(data)
-        line = lines[row] if row < len(lines) else None
-        raise InputError(e.bare, data, line, e.column_name) from None  # type: ignore[attr-defined]
     from hostctl.advice import advise
 
-    if led_vf is not None:   # on volts: the |H| threshold at the typical amplitude, for maps
-        vf = res.led_vf or thr.volts   # type: ignore[union-attr]
-        vins = sorted(m.vin_v for m in ms.rows if m.vin_v and m.led is not None) or sorted(
-            m.vin_v for m in ms.rows if m.vin_v) or [1.0]
-        a = vins[len(vins) // 2]
-        thr_used = ({k: v / a for k, v in vf.items()} if isinstance(vf, dict) else vf / a)
-        thr_src = (f"LED rows judged on volts ({format_threshold(vf, 'g')} V) against "
-                   f"each tone's reference; bands at the median reference {a:.3f} V")
-    elif isinstance(thr, str):   # estimated by the fit (relative to 0 dBFS)
-        thr_used = res.led_thresholds or res.led_threshold or float(DEFAULT_THRESHOLD_TEXT)
-        thr_src = "estimated by the fit (relative to 0 dBFS)"
-    else:
-        thr_used = thr
-        thr_src = ("given (--led-threshold)" if led_threshold != DEFAULT_THRESHOLD_TEXT
-                   else "1/sqrt(2), the default (--led-threshold for your LEDs)")
+    thr_used, thr_src = _threshold_used(res, ms, thr, led_threshold, led_vf is not None)
     drive, unknown = None, set()
     installed_now = inst if inst is not None else _meta_installed(ms)
     if led_vf is not None:
@@ -248,6 +222,52 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
                  capacitance=caps, threshold=thr_used, threshold_source=thr_src,
                  installed=installed_now, fit=res, drive=drive, unknown_thresholds=unknown)
     _emit(res, adv, data, as_json)
+
+
+def _led_rule(led_threshold: str, led_vf: str | None) -> Any:
+    """--led-threshold as the fit takes it, or --led-vf (the two exclude each other)."""
+    thr = _threshold(led_threshold)
+    if led_vf is not None:
+        from hostctl.fit import SwitchVoltage
+
+        if led_threshold != DEFAULT_THRESHOLD_TEXT:
+            raise InputError("give either --led-vf or --led-threshold, not both")
+        thr = SwitchVoltage(parse_per_led(led_vf, "--led-vf"))
+    return thr
+
+
+@contextlib.contextmanager
+def _rows_named(data: str) -> Iterator[None]:
+    """Fit errors name the data file; a bad row names its line in the file."""
+    try:
+        yield
+    except FitError as e:
+        raise FitError(f"{data}: {e}") from None
+    except InputError as e:
+        row = getattr(e, "row", None)
+        if row is None:
+            raise
+        lines = _data_lines(data)
+        line = lines[row] if row < len(lines) else None
+        raise InputError(e.bare, data, line, e.column_name) from None  # type: ignore[attr-defined]
+
+
+def _threshold_used(res: Any, ms: MeasurementSet, thr: Any, led_threshold: str,
+                    on_volts: bool) -> tuple[Any, str]:
+    """The |H| threshold the LED maps use, and where it came from (for the report)."""
+    if on_volts:   # on volts: the |H| threshold at the typical amplitude, for maps
+        vf = res.led_vf or thr.volts
+        vins = sorted(m.vin_v for m in ms.rows if m.vin_v and m.led is not None) or sorted(
+            m.vin_v for m in ms.rows if m.vin_v) or [1.0]
+        a = vins[len(vins) // 2]
+        thr_used = ({k: v / a for k, v in vf.items()} if isinstance(vf, dict) else vf / a)
+        return thr_used, (f"LED rows judged on volts ({format_threshold(vf, 'g')} V) against "
+                          f"each tone's reference; bands at the median reference {a:.3f} V")
+    if isinstance(thr, str):   # estimated by the fit (relative to 0 dBFS)
+        thr_used = res.led_thresholds or res.led_threshold or float(DEFAULT_THRESHOLD_TEXT)
+        return thr_used, "estimated by the fit (relative to 0 dBFS)"
+    return thr, ("given (--led-threshold)" if led_threshold != DEFAULT_THRESHOLD_TEXT
+                 else "1/sqrt(2), the default (--led-threshold for your LEDs)")
 
 
 def _netlist(path: str | None, circuit_name: str | None):
