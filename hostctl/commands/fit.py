@@ -202,26 +202,33 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
     with _rows_named(data):
         res = fit(ms, circ.name, capacitance=caps, led_threshold=thr, loss=loss,
                   prior=prior or None, fixed=fixed_vals, lr=lr_v, steps=steps_v)
+    adv = _advise(res, ms, data, thr, led_threshold, led_vf is not None, caps,
+                  inst if inst is not None else _meta_installed(ms), target, series)
+    _emit(res, adv, data, as_json)
+
+
+def _advise(res: Any, ms: MeasurementSet, data: str, thr: Any, led_threshold: str,
+            on_volts: bool, caps: Any, installed_now: Any, target: Any, series: str | None
+            ) -> Any:
+    """The parts to buy for the fitted board, its LEDs judged as the options say."""
     from hostctl.advice import advise
 
-    thr_used, thr_src = _threshold_used(res, ms, thr, led_threshold, led_vf is not None)
+    thr_used, thr_src = _threshold_used(res, ms, thr, led_threshold, on_volts)
     drive, unknown = None, set()
-    installed_now = inst if inst is not None else _meta_installed(ms)
-    if led_vf is not None:
+    if on_volts:
         from hostctl.source import measured_drive
 
         try:
             drive = measured_drive(get_circuit(res.circuit), res, caps, ms.rows,
-                                   thr.volts, installed=installed_now)  # type: ignore[union-attr]
+                                   thr.volts, installed=installed_now)
         except FitError as e:
             res.notes.append(f"LEDs judged on |H| at the median reference amplitude: {e}")
     elif isinstance(thr, str) and not (res.led_thresholds or res.led_threshold):
         unknown = set(get_circuit(res.circuit).channels)   # nothing measured it
-    adv = advise(get_circuit(res.circuit), target or _meta_target(ms, data),
-                 series=series or "E24",
-                 capacitance=caps, threshold=thr_used, threshold_source=thr_src,
-                 installed=installed_now, fit=res, drive=drive, unknown_thresholds=unknown)
-    _emit(res, adv, data, as_json)
+    return advise(get_circuit(res.circuit), target or _meta_target(ms, data),
+                  series=series or "E24",
+                  capacitance=caps, threshold=thr_used, threshold_source=thr_src,
+                  installed=installed_now, fit=res, drive=drive, unknown_thresholds=unknown)
 
 
 def _led_rule(led_threshold: str, led_vf: str | None) -> Any:
