@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hostctl.circuits import LED_THRESHOLD, Circuit, capacitances, get_circuit
+from hostctl.fit.batchwork import covariances, linear_starts, sensitivity_warnings
 from hostctl.fit.engine import _result, fit
-from hostctl.fit.intervals import _covariance, _n_informed, _sensitivity_warnings
 from hostctl.fit.led import _active_rows, _box, _inside, _vertex_intervals
 from hostctl.fit.lm import _lm
 from hostctl.fit.problem import _build, _Problem, _usable, nuisances
 from hostctl.fit.result import FitResult
 from hostctl.fit.settings import LED_LAPSE, MISFIT_RMS, SIGMA_SCHEDULE
-from hostctl.fit.starts import _default_base, _grid_range, _groups, _linear_start, _switch_rows
+from hostctl.fit.starts import _default_base, _grid_range, _groups, _switch_rows
 from hostctl.measurements import MeasurementSet
 
 if TYPE_CHECKING:
@@ -88,17 +88,13 @@ def _fit_many_gain(datasets: Sequence[MeasurementSet], circ: Circuit, caps: dict
     ch = np.zeros((B, n), dtype=np.int64)
     lg = np.zeros((B, n))
     wt = np.zeros((B, n))
-    th0 = np.zeros((B, p))
     for b, pr in enumerate(probs):
         m = pr.ng
         om[b, :m] = pr.omega.numpy()
         ch[b, :m] = pr.ch.numpy()
         lg[b, :m] = pr.logg
         wt[b, :m] = 1.0
-        th = _default_base(pr)
-        for k, v in _linear_start(pr).items():
-            th[k] = v
-        th0[b] = th
+    th0 = linear_starts(probs, om, ch, lg, wt)
     model = probs[0].model
     omt, cht = torch.from_numpy(om), torch.from_numpy(ch)
 
@@ -110,29 +106,31 @@ def _fit_many_gain(datasets: Sequence[MeasurementSet], circ: Circuit, caps: dict
         return 0.5 * np.einsum("bn,bn->b", r, r), (Jt @ r[..., None])[..., 0], Jt @ J
 
     theta, cost, A, done, it = _lm(fun, th0)
-    # boards whose linear start missed: the single-board path (with multi-start)
-    out = []
+    ms = np.array([pr.ng for pr in probs])
+    rms = np.sqrt(2 * cost / np.maximum(ms, 1))
+    dof = ms - (np.einsum("bpp->bp", A) > 1e-16 * np.maximum(1, ms)[:, None]).sum(1)
+    s = np.sqrt(np.maximum(2 * cost / np.maximum(dof, 1), 1e-24))
+    # boards whose linear start missed, with no spare rows, or with the probe's noise
+    # figures: the single-board path (multi-start; it says why)
+    alone = (rms > MISFIT_RMS) | ~done | (dof <= 0) | np.array([pr.noise_known
+                                                                for pr in probs])
+    cov, warns = covariances(probs, A / s[:, None, None] ** 2)
+    _, J = model.logh(theta, omt, cht, jac=True)
+    sens = sensitivity_warnings(probs, theta, J, wt, warns)
+    q = stdtrit(np.maximum(dof, 1), 0.975)   # Student-t: the noise comes from the residuals
+    sd = np.sqrt(np.where(np.isfinite(np.einsum("bpp->bp", cov)),
+                          np.maximum(np.einsum("bpp->bp", cov), 0.0), np.inf))
+    lo, hi = theta - q[:, None] * sd, theta + q[:, None] * sd
     secs = time.perf_counter() - t0
+    out = []
     for b, pr in enumerate(probs):
-        m = pr.ng
-        rms = math.sqrt(2 * cost[b] / max(m, 1))
-        if rms > MISFIT_RMS or not done[b]:
+        if alone[b]:
             out.append(fit(datasets[b], circ, capacitance=capacitance))
             continue
-        dof = m - _n_informed(A[b], m)
-        if dof <= 0 or pr.noise_known:  # the single-board path says why
-            out.append(fit(datasets[b], circ, capacitance=capacitance))
-            continue
-        s = max(math.sqrt(2 * cost[b] / dof), 1e-12)
-        q = float(stdtrit(dof, 0.975))  # Student-t: the noise comes from the residuals
-        cov, warns = _covariance(pr, A[b] / s ** 2, [])
-        ci = {}
-        for k in range(p):
-            sd = math.sqrt(max(cov[k, k], 0.0)) if np.isfinite(cov[k, k]) else math.inf
-            ci[k] = (theta[b, k] - q * sd, theta[b, k] + q * sd)
-        warns += _sensitivity_warnings(pr, theta[b], [], warns)
+        ci = {k: (lo[b, k], hi[b, k]) for k in range(p)}
         res = _result(pr, theta[b], ci, {k: "jacobian" for k in pr.free}, bool(done[b]),
-                      it, t0, "gauss-newton", "auto", list(pr.warnings) + warns, [])
+                      it, t0, "gauss-newton", "auto",
+                      list(pr.warnings) + warns[b] + sens[b], [])
         res.seconds = secs / B
         out.append(res)
     return out
