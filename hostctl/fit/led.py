@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,6 +14,15 @@ from hostctl.fit.model import _Model
 from hostctl.fit.problem import _Problem, _subproblem
 from hostctl.fit.settings import BOX
 from hostctl.fit.starts import _grid_range
+
+#: step (log ohm) of the forward differences that stand in for a Jacobian
+FD_STEP = 2.0 ** -24
+#: model points (vertices x rows) per feasibility pass
+FEASIBLE_POINTS = 1 << 18
+#: bisections of each end of an estimated threshold's range, and how many levels of them
+#: one batch evaluates (2**depth - 1 thresholds per end)
+PROFILE_STEPS = 16
+PROFILE_DEPTH = 4
 
 if TYPE_CHECKING:
     pass
@@ -27,26 +37,16 @@ def _led_interval(prob: _Problem, theta: np.ndarray, ks: list[int], chans: set[i
     evaluates the region at another threshold (profiling an estimated threshold). An
     empty region returns no intervals. See :func:`_vertex_intervals`.
     """
-    p_all = len(prob.free)
     msgs: list[str] = []
-    rows = np.flatnonzero(np.isin(prob.chl, list(chans)))
-    if not len(rows):
-        return {}, 0, msgs
-    if len(ks) > 2:
+    if len(ks) > 2 and np.isin(prob.chl, list(chans)).any():
         msgs.append("interval for more than two coupled resistors is not computed exactly")
+    taus = None if tau is None else np.array([tau])
+    reg = _led_regions(prob, theta, ks, chans, taus)
+    if reg is None:
         return {}, 0, msgs
-    sub = _subproblem(prob, rows + prob.ng)
-    t_hat = theta[p_all] if prob.est_t else prob.log_t
-    lt_acc = (t_hat + sub.lvl)[None]
-    lt_reg = ((t_hat if tau is None else tau) + sub.lvl)[None]
-    key = sub.chl * 4096 + sub.groups()
-    box_lo, box_hi = _box(prob, theta, ks)
-    lo, hi, nrej, empty = _vertex_intervals(
-        sub.model, theta[None, :p_all], ks, sub.omega[None], sub.ch[None], sub.sgn[None],
-        lt_acc, lt_reg, np.ones((1, len(rows)), bool), sub.freq_l[None], key[None],
-        box_lo[None], box_hi[None], include_hat=tau is None)
+    lo, hi, nrej, empty = reg
     if empty[0]:
-        return {}, int(nrej[0]), msgs
+        return {}, nrej, msgs
     out = {}
     for j, k in enumerate(ks):
         name = prob.free[k]
@@ -59,7 +59,32 @@ def _led_interval(prob: _Problem, theta: np.ndarray, ks: list[int], chans: set[i
                         "its switch); the interval is open above and the value is only a "
                         "placeholder inside it")
         out[k] = (float(lo[0, j]), float(hi[0, j]))
-    return out, int(nrej[0]), msgs
+    return out, nrej, msgs
+
+
+def _led_regions(prob: _Problem, theta: np.ndarray, ks: list[int], chans: set[int],
+                 taus: np.ndarray | None
+                 ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray] | None:
+    """One LED-only group's consistent region at each threshold of ``taus`` (log t_ref;
+    None: at the estimate, which then lies inside it) in one batch: lo, hi (T, q), rows
+    rejected at the estimate, empty (T,). None when the group has no rows or couples
+    more than two resistors (no exact region then)."""
+    p_all = len(prob.free)
+    rows = np.flatnonzero(np.isin(prob.chl, list(chans)))
+    if not len(rows) or len(ks) > 2:
+        return None
+    sub = _subproblem(prob, rows + prob.ng)
+    t_hat = theta[p_all] if prob.est_t else prob.log_t
+    lt_acc = (t_hat + sub.lvl)[None]
+    tt = np.array([t_hat]) if taus is None else np.asarray(taus, dtype=float)
+    lt_reg = (tt[:, None] + sub.lvl[None])[:, None]          # (T, 1, n)
+    key = sub.chl * 4096 + sub.groups()
+    box_lo, box_hi = _box(prob, theta, ks)
+    lo, hi, nrej, empty = _vertex_intervals(
+        sub.model, theta[None, :p_all], ks, sub.omega[None], sub.ch[None], sub.sgn[None],
+        lt_acc, lt_reg, np.ones((1, len(rows)), bool), sub.freq_l[None], key[None],
+        box_lo[None], box_hi[None], include_hat=taus is None)
+    return lo[:, 0], hi[:, 0], int(nrej[0]), empty[:, 0]
 
 
 def _box(prob: _Problem, theta: np.ndarray, ks: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -85,32 +110,118 @@ def _vertex_intervals(model: _Model, th: np.ndarray, ks: list[int], om: Any, ch:
     method (all boards' systems in one batch), and a vertex counts only if it
     reproduces every accepted observation of its board.
 
-    Returns lo, hi (B, q) in log ohm (-inf / inf where the region reaches the box), the
-    number of rejected rows per board, and which boards have an empty region.
+    ``lt_reg`` (B, n) places the region's thresholds; (T, B, n) evaluates it at T sets of
+    thresholds in the same batch (a threshold profile: acceptance and candidate systems
+    do not depend on it). Returns lo, hi (B, q) -- (T, B, q) -- in log ohm (-inf / inf
+    where the region reaches the box), the number of rejected rows per board, and which
+    boards have an empty region (B,) -- (T, B).
     """
     B, n = sgn.shape
     q = len(ks)
-    L, _ = model.logh(th, om, ch, jac=False)
+    om, ch = _numpy(om), _numpy(ch)
+    L = _logh_plain(model, th, om, ch)
     acc = valid & (sgn * (L - lt_acc) >= -1e-12)
     nrej = (valid & ~acc).sum(1)
     sys_b, sys_c = _vertex_systems(acc, sgn, freq, key, box_lo, box_hi, q)
-    lo = np.full((B, q), math.inf)
-    hi = np.full((B, q), -math.inf)
+    lt3 = lt_reg.reshape((-1, B, n))
+    T = lt3.shape[0]
+    # T thresholds x B boards: virtual board t * B + b reads board b's rows
+    rb = np.tile(np.arange(B), T)
+    lo = np.full((T * B, q), math.inf)
+    hi = np.full((T * B, q), -math.inf)
     if sys_b:
-        sb = np.array(sys_b)
-        x, ok = _solve_vertices(model, th, ks, om, ch, lt_reg, sb, sys_c, box_lo, box_hi)
-        blo, bhi = box_lo[sb], box_hi[sb]
+        sb = (np.arange(T)[:, None] * B + np.array(sys_b)[None]).reshape(-1)
+        eqs = np.tile(_equations(sys_c), (T, 1, 1))
+        x, ok = _solve_vertices(model, th, ks, om, ch, lt3.reshape(T * B, n), sb, eqs,
+                                box_lo, box_hi, rb)
+        blo, bhi = box_lo[rb[sb]], box_hi[rb[sb]]
         good = np.flatnonzero(ok & ((x >= blo - 1e-9) & (x <= bhi + 1e-9)).all(1))
-        vi = good[_feasible(model, th, ks, om, ch, sgn, lt_reg, acc, sb[good], x[good])]
+        vi = good[_feasible(model, th, ks, om, ch, sgn, lt3.reshape(T * B, n), acc,
+                            sb[good], x[good], rb)]
         np.minimum.at(lo, sb[vi], x[vi])
         np.maximum.at(hi, sb[vi], x[vi])
     if include_hat:
-        lo = np.minimum(lo, th[:, ks])
-        hi = np.maximum(hi, th[:, ks])
+        lo = np.minimum(lo, th[rb][:, ks])
+        hi = np.maximum(hi, th[rb][:, ks])
     empty = ~(np.isfinite(lo).all(1) & np.isfinite(hi).all(1))
-    lo = np.where(lo <= box_lo + 1e-6, -math.inf, lo)
-    hi = np.where(hi >= box_hi - 1e-6, math.inf, hi)
-    return lo, hi, nrej, empty
+    lo = np.where(lo <= box_lo[rb] + 1e-6, -math.inf, lo)
+    hi = np.where(hi >= box_hi[rb] - 1e-6, math.inf, hi)
+    if lt_reg.ndim == 2:
+        return lo, hi, nrej, empty
+    return lo.reshape(T, B, q), hi.reshape(T, B, q), nrej, empty.reshape(T, B)
+
+
+def _numpy(a: Any) -> np.ndarray:
+    """A problem's torch tensor (or an array) as a numpy array, no copy."""
+    return a.numpy() if hasattr(a, "numpy") else np.asarray(a)
+
+
+def _logh_plain(model: _Model, theta: np.ndarray, om: np.ndarray, ch: np.ndarray
+                ) -> np.ndarray:
+    """log|H| (S, n) where no gradient is needed: the model's numpy program, or -- when a
+    free parameter enters an element through an expression (``{R_low/S_low}``), which
+    the program does not compile -- the netlist solved in numpy for the whole batch at
+    once (autograd's model goes a block of rows at a time, for its graph's memory)."""
+    solver = getattr(model.circ, "solver", None)
+    if model._fast is not None or solver is None:
+        return model.logh(theta, *_model_rows(model, om, ch), jac=False)[0]
+    from hostctl.circuits.registry import _overrides
+    from hostctl.fit.model import _pick
+
+    circ = model.circ
+    values: dict[str, Any] = {k: float(v) for k, v in model.fixed.items()}
+    values.update({name: np.exp(theta[:, k])[:, None] for k, name in enumerate(model.free)})
+    ref = circ.probe.get("ref")
+    nodes = ([ref] if ref else []) + [circ.probe[c] for c in circ.channels]
+    if om.ndim == 2 and om.shape[0] == 1:
+        om, ch = om[0], ch.reshape(-1)
+    inv = None
+    if om.ndim == 1:   # rows share tones: solve each distinct tone once
+        uo, inv = np.unique(om, return_inverse=True)
+        om = uo[None, :]
+    caps = {k: float(v) for k, v in model.ct.items()}
+    V = solver.solve_numpy(om, _overrides(circ, values, caps), nodes)
+    H = _pick(np.abs(V), inv, ch, bool(ref), False)
+    return np.log(np.maximum(H, 1e-300))
+
+
+def _model_rows(model: _Model, om: np.ndarray, ch: np.ndarray) -> tuple[Any, Any]:
+    """Tones and channels as the model takes them: arrays for its numpy program, torch
+    tensors for a closed form (no netlist: the test oracle's circuits)."""
+    if model._fast is not None:
+        return om, ch
+    import torch
+
+    return (torch.from_numpy(np.ascontiguousarray(om)),
+            torch.from_numpy(np.ascontiguousarray(ch)))
+
+
+def _logh_dx(model: _Model, theta: np.ndarray, ks: list[int], om: np.ndarray,
+             ch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log|H| (S, n) and its derivative in ``theta[:, ks]`` (S, n, q) for Newton's method:
+    the model's exact adjoint where it has a numpy program, else forward differences of
+    :func:`_logh_plain` (all q + 1 points in one batch; Newton's root is set by the
+    residual, a Jacobian good to ~1e-7 only changes how fast it gets there)."""
+    if model._fast is not None or getattr(model.circ, "solver", None) is None:
+        L, J = model.logh(theta, *_model_rows(model, om, ch), jac=True)
+        return L, J[..., ks]
+    S, q = len(theta), len(ks)
+    pts = np.tile(theta, (q + 1, 1))
+    h = np.empty((q, S))
+    for j, k in enumerate(ks):
+        moved = theta[:, k] + FD_STEP
+        h[j] = moved - theta[:, k]
+        pts[(j + 1) * S:(j + 2) * S, k] = moved
+    Ls = _logh_plain(model, pts, np.tile(om, (q + 1, 1)), np.tile(ch, (q + 1, 1)))
+    L = Ls[:S]
+    J = np.stack([(Ls[(j + 1) * S:(j + 2) * S] - L) / h[j][:, None] for j in range(q)], -1)
+    return L, J
+
+
+def _equations(sys_c: list[tuple]) -> np.ndarray:
+    """Candidate systems as one array (S, 4, q): face?, row, face axis, face value."""
+    return np.array([[[c[0] for c in combo], [c[1] for c in combo], [c[2] for c in combo],
+                      [c[3] for c in combo]] for combo in sys_c], dtype=float)
 
 
 def _vertex_systems(acc: np.ndarray, sgn: np.ndarray, freq: np.ndarray, key: np.ndarray,
@@ -142,24 +253,23 @@ def _vertex_systems(acc: np.ndarray, sgn: np.ndarray, freq: np.ndarray, key: np.
     return sys_b, sys_c
 
 
-def _solve_vertices(model: _Model, th: np.ndarray, ks: list[int], om: Any, ch: Any,
-                    lt_reg: np.ndarray, sb: np.ndarray, sys_c: list[tuple],
-                    box_lo: np.ndarray, box_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Newton's method on every candidate system at once: (vertex, converged)."""
-    import torch
-
+def _solve_vertices(model: _Model, th: np.ndarray, ks: list[int], om: np.ndarray,
+                    ch: np.ndarray, lt_reg: np.ndarray, sb: np.ndarray, eqs: np.ndarray,
+                    box_lo: np.ndarray, box_hi: np.ndarray, rb: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Newton's method on every candidate system at once: (vertex, converged).
+    ``sb`` each system's (virtual) board, ``rb`` the board whose rows it reads."""
     S, q = len(sb), len(ks)
-    isface = np.array([[c[0] for c in combo] for combo in sys_c], dtype=bool)
-    rowidx = np.array([[c[1] for c in combo] for combo in sys_c], dtype=np.int64)
-    facej = np.array([[c[2] for c in combo] for combo in sys_c], dtype=np.int64)
-    facev = np.array([[c[3] for c in combo] for combo in sys_c], dtype=float)
-    bt = torch.from_numpy(sb)[:, None]
-    rt = torch.from_numpy(rowidx)
-    oms, chs = om[bt, rt], ch[bt, rt]
+    isface = eqs[:, 0] != 0
+    rowidx = eqs[:, 1].astype(np.int64)
+    facej = eqs[:, 2].astype(np.int64)
+    facev = eqs[:, 3]
+    br = rb[sb]
+    oms, chs = om[br[:, None], rowidx], ch[br[:, None], rowidx]
     lts = lt_reg[sb[:, None], rowidx]
-    full = th[sb].copy()
+    full = th[br].copy()
     x = full[:, ks].copy()
-    blo, bhi = box_lo[sb], box_hi[sb]
+    blo, bhi = box_lo[br], box_hi[br]
     for e in range(q):  # face equations are linear: start them on their face
         x[isface[:, e], facej[isface[:, e], e]] = facev[isface[:, e], e]
     ok = np.zeros(S, bool)
@@ -169,10 +279,8 @@ def _solve_vertices(model: _Model, th: np.ndarray, ks: list[int], om: Any, ch: A
         if not len(w):
             break
         full[w[:, None], ks] = x[w]
-        Lr, Jr = model.logh(full[w], oms[torch.from_numpy(w)], chs[torch.from_numpy(w)],
-                            jac=True)
+        Lr, Jx = _logh_dx(model, full[w], ks, oms[w], chs[w])
         F = Lr - lts[w]
-        Jx = Jr[..., ks]
         xw = x[w]
         for e in range(q):
             fw = isface[w, e]
@@ -190,20 +298,24 @@ def _solve_vertices(model: _Model, th: np.ndarray, ks: list[int], om: Any, ch: A
     return x, ok
 
 
-def _feasible(model: _Model, th: np.ndarray, ks: list[int], om: Any, ch: Any,
+def _feasible(model: _Model, th: np.ndarray, ks: list[int], om: np.ndarray, ch: np.ndarray,
               sgn: np.ndarray, lt_reg: np.ndarray, acc: np.ndarray, fb_all: np.ndarray,
-              xs: np.ndarray) -> np.ndarray:
-    """Which vertices reproduce every accepted observation of their board."""
-    import torch
-
+              xs: np.ndarray, rb: np.ndarray) -> np.ndarray:
+    """Which vertices reproduce every accepted observation of their board (in pieces of
+    ~FEASIBLE_POINTS model points: a vertex is checked on every row of its board)."""
     feas = np.zeros(len(fb_all), bool)
-    for c0 in range(0, len(fb_all), 4096):
-        fb = fb_all[c0:c0 + 4096]
-        fv = th[fb].copy()
-        fv[:, ks] = xs[c0:c0 + 4096]
-        Lv, _ = model.logh(fv, om[torch.from_numpy(fb)], ch[torch.from_numpy(fb)], jac=False)
-        mv = sgn[fb] * (Lv - lt_reg[fb])
-        feas[c0:c0 + 4096] = ((mv >= -1e-9) | ~acc[fb]).all(1)
+    step = max(1, FEASIBLE_POINTS // max(1, om.shape[-1]))
+    for c0 in range(0, len(fb_all), step):
+        fb = fb_all[c0:c0 + step]
+        br = rb[fb]
+        fv = th[br].copy()
+        fv[:, ks] = xs[c0:c0 + step]
+        if om.shape[0] == 1:   # one board's rows: its distinct tones solved once
+            Lv = _logh_plain(model, fv, om[0], ch[0])
+        else:
+            Lv = _logh_plain(model, fv, om[br], ch[br])
+        mv = sgn[br] * (Lv - lt_reg[fb])
+        feas[c0:c0 + step] = ((mv >= -1e-9) | ~acc[br]).all(1)
     return feas
 
 
@@ -226,40 +338,100 @@ def _profile_threshold(prob: _Problem, theta: np.ndarray, led_only: list
 
     The feasible thresholds form an interval around the estimate; its ends are found by
     bisection on "every group still has a consistent region", and the resistor
-    intervals are the union of the exact intervals at 9 thresholds across it.
+    intervals are the union of the exact intervals at 9 thresholds across it. Each batch
+    of thresholds is one evaluation per group (:func:`_led_regions`).
     """
     tau_hat = float(theta[-1])
 
-    def ivs_at(tau: float) -> dict[int, tuple[float, float]] | None:
-        out: dict[int, tuple[float, float]] = {}
+    def ivs_at(ds: list[float]) -> list[dict[int, tuple[float, float]] | None]:
+        taus = tau_hat + np.array(ds, dtype=float)
+        ok = np.ones(len(taus), bool)
+        per = []
         for ks, chans in led_only:
-            iv, _, _ = _led_interval(prob, theta, ks, chans, tau=tau)
-            if not iv:
-                return None
-            out.update(iv)
+            idx = np.flatnonzero(ok)   # a threshold one group rules out is not tried further
+            reg = _led_regions(prob, theta, ks, chans, taus[idx]) if len(idx) else None
+            if reg is None:
+                return [None] * len(taus)
+            lo, hi, _, empty = reg
+            ok[idx[empty]] = False
+            per.append((ks, idx, lo, hi))
+        out: list[dict[int, tuple[float, float]] | None] = []
+        for t in np.arange(len(taus)):
+            if not ok[t]:
+                out.append(None)
+                continue
+            iv: dict[int, tuple[float, float]] = {}
+            for ks, idx, lo, hi in per:
+                i = int(np.searchsorted(idx, t))
+                iv.update({k: (float(lo[i, j]), float(hi[i, j])) for j, k in enumerate(ks)})
+            out.append(iv)
         return out
 
-    def edge(direction: float) -> tuple[float, bool]:
-        inside, outside = 0.0, 2.0 * direction
-        if ivs_at(tau_hat + outside) is not None:
-            return outside, True
-        for _ in range(16):
-            mid = 0.5 * (inside + outside)
-            if ivs_at(tau_hat + mid) is not None:
-                inside = mid
-            else:
-                outside = mid
-        return inside, False
-
-    lo_d, lo_open = edge(-1.0)
-    hi_d, hi_open = edge(+1.0)
+    (lo_d, lo_open), (hi_d, hi_open) = _bisect_edges(
+        lambda ds: [iv is not None for iv in ivs_at(ds)])
     union: dict[int, tuple[float, float]] = {}
-    for d in np.linspace(lo_d, hi_d, 9):
-        iv = ivs_at(tau_hat + float(d))
+    for iv in ivs_at([float(d) for d in np.linspace(lo_d, hi_d, 9)]):
         for k, (a, b) in (iv or {}).items():
             a0, b0 = union.get(k, (a, b))
             union[k] = (min(a0, a), max(b0, b))
     return (tau_hat + lo_d, tau_hat + hi_d), union, lo_open or hi_open
+
+
+def _bisect_edges(feasible: Callable[[list[float]], list[bool]], steps: int = PROFILE_STEPS,
+                  depth: int = PROFILE_DEPTH) -> list[tuple[float, bool]]:
+    """Both ends of the feasible offsets around 0: (end, open) below, then above.
+
+    An end is open when the offset 2 is still feasible; else ``steps`` bisections of
+    [0, 2] find it. Both ends advance ``depth`` levels per batch: every midpoint those
+    levels could ask for goes in (2**depth - 1 per end), and the path is read off the
+    answers -- the plain bisection's result, whatever the answers are."""
+    ends = [{"in": 0.0, "out": 2.0 * d, "left": steps, "open": None} for d in (-1.0, 1.0)]
+    while True:
+        pts: list[float] = []
+        plan: list[tuple[int, list[float]] | None] = []
+        for e in ends:
+            if e["open"] or not e["left"]:
+                plan.append(None)
+                continue
+            if e["open"] is None:
+                pts.append(e["out"])
+            mids = _midpoints(e["in"], e["out"], min(depth, e["left"]))
+            plan.append((len(pts), mids))
+            pts += mids
+        if not pts:
+            break
+        ans = feasible(pts)
+        for e, pl in zip(ends, plan, strict=True):
+            if pl is None:
+                continue
+            i0, mids = pl
+            if e["open"] is None:
+                e["open"] = ans[i0 - 1]
+                if e["open"]:
+                    continue
+            i = 0
+            while i < len(mids):   # the bisection's path through the heap-ordered tree
+                if ans[i0 + i]:
+                    e["in"], i = mids[i], 2 * i + 2
+                else:
+                    e["out"], i = mids[i], 2 * i + 1
+            e["left"] -= int(math.log2(len(mids) + 1))
+    return [(e["out"], True) if e["open"] else (e["in"], False) for e in ends]
+
+
+def _midpoints(inside: float, outside: float, levels: int) -> list[float]:
+    """Every midpoint ``levels`` bisections of [inside, outside] can visit, heap-ordered:
+    node i's next is 2i+1 when i is infeasible, 2i+2 when feasible."""
+    mids: list[float] = []
+    frontier = [(inside, outside)]
+    for _ in range(levels):
+        nxt = []
+        for a, b in frontier:
+            m = 0.5 * (a + b)
+            mids.append(m)
+            nxt += [(a, m), (m, b)]
+        frontier = nxt
+    return mids
 
 
 def _near_switch(prob: _Problem, th_b: np.ndarray, sigma: float) -> _Problem:
