@@ -1,7 +1,11 @@
 """Shared test set-up.
 
 Paths: pyproject's ``pythonpath`` puts this checkout, ``examples/`` and ``tests/`` first on
-sys.path, so no test edits sys.path itself.
+sys.path, so no test edits sys.path itself; a script of ``benchmarks/`` (not a package) is
+loaded by :func:`benchmark_script` / the ``benchmark_script`` fixture.
+
+The virtual bench is opted in once here (``sims.backend.install()``: ``sim://`` ports and
+``sim:`` tone outputs), as the CLI does for its commands; hostctl itself never looks for it.
 
 Parallel runs (``-n 2``, pytest-xdist) and other runs on the same machine: tests marked
 ``sound_server`` play into and record from the one PulseAudio null sink, and tests marked
@@ -16,11 +20,14 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.util
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -90,3 +97,26 @@ def _test_lock(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     with exclusive(names[0]):
         yield
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """``benchmarks/NAME.py`` as a module, its folder importable while it loads (its own
+    helpers, e.g. ``common``), without leaving benchmarks/ on sys.path for other tests."""
+    if name in sys.modules:
+        return sys.modules[name]
+    folder = str(ROOT / "benchmarks")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None, name
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
+    return module
+
+
+@pytest.fixture(name="benchmark_script")
+def _benchmark_script() -> Callable[[str], ModuleType]:
+    return benchmark_script

@@ -215,3 +215,21 @@ def test_the_walk_sees_imports() -> None:
     lazy = [i for i in IMPORTS if i.module == "hostctl.commands.calibrate" and not i.top]
     assert any(i.target == "hostctl.device" for i in lazy)
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_package_data_is_true() -> None:
+    """Each package-data pattern in pyproject.toml names files that exist, and every data
+    file the library reads (under hostctl/) is shipped."""
+    import fnmatch
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]
+    for pkg, patterns in declared.items():
+        for pattern in patterns:
+            assert list((ROOT / pkg).glob(pattern)), f"pyproject: {pkg}/{pattern} matches nothing"
+    data = [p.relative_to(ROOT / "hostctl").as_posix() for p in (ROOT / "hostctl").rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    unshipped = [d for d in data
+                 if not any(fnmatch.fnmatch(d, pat) for pat in declared.get("hostctl", []))]
+    assert not unshipped, f"data files not in package-data: {unshipped}"

@@ -199,13 +199,9 @@ def test_tone_the_sound_card_cannot_play_is_flagged(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_soak_small() -> None:
+def test_soak_small(benchmark_script) -> None:
     """benchmarks/soak.py with 15 random fault mixes: none wrong, none crashed."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import soak
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    soak = benchmark_script("soak")
     res = soak.soak(15, seed=3)
     c = res["counts"]
     bad = [r for r in res["runs"] if r["outcome"] in ("wrong", "crashed")]

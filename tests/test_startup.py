@@ -20,7 +20,6 @@ ROOT = HERE.parent
 #: run hostctl in this interpreter, optionally against a fake probe on a real pty
 RUNNER = r"""
 import sys
-sys.path.insert(0, {tests!r})
 args = sys.argv[1:]
 code = 0
 try:
@@ -43,8 +42,8 @@ sys.exit(code)
 def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, bool]:
     """(exit code, stdout+stderr, torch imported?) of ``hostctl ARGS`` in a fresh python."""
     e = dict(env or os.environ)
-    e["PYTHONPATH"] = str(ROOT)
-    p = subprocess.run([sys.executable, "-c", RUNNER.format(tests=str(HERE)), *args],
+    e["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE)])   # hostctl, tests/fakeprobe
+    p = subprocess.run([sys.executable, "-c", RUNNER, *args],
                        capture_output=True, text=True, timeout=120, env=e, cwd=ROOT)
     tail = [ln for ln in p.stderr.splitlines() if ln.startswith("TORCH-LOADED=")]
     assert tail, p.stderr
@@ -72,7 +71,6 @@ def test_command_does_not_import_torch(args: tuple[str, ...]) -> None:
 
 @pytest.mark.sound_server
 def test_tone_plays_without_torch() -> None:
-    sys.path.insert(0, str(HERE))
     import audio_server
 
     try:
