@@ -142,7 +142,7 @@ class MeasurementSet:
         if unknown:
             warnings.warn(f"{path}:{header_line}: ignoring unknown column(s) {', '.join(unknown)}",
                           stacklevel=3)
-        out = RowStore(store) if store is not None else rows
+        out = RowStore(store, Measurement) if store is not None else rows
         if not len(out):
             raise InputError("no data rows", path)
         return cls(out, meta)  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ list before it appends.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice, repeat, starmap
 from typing import Any
 
@@ -90,17 +90,17 @@ def _led(v: int) -> int | None:
 
 
 class RowStore(Sequence):
-    """A read-only sequence of Measurements backed by :class:`Columns`."""
+    """A read-only sequence of rows backed by :class:`Columns`; ``row`` builds one (the
+    measurements module passes its Measurement: columns do not import their rows)."""
 
-    def __init__(self, cols: Columns) -> None:
+    def __init__(self, cols: Columns, row: Callable[..., Any]) -> None:
         self._c = cols
+        self._make = row
 
     def __len__(self) -> int:
         return len(self._c.channel)
 
     def _row(self, i: int, cols: list[tuple[str, array]], led: array | None) -> Any:
-        from hostctl.measurements import Measurement
-
         kw = {}
         for name, col in cols:
             v = col[i]
@@ -109,7 +109,7 @@ class RowStore(Sequence):
         if led is not None and led[i] >= 0:
             kw["led"] = led[i]
         c = self._c
-        return Measurement(channel=c.names[c.channel[i]], flag=c.flags[c.flag[i]], **kw)
+        return self._make(channel=c.names[c.channel[i]], flag=c.flags[c.flag[i]], **kw)
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
@@ -124,8 +124,6 @@ class RowStore(Sequence):
     def __iter__(self) -> Iterator[Any]:
         """Rows built column-wise (zip of C-level iterators, one constructor call a row):
         a pass over 2M rows is what the fit pays for not holding them."""
-        from hostctl.measurements import Measurement
-
         c = self._c
 
         def num(name: str) -> Iterator[Any]:
@@ -138,7 +136,7 @@ class RowStore(Sequence):
         fields = (num("frequency_hz"), map(c.names.__getitem__, c.channel), num("gain"), led,
                   num("vin_v"), num("vout_v"), num("level_dbfs"), num("led_fraction"),
                   num("time_s"), map(c.flags.__getitem__, c.flag), num("gain_se"))
-        return starmap(Measurement, islice(zip(*fields, strict=False), len(self)))
+        return starmap(self._make, islice(zip(*fields, strict=False), len(self)))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence) and not isinstance(other, str):
