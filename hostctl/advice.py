@@ -261,6 +261,12 @@ def _withhold(circ: Circuit, fit: FitResult | None, bands: dict[str, dict], why:
             for ch in ([secs[name][0]] if name in secs else circ.channels):
                 if ch in bands:
                     bands[ch] = {"pass": False, "why": f"{name} is not determined by the data"}
+        for name, text in ((fit.topology or {}).get("undecided") or {}).items():
+            held.setdefault(name, text)
+            for ch in ([secs[name][0]] if name in secs else circ.channels):
+                if ch in bands:
+                    bands[ch] = {"pass": False, "why": f"{name} depends on how the circuit "
+                                 "is built, which the LED data cannot tell"}
     if why.startswith("led"):
         for name, (ch, _) in secs.items():
             if ch in unknown and name not in held:

@@ -164,21 +164,68 @@ def _esr_verdict(best: FitResult, alt: FitResult) -> str:
 
 
 def _assume_first(results: list[FitResult]) -> FitResult:
-    """LED-only data cannot weigh topologies: keep the family's default, say so, and widen
-    its intervals over every alternative the LEDs do not contradict."""
-    first = results[0]
-    for alt in results[1:]:
-        if not alt.trusted:
-            continue
-        for k, (lo, hi) in first.ci95.items():
-            alo, ahi = alt.ci95.get(k, (lo, hi))
-            first.ci95[k] = (min(lo, alo), max(hi, ahi))
-    first.topology = {"chosen": first.circuit, "rejected": {}, "assumed": True,
-                      "covers": [r.circuit for r in results if r.trusted]}
+    """LED-only data: no likelihood to weigh topologies by, only consistency.
+
+    Candidates the LED rows contradict are rejected. Of the rest the family's default is
+    kept (the first consistent one), its intervals widened over every other; where the
+    consistent candidates disagree on a resistor (one's value outside the other's
+    interval) the data cannot say which value is right, so no part may rest on it
+    (``topology["undecided"]``: resistor -> why; the advice withholds those parts)."""
+    ok = [r for r in results if r.trusted]
+    first = ok[0] if ok else results[0]
+    bad = [r for r in results if not r.trusted and r is not first]
+    others = [r for r in ok if r is not first]
+    own = dict(first.ci95)
+    undecided: dict[str, list[str]] = {}
+    for alt in others:
+        for k, (lo, hi) in own.items():
+            if k not in alt.values:
+                continue
+            alo, ahi = alt.ci95.get(k, (alt.values[k], alt.values[k]))
+            if _build(alt.circuit) != _build(first.circuit) and not (
+                    lo <= alt.values[k] <= hi and alo <= first.values[k] <= ahi):
+                undecided.setdefault(k, []).append(
+                    f"{alt.circuit} gives {alt.values[k]:.4g} ({alo:.4g}..{ahi:.4g})")
+            c_lo, c_hi = first.ci95[k]
+            first.ci95[k] = (min(c_lo, alo), max(c_hi, ahi))
+    first.topology = {"chosen": first.circuit, "assumed": bool(others),
+                      "rejected": {r.circuit: None for r in bad},
+                      "covers": [r.circuit for r in ok] or [first.circuit]}
+    if bad:
+        first.notes.append("topology: the LED rows contradict " + ", ".join(
+            r.circuit for r in bad) + f"; {first.circuit} is consistent with them")
+    if not others:
+        return first
     first.notes.append(f"topology assumed ({first.circuit}): LED states alone cannot tell "
                        "the candidates apart; the intervals cover "
-                       + ", ".join(r.circuit for r in results if r.trusted))
+                       + ", ".join(r.circuit for r in ok))
+    if undecided:
+        why = {k: f"the LED data cannot tell {first.circuit} (its value "
+                  f"{first.values[k]:.4g}, {own[k][0]:.4g}..{own[k][1]:.4g}) from "
+                  + "; ".join(v) + _decide(ok) for k, v in undecided.items()}
+        first.topology["undecided"] = why
+        first.warnings.append(
+            f"the LED data are consistent with {', '.join(r.circuit for r in ok)}, which "
+            f"disagree on {', '.join(undecided)}: no part is offered for "
+            f"{'it' if len(undecided) == 1 else 'them'} (the intervals cover every "
+            f"candidate){_decide(ok)}")
     return first
+
+
+def _build(name: str) -> str:
+    """The build a preset stands for: an ``-ideal`` twin (no probe, no parasitics) is the
+    same build as its bench preset, so their small differences leave no doubt about how the
+    circuit is built (they only widen the intervals)."""
+    return name.removesuffix("-ideal")
+
+
+def _decide(ok: list[FitResult]) -> str:
+    """What tells the builds apart when LED states cannot (a family's head names the whole
+    family, so only the other members can be named alone)."""
+    named = [r.circuit for r in ok[1:] if not r.circuit.endswith("-ideal")]
+    how = (f"--circuit {' or '.join(named)} if that is the build, or " if named else "")
+    return (f"; to decide, name the build ({how}--netlist with your own circuit) or measure "
+            "the gains too (--mode both, or gain rows in the file)")
 
 
 def candidates(circuit: Circuit | str) -> list[Circuit]:
