@@ -122,7 +122,8 @@ def _vertex_intervals(model: _Model, th: np.ndarray, ks: list[int], om: Any, ch:
     L = _logh_plain(model, th, om, ch)
     acc = valid & (sgn * (L - lt_acc) >= -1e-12)
     nrej = (valid & ~acc).sum(1)
-    sys_b, sys_c = _vertex_systems(acc, sgn, freq, key, box_lo, box_hi, q)
+    sys_b, sys_c = _vertex_systems(acc, sgn, freq, key, box_lo, box_hi, q,
+                                   np.broadcast_to(lt_acc, sgn.shape))
     lt3 = lt_reg.reshape((-1, B, n))
     T = lt3.shape[0]
     # T thresholds x B boards: virtual board t * B + b reads board b's rows
@@ -225,15 +226,22 @@ def _equations(sys_c: list[tuple]) -> np.ndarray:
 
 
 def _vertex_systems(acc: np.ndarray, sgn: np.ndarray, freq: np.ndarray, key: np.ndarray,
-                    box_lo: np.ndarray, box_hi: np.ndarray, q: int
-                    ) -> tuple[list[int], list[tuple]]:
+                    box_lo: np.ndarray, box_hi: np.ndarray, q: int,
+                    lt: np.ndarray | None = None) -> tuple[list[int], list[tuple]]:
     """Candidate vertex systems per board: ``q`` binding constraints among the tones at
-    each end and beside each switch (per key), and the search box's faces."""
+    each end and beside each switch (per key), and the search box's faces.
+
+    With one threshold per key the response is monotone between switches, so a bound is
+    set beside a switch or at an end. With a level per row (``lt``: LEDs on volts, each
+    tone its own reference amplitude) an LED that never switches is bounded where the
+    product of response and sagging amplitude peaks -- inside the run, and where depends
+    on the resistor: every row of such a key is a candidate (alone, or with a face)."""
     sys_b: list[int] = []
     sys_c: list[tuple] = []
     for b in range(acc.shape[0]):
         ar = np.flatnonzero(acc[b])
         cand: set[int] = set()
+        loose: set[int] = set()
         for kv in np.unique(key[b, ar]):
             sel = ar[key[b, ar] == kv]
             sel = sel[np.argsort(freq[b, sel], kind="stable")]
@@ -242,14 +250,22 @@ def _vertex_systems(acc: np.ndarray, sgn: np.ndarray, freq: np.ndarray, key: np.
             cand.update((int(sel[0]), int(sel[-1])))
             cand.update(sel[sw].tolist())
             cand.update(sel[sw + 1].tolist())
+            if lt is not None and not len(sw) and np.ptp(lt[b, sel]) > 1e-9:
+                loose.update(sel.tolist())
         cons = [(False, i, 0, 0.0) for i in sorted(cand)]
+        faces = []
         for j in range(q):
-            cons += [(True, 0, j, box_lo[b, j]), (True, 0, j, box_hi[b, j])]
-        for combo in itertools.combinations(cons, q):
+            faces += [(True, 0, j, box_lo[b, j]), (True, 0, j, box_hi[b, j])]
+        for combo in itertools.combinations(cons + faces, q):
             if q == 2 and combo[0][0] and combo[1][0] and combo[0][2] == combo[1][2]:
                 continue
             sys_b.append(b)
             sys_c.append(combo)
+        for i in sorted(loose - cand):
+            for combo in ([((False, i, 0, 0.0),)] if q == 1 else
+                          [((False, i, 0, 0.0), f) for f in faces] if q == 2 else []):
+                sys_b.append(b)
+                sys_c.append(combo)
     return sys_b, sys_c
 
 
