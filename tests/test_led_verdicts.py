@@ -445,3 +445,71 @@ def test_source_interval_through_the_fit_covers_the_truth(tmp_path):
         rel.append((hi - lo) / 2 / max(truth, 1.0))
     assert covered >= 19, covered
     assert np.median(rel) < 0.1, rel
+
+
+def _two_level_rows(board, rng, vf: float, levels=(-3.0, -7.0), n: int = 400):
+    """LED rows at two tone levels (an estimated threshold needs switches at two), each
+    with its tone's reference amplitude."""
+    from sims.breadboards import amplitude_v, led_voltages
+
+    f = np.sort(np.exp(rng.uniform(np.log(20.0), np.log(20000.0), n)))
+    ref = np.abs(board.response(f)[board.channels["ref"]])
+    rows = []
+    for lv in levels:
+        v = led_voltages(board, f, level_dbfs=lv)
+        vin = amplitude_v(lv) * ref
+        rows += [Measurement(float(f[i]), c, led=int(v[c][i] > vf), vin_v=float(vin[i]),
+                             level_dbfs=lv) for i in range(f.size) for c in ("low", "band", "high")]
+    return rows, float(np.exp(np.max(np.diff(np.log(f)))) - 1)
+
+
+@spice
+def test_estimated_threshold_is_a_switching_voltage_on_each_tones_reference(tmp_path):
+    """``--led-threshold estimate`` with vin_v rows (a passive board, 2 ohm source, LEDs at
+    0.2 V, two levels): the shared threshold is estimated in volts against each row's
+    reference, not on |H| at the tone level -- which put R_band_low's interval at
+    39.0..42.7 ohm, truth 38.2. The estimate's range covers 0.2 V, every interval the
+    truth, every value within the tone gap; verdicts on volts with the measured source."""
+    from sims.breadboards import draw_board
+
+    rng = np.random.default_rng(5)
+    board = draw_board(rng, topology="passive", source=(0.0, 32.0))
+    rows, gap = _two_level_rows(board, rng, 0.2)
+    path = tmp_path / "leds.csv"
+    MeasurementSet(rows).write_csv(path)
+    code, err, out = invoke(["fit", str(path), "--circuit", PASSIVE, "--capacitance",
+                             board.capacitance_arg, "--led-threshold", "estimate", "--json"])
+    d = json.loads(out)
+    assert code == 0 and d["fit"]["trusted"], (err, d["fit"]["warnings"])
+    lo, hi = d["fit"]["led_threshold_ci95"]
+    assert lo <= 0.2 <= hi and hi / lo < 1.3, (lo, hi)
+    assert set(d["fit"]["led_vf"]) == {"low", "band", "high"}
+    assert d["led_drive"]["r_source_ohm"] == pytest.approx(board.params["R_source"], abs=0.3)
+    for r, truth in board.resistors.items():
+        lo, hi = d["fit"]["ci95"][r]
+        assert lo <= truth <= hi, (r, lo, truth, hi)
+        assert abs(d["fit"]["values"][r] / truth - 1) <= gap, (r, d["fit"]["values"][r])
+
+
+@spice
+@pytest.mark.slow
+def test_estimate_each_measures_each_leds_volts(tmp_path):
+    """``--led-threshold estimate-each`` with gains and vin_v LED rows: each LED's switching
+    volts from the fitted gains and its switches against each tone's reference (0.2 V
+    each, within 1 %), judged on volts."""
+    from sims.breadboards import draw_board, measure
+
+    rng = np.random.default_rng(5)
+    board = draw_board(rng, topology="passive", source=(0.0, 32.0))
+    rows, _ = _two_level_rows(board, rng, 0.2)
+    g = measure(board, TONES, noise=NOISE, rng=rng)
+    rows += [replace(m, gain_se=NOISE * m.gain) for m in g.rows]
+    path = tmp_path / "both.csv"
+    MeasurementSet(rows).write_csv(path)
+    code, err, out = invoke(["fit", str(path), "--capacitance", board.capacitance_arg,
+                             "--led-threshold", "estimate-each", "--json"])
+    d = json.loads(out)
+    assert d["fit"]["trusted"], (err, d["fit"]["warnings"])
+    assert d["fit"]["led_vf"] == pytest.approx({c: 0.2 for c in ("low", "band", "high")},
+                                               rel=0.01)
+    assert d["led_drive"]["led_vf"] == d["fit"]["led_vf"]

@@ -193,16 +193,21 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
     prior: dict[str, tuple[float, float]] = {}
     if prior_file:
         prior.update(_prior_file(prior_file))
-    from hostctl.fit import fit, parse_prior
+    from hostctl.fit import SwitchVoltage, fit, parse_prior
 
     for p in priors:
         name, spec = parse_prior(p)
         prior[name] = spec
     fixed_vals = parse_values(fixed, "--fixed") if fixed else None
+    led_rows = [m for m in ms.rows if m.led is not None]
+    if isinstance(thr, str) and led_rows and all(m.vin_v and m.vin_v > 0 for m in led_rows):
+        # estimated, still on volts: each LED row against its own tone's reference
+        thr = SwitchVoltage(thr)
     with _rows_named(data):
         res = fit(ms, circ.name, capacitance=caps, led_threshold=thr, loss=loss,
                   prior=prior or None, fixed=fixed_vals, lr=lr_v, steps=steps_v)
-    adv = _advise(res, ms, data, thr, led_threshold, led_vf is not None, caps,
+    adv = _advise(res, ms, data, thr, led_threshold, led_vf is not None or bool(res.led_vf),
+                  caps,
                   inst if inst is not None else _meta_installed(ms), target, series)
     _emit(res, adv, data, as_json)
 
@@ -220,10 +225,11 @@ def _advise(res: Any, ms: MeasurementSet, data: str, thr: Any, led_threshold: st
 
         try:
             drive = measured_drive(get_circuit(res.circuit), res, caps, ms.rows,
-                                   thr.volts, installed=installed_now)
+                                   res.led_vf or thr.volts, installed=installed_now)
         except FitError as e:
             res.notes.append(f"LEDs judged on |H| at the median reference amplitude: {e}")
-    elif isinstance(thr, str) and not (res.led_thresholds or res.led_threshold):
+    elif (isinstance(thr, str) or getattr(thr, "estimated", False)) and not (
+            res.led_thresholds or res.led_threshold):
         unknown = set(get_circuit(res.circuit).channels)   # nothing measured it
     return advise(get_circuit(res.circuit), target or _meta_target(ms, data),
                   series=series or "E24",
@@ -268,9 +274,11 @@ def _threshold_used(res: Any, ms: MeasurementSet, thr: Any, led_threshold: str,
             m.vin_v for m in ms.rows if m.vin_v) or [1.0]
         a = vins[len(vins) // 2]
         thr_used = ({k: v / a for k, v in vf.items()} if isinstance(vf, dict) else vf / a)
-        return thr_used, (f"LED rows judged on volts ({format_threshold(vf, 'g')} V) against "
-                          f"each tone's reference; bands at the median reference {a:.3f} V")
-    if isinstance(thr, str):   # estimated by the fit (relative to 0 dBFS)
+        how = ", estimated by the fit" if getattr(thr, "estimated", False) else ""
+        return thr_used, (f"LED rows judged on volts ({format_threshold(vf, 'g')} V{how}) "
+                          f"against each tone's reference; bands at the median reference "
+                          f"{a:.3f} V")
+    if isinstance(thr, str) or getattr(thr, "estimated", False):   # estimated by the fit
         thr_used = res.led_thresholds or res.led_threshold or float(DEFAULT_THRESHOLD_TEXT)
         return thr_used, "estimated by the fit (relative to 0 dBFS)"
     return thr, ("given (--led-threshold)" if led_threshold != DEFAULT_THRESHOLD_TEXT
@@ -355,6 +363,9 @@ def _emit(res, adv, data: str, as_json: bool, mode: str | None = None) -> None:
         click.echo(f"LED thresholds ({how}): {format_threshold(res.led_thresholds, '.4g')}")
     elif res.led_threshold_estimated and res.led_threshold is not None:
         click.echo(f"LED threshold (estimated, at 0 dBFS): {res.led_threshold:.4g}")
+    elif res.led_threshold_estimated and res.led_vf:
+        click.echo("LED switching volts (estimated, against each tone's reference): "
+                   f"{format_threshold(res.led_vf, '.4g')} V")
     _exit_if_untrusted(res, adv)
 
 

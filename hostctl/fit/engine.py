@@ -32,7 +32,7 @@ from hostctl.fit.led import (
 )
 from hostctl.fit.lm import _lm
 from hostctl.fit.notebook import _fit_notebook
-from hostctl.fit.problem import _build, _Problem, _subproblem
+from hostctl.fit.problem import SwitchVoltage, _build, _Problem, _subproblem
 from hostctl.fit.result import FitResult
 from hostctl.fit.settings import (
     LED_LAPSE,
@@ -114,11 +114,13 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
     if loss not in LOSSES:
         raise InputError(f"unknown loss '{loss}' (known: {', '.join(LOSSES)})")
     caps = capacitances(circ, capacitance)
-    if led_threshold == "estimate-each":
+    each_volts = isinstance(led_threshold, SwitchVoltage) and led_threshold.volts == \
+        "estimate-each"
+    if led_threshold == "estimate-each" or each_volts:
         if loss != "auto":
             raise InputError("the notebook losses use a fixed LED threshold; do not combine "
                              "them with --led-threshold estimate-each")
-        return _fit_each(data, circ, capacitance, prior, fixed, init, t0)
+        return _fit_each(data, circ, capacitance, prior, fixed, init, t0, volts=each_volts)
     prob = _build(data, circ, caps, led_threshold, prior, fixed)
     th_init = _init_theta(prob, init)
     if loss != "auto":
@@ -162,6 +164,11 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
     _per_led_thresholds(run, res, gain_ch)
     if t_ci is not None:
         res.led_threshold_ci95 = (math.exp(t_ci[0]), math.exp(t_ci[1]))
+    if prob.est_volts and res.led_threshold is not None:
+        # a switching voltage measured against each tone's reference: judged on volts
+        chans = sorted({prob.circ.channels[c] for c in prob.chl.tolist()})
+        res.led_vf = res.led_vf or {c: res.led_threshold for c in chans}
+        res.led_threshold = None
     return res
 
 
@@ -436,11 +443,13 @@ def _shared_threshold(run: _Run, data: MeasurementSet, led_only: list, ci: dict,
     t_ci, prof, t_open = _profile_threshold(prob, theta, led_only)
     for k, (lo, hi) in prof.items():
         ci[k] = (min(ci[k][0], lo), max(ci[k][1], hi))
-    run.notes.append(f"LED threshold t_ref = {math.exp(theta[-1]):.4g} at 0 dBFS, shared by "
-                     f"every LED (consistent range {math.exp(t_ci[0]):.4g}.."
-                     f"{math.exp(t_ci[1]):.4g}); resistor intervals cover every threshold in "
-                     "that range. LEDs of different colors need one threshold each "
-                     "(--led-vf low=V,band=V,high=V)")
+    what = ("LED switching voltage (against each tone's reference amplitude) V_f = "
+            f"{math.exp(theta[-1]):.4g} V" if prob.est_volts else
+            f"LED threshold t_ref = {math.exp(theta[-1]):.4g} at 0 dBFS")
+    run.notes.append(f"{what}, shared by every LED (consistent range "
+                     f"{math.exp(t_ci[0]):.4g}..{math.exp(t_ci[1]):.4g}); resistor intervals "
+                     "cover every threshold in that range. LEDs of different colors need one "
+                     "threshold each (--led-vf low=V,band=V,high=V)")
     if t_open:
         run.warns.append("the LED threshold is not pinned down by the data (its consistent "
                          "range reaches the search limit); add switches at another tone level")

@@ -522,11 +522,12 @@ def _check_threshold_identifiable(prob: _Problem, gain_ch: set[int]) -> None:
     best = 0  # a channel must switch at two levels: one level only fixes R * f(t)
     for c in led_ch:
         levels = set()
-        for lv in np.unique(prob.lvl[prob.chl == c]):
-            sel = (prob.chl == c) & (prob.lvl == lv)
+        grp = prob.groups()   # tone levels (on volts each row has its own offset)
+        for lv in np.unique(grp[prob.chl == c]):
+            sel = (prob.chl == c) & (grp == lv)
             y = prob.sgn[sel][np.argsort(prob.freq_l[sel])]
             if (y[1:] != y[:-1]).any():
-                levels.add(float(lv))
+                levels.add(int(lv))
         best = max(best, len(levels))
     if best < 2:
         raise FitError("cannot estimate the LED threshold: some channel's LED must switch at "

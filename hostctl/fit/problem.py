@@ -59,6 +59,9 @@ class _Problem:
     #: many gain rows as sufficient statistics on a frequency grid (hostctl.fit.gaingrid);
     #: None: every gain row is evaluated
     grid: Any = None
+    #: the estimated threshold is a switching voltage (``lvl`` = -log vin per row), not
+    #: a threshold on |H| relative to 0 dBFS
+    est_volts: bool = False
 
     def _points(self) -> tuple[Any, Any, int]:
         """Where the model is evaluated: the gain rows (or the grid's nodes standing for
@@ -173,7 +176,13 @@ class SwitchVoltage:
     reference sags with frequency (three filters hang on one sound-card output), so one
     |H| threshold from a typical amplitude would misplace every switch."""
 
-    volts: float | Mapping[str, float]
+    #: volts, or ``"estimate"`` / ``"estimate-each"``: switching voltages measured from the
+    #: switches themselves (one shared, or one per LED from the gains), still on volts
+    volts: float | Mapping[str, float] | str
+
+    @property
+    def estimated(self) -> bool:
+        return isinstance(self.volts, str)
 
     def of(self, channel: str) -> float:
         v = self.volts
@@ -224,6 +233,13 @@ def _led_offsets(led_threshold: Any, circ: Circuit, rows: _Rows, est: bool
     cl = rows.cl
     if isinstance(led_threshold, str) and not est:
         raise InputError(f"led_threshold must be a number or 'estimate', got '{led_threshold}'")
+    if isinstance(led_threshold, SwitchVoltage) and led_threshold.estimated:
+        # one unknown switching voltage against each row's own reference amplitude
+        probe = SwitchVoltage(1.0)
+        _, lvl = _volts(probe, circ, chidx, cl, rows.vin, rows.lmask)
+        vin = np.exp(-lvl)
+        return lvl, math.log(LED_THRESHOLD * float(np.median(vin))) if len(vin) else 0.0, \
+            None, None
     if isinstance(led_threshold, SwitchVoltage):
         vf, lvl = _volts(led_threshold, circ, chidx, cl, rows.vin, rows.lmask)
         return lvl, 0.0, None, vf
@@ -301,7 +317,8 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
     import torch
 
     fixed = dict(fixed or {})
-    est = led_threshold == "estimate"
+    est_volts = isinstance(led_threshold, SwitchVoltage) and led_threshold.volts == "estimate"
+    est = led_threshold == "estimate" or est_volts
     # parameters first: a wrong name is reported before anything about the rows
     _free_and_priors(circ, fixed, prior, True)
     rows = _columns(data, circ, est, use_gain, use_led)
@@ -318,7 +335,7 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
                     np.where(rows.yl > 0, 1.0, -1.0), lvl, log_t, est,
                     np.array(pidx, dtype=int), np.array(pmu), np.array(psig), rows.fg,
                     rows.fl, rows.cg, rows.cl, rows.warnings, t_map=t_map, sg=rows.sg,
-                    grp=grp, vf=vf, grid=rows.grid)
+                    grp=grp, vf=vf, grid=rows.grid, est_volts=est_volts)
 
 
 
@@ -337,7 +354,8 @@ def _subproblem(prob: _Problem, rows: np.ndarray) -> _Problem:
                     prob.freq_l[lrows], prob.chg[g], prob.chl[lrows],
                     sg=None if prob.sg is None else prob.sg[g],
                     grp=None if prob.grp is None else prob.grp[lrows], vf=prob.vf,
-                    grid=prob.grid if _all_rows(g, prob.ng) else None)
+                    grid=prob.grid if _all_rows(g, prob.ng) else None,
+                    est_volts=prob.est_volts)
 
 
 def _all_rows(g: np.ndarray, n: int) -> bool:

@@ -13,7 +13,7 @@ import numpy as np
 from hostctl.circuits import LED_THRESHOLD, Circuit
 from hostctl.errors import FitError
 from hostctl.fit.led import _thresholds_per_led
-from hostctl.fit.problem import _build, _Problem, _usable
+from hostctl.fit.problem import SwitchVoltage, _build, _Problem, _usable
 from hostctl.fit.result import FitResult
 from hostctl.fit.settings import LED_MISFIT_FRACTION
 from hostctl.measurements import MeasurementSet
@@ -31,7 +31,10 @@ def _per_led_thresholds(run: _Run, res: FitResult, gain_ch: set[int]) -> None:
     if max(lo for lo, _ in own.values()) > min(hi for _, hi in own.values()):
         # no one threshold lets every LED switch where it did: each LED its own
         res.led_thresholds = {k: math.sqrt(lo * hi) for k, (lo, hi) in own.items()}
-        res.notes.append("the LEDs switch at different thresholds; t_ref per LED at 0 dBFS "
+        what = ("switching volts per LED" if prob.est_volts else "t_ref per LED at 0 dBFS")
+        if prob.est_volts:
+            res.led_vf, res.led_thresholds = res.led_thresholds, None
+        res.notes.append(f"the LEDs switch at different thresholds; {what} "
                          "(from the fitted gains): " + ", ".join(
                              f"{k} {math.sqrt(lo * hi):.4g} ({lo:.4g}..{hi:.4g})"
                              for k, (lo, hi) in own.items()))
@@ -39,10 +42,12 @@ def _per_led_thresholds(run: _Run, res: FitResult, gain_ch: set[int]) -> None:
 
 def _fit_each(data: MeasurementSet, circ: Circuit, capacitance: Any,
               prior: Mapping[str, tuple[float, float]] | None,
-              fixed: Mapping[str, float] | None, init: Any, t0: float) -> FitResult:
+              fixed: Mapping[str, float] | None, init: Any, t0: float,
+              volts: bool = False) -> FitResult:
     """One threshold per LED (a red, a green and a blue LED differ), measured where gains
     fix the response: the components from the gains alone, then each LED's threshold from
-    the gap between its dark and lit tones (:func:`_thresholds_per_led`)."""
+    the gap between its dark and lit tones (:func:`_thresholds_per_led`). ``volts``: each
+    LED row against its own tone's reference amplitude, the thresholds switching volts."""
     from dataclasses import replace
 
     gain_rows = [replace(m, led=None) for m in data.rows if m.gain is not None]
@@ -58,7 +63,7 @@ def _fit_each(data: MeasurementSet, circ: Circuit, capacitance: Any,
     if not led_rows:
         return res
     prob = _build(MeasurementSet(led_rows, dict(data.meta)), circ, res.capacitance,
-                  "estimate", None, fixed)
+                  SwitchVoltage("estimate") if volts else "estimate", None, fixed)
     missing = sorted({circ.channels[c] for c in prob.chl} - {m.channel for m in gain_rows
                                                             if m.gain_usable})
     if missing:
@@ -86,10 +91,13 @@ def _fit_each(data: MeasurementSet, circ: Circuit, capacitance: Any,
         bound = f"above {lo:.4g}" if lo > 0 else f"below {hi:.4g}"
         res.warnings.append(f"LED {ch} was {'always lit' if lo == 0 else 'never lit'} at the "
                             f"measured tones: its threshold is only bounded ({bound})")
-    res.notes.append("LED thresholds t_ref per LED at 0 dBFS, from the fitted gains and each "
-                     "LED's switches: " + ", ".join(
+    what = ("LED switching volts per LED (against each tone's reference amplitude)"
+            if volts else "LED thresholds t_ref per LED at 0 dBFS")
+    res.notes.append(f"{what}, from the fitted gains and each LED's switches: " + ", ".join(
                          f"{k} {res.led_thresholds[k]:.4g} ({lo:.4g}..{hi:.4g})"
                          for k, (lo, hi) in ranges.items()))
+    if volts:
+        res.led_vf, res.led_thresholds = res.led_thresholds, None
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -117,7 +125,9 @@ def _threshold_conflicts(data: MeasurementSet, prob: _Problem, theta: np.ndarray
         from hostctl.fit.engine import _fit
 
         try:
-            r = _fit(sub, prob.circ, capacitance, "estimate", "auto", prior, hold,
+            r = _fit(sub, prob.circ, capacitance,
+                     SwitchVoltage("estimate") if prob.est_volts else "estimate", "auto",
+                     prior, hold,
                      {n: math.exp(theta[prob.free.index(n)]) for n in own}, None, None,
                      time.perf_counter())
         except FitError:
