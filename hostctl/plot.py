@@ -51,10 +51,19 @@ def draw(fig: Figure, fit: FitResult, data: MeasurementSet | None = None, *,
         ax.semilogx(f, _db(fitted[ch]), "-", label="fitted")
         if built is not None:
             ax.semilogx(f, _db(built[ch]), "--", label="recommended build")
-        if threshold is not None:
+        leds = [m for m in rows if m.channel == ch and m.led_usable]
+        need = _needed_gain(fit, rows, ch, f)
+        if need is not None:
+            # on volts an LED lights where |H| * vin > V_f: the |H| it needs rises as the
+            # reference sags, so the threshold is a curve, each row against its own vin
+            ax.semilogx(f, _db(need), color="grey", lw=0.8, ls=":",
+                        label="LED threshold: V_f / measured reference")
+            vf = float(fit.led_vf[ch])   # type: ignore[index]
+            _led_marks(ax, leds, [float(_db(vf / m.vin_v)) for m in leds])
+        elif threshold is not None:
             t_db = float(_db(channel_threshold(threshold, ch)))
             ax.axhline(t_db, color="grey", lw=0.8, ls=":", label="LED threshold")
-            _led_marks(ax, [m for m in rows if m.channel == ch and m.led_usable], t_db)
+            _led_marks(ax, leds, [t_db] * len(leds))
         _target(ax, target, ch)
         ax.set_ylabel(f"{ch} (dB)")
         ax.set_ylim(-40, 3)
@@ -72,16 +81,40 @@ def draw(fig: Figure, fit: FitResult, data: MeasurementSet | None = None, *,
     return fig
 
 
-def _led_marks(ax: Any, rows: list, t_db: float) -> None:
-    """Measured LED states on the threshold line: filled up = lit, open down = dark."""
-    on = [m.frequency_hz for m in rows if m.led]
-    off = [m.frequency_hz for m in rows if not m.led]
+def _led_marks(ax: Any, rows: list, t_db: list[float]) -> None:
+    """Measured LED states on the threshold (one height per row): filled up = lit, open
+    down = dark."""
+    on = [(m.frequency_hz, t + 1.5) for m, t in zip(rows, t_db, strict=True) if m.led]
+    off = [(m.frequency_hz, t - 1.5) for m, t in zip(rows, t_db, strict=True) if not m.led]
     if on:
-        ax.semilogx(on, [t_db + 1.5] * len(on), "^", ms=4, color="tab:green",
+        ax.semilogx(*zip(*on, strict=True), "^", ms=4, color="tab:green",
                     label="LED on (measured)")
     if off:
-        ax.semilogx(off, [t_db - 1.5] * len(off), "v", ms=4, mfc="none", color="tab:red",
+        ax.semilogx(*zip(*off, strict=True), "v", ms=4, mfc="none", color="tab:red",
                     label="LED off (measured)")
+
+
+def _needed_gain(fit: FitResult, rows: list, ch: str, f: Any) -> Any:
+    """The |H| an LED judged on volts needs at each tone, ``V_f / vin(f)`` with the measured
+    reference at the level most LED rows were played at; None when the fit did not judge
+    this LED on volts or the data carry no reference amplitudes."""
+    import numpy as np
+
+    if not fit.led_vf or ch not in fit.led_vf:
+        return None
+    leds = [m for m in rows if m.led_usable and m.vin_v and m.vin_v > 0]
+    if any(m.led_usable and not (m.vin_v and m.vin_v > 0) for m in rows if m.channel == ch):
+        return None
+    levels = [m.level_dbfs for m in leds]
+    if not levels:
+        return None
+    level = max(set(levels), key=levels.count)
+    by_f = {m.frequency_hz: m.vin_v for m in leds if m.level_dbfs == level}
+    if len(by_f) < 2:
+        return None
+    fx = np.array(sorted(by_f))
+    vx = np.log([by_f[x] for x in fx])
+    return float(fit.led_vf[ch]) / np.exp(np.interp(np.log(f), np.log(fx), vx))
 
 
 def _target(ax: Any, target: Target | None, ch: str) -> None:

@@ -69,3 +69,40 @@ def test_no_backend_switch_and_notebook_helper(run) -> None:
     finally:
         matplotlib.use(before)
     assert (Path(run.session).parent / "again.png").stat().st_size > 10_000
+
+
+def test_leds_on_volts_draw_the_threshold_the_reference_sets() -> None:
+    """LEDs judged on volts light where |H| * vin > V_f: the panel's threshold is V_f / vin
+    at each tone (rising as the reference sags), and each measured state sits at its own
+    row's V_f / vin -- not a flat |H| line."""
+    import math
+
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from hostctl.fit import FitResult
+    from hostctl.measurements import Measurement, MeasurementSet
+    from hostctl.plot import draw
+
+    vals = {"R_low": 200.0, "R_band_low": 39.0, "R_band_high": 160.0, "R_high": 33.0}
+    fit = FitResult("color-organ", dict(vals), {k: (v, v) for k, v in vals.items()},
+                    {k: 1000.0 for k in vals}, {k: 1e-6 for k in vals}, True, 1, 0.0,
+                    "led-interval", "auto", None, False, [], 0, 6, led_vf={
+                        "low": 0.3, "band": 0.3, "high": 0.25})
+    f = [100.0, 1000.0, 10000.0]
+    vin = [0.5, 0.4, 0.2]     # a sagging reference
+    rows = [Measurement(x, c, led=int(c == "high" and x > 5000), vin_v=v, level_dbfs=-6.0)
+            for x, v in zip(f, vin, strict=True) for c in ("low", "band", "high")]
+    fig = draw(Figure(), fit, MeasurementSet(rows), threshold=0.6)
+    high = fig.axes[2]
+    (line,) = [ln for ln in high.get_lines() if ln.get_label().startswith("LED threshold")]
+    fx, fy = line.get_xdata(), line.get_ydata()
+    for x, v in zip(f, vin, strict=True):
+        i = int(np.argmin(np.abs(np.log(fx / x))))
+        want = 20 * math.log10(0.25 / v)
+        assert abs(fy[i] - want) < 0.05, (x, fy[i], want)   # tones on the 400-point grid
+    (on,) = [ln for ln in high.get_lines() if ln.get_label() == "LED on (measured)"]
+    assert on.get_ydata()[0] == pytest.approx(20 * math.log10(0.25 / 0.2) + 1.5)
+    (off,) = [ln for ln in high.get_lines() if ln.get_label() == "LED off (measured)"]
+    assert list(off.get_ydata()) == pytest.approx(
+        [20 * math.log10(0.25 / v) - 1.5 for v in vin[:2]])
