@@ -68,14 +68,27 @@ def test_json_gain(files, capsys):
 
 
 def test_json_led(files, capsys):
-    code, out, err = run(["fit", str(files / "led.csv"), "--circuit", "color-organ", "--json"],
+    """The notebook's LED states (the buffered preset's): its own netlist named, every
+    part; as the color-organ family, the builds (buffered, passive) all reproduce the
+    states with band-pass values 20-30 % apart, so those parts are withheld, the intervals
+    covering every build."""
+    cir = Path(__file__).parent.parent / "hostctl/circuits/presets/color-organ.cir"
+    code, out, err = run(["fit", str(files / "led.csv"), "--netlist", str(cir), "--json"],
                          capsys)
     assert code == 0, err
     d = json.loads(out)
     assert d["fit"]["method"] == "led-interval"
+    assert set(d["recommended"]["parts"]) == set(NOTEBOOK_VALUES)
     for r, v in NOTEBOOK_VALUES.items():
         lo, hi = d["fit"]["ci95"][r]
         assert lo <= v <= hi and d["fit"]["ci_method"][r] == "data-consistent"
+    code, out, err = run(["fit", str(files / "led.csv"), "--circuit", "color-organ", "--json"],
+                         capsys)
+    d = json.loads(out)
+    assert code == 1 and {"R_band_low", "R_band_high"} <= set(d["recommended"]["withheld"])
+    for r, v in NOTEBOOK_VALUES.items():
+        lo, hi = d["fit"]["ci95"][r]
+        assert lo <= v <= hi
 
 
 def test_prior_and_notebook_loss_options(files, capsys, tmp_path):

@@ -204,8 +204,11 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
         # estimated, still on volts: each LED row against its own tone's reference
         thr = SwitchVoltage(thr)
     with _rows_named(data):
-        res = fit(ms, circ.name, capacitance=caps, led_threshold=thr, loss=loss,
-                  prior=prior or None, fixed=fixed_vals, lr=lr_v, steps=steps_v)
+        # a preset's name stands for its family (the data weigh the builds); the user's
+        # own netlist is the build on the bench, fitted as it is
+        res = fit(ms, circ if net_circ is not None else circ.name, capacitance=caps,
+                  led_threshold=thr, loss=loss, prior=prior or None, fixed=fixed_vals,
+                  lr=lr_v, steps=steps_v)
     adv = _advise(res, ms, data, thr, led_threshold, led_vf is not None or bool(res.led_vf),
                   caps,
                   inst if inst is not None else _meta_installed(ms), target, series)
