@@ -202,6 +202,7 @@ def advise(circ: Circuit, target: Target, *, series: str = "E24",
         if fit is not None and (fit.topology or {}).get("assumed"):
             _check_alternatives(circ, d.values, caps, drive, target, bands,
                                 fit.topology.get("covers") or [])
+        _check_source_interval(circ, d.values, caps, drive, target, bands)
     trusted = True if fit is None else fit.trusted
     held = _withhold(circ, fit, bands, why, unknown_thresholds)
     for name in held:
@@ -239,6 +240,39 @@ def _check_alternatives(circ: Circuit, values: Mapping[str, float], caps: Mappin
                                     f"{alt.name}; built as {alt.name} it {why}",
                              "fix": "measure the gains too (--mode both): they tell the "
                                     "builds apart"}
+
+
+def _check_source_interval(circ: Circuit, values: Mapping[str, float],
+                           caps: Mapping[str, float], drive: LedDrive, target: Target,
+                           bands: dict[str, dict]) -> None:
+    """A source the data leave open (its input impedance needs values the data did not
+    determine) is no ground for a PASS: an LED that meets its bands at the estimate but not
+    at an end of the source's interval (the open end: the largest source searched) fails,
+    saying so. A finite interval is judged at its estimate (its ends move a marginal
+    verdict both ways; ngspice agrees with the estimate on the boards tested)."""
+    from dataclasses import replace
+
+    from hostctl.leds import has_source
+    from hostctl.source import R_MAX
+
+    ci = (drive.estimate or {}).get("ci95_ohm")
+    if not ci or ci[1] is not None or not has_source(circ):
+        return
+    lo, hi = float(ci[0]), (float(ci[1]) if ci[1] is not None else R_MAX)
+    for r in (lo, hi):
+        if abs(r - drive.r_source) <= 1e-9 * max(1.0, r):
+            continue
+        at = check_bands(circ, values, caps, replace(drive, r_source=max(r, 1e-3)), target)
+        for ch, b in at.items():
+            if ch in bands and bands[ch]["pass"] and not b["pass"]:
+                span = f"[{lo:.3g}, open]"
+                bands[ch] = {"pass": False,
+                             "why": f"meets its bands through the source's estimated "
+                                    f"{drive.r_source:.3g} ohm but not through {r:.3g} ohm, "
+                                    f"inside its 95 % interval {span}",
+                             "fix": "pin the source down: the gains with their reference "
+                                    "amplitudes (--mode both) fix the circuit it is measured "
+                                    "with"}
 
 
 def _withhold(circ: Circuit, fit: FitResult | None, bands: dict[str, dict], why: str,

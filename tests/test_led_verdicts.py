@@ -318,6 +318,11 @@ def test_never_lit_led_interval_covers_the_truth(tmp_path):
     truth = board.resistors["R_high"]
     assert lo == 0 and 1.5 * truth < hi < 10 * truth, (lo, truth, hi)
     assert "R_high" in d["recommended"]["withheld"] and code == 1
+    # the source is computed with the circuit's input impedance, which needs the open
+    # sections: its interval is open too (it was 63.5..65.1 ohm around a wrong 64.3)
+    assert d["led_drive"]["estimate"]["ci95_ohm"][1] is None
+    assert "open: the input impedance needs" in d["led_drive"]["source"]
+    assert not any(c["pass"] for c in d["target_check"].values())
 
 
 def test_not_trusted_prints_no_part_and_no_led_verdict(tmp_path):
