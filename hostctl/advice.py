@@ -252,13 +252,12 @@ def _check_source_interval(circ: Circuit, values: Mapping[str, float],
     verdict both ways; ngspice agrees with the estimate on the boards tested)."""
     from dataclasses import replace
 
-    from hostctl.leds import has_source
-    from hostctl.source import R_MAX
+    from hostctl.leds import R_SOURCE_MAX, has_source
 
     ci = (drive.estimate or {}).get("ci95_ohm")
     if not ci or ci[1] is not None or not has_source(circ):
         return
-    lo, hi = float(ci[0]), (float(ci[1]) if ci[1] is not None else R_MAX)
+    lo, hi = float(ci[0]), (float(ci[1]) if ci[1] is not None else R_SOURCE_MAX)
     for r in (lo, hi):
         if abs(r - drive.r_source) <= 1e-9 * max(1.0, r):
             continue

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 #: the netlist parameter that is the sound card's output resistance (hostctl.source)
 SOURCE_PARAM = "R_source"
+#: the largest source resistance (ohm) the estimate searches: a line output is well under it
+R_SOURCE_MAX = 2000.0
 #: what ``design`` assumes when it is not told (a laptop's headphone output at -6 dBFS)
 ASSUMED_SOURCE_OHM = 10.0
 ASSUMED_FULL_SCALE_V = 1.0

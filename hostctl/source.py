@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hostctl.errors import FitError
+from hostctl.leds import R_SOURCE_MAX
 
 if TYPE_CHECKING:
     from hostctl.circuits import Circuit
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 #: the netlist parameter that is the sound card's output resistance
 SOURCE_PARAM = "R_source"
 #: search range of R_s (ohm): a line output is well under this
-R_MAX = 2000.0
+R_MAX = R_SOURCE_MAX
 
 
 @dataclass(frozen=True)
