@@ -17,6 +17,9 @@ from hostctl.fit.starts import _grid_range
 
 #: step (log ohm) of the forward differences that stand in for a Jacobian
 FD_STEP = 2.0 ** -24
+#: a vertex whose residual (log) stalls below this counts as solved: the rounding floor
+#: of the model, and the tolerance every accepted observation is checked to
+STALL_TOL = 1e-9
 #: model points (vertices x rows) per feasibility pass
 FEASIBLE_POINTS = 1 << 18
 #: bisections of each end of an estimated threshold's range, and how many levels of them
@@ -290,6 +293,7 @@ def _solve_vertices(model: _Model, th: np.ndarray, ks: list[int], om: np.ndarray
         x[isface[:, e], facej[isface[:, e], e]] = facev[isface[:, e], e]
     ok = np.zeros(S, bool)
     alive = np.ones(S, bool)
+    fprev = np.full(S, math.inf)
     for _ in range(50):
         w = np.flatnonzero(alive & ~ok)  # only systems still being solved
         if not len(w):
@@ -302,7 +306,12 @@ def _solve_vertices(model: _Model, th: np.ndarray, ks: list[int], om: np.ndarray
             fw = isface[w, e]
             F[:, e] = np.where(fw, xw[np.arange(len(w)), facej[w, e]] - facev[w, e], F[:, e])
             Jx[:, e, :] = np.where(fw[:, None], np.eye(q)[facej[w, e]], Jx[:, e, :])
-        conv = np.abs(F).max(1) < 4e-13
+        fmax = np.abs(F).max(1)
+        # converged, or stalled at the model's rounding (a passive network's log|H| is good
+        # to ~1e-11): Newton no longer halves a residual already below the tolerance
+        # the vertex's observations are checked to (:func:`_feasible`)
+        conv = (fmax < 4e-13) | ((fmax < STALL_TOL) & (fmax >= 0.5 * fprev[w]))
+        fprev[w] = fmax
         ok[w] = conv
         live = (np.abs(np.linalg.det(Jx)) > 1e-300) & np.isfinite(F).all(1)
         alive[w] = live | conv
