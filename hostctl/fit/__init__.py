@@ -35,8 +35,7 @@ Why it looks like this (and not like the course notebook):
 
 from hostctl.fit.batch import fit_many
 from hostctl.fit.engine import fit
-from hostctl.fit.model import jacobian_reference
-from hostctl.fit.problem import SwitchVoltage, parse_prior
+from hostctl.fit.problem import SwitchVoltage, jacobian_reference, parse_prior
 from hostctl.fit.result import FitResult
 from hostctl.fit.settings import *  # noqa: F403
 from hostctl.fit.settings import LOSSES, S_GAIN_FLOOR, Z95

@@ -386,3 +386,30 @@ def parse_prior(text: str) -> tuple[str, tuple[float, float]]:
 
 #: public names for peers that run the same problem (benchmarks against scipy)
 build_problem = _build
+
+
+def jacobian_reference(prob_data: MeasurementSet, circuit: Circuit | str,
+                       values: Mapping[str, float], capacitance: Any = 1e-6
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(fast per-row-copy Jacobian, torch.autograd.functional.jacobian) of log|H| in log R,
+    for tests: the two must agree to rounding."""
+    import torch
+
+    from hostctl.circuits import capacitances, get_circuit
+
+    circ = get_circuit(circuit) if isinstance(circuit, str) else circuit
+    caps = capacitances(circ, capacitance)
+    held = {k: mu for k, (mu, _) in nuisances(circ).items()}  # nuisances at their nominal
+    prob = _build(prob_data, circ, caps, LED_THRESHOLD, None, held, use_led=False)
+    th = np.array([math.log(values[r]) for r in prob.free])
+    _, J = prob.model.logh(th[None], prob.omega, prob.ch, jac=True)
+
+    def f(t: torch.Tensor) -> torch.Tensor:
+        R = {r: t[k].exp() for k, r in enumerate(prob.free)}
+        out = circ.model(prob.omega, R, prob.model.ct)
+        H = torch.stack([torch.broadcast_to(out[c], prob.omega.shape) for c in circ.channels],
+                        -1)
+        return H.gather(-1, prob.ch.unsqueeze(-1)).squeeze(-1).log()
+
+    Jref = torch.autograd.functional.jacobian(f, torch.from_numpy(th)).numpy()
+    return J[0], Jref
