@@ -10,6 +10,7 @@ linear start: its time is the optimisation alone, fit_many's the whole job (read
 rows, covariances, warnings, results).
 
     python benchmarks/bench_scale.py [--sizes 1,10,100,1000]
+    python benchmarks/bench_scale.py --memory 10000     # peak MB above the data's
 """
 
 from __future__ import annotations
@@ -149,10 +150,43 @@ def table_rows(res: dict) -> list[tuple]:
     return rows
 
 
+def memory_many(n: int) -> dict:
+    """Peak resident memory of ``fit_many`` on ``n`` boards above the process's resident
+    memory with the boards' data already read (Linux: the peak is reset through
+    /proc/self/clear_refs first). Run in a fresh process for a clean number."""
+    from hostctl.fit import fit_many
+
+    circ = circuit()
+    freqs = np.geomspace(20.0, 20000.0, 30)
+    rng = np.random.default_rng(5)
+    data = [gain_set(freqs, bench_like_values(rng), 0.01, rng) for _ in range(n)]
+    fit_many(data[:2], circ)
+
+    def status(key: str) -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return float(line.split()[1]) / 1024   # kB -> MB
+        return math.nan
+
+    Path("/proc/self/clear_refs").write_text("5")   # VmHWM := VmRSS
+    base = status("VmRSS")
+    t0 = time.perf_counter()
+    fit_many(data, circ)
+    secs = time.perf_counter() - t0
+    return {"boards": n, "seconds": secs, "baseline_mb": base,
+            "peak_above_baseline_mb": status("VmHWM") - base}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1,10,100,1000")
+    ap.add_argument("--memory", type=int, default=None,
+                    help="instead: fit_many's peak memory on this many boards (MB)")
     args = ap.parse_args(argv)
+    if args.memory:
+        res = memory_many(args.memory)
+        print(json.dumps(res, indent=2))
+        return res
     res = run(tuple(int(x) for x in args.sizes.split(",")))
     print(json.dumps(res, indent=2))
     n = max(int(k) for k in res["sizes"])

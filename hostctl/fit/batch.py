@@ -38,7 +38,7 @@ def fit_many(datasets: Sequence[MeasurementSet], circuit: Circuit | str, *,
     circ = get_circuit(circuit) if isinstance(circuit, str) else circuit
     caps = capacitances(circ, capacitance)
     t0 = time.perf_counter()
-    has_led = [any(_usable(m, "led") for m in d.rows) for d in datasets]
+    has_led = [any(m.led is not None and _usable(m, "led") for m in d.rows) for d in datasets]
     has_gain = [any(_usable(m, "gain") for m in d.rows) for d in datasets]
     # nuisances (ESR priors) and the rest go through fit() one by one
     one_by_one = (kw or not datasets or bool(nuisances(circ)) or led_threshold == "estimate"
@@ -133,6 +133,7 @@ def _fit_many_gain(datasets: Sequence[MeasurementSet], circ: Circuit, caps: dict
                       list(pr.warnings) + warns[b] + sens[b], [])
         res.seconds = secs / B
         out.append(res)
+    model.forget()   # the model is shared (hostctl.fit.model.shared_model): not the batch's arrays
     return out
 
 

@@ -38,6 +38,12 @@ class _Model:
         #: pilot's end is the MAP's start; the end's statistics and sensitivities)
         self._recent: list[tuple[np.ndarray, Any, Any, np.ndarray, np.ndarray | None]] = []
 
+    def forget(self) -> None:
+        """Drop what the model remembers of the tones it saw (a batch's arrays)."""
+        self._uniq.clear()
+        self._recent = []
+        self._bound = None
+
     def logh(self, theta: np.ndarray, omega: torch.Tensor, ch: torch.Tensor,
              jac: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """``theta`` (S, p) log-ohms; ``omega``/``ch`` (n,) or (S, n). Returns (S, n), (S, n, p).
@@ -115,16 +121,17 @@ class _Model:
         if self._bound is None:
             self._bound = solver.bind(over, self.free)
         values = {name.lower(): np.exp(theta[:, k])[:, None] for k, name in enumerate(self.free)}
-        if om.ndim == 1:   # rows share tones across channels: solve each tone once
-            u = self._uniq.get(id(omega))
-            if u is None or u[0] is not omega:   # (the entry holds omega: ids stay unique)
-                uo, inv = np.unique(om, return_inverse=True)
-                if len(self._uniq) >= 8:
-                    self._uniq.clear()
-                u = self._uniq[id(omega)] = (omega, uo[None, :], inv)
-            _, omb, inv = u
-        else:
-            omb, inv = om, None
+        # rows share tones across channels (and boards across boards): each distinct tone
+        # solved once, unless boards' tones differ so much that rows are fewer
+        u = self._uniq.get(id(omega))
+        if u is None or u[0] is not omega:   # (the entry holds omega: ids stay unique)
+            uo, inv = np.unique(om, return_inverse=True)
+            if len(self._uniq) >= 8:
+                self._uniq.clear()
+            rows = len(uo) > om.shape[-1] or om.ndim != chn.ndim
+            u = self._uniq[id(omega)] = ((omega, om, None) if rows else
+                                         (omega, uo[None, :], inv.reshape(om.shape)))
+        _, omb, inv = u
         prep = self._bound(omb, values)
         if not jac:
             H = _pick(np.abs(solver.solve_numpy(None, None, nodes, prep)), inv, chn, ref, False)
@@ -134,6 +141,24 @@ class _Model:
         J = _pick(dlog, inv, chn, False, False)
         J[H < 1e-300] = 0.0
         return np.log(np.maximum(H, 1e-300)), J
+
+
+_SHARED: dict[tuple, _Model] = {}
+
+
+def shared_model(circ: Circuit, caps: Mapping[str, float], free: Sequence[str],
+                 fixed: Mapping[str, float]) -> _Model:
+    """One model for the problems of one circuit, capacitors and parameters (fit_many's
+    boards, a family's re-fits): its memories key on what they hold, so sharing is safe,
+    and a thousand boards do not each build torch tensors and a numpy binding."""
+    key = (id(circ), tuple(sorted((k, float(v)) for k, v in caps.items())), tuple(free),
+           tuple(sorted((k, float(v)) for k, v in fixed.items())))
+    m = _SHARED.get(key)
+    if m is None or m.circ is not circ:
+        if len(_SHARED) >= 16:
+            _SHARED.clear()
+        m = _SHARED[key] = _Model(circ, caps, free, fixed)
+    return m
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -151,8 +176,9 @@ def _pick(a: np.ndarray, inv: np.ndarray | None, chn: np.ndarray, ref: bool, log
     c = chn + (1 if ref else 0)
     if chn.ndim == 2:
         s_ix = np.arange(a.shape[0])[:, None]
-        out = a[s_ix, t[None, :], c]
-        base = a[s_ix, t[None, :], 0] if ref else None
+        t = t if t.ndim == 2 else t[None, :]
+        out = a[s_ix, t, c]
+        base = a[s_ix, t, 0] if ref else None
     else:
         out = a[:, t, c]
         base = a[:, t, 0] if ref else None

@@ -11,7 +11,7 @@ import numpy as np
 
 from hostctl.circuits import LED_THRESHOLD, Circuit
 from hostctl.errors import FitError, InputError
-from hostctl.fit.model import _Model
+from hostctl.fit.model import _Model, shared_model
 from hostctl.fit.rows import _columns, _rowerror, _Rows, _usable  # noqa: F401 (re-exported)
 from hostctl.fit.settings import LED_LAPSE, LN10_20
 from hostctl.measurements import MeasurementSet
@@ -330,7 +330,7 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
     omega *= 2 * math.pi     # in place: a big file's rows are not held twice
     omega = torch.from_numpy(omega)
     ch = torch.from_numpy(np.concatenate([rows.cg, rows.cl], dtype=np.int64))
-    return _Problem(circ, caps, free, fixed, _Model(circ, caps, free, fixed), omega, ch,
+    return _Problem(circ, caps, free, fixed, shared_model(circ, caps, free, fixed), omega, ch,
                     len(rows.fg), len(rows.fl), rows.logg,
                     np.where(rows.yl > 0, 1.0, -1.0), lvl, log_t, est,
                     np.array(pidx, dtype=int), np.array(pmu), np.array(psig), rows.fg,

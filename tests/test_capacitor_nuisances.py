@@ -1,0 +1,45 @@
+"""The buffered color organ on ngspice boards with +-10 % film capacitors, fitted without
+their true values: every section's RC within 1 %, but the 95 % intervals cover only
+87.5 % of these boards' RC products (the probe's load on each output depends on R, not
+on RC). ``S_x`` capacitor nuisances as in the passive preset bring it to 98.75 % (a copy
+of the preset with them, same boards); they are not in the preset because with
+``--capacitance <true values>`` the same +-5.8 % prior widens the intervals past the
+breadboard acceptance (98.2 % > 98 % in tests/test_breadboards.py): the prior would have
+to know that the capacitors were given."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hostctl.circuits import get_circuit
+
+
+@pytest.mark.xfail(strict=True, reason="the buffered preset has no S_x nuisances: its "
+                   "intervals cover 87.5 % of RC products on +-10 % capacitor boards")
+def test_buffered_rc_intervals_cover_the_truth_on_ten_percent_capacitors():
+    from sims import spice
+    from sims.breadboards import SECTIONS, draw_board, measure
+
+    if spice.ngspice_path() is None:
+        pytest.skip(spice.MISSING_MESSAGE)
+    from hostctl.fit import fit
+
+    circ = get_circuit("color-organ")
+    rng = np.random.default_rng(11)
+    f = np.geomspace(20, 20000, 80)
+    err, cover, width = [], [], []
+    for _ in range(20):
+        board = draw_board(rng, topology="buffered")
+        res = fit(measure(board, f, rng=rng), circ)
+        assert res.trusted
+        for s in SECTIONS:
+            r = f"R_{s}"
+            true_rc = board.params[r] * board.params[f"C_{s}"]
+            lo, hi = res.ci95[r]
+            err.append(res.values[r] * 1e-6 / true_rc - 1)
+            cover.append(lo * 1e-6 <= true_rc <= hi * 1e-6)
+            width.append((hi - lo) / 2 / res.values[r])
+    assert max(abs(e) for e in err) < 0.01     # the corners are right either way
+    assert np.mean(cover) >= 0.92, np.mean(cover)
+    assert np.median(width) < 0.005      # honest, not wide: a few tenths of a percent
