@@ -46,3 +46,19 @@ def test_batched_boards_match_single_fits():
             assert m.values[k] == pytest.approx(one.values[k], rel=1e-9)
             for a, c in zip(m.ci95[k], one.ci95[k], strict=True):
                 assert a == pytest.approx(c, rel=1e-6) or (math.isinf(a) and a == c)
+
+
+def test_blocks_of_boards_give_the_batch_answers(monkeypatch):
+    """Many boards go in blocks (memory stays one block's): each board's LM is its own,
+    so blocks of 4 give exactly what one batch gives."""
+    import hostctl.fit.batch as batch
+
+    circ = get_circuit("color-organ-ideal")
+    rng = np.random.default_rng(8)
+    boards = [_board(rng, np.geomspace(20, 20000, 20), 0.01) for _ in range(10)]
+    whole = fit_many(boards, circ)
+    monkeypatch.setattr(batch, "BOARDS_PER_BLOCK", 4)
+    blocks = fit_many(boards, circ)
+    assert len(blocks) == 10
+    for a, b in zip(whole, blocks, strict=True):
+        assert a.values == b.values and a.ci95 == b.ci95 and a.warnings == b.warnings

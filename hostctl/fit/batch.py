@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     pass
 
 
+#: gain boards fitted as one batch (more go in blocks of this many)
+BOARDS_PER_BLOCK = 2048
+
+
 def fit_many(datasets: Sequence[MeasurementSet], circuit: Circuit | str, *,
              capacitance: Any = 1e-6,
              led_threshold: float | Mapping[str, float] | str = LED_THRESHOLD,
@@ -68,8 +72,13 @@ def fit_many(datasets: Sequence[MeasurementSet], circuit: Circuit | str, *,
             torch.set_num_threads(nthreads)
     nthreads = torch.get_num_threads()
     torch.set_num_threads(1)
-    try:
-        return _fit_many_gain(datasets, circ, caps, capacitance, t0)
+    try:   # a block of boards at a time: memory stays that of one block (each board's
+        # LM is its own, so blocks give the same answers as one batch)
+        out: list[FitResult] = []
+        for a in range(0, len(datasets), BOARDS_PER_BLOCK):
+            out += _fit_many_gain(datasets[a:a + BOARDS_PER_BLOCK], circ, caps, capacitance,
+                                  t0 if a == 0 else time.perf_counter())
+        return out
     finally:
         torch.set_num_threads(nthreads)
 
