@@ -95,6 +95,9 @@ SETTING_PARAMS: dict[str, tuple[str, ...]] = {
     "level_dbfs": ("level_dbfs",),
     "level_cap_dbfs": ("level_cap", "level_cap_dbfs"),
     "resume": ("resume_dir",),
+    "out": ("out_dir",),
+    "circuit": ("circuit_name",),
+    "target": ("target_file",),
 }
 _invoked: list[str] = []        # the subcommand running (its flags word library errors)
 

@@ -42,8 +42,8 @@ class Recorder:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
             else:
                 if self.path.exists():
-                    raise InputError("session file exists already (use --resume)",
-                                     str(self.path))
+                    raise InputError("session file exists already (use {resume})",
+                                     str(self.path)).naming(resume="a resumed run")
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL,
                                    0o644)
         except OSError as e:

@@ -22,11 +22,13 @@ RESUME_MAY_CHANGE = ("max_tones", "precision", "series", "target", "window_ms")
 #: Fields the recorded rows depend on: changing them would mix incompatible data.
 RESUME_FIXED = ("circuit", "mode", "capacitance", "installed", "level_dbfs", "led_threshold",
                 "led_vf")
-#: The CLI option of each RunConfig field.
-OPTION = {"max_tones": "--max-tones", "precision": "--precision", "series": "--series",
-          "target": "--target", "window_ms": "--window-ms", "circuit": "--circuit",
-          "mode": "--mode", "capacitance": "--capacitance", "installed": "--installed",
-          "level_dbfs": "--level", "led_threshold": "--led-threshold", "led_vf": "--led-vf"}
+#: the run's settings in plain words (errors name the setting; the CLI puts its flag there)
+WORDS = {"max_tones": "the tone budget", "precision": "the precision", "series": "the series",
+         "target": "the target", "window_ms": "the window", "circuit": "the circuit",
+         "mode": "the mode", "capacitance": "the capacitance", "installed": "the installed parts",
+         "level_dbfs": "the level", "led_threshold": "the LED threshold",
+         "led_vf": "the LED switching voltage", "out": "the output folder",
+         "resume": "a resumed run", "force": "forcing it"}
 
 
 def prepare_out(out: Path) -> bool:
@@ -34,13 +36,15 @@ def prepare_out(out: Path) -> bool:
     Returns whether it was created (so a run that stops before its first row removes it)."""
     created = not out.exists()
     if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: --out names a file; give a folder for the session")
+        raise OutputError(f"{out}: {{out}} names a file; give a folder for the session"
+                          ).naming(out=WORDS["out"])
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise _folder_error(out, e) from None
     if any(p.name != LOCK_NAME for p in out.iterdir()):
-        raise InputError("output folder is not empty (use --resume to continue it)", str(out))
+        raise InputError("output folder is not empty (use {resume} to continue it)",
+                         str(out)).naming(resume=WORDS["resume"])
     if not os.access(out, os.W_OK | os.X_OK):
         raise OutputError(f"{out}: the session folder is not writable")
     return created
@@ -88,8 +92,8 @@ def check_identity(meta: Mapping[str, str], probe: Any, session_dir: str, force:
     if then is None or force or then == now:
         return
     raise InputError(f"session was recorded with another probe ({then}); this one is {now}: "
-                     "its rows would mix two circuits (add --force if the circuit is the same)",
-                     session_dir)
+                     "its rows would mix two circuits (add {force} if the circuit is the same)",
+                     session_dir).naming(force=WORDS["force"])
 
 
 def resume_changes(meta: Mapping[str, str], recorded: Any, given: Any,
@@ -101,9 +105,10 @@ def resume_changes(meta: Mapping[str, str], recorded: Any, given: Any,
         if name in RESUME_FIXED:
             if _same(getattr(given, name), getattr(recorded, name)):
                 continue
-            raise InputError(f"{OPTION[name]} cannot change on resume: the session's rows were "
+            raise InputError(f"{{{name}}} cannot change on resume: the session's rows were "
                              f"recorded with {meta.get(name) or '(none)'}; start a new session "
-                             "with --out for other settings")
+                             "with {out} for other settings").naming(
+                                 **{name: WORDS.get(name, name)}, out=WORDS["out"])
         if name in RESUME_MAY_CHANGE:
             changes[name] = str(getattr(given, name))
     return changes
@@ -135,10 +140,11 @@ def resume_target(meta: Mapping[str, str], given: Any, recorded: Any, session_di
     except InputError as e:
         if recorded is not None and not os.path.exists(path):
             return recorded, {}
-        raise InputError(f"cannot re-read the session's target ({e}); pass --target FILE",
-                         session_dir) from None
+        raise InputError(f"cannot re-read the session's target ({e}); pass {{target}} FILE",
+                         session_dir).naming(target="a target") from None
     want = meta.get("target_sha256")
     if want and tgt.sha256 != want:
         raise InputError(f"the target file {path} changed since the session started; pass "
-                         f"--target {path} to use it as it is now (a new segment)", session_dir)
+                         f"{{target}} {path} to use it as it is now (a new segment)",
+                         session_dir).naming(target="the target")
     return tgt, {}

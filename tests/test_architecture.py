@@ -261,3 +261,24 @@ def test_functions_fit_on_a_screen_and_files_stay_small() -> None:
         long_functions)
     new = [f for f in long_files if f not in KNOWN_LONG_FILES]
     assert not new, f"files over {MAX_FILE_LINES} lines: {new}"
+
+
+def test_library_errors_name_settings_and_the_cli_its_flags() -> None:
+    """The library says which setting would fix an error; each command words it with the
+    flag it has for that setting (calibrate's --mode, --out)."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from hostctl import cli
+    from hostctl.errors import InputError
+    from hostctl.session import resume_changes
+
+    with pytest.raises(InputError) as ei:
+        resume_changes({"mode": "gain"}, SimpleNamespace(mode="gain"),
+                       SimpleNamespace(mode="led"), {"mode"})
+    assert "--" not in str(ei.value) and "the mode cannot change" in str(ei.value)
+    cli._invoked[:] = ["calibrate"]
+    worded = ei.value.worded(cli._flags(ei.value.settings))
+    assert worded.startswith("--mode cannot change on resume"), worded
+    assert "start a new session with --out for other settings" in worded
