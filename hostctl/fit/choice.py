@@ -202,7 +202,8 @@ def _assume_first(results: list[FitResult]) -> FitResult:
     if undecided:
         why = {k: f"the LED data cannot tell {first.circuit} (its value "
                   f"{first.values[k]:.4g}, {own[k][0]:.4g}..{own[k][1]:.4g}) from "
-                  + "; ".join(v) + _decide(ok) for k, v in undecided.items()}
+                  + "; ".join(v) + " (naming the build, or gains, decide)"
+               for k, v in undecided.items()}
         first.topology["undecided"] = why
         first.warnings.append(
             f"the LED data are consistent with {', '.join(r.circuit for r in ok)}, which "
