@@ -518,3 +518,25 @@ def test_estimate_each_measures_each_leds_volts(tmp_path):
     assert d["fit"]["led_vf"] == pytest.approx({c: 0.2 for c in ("low", "band", "high")},
                                                rel=0.01)
     assert d["led_drive"]["led_vf"] == d["fit"]["led_vf"]
+
+
+def test_a_build_the_led_rows_contradict_is_rejected_not_assumed():
+    """LED states alone: the family's default build contradicted by its LED rows (NOT
+    TRUSTED), the passive one consistent -- the passive one is the answer, named, its
+    intervals its own, no part withheld for doubt about the build."""
+    from hostctl.fit import FitResult
+    from hostctl.fit.choice import _assume_first
+
+    def led_fit(circuit: str, band_low: float, trusted: bool) -> FitResult:
+        vals = {"R_low": 200.0, "R_band_low": band_low, "R_band_high": 160.0, "R_high": 33.0}
+        return FitResult(circuit, vals, {k: (0.99 * v, 1.01 * v) for k, v in vals.items()},
+                         {k: 1000.0 for k in vals}, {k: 1e-6 for k in vals}, True, 1, 0.0,
+                         "led-interval", "auto", None, False, [], 0, 300, trusted=trusted)
+
+    got = _assume_first([led_fit("color-organ", 45.0, False),
+                         led_fit("color-organ-passive", 38.0, True)])
+    assert got.circuit == "color-organ-passive" and got.trusted
+    assert got.topology["rejected"] == {"color-organ": None}
+    assert not got.topology["assumed"] and "undecided" not in got.topology
+    assert got.ci95["R_band_low"] == (0.99 * 38.0, 1.01 * 38.0)
+    assert any("LED rows contradict color-organ" in n for n in got.notes)
