@@ -161,8 +161,7 @@ def record(seconds: float, path: Path) -> None:
     np.save(path, rec.stop())
 
 
-if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
+if __name__ == "__main__":     # a child of test_audio_loopback (its PYTHONPATH: this checkout)
     if sys.argv[1] == "play":
         play(Path(sys.argv[2]))
     elif sys.argv[1] == "record":

@@ -41,8 +41,11 @@ def pulse_env() -> dict[str, str]:
 
 
 def child(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(HERE / "audio_server.py"), *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    """tests/audio_server.py in a fresh python that imports this checkout's hostctl."""
+    path = os.pathsep.join(p for p in (str(HERE.parent), env.get("PYTHONPATH", "")) if p)
+    return subprocess.run([sys.executable, str(HERE / "audio_server.py"), *args],
+                          env={**env, "PYTHONPATH": path}, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def tone_segments(x: np.ndarray, min_amp: float) -> list[tuple[int, int]]:
