@@ -200,10 +200,11 @@ def test_rgb_board_led_mode_estimate_refuses_to_pass(tmp_path):
     for r, corner in d["fit"]["corner_hz"].items():
         rc = b.true_values[r] * b.true_capacitances[r]
         assert corner * 2 * math.pi * rc == pytest.approx(1, abs=0.01), r
-    a0 = b.amplitude_v(0.0)
+    # the session carries each tone's reference amplitude: the thresholds are switching
+    # volts against it (as --led-vf judges), not fractions of the 0 dBFS tone
     for i, ch in enumerate(b.circuit.channels):
-        assert d["fit"]["led_thresholds"][ch] == pytest.approx(b.led_threshold_v(i) / a0,
-                                                               rel=0.01)
+        assert d["fit"]["led_vf"][ch] == pytest.approx(b.led_threshold_v(i), rel=0.01)
+    assert d["led_drive"]["led_vf"] == d["fit"]["led_vf"]
 
 
 def test_design_for_leds_of_different_colors():

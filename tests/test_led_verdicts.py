@@ -518,6 +518,10 @@ def test_estimate_each_measures_each_leds_volts(tmp_path):
     assert d["fit"]["led_vf"] == pytest.approx({c: 0.2 for c in ("low", "band", "high")},
                                                rel=0.01)
     assert d["led_drive"]["led_vf"] == d["fit"]["led_vf"]
+    # each range carries the fitted resistors' intervals (at the fit alone the band's
+    # was 0.19958..0.19983 V, missing the truth by 0.1 %)
+    for ch, (lo, hi) in d["fit"]["led_thresholds_ci95"].items():
+        assert lo <= 0.2 <= hi and hi / lo < 1.02, (ch, lo, hi)
 
 
 def test_a_build_the_led_rows_contradict_is_rejected_not_assumed():

@@ -62,8 +62,11 @@ def _fit_each(data: MeasurementSet, circ: Circuit, capacitance: Any,
                "auto", prior, fixed, init, None, None, t0)
     if not led_rows:
         return res
+    # the LED rows see the circuit the gains found: its nuisances (ESR, capacitors as
+    # built) at their fitted values, not at nominal
+    held = {**{k: v[0] for k, v in (res.nuisance or {}).items()}, **dict(fixed or {})}
     prob = _build(MeasurementSet(led_rows, dict(data.meta)), circ, res.capacitance,
-                  SwitchVoltage("estimate") if volts else "estimate", None, fixed)
+                  SwitchVoltage("estimate") if volts else "estimate", None, held)
     missing = sorted({circ.channels[c] for c in prob.chl} - {m.channel for m in gain_rows
                                                             if m.gain_usable})
     if missing:
@@ -80,7 +83,7 @@ def _fit_each(data: MeasurementSet, circ: Circuit, capacitance: Any,
                             "D4 high); the thresholds are not to be used")
     res.led_threshold, res.led_threshold_estimated = None, True
     res.led_thresholds = {}
-    res.led_thresholds_ci95 = ranges
+    res.led_thresholds_ci95 = _over_intervals(prob, theta, res, ranges)
     res.n_led = prob.nl
     res.method = f"{res.method} + per-LED thresholds"
     for ch, (lo, hi) in ranges.items():
@@ -95,11 +98,29 @@ def _fit_each(data: MeasurementSet, circ: Circuit, capacitance: Any,
             if volts else "LED thresholds t_ref per LED at 0 dBFS")
     res.notes.append(f"{what}, from the fitted gains and each LED's switches: " + ", ".join(
                          f"{k} {res.led_thresholds[k]:.4g} ({lo:.4g}..{hi:.4g})"
-                         for k, (lo, hi) in ranges.items()))
+                         for k, (lo, hi) in res.led_thresholds_ci95.items()))
     if volts:
         res.led_vf, res.led_thresholds = res.led_thresholds, None
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _over_intervals(prob: _Problem, theta: np.ndarray, res: FitResult,
+                    ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """Each LED's threshold range over the fitted resistors' 95 % intervals too: the gap
+    between its dark and lit tones moves with the response the gains fixed (each resistor
+    at either end of its interval, the others at the fit)."""
+    out = dict(ranges)
+    for k, name in enumerate(prob.free):
+        for v in res.ci95.get(name, (math.nan, math.nan)):
+            if not (v > 0 and math.isfinite(v)):
+                continue
+            th = theta.copy()
+            th[k] = math.log(v)
+            for ch, (lo, hi) in _thresholds_per_led(prob, th)[0].items():
+                a, b = out[ch]
+                out[ch] = (min(a, lo) if a > 0 else a, max(b, hi))
+    return out
 
 
 def _threshold_conflicts(data: MeasurementSet, prob: _Problem, theta: np.ndarray,
