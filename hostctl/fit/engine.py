@@ -38,6 +38,7 @@ from hostctl.fit.settings import (
     LED_LAPSE,
     LED_MISFIT_FRACTION,
     LOSSES,
+    MAP_GAIN_ABS,
     MISFIT_RMS,
     MISFIT_TRUST,
     NOISE_FIGURE_TOL,
@@ -251,7 +252,7 @@ def _fit_gains(run: _Run, auto_start: bool) -> None:
         # MAP: prior rows against gain rows scaled to unit noise
         s = run.s_gain
         theta_b, cost, A, done, it = _lm(lambda th: prob.objective(th, s_gain=s),
-                                         run.theta[None])
+                                         run.theta[None], gain_abs=MAP_GAIN_ABS)
         run.iters += it
         run.theta, run.A = theta_b[0], A  # rows at unit noise, plus the prior's
         run.converged &= bool(done[0])

@@ -23,13 +23,17 @@ def _newton_gain(A: np.ndarray, g: np.ndarray, d: np.ndarray, eye: np.ndarray) -
 
 
 def _lm(fun, theta0: np.ndarray, *, max_iter: int = 100, xtol: float = 1e-10,
-        ftol: float = 1e-13
+        ftol: float = 1e-13, gain_abs: float = 0.0
         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Batched Levenberg-Marquardt on ``fun(theta (B,P)) -> cost (B,), grad (B,P), H (B,P,P)``.
 
     Returns theta, cost, H (at the solution), converged mask, iterations. Each batch member
     has its own damping; converged members stop moving (they are still evaluated, which
-    is cheaper than re-indexing every array).
+    is cheaper than re-indexing every array). ``gain_abs``: where the cost is half a
+    chi-square at unit noise, a full Gauss-Newton step that promises less than this is a
+    step far inside the statistical error (1e-8: 1e-4 sigma), and the fit stops: a
+    weakly determined nuisance otherwise crawls on for tens of iterations (Gauss-Newton's
+    linear convergence where the residuals' curvature matters).
     """
     theta = np.array(theta0, dtype=float)
     B, P = theta.shape
@@ -48,7 +52,7 @@ def _lm(fun, theta0: np.ndarray, *, max_iter: int = 100, xtol: float = 1e-10,
         # gain floors at ~1e-14 of the cost) would otherwise keep the iterations going on
         # noise until the damping gives up or max_iter (ftol / 1000 stopped nothing there;
         # ftol itself stopped a slow crawl along a flat valley early)
-        done |= _newton_gain(A, g, d, eye) <= 0.1 * ftol * np.abs(cost) + 1e-300
+        done |= _newton_gain(A, g, d, eye) <= 0.1 * ftol * np.abs(cost) + gain_abs + 1e-300
         if done.all():
             break
         M = A + lam[:, None, None] * d[:, :, None] * eye + 1e-300 * eye

@@ -25,6 +25,10 @@ LED_MISFIT_FRACTION = 0.1
 #: smallest gain noise scale (log units) used to weigh gain rows against LED rows / priors
 S_GAIN_FLOOR = 1e-6
 
+#: the MAP fit (cost = half a chi-square at unit noise) stops when a full Gauss-Newton step
+#: promises less than this: a step of ~1e-4 of a standard deviation
+MAP_GAIN_ABS = 1e-8
+
 #: probability that an LED observation is simply wrong (robust probit). The coarsest
 #: annealing stage runs without it: a pure probit still pulls from far-off starts where
 #: every observation is wrong, which a bounded loss would not
