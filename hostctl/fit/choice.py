@@ -177,12 +177,16 @@ def _assume_first(results: list[FitResult]) -> FitResult:
     others = [r for r in ok if r is not first]
     own = dict(first.ci95)
     undecided: dict[str, list[str]] = {}
+    # a build is judged by its bench preset where that is consistent too: its -ideal twin
+    # differs from the others by parasitics as well as by how it is built
+    names = {r.circuit for r in ok}
+    builds = {n for n in names if not (n.endswith("-ideal") and _build(n) in names)}
     for alt in others:
         for k, (lo, hi) in own.items():
             if k not in alt.values:
                 continue
             alo, ahi = alt.ci95.get(k, (alt.values[k], alt.values[k]))
-            if _build(alt.circuit) != _build(first.circuit) and not (
+            if _build(alt.circuit) != _build(first.circuit) and alt.circuit in builds and not (
                     lo <= alt.values[k] <= hi and alo <= first.values[k] <= ahi):
                 undecided.setdefault(k, []).append(
                     f"{alt.circuit} gives {alt.values[k]:.4g} ({alo:.4g}..{ahi:.4g})")
