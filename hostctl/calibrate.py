@@ -71,6 +71,9 @@ CLIP_STEP_DB = 3.0
 FLOOR_WINDOW_MS = 1000
 #: Flags a repeat would not change (a weak channel): no re-measure for these.
 REMEASURE_OK = frozenset({"below-floor"})
+#: how --mode both reports the LEDs' switching voltages it measured
+VOLTS_NOTE = ("LED switching voltages measured for each LED at its filter output, from the "
+              "fitted gains and each tone's own reference amplitude: ")
 
 
 @dataclass
@@ -584,9 +587,21 @@ def led_judging(cfg: RunConfig, data: MeasurementSet, result: FitResult, level: 
     from hostctl.source import measured_drive
 
     circ = get_circuit(result.circuit)
-    if cfg.led_vf is not None and cfg.led_threshold is None:
+    volts: Threshold | None = cfg.led_vf if cfg.led_threshold is None else None
+    if volts is None and cfg.led_threshold is None and cfg.mode == "both":
+        ranges = led_volts_measured(data, result)
+        if ranges:
+            # an LED that never switched has only a bound: its parts are withheld anyway
+            volts = {ch: math.sqrt(lo * hi) if lo > 0 and math.isfinite(hi) else lo or hi
+                     for ch, (lo, hi) in ranges.items()}
+            result.led_vf = dict(volts)
+            note = VOLTS_NOTE + ", ".join(f"{ch} {volts[ch]:.4g} V ({lo:.4g}..{hi:.4g})"
+                                          for ch, (lo, hi) in ranges.items())
+            if note not in result.notes:
+                result.notes.append(note)
+    if volts is not None:
         try:
-            return measured_drive(circ, result, cfg.capacitance, data.rows, cfg.led_vf,
+            return measured_drive(circ, result, cfg.capacitance, data.rows, volts,
                                   level, cfg.installed), set(), []
         except FitError as e:
             return None, set(), [f"LEDs judged on |H|: {e}"]
@@ -594,6 +609,33 @@ def led_judging(cfg: RunConfig, data: MeasurementSet, result: FitResult, level: 
             and result.led_threshold is None:
         return None, set(circ.channels), []
     return None, set(), []
+
+
+def led_volts_measured(data: MeasurementSet, result: FitResult
+                       ) -> dict[str, tuple[float, float]] | None:
+    """Each LED's switching voltage (peak volts at its filter output), where the gains
+    have fixed |H|: in the gap between its dark and lit tones of ``|H(f)| * vin(f)``, each
+    tone with its own reference amplitude (the input sags with frequency, so an |H|
+    threshold measured at one LED's switch is wrong at another frequency). None: no LED
+    row carries its reference amplitude."""
+    import numpy as np
+
+    from hostctl.fit import SwitchVoltage
+    from hostctl.fit.led import _thresholds_per_led
+    from hostctl.fit.problem import build_problem
+
+    rows = [replace(m, gain=None, flag="") for m in data.rows
+            if m.led is not None and m.led_usable and m.vin_v and m.vin_v > 0]
+    circ = get_circuit(result.circuit)
+    if not rows or not {m.channel for m in rows} <= set(circ.channels):
+        return None
+    hold = {k: v[0] for k, v in (result.nuisance or {}).items()}
+    # V = 1 for every LED: each row's offset is then -log vin, and the gaps are volts
+    prob = build_problem(MeasurementSet(rows, dict(data.meta)), circ, result.capacitance,
+                         SwitchVoltage(1.0), None, hold)
+    theta = np.log([result.values[r] for r in prob.free])
+    ranges, _ = _thresholds_per_led(prob, theta)
+    return ranges
 
 
 def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
@@ -616,6 +658,9 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
     thr, thr_src = threshold_from_fit(*r.threshold(), result, r.level)
     drive, unknown, notes = led_judging(cfg, r.data, result, r.level)
     r.problems.extend(notes)
+    if drive is not None and cfg.led_vf is None and result.led_vf:
+        # the verdicts use these volts; the |H| thresholds stay for the plot
+        thr_src = next((n for n in result.notes if n.startswith(VOLTS_NOTE)), thr_src)
     # the topology the data chose (a passive band-pass is not designed as a buffered one)
     adv = advise(get_circuit(result.circuit), cfg.target, series=cfg.series,
                  capacitance=cfg.capacitance,

@@ -186,3 +186,42 @@ def measure(board: DrawnBoard, freqs_hz: Sequence[float] | np.ndarray, *, noise:
             for i in range(f.size) for c in channels]
     meta = {"board": f"sims.breadboards {board.topology}", "noise": f"{noise:g}"}
     return MeasurementSet(rows, meta)
+
+
+def bench_board_toml(rng: np.random.Generator, *, topology: str = "passive",
+                     source: tuple[float, float] = (0.0, 32.0),
+                     led_vf: tuple[float, float] = (0.22, 0.36), design_spread: float = 0.1,
+                     name: str = "drawn") -> tuple[str, dict[str, float]]:
+    """A virtual-bench board file (TOML text) drawn like :func:`draw_board`: the bench
+    board of ``topology`` with its nominal resistors the E24 value nearest the notebook
+    design +- ``design_spread``, one source resistance drawn from ``source`` and each LED
+    its own switching voltage drawn from ``led_vf`` (a red, a green and a blue LED). The
+    bench then draws the parts' tolerances per seed. Returns the text and what was drawn
+    (``R_source``, ``vf_low``, ``vf_band``, ``vf_high``)."""
+    src = TOPOLOGIES[topology].with_suffix(".toml").read_text(encoding="utf-8")
+    des = design_resistors()
+    drawn = {"R_source": max(_uniform(rng, *source), 1e-3)}
+    vf = [round(_uniform(rng, *led_vf), 3) for _ in CHANNEL_ORDER]
+    drawn.update({f"vf_{c}": v for c, v in zip(CHANNEL_ORDER, vf, strict=True)})
+    out = []
+    section = ""
+    for line in src.splitlines():
+        key = line.split("=")[0].strip()
+        if line.startswith("["):
+            section = line.split("]")[0].strip("[")
+        if section == "resistors" and key in des:
+            r = _e24(des[key] * (1 + design_spread * _uniform(rng, -1, 1)))
+            line = f"{key} = {r!r}"
+        elif key == "name":
+            line = f'name = "{name}"'
+        elif key == "description":
+            line = (f'description = "{topology} color organ drawn by sims.breadboards: source '
+                    f'{drawn["R_source"]:.3g} ohm, LEDs {vf} V"')
+        elif key == "netlist":
+            line = f'netlist = "{TOPOLOGIES[topology].resolve()}"'
+        elif key == "R_source":
+            line = f"R_source = {{ range = [{drawn['R_source']!r}, {drawn['R_source']!r}] }}"
+        elif key == "threshold_v":
+            line = f"threshold_v = {vf!r}"
+        out.append(line)
+    return "\n".join(out) + "\n", drawn

@@ -14,34 +14,32 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from hostctl import calibrate
 from hostctl.device import open_probe
-from hostctl.recommend import check_bands
 from hostctl.record import read_session
+from sims import spice
+from sims.boards import CHANNEL_ORDER, netlist_nodes
 from sims.tones import SimToneOutput
 
 #: The bench board is the passive build with the probe front end and a source resistance,
 #: simulated by ngspice. The fit models it (its capacitors as nuisances, issue 12), so its
-#: corners are held to 1 % strictly. What its LEDs do is another matter: they switch on the
-#: volts at the filter outputs, under the sound card's source resistance, while the design,
-#: the target check and the per-LED thresholds still work on |H| relative to A0 of the
-#: buffered preset (LED verdicts on volts: the next piece of work).
-LED_VOLTS_WHY = ("the passive bench board's LEDs switch on the volts at the filter outputs "
-                 "under the source resistance; design, target check and LED thresholds are "
-                 "still on |H| relative to A0 (LED verdicts on volts)")
-PASSIVE_WHY = ("LED-only fits hold the passive band-pass's capacitors at nominal (nuisances "
-               "move only where gains see them), and " + LED_VOLTS_WHY)
-#: Not run while they are expected to fail: a non-strict xfail that runs cannot fail, so it
-#: checked nothing and took most of the suite's time (whole calibrations through ngspice).
-PASSIVE = pytest.mark.xfail(reason=PASSIVE_WHY, strict=False, run=False)
+#: corners are held to 1 % strictly. Its LEDs switch on the volts at the filter outputs,
+#: under the sound card's source resistance: their switching levels are compared in volts,
+#: and the recommended parts are built in ngspice and looked at (:func:`spice_bands`).
 #: bench-ideal (the old bench board: the closed forms' circuit, with tolerances and noise)
 #: keeps the fit's accuracy on noisy boards checked strictly too.
 BOARDS = ([("notebook", 0)] + [("bench-ideal", s) for s in range(3)]
           + [("bench", s) for s in range(10)])
-LED_BOARDS = ([("notebook", 0)] + [("bench-ideal", s) for s in range(3)]
-              + [pytest.param("bench", s, marks=PASSIVE) for s in range(10)])
+#: LED data alone cannot tell the passive build's band-pass from the buffered one (nor its
+#: capacitors apart): there the band sections are withheld or NOT TRUSTED, not within 1 %
+LED_BOARDS = [("notebook", 0)] + [("bench-ideal", s) for s in range(3)]
+#: LED mode with no switching voltage given estimates one shared threshold on |H| relative
+#: to the tone level (two levels), not on the volts the LEDs see under the sagging source
+ESTIMATE_WHY = ("LED mode estimates an unknown LED threshold on |H| relative to the tone "
+                "level, not on volts at the filter outputs under the source's sag")
 
 
 def run(tmp_path, board, seed, mode, **kw):
@@ -50,7 +48,8 @@ def run(tmp_path, board, seed, mode, **kw):
         cfg = calibrate.RunConfig(mode=mode, circuit=b.circuit.name,
                                   installed=dict(b.board.resistors),
                                   capacitance=dict(b.board.capacitance_f), **kw)
-        res = calibrate.run(p, SimToneOutput(b), cfg, tmp_path / f"{board}-{seed}-{mode}")
+        out = tmp_path / f"{os.path.basename(str(board))}-{seed}-{mode}"
+        res = calibrate.run(p, SimToneOutput(b), cfg, out)
     return res, b
 
 
@@ -64,13 +63,51 @@ def true_threshold(b, level_dbfs):
     return b.led_threshold_v(0) / b.amplitude_v(level_dbfs)
 
 
-def assert_build_meets_target(res, b):
-    """The recommended parts, built with the board's true capacitors, light as targeted."""
-    if b.board.name == "bench":
-        pytest.xfail(LED_VOLTS_WHY)
-    checks = check_bands(b.circuit, res.design.values, b.true_capacitances,
-                         true_threshold(b, res.config.level_dbfs), res.config.target)
-    assert checks and all(c["pass"] for c in checks.values()), checks
+def true_vf(b, channel):
+    """The volts at its filter output where the board's LED on ``channel`` switches."""
+    return b.led_threshold_v(CHANNEL_ORDER.index(channel))
+
+
+def spice_bands(res, b):
+    """ngspice's verdict on the recommended parts: the board's netlist with them put in
+    (everything else as built: its true capacitors, source resistance, probe front end),
+    played at the run's level; channel -> lit all over its on-bands and dark all over
+    its off-bands, on the board's own switching voltages."""
+    nodes = netlist_nodes(open(b.board.netlist).read())[1]
+    chans = [c for c in CHANNEL_ORDER if c in nodes and c in res.config.target.bands]
+    params = {**b.true_params, **res.design.values}
+    ac = spice.ac_response(b.board.netlist, params, tuple(nodes[c] for c in chans))
+    level = float(read_session(res.session).meta.get("level_dbfs_used", res.config.level_dbfs))
+    a = b.amplitude_v(level)
+    out = {}
+    for c in chans:
+        ok = True
+        for kind, bands in res.config.target.bands[c].items():
+            for lo, hi in bands:
+                lit = a * np.abs(ac(np.geomspace(lo, hi, 60))[nodes[c]]) > true_vf(b, c)
+                ok &= bool(lit.all() if kind == "on" else not lit.any())
+        out[c] = ok
+    return out
+
+
+#: a FAIL for want of knowledge (a section the data left open, an LED never seen to
+#: switch) claims nothing about the build: ngspice is not asked to agree with it
+UNKNOWING = ("not determined", "unknown", "never switched")
+
+
+def assert_build_meets_target(res, b, *, expect_pass=True):
+    """Where hostctl says PASS, the recommended parts light as targeted in ngspice; where it
+    says FAIL (for a reason about the build), ngspice agrees. ``expect_pass``: hostctl must
+    say PASS on every channel."""
+    truth = spice_bands(res, b)
+    assert truth, "no channel with target bands"
+    for c, v in res.bands.items():
+        if v["pass"]:
+            assert truth[c], (c, "PASS but ngspice misses the bands", res.bands, truth)
+        elif not any(w in v.get("why", "") for w in UNKNOWING):
+            assert not truth[c], (c, "FAIL but ngspice meets the bands", res.bands, truth)
+    if expect_pass:
+        assert all(v["pass"] for v in res.bands.values()), res.bands
 
 
 @pytest.mark.parametrize("board,seed", BOARDS)
@@ -108,7 +145,7 @@ def test_led_mode_recovers_true_corners_within_1pct_in_80_tones(tmp_path, board,
     assert_build_meets_target(res, b)
 
 
-@PASSIVE
+@pytest.mark.xfail(reason=ESTIMATE_WHY, strict=False, run=False)
 @pytest.mark.parametrize("seed", [0, 5])
 def test_led_mode_measures_the_threshold_itself(tmp_path, seed):
     res, b = run(tmp_path, "bench", seed, "led", max_tones=80)
@@ -127,11 +164,73 @@ def test_both_mode_recovers_corners_and_each_leds_threshold(tmp_path, board, see
     assert res.tones <= 60
     assert max(abs(e) for e in errs.values()) < 0.01, errs
     assert isinstance(res.threshold, dict) and "each LED" in res.threshold_source
-    if board == "bench":
-        pytest.xfail(LED_VOLTS_WHY)
-    for c, t in res.threshold.items():
-        assert t == pytest.approx(true_threshold(b, -6.0), rel=0.015), (c, res.threshold)
+    # each LED's switching level in volts at its filter output, as the board's LEDs switch
+    assert "V (" in res.threshold_source and res.fit.trusted, res.fit.warnings
+    for c, v in res.fit.led_vf.items():
+        assert v == pytest.approx(true_vf(b, c), rel=0.015), (c, res.fit.led_vf)
+    assert res.advice.drive is not None and res.advice.drive.volts == res.fit.led_vf
     assert_build_meets_target(res, b)
+
+
+def drawn_board(tmp_path, k):
+    """Acceptance board ``k`` (sims.breadboards): passive for even ``k``, buffered for odd,
+    a source drawn from 0-32 ohm (board 8: none at all), each LED its own switching
+    voltage; the bench draws the parts' tolerances from seed ``k``."""
+    from sims.breadboards import bench_board_toml
+
+    text, drawn = bench_board_toml(np.random.default_rng([13, k]),
+                                   topology="passive" if k % 2 == 0 else "buffered",
+                                   source=(0.0, 0.0) if k == 8 else (0.0, 32.0),
+                                   name=f"drawn-{k}")
+    path = tmp_path / f"drawn-{k}.toml"
+    path.write_text(text)
+    return str(path), drawn
+
+
+def judge_run(res, b):
+    """The issue's rule on one run, resistor by resistor: within 2 % of the truth, or not
+    trusted (the fit NOT TRUSTED, its precision not reached, or its part withheld: each
+    says why); never trusted beyond 3 %. Returns resistor -> (error, trusted, covered)."""
+    out = {}
+    for r, e in corner_errors(res, b).items():
+        trusted = res.fit.trusted and r not in res.unmet and r not in res.advice.held
+        true = b.true_values[r] * b.true_capacitances[r] / res.fit.capacitance[r]
+        lo, hi = res.fit.ci95[r]
+        out[r] = (e, trusted, lo <= true <= hi)
+        assert abs(e) <= 0.02 or not trusted, (r, e, res.fit.warnings)
+    if not res.fit.trusted:
+        assert res.fit.warnings, "NOT TRUSTED without a reason"
+    return out
+
+
+def accept(tmp_path, mode, k):
+    """One acceptance run: ``--mode led`` is told each LED's switching voltage, ``--mode
+    both`` measures them. The recommended parts are then built in ngspice."""
+    board, drawn = drawn_board(tmp_path, k)
+    kw = ({"led_vf": {c: drawn[f"vf_{c}"] for c in CHANNEL_ORDER}} if mode == "led" else {})
+    res, b = run(tmp_path, board, k, mode, **kw)
+    got = judge_run(res, b)
+    assert_build_meets_target(res, b, expect_pass=False)
+    return got
+
+
+@pytest.mark.parametrize("mode,k", [("both", 2), ("led", 1)])
+def test_acceptance_one_board(tmp_path, mode, k):
+    """One passive and one buffered board of the acceptance below, every check of it."""
+    got = accept(tmp_path, mode, k)
+    assert all(cov for _, _, cov in got.values()), got
+
+
+@pytest.mark.slow                   # 10 calibrations through ngspice per mode
+@pytest.mark.parametrize("mode", ["led", "both"])
+def test_acceptance_over_10_boards(tmp_path, mode):
+    """Issue 13's acceptance: 10 boards (5 passive, 5 buffered, source 0-32 ohm, LEDs
+    switching at their own voltages): every resistor within 2 % or not trusted with the
+    reason named, never trusted beyond 3 %, intervals covering >= 90 % of the resistors,
+    and ngspice agreeing with every PASS and every FAIL about the build."""
+    got = {(k, r): v for k in range(10) for r, v in accept(tmp_path, mode, k).items()}
+    covered = sum(cov for _, _, cov in got.values())
+    assert covered / len(got) >= 0.90, {kr: v for kr, v in got.items() if not v[2]}
 
 
 def test_capacitors_are_inferred_from_installed_values(tmp_path):
