@@ -71,10 +71,10 @@ CLIP_STEP_DB = 3.0
 FLOOR_WINDOW_MS = 1000
 #: Flags a repeat would not change (a weak channel): no re-measure for these.
 REMEASURE_OK = frozenset({"below-floor"})
-#: how --mode both reports the LEDs' switching voltages it measured
-VOLTS_NOTE = ("LED switching voltages measured for each LED at its filter output, from the "
-              "fitted gains and each tone's own reference amplitude: ")
-
+#: What a run cannot know of the build its verdict is about: each capacitor is known
+#: through the installed resistor's tolerance (5 %, E24 parts), or its own (10 %) when the
+#: installed resistors are not given; a PASS must hold across it.
+SPLIT_TOL = {True: 0.05, False: 0.10}
 
 @dataclass
 class RunConfig:
@@ -528,8 +528,9 @@ def led_threshold_for(cfg: RunConfig, data: MeasurementSet, level: float
 
 
 def fit_session(cfg: RunConfig, data: MeasurementSet, level: float) -> FitResult:
-    """Fit what the run's mode observes; tone levels only matter when the threshold is
-    estimated (the fit's threshold is then relative to 0 dBFS)."""
+    """Fit what the run's mode observes; LED rows with their reference amplitudes are
+    judged on volts (an estimated threshold is then a switching voltage; without them,
+    relative to 0 dBFS, where tone levels matter)."""
     from hostctl.fit import fit
 
     thr, _ = led_threshold_for(cfg, data, level)
@@ -542,13 +543,14 @@ def fit_session(cfg: RunConfig, data: MeasurementSet, level: float) -> FitResult
             # the row as measured (its noise figures too), minus what this mode ignores
             rows.append(replace(m, gain=g, led=led, flag="",
                                 level_dbfs=m.level_dbfs if keep_level else None))
-    if cfg.led_threshold is None and cfg.led_vf is not None and all(
-            m.vin_v for m in rows if m.led is not None):
+    led_rows = [m for m in rows if m.led is not None]
+    on_volts = isinstance(thr, str) or cfg.led_vf is not None
+    if cfg.led_threshold is None and on_volts and led_rows and all(m.vin_v for m in led_rows):
         # each LED row against its own tone's reference amplitude, not a typical one:
-        # the filters' input sags with frequency
+        # the filters' input sags with frequency (an estimated threshold is then volts)
         from hostctl.fit import SwitchVoltage
 
-        thr = SwitchVoltage(cfg.led_vf)
+        thr = SwitchVoltage(thr if isinstance(thr, str) else cfg.led_vf)
     # the preset's name, not its Circuit: a family's topologies are weighed by the data
     return fit(MeasurementSet(rows, dict(data.meta)), cfg.circuit,
                capacitance=cfg.capacitance,
@@ -571,11 +573,15 @@ def advise_session(data: MeasurementSet, cfg: RunConfig | None = None
     level = float(data.meta.get("level_dbfs_used", cfg.level_dbfs))
     result = fit_session(cfg, data, level)
     thr, src = threshold_from_fit(*led_threshold_for(cfg, data, level), result, level)
+    if cfg.led_vf is None and cfg.led_threshold is None:
+        thr, src = volts_threshold(result, data, thr, src)
     drive, unknown, _ = led_judging(cfg, data, result, level)
-    adv = advise(get_circuit(result.circuit), cfg.target, series=cfg.series,
+    circ = get_circuit(result.circuit)
+    adv = advise(circ, cfg.target, series=cfg.series,
                  capacitance=cfg.capacitance, threshold=thr, threshold_source=src,
                  installed=cfg.installed, fit=result, drive=drive,
                  unknown_thresholds=unknown)
+    check_robust(adv, circ, measured_ranges(cfg, result))
     return result, cfg, adv
 
 
@@ -588,17 +594,8 @@ def led_judging(cfg: RunConfig, data: MeasurementSet, result: FitResult, level: 
 
     circ = get_circuit(result.circuit)
     volts: Threshold | None = cfg.led_vf if cfg.led_threshold is None else None
-    if volts is None and cfg.led_threshold is None and cfg.mode == "both":
-        ranges = led_volts_measured(data, result)
-        if ranges:
-            # an LED that never switched has only a bound: its parts are withheld anyway
-            volts = {ch: math.sqrt(lo * hi) if lo > 0 and math.isfinite(hi) else lo or hi
-                     for ch, (lo, hi) in ranges.items()}
-            result.led_vf = dict(volts)
-            note = VOLTS_NOTE + ", ".join(f"{ch} {volts[ch]:.4g} V ({lo:.4g}..{hi:.4g})"
-                                          for ch, (lo, hi) in ranges.items())
-            if note not in result.notes:
-                result.notes.append(note)
+    if volts is None and cfg.led_threshold is None and result.led_vf:
+        volts = result.led_vf          # measured by the fit, on volts
     if volts is not None:
         try:
             return measured_drive(circ, result, cfg.capacitance, data.rows, volts,
@@ -611,31 +608,87 @@ def led_judging(cfg: RunConfig, data: MeasurementSet, result: FitResult, level: 
     return None, set(), []
 
 
-def led_volts_measured(data: MeasurementSet, result: FitResult
-                       ) -> dict[str, tuple[float, float]] | None:
-    """Each LED's switching voltage (peak volts at its filter output), where the gains
-    have fixed |H|: in the gap between its dark and lit tones of ``|H(f)| * vin(f)``, each
-    tone with its own reference amplitude (the input sags with frequency, so an |H|
-    threshold measured at one LED's switch is wrong at another frequency). None: no LED
-    row carries its reference amplitude."""
-    import numpy as np
-
-    from hostctl.fit import SwitchVoltage
-    from hostctl.fit.led import _thresholds_per_led
-    from hostctl.fit.problem import build_problem
-
-    rows = [replace(m, gain=None, flag="") for m in data.rows
-            if m.led is not None and m.led_usable and m.vin_v and m.vin_v > 0]
-    circ = get_circuit(result.circuit)
-    if not rows or not {m.channel for m in rows} <= set(circ.channels):
+def measured_ranges(cfg: RunConfig, result: FitResult
+                    ) -> dict[str, tuple[float, float]] | None:
+    """Each LED's switching voltage range where the run measured it on volts, else None."""
+    if cfg.led_threshold is not None or cfg.led_vf is not None or not result.led_vf:
         return None
-    hold = {k: v[0] for k, v in (result.nuisance or {}).items()}
-    # V = 1 for every LED: each row's offset is then -log vin, and the gaps are volts
-    prob = build_problem(MeasurementSet(rows, dict(data.meta)), circ, result.capacitance,
-                         SwitchVoltage(1.0), None, hold)
-    theta = np.log([result.values[r] for r in prob.free])
-    ranges, _ = _thresholds_per_led(prob, theta)
-    return ranges
+    if result.led_thresholds_ci95:
+        return dict(result.led_thresholds_ci95)
+    ci = result.led_threshold_ci95
+    return {ch: ci for ch in result.led_vf} if ci else None
+
+
+def volts_threshold(result: FitResult, data: MeasurementSet, thr: Threshold, src: str
+                    ) -> tuple[Threshold, str]:
+    """Switching voltages the fit measured: the |H| thresholds at the median reference
+    amplitude (for the maps and the plot; the verdicts use the volts), and where they
+    come from."""
+    vf = result.led_vf
+    if not vf:
+        return thr, src
+    vins = sorted(m.vin_v for m in data.rows if m.vin_v and m.led is not None) or [1.0]
+    a = vins[len(vins) // 2]
+    note = next((n for n in result.notes if "switching volt" in n), "")
+    return ({k: v / a for k, v in vf.items()},
+            f"LED switching voltages measured on volts at the filter outputs: {note}")
+
+
+def check_robust(adv: Advice, circ: Circuit,
+                 vf_ranges: Mapping[str, tuple[float, float]] | None = None) -> None:
+    """Turn a PASS into FAIL where it holds only for the build the run assumed: with each
+    capacitor anywhere in what the run knows of it (:data:`SPLIT_TOL`), the source
+    resistance at its interval's ends, and each LED's switching voltage at its measured
+    range's ends, the LED must still be lit all over its on-bands and dark in its off-bands
+    (an LED's band edge moves with RC and with the source's sag)."""
+    from itertools import product
+
+    from hostctl.leds import GRID, led_volts
+
+    drive = adv.drive
+    ok = [ch for ch, b in adv.bands.items() if b.get("pass") and ch in adv.target.bands]
+    if drive is None or not ok or adv.withheld:
+        return
+    tol = SPLIT_TOL[adv.capacitance_inferred]
+    ci = (drive.estimate or {}).get("ci95_ohm") or [drive.r_source, drive.r_source]
+    sources = sorted({drive.r_source, ci[0], drive.r_source if ci[1] is None else ci[1]})
+    misses: dict[str, str] = {}
+    for signs in product((-1.0, 1.0), repeat=len(adv.capacitance)):
+        caps = {r: c * (1 + s * tol) for (r, c), s in zip(adv.capacitance.items(), signs,
+                                                            strict=True)}
+        for rs in sources:
+            volts = led_volts(circ, GRID, adv.design.values, caps, replace(drive, r_source=rs))
+            for ch in ok:
+                if ch not in misses:
+                    lo, hi = (vf_ranges or {}).get(ch, (drive.vth(ch), drive.vth(ch)))
+                    miss = _band_miss(volts[ch], adv.target.bands[ch], lo, hi)
+                    if miss:
+                        misses[ch] = f"{miss} with the source at {rs:.3g} ohm"
+    for ch, miss in misses.items():
+        adv.bands[ch] = {
+            "pass": False,
+            "why": (f"cannot be sure: its LED meets the bands with the capacitors assumed, but "
+                    f"with each within +-{tol:.0%} (known only through the "
+                    f"{'installed resistors' if adv.capacitance_inferred else 'parts'}' "
+                    f"tolerance) it is {miss}"),
+            "fix": ("measure the capacitors (or the installed resistors) and give them, or "
+                    "a target whose band gaps leave room for the parts' tolerance")}
+        adv.passed = False
+
+
+def _band_miss(v: Any, bands: Mapping[str, Any], vf_lo: float, vf_hi: float) -> str:
+    """Where ``v`` (volts on leds.GRID) misses the bands: lit must be lit at the highest
+    switching voltage the data allow, dark dark at the lowest ('' = meets them)."""
+    from hostctl.leds import GRID
+
+    for kind, spans in bands.items():
+        for flo, fhi in spans:
+            m = (GRID >= flo) & (GRID <= fhi)
+            bad = m & ((v <= vf_hi) if kind == "on" else (v > vf_lo))
+            if bad.any():
+                f = float(GRID[bad][0])
+                return f"{'dark' if kind == 'on' else 'lit'} at {f:.0f} Hz in its {kind} band"
+    return ""
 
 
 def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
@@ -658,14 +711,14 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
     thr, thr_src = threshold_from_fit(*r.threshold(), result, r.level)
     drive, unknown, notes = led_judging(cfg, r.data, result, r.level)
     r.problems.extend(notes)
-    if drive is not None and cfg.led_vf is None and result.led_vf:
-        # the verdicts use these volts; the |H| thresholds stay for the plot
-        thr_src = next((n for n in result.notes if n.startswith(VOLTS_NOTE)), thr_src)
+    if cfg.led_vf is None and cfg.led_threshold is None:
+        thr, thr_src = volts_threshold(result, r.data, thr, thr_src)
     # the topology the data chose (a passive band-pass is not designed as a buffered one)
     adv = advise(get_circuit(result.circuit), cfg.target, series=cfg.series,
                  capacitance=cfg.capacitance,
                  threshold=thr, threshold_source=thr_src, installed=cfg.installed, fit=result,
                  drive=drive, unknown_thresholds=unknown)
+    check_robust(adv, get_circuit(result.circuit), measured_ranges(cfg, result))
     r.problems.extend(adv.problems)
     prec = _precision(result)
     unmet = [k for k, v in prec.items() if not v <= cfg.precision]

@@ -92,13 +92,14 @@ def spice_bands(res, b):
 
 #: a FAIL for want of knowledge (a section the data left open, an LED never seen to
 #: switch) claims nothing about the build: ngspice is not asked to agree with it
-UNKNOWING = ("not determined", "unknown", "never switched")
+UNKNOWING = ("not determined", "unknown", "never switched", "cannot be sure", "cannot tell")
 
 
 def assert_build_meets_target(res, b, *, expect_pass=True):
     """Where hostctl says PASS, the recommended parts light as targeted in ngspice; where it
     says FAIL (for a reason about the build), ngspice agrees. ``expect_pass``: hostctl must
-    say PASS on every channel."""
+    say PASS on every channel (not on the bench boards: there a band edge within the
+    capacitors' uncertainty, 5 % through the installed resistors, is said to be unsure)."""
     truth = spice_bands(res, b)
     assert truth, "no channel with target bands"
     for c, v in res.bands.items():
@@ -121,7 +122,7 @@ def test_gain_mode_recovers_true_corners_within_1pct_in_40_tones(tmp_path, board
     if board == "bench":   # the data chose the passive build, without any ESR (film parts)
         assert res.fit.circuit == "color-organ-passive", res.fit.notes
         assert not any("ESR fitted" in n for n in res.fit.notes), res.fit.notes
-    assert_build_meets_target(res, b)
+    assert_build_meets_target(res, b, expect_pass=board != "bench")
     # the session holds every tone measured, all channels
     data = read_session(res.session)
     assert len({m.frequency_hz for m in data}) == res.tones
@@ -142,7 +143,7 @@ def test_led_mode_recovers_true_corners_within_1pct_in_80_tones(tmp_path, board,
     assert max(abs(e) for e in errs.values()) < 0.01, errs
     assert res.threshold == pytest.approx(true_threshold(b, -6.0), rel=0.005)
     assert "reference amplitude" in res.threshold_source or board == "notebook"
-    assert_build_meets_target(res, b)
+    assert_build_meets_target(res, b, expect_pass=board != "bench")
 
 
 @pytest.mark.xfail(reason=ESTIMATE_WHY, strict=False, run=False)
@@ -165,11 +166,11 @@ def test_both_mode_recovers_corners_and_each_leds_threshold(tmp_path, board, see
     assert max(abs(e) for e in errs.values()) < 0.01, errs
     assert isinstance(res.threshold, dict) and "each LED" in res.threshold_source
     # each LED's switching level in volts at its filter output, as the board's LEDs switch
-    assert "V (" in res.threshold_source and res.fit.trusted, res.fit.warnings
+    assert "switching volt" in res.threshold_source and res.fit.trusted, res.fit.warnings
     for c, v in res.fit.led_vf.items():
         assert v == pytest.approx(true_vf(b, c), rel=0.015), (c, res.fit.led_vf)
     assert res.advice.drive is not None and res.advice.drive.volts == res.fit.led_vf
-    assert_build_meets_target(res, b)
+    assert_build_meets_target(res, b, expect_pass=board != "bench")
 
 
 def drawn_board(tmp_path, k):
