@@ -36,10 +36,12 @@ BOARDS = ([("notebook", 0)] + [("bench-ideal", s) for s in range(3)]
 #: LED data alone cannot tell the passive build's band-pass from the buffered one (nor its
 #: capacitors apart): there the band sections are withheld or NOT TRUSTED, not within 1 %
 LED_BOARDS = [("notebook", 0)] + [("bench-ideal", s) for s in range(3)]
-#: LED mode with no switching voltage given estimates one shared threshold on |H| relative
-#: to the tone level (two levels), not on the volts the LEDs see under the sagging source
-ESTIMATE_WHY = ("LED mode estimates an unknown LED threshold on |H| relative to the tone "
-                "level, not on volts at the filter outputs under the source's sag")
+#: LED mode with no switching voltage given: the fit estimates one shared switching voltage
+#: (on volts) from switches at two levels, over every build the LED data leave possible; one
+#: such run on this board took ~13 min under a load of 10, so it is not run in the suite and
+#: its numbers against the truth are not checked yet
+ESTIMATE_WHY = ("LED mode estimating the switching voltage itself on the passive bench board: "
+                "not yet checked against the truth (a run takes ~13 min under load)")
 
 
 def run(tmp_path, board, seed, mode, **kw):
@@ -150,10 +152,10 @@ def test_led_mode_recovers_true_corners_within_1pct_in_80_tones(tmp_path, board,
 @pytest.mark.parametrize("seed", [0, 5])
 def test_led_mode_measures_the_threshold_itself(tmp_path, seed):
     res, b = run(tmp_path, "bench", seed, "led", max_tones=80)
-    assert "estimated" in res.threshold_source
-    assert res.threshold == pytest.approx(true_threshold(b, -6.0), rel=0.01)
-    errs = corner_errors(res, b)
-    assert max(abs(e) for e in errs.values()) < 0.01, errs
+    assert "switching volt" in res.threshold_source
+    for c, v in res.fit.led_vf.items():    # on volts, as the board's LEDs switch
+        assert v == pytest.approx(true_vf(b, c), rel=0.02), res.fit.led_vf
+    judge_run(res, b)
     levels = {m.level_dbfs for m in read_session(res.session)}
     assert levels == {-6.0, -8.0}
 
@@ -232,6 +234,9 @@ def test_acceptance_over_10_boards(tmp_path, mode):
     got = {(k, r): v for k in range(10) for r, v in accept(tmp_path, mode, k).items()}
     covered = sum(cov for _, _, cov in got.values())
     assert covered / len(got) >= 0.90, {kr: v for kr, v in got.items() if not v[2]}
+    if mode == "both":   # the gains tell the builds apart: nearly every part is trusted
+        # (measured: 39 of 40, the one a never-lit LED leaves unmeasured withheld)
+        assert sum(t for _, t, _ in got.values()) >= 36, got
 
 
 def test_capacitors_are_inferred_from_installed_values(tmp_path):
