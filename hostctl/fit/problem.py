@@ -391,8 +391,8 @@ build_problem = _build
 def jacobian_reference(prob_data: MeasurementSet, circuit: Circuit | str,
                        values: Mapping[str, float], capacitance: Any = 1e-6
                        ) -> tuple[np.ndarray, np.ndarray]:
-    """(fast per-row-copy Jacobian, torch.autograd.functional.jacobian) of log|H| in log R,
-    for tests: the two must agree to rounding."""
+    """(the fit model's Jacobian, torch autograd's through the torch solver) of log|H| in
+    log R, for tests: the two must agree to rounding."""
     import torch
 
     from hostctl.circuits import capacitances, get_circuit
@@ -404,12 +404,12 @@ def jacobian_reference(prob_data: MeasurementSet, circuit: Circuit | str,
     th = np.array([math.log(values[r]) for r in prob.free])
     _, J = prob.model.logh(th[None], prob.omega, prob.ch, jac=True)
 
-    def f(t: torch.Tensor) -> torch.Tensor:
-        R = {r: t[k].exp() for k, r in enumerate(prob.free)}
-        out = circ.model(prob.omega, R, prob.model.ct)
-        H = torch.stack([torch.broadcast_to(out[c], prob.omega.shape) for c in circ.channels],
-                        -1)
-        return H.gather(-1, prob.ch.unsqueeze(-1)).squeeze(-1).log()
-
-    Jref = torch.autograd.functional.jacobian(f, torch.from_numpy(th)).numpy()
+    # each row its own copy of the parameters: one backward pass of the sum gives every row's
+    # gradient (a row depends only on its own copy), not one backward pass per row
+    t = torch.from_numpy(np.repeat(th[None], prob.omega.shape[0], 0)).requires_grad_(True)
+    R = {r: t[:, k].exp() for k, r in enumerate(prob.free)}
+    out = circ.model(prob.omega, R, prob.model.ct)
+    H = torch.stack([torch.broadcast_to(out[c], prob.omega.shape) for c in circ.channels], -1)
+    H.gather(-1, prob.ch.unsqueeze(-1)).squeeze(-1).abs().log().sum().backward()
+    Jref = t.grad.numpy()
     return J[0], Jref
