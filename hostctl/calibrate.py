@@ -8,10 +8,9 @@ is done with it, so an interrupted run loses nothing and ``resume=True`` continu
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,131 +21,52 @@ from hostctl.advice import (
     advise,
     fit_json,
     precision,
-    target_from_meta,
-    target_to_meta,
     threshold_from_fit,
     undetermined,
 )
 from hostctl.bench import bench_for
 from hostctl.circuits import (
-    LED_THRESHOLD,
     Circuit,
     Threshold,
-    capacitances,
-    format_threshold,
     get_circuit,
 )
-from hostctl.errors import DeviceError, FitError, InputError, ToneRefused
+from hostctl.errors import DeviceError, InputError, ToneRefused
 from hostctl.measure import CHANNELS, Floor, readings_from
 from hostctl.measurements import Measurement, MeasurementSet
 from hostctl.recommend import Design
 from hostctl.record import SESSION_NAME, Recorder, read_session
+from hostctl.runconfig import (  # noqa: F401 (part of this module's interface)
+    DEFAULT_MAX_TONES,
+    MODES,
+    PER_LED_LIMITS,
+    SECOND_LEVEL_DB,
+    SWEEP_TONES,
+    RunConfig,
+    config_from_meta,
+)
 from hostctl.session import check_identity, probe_identity
-from hostctl.target import Target, default_target
-from hostctl.values import (
-    check_capacitance,
-    check_per_led,
-    format_per_led,
-    parse_capacitance,
-    parse_per_led,
-    parse_values,
+from hostctl.sessionfit import (  # noqa: F401 (part of this module's interface)
+    SPLIT_TOL,
+    advise_session,
+    check_robust,
+    fit_session,
+    led_judging,
+    led_threshold_for,
+    measured_ranges,
+    refit,
+    volts_threshold,
 )
 
 if TYPE_CHECKING:
     from hostctl.fit import FitResult
-    from hostctl.leds import LedDrive
 
-MODES = ("gain", "led", "both")
 REPORT_SCHEMA = "hostctl-report/2"
-DEFAULT_MAX_TONES = {"gain": 40, "led": 80, "both": 60}
-SWEEP_TONES = 12
-#: LED mode without a known threshold measures at a second level this many dB lower.
-SECOND_LEVEL_DB = -2.0
-#: RunConfig field -> (option, open range, unit) of the values given one or per LED
-PER_LED_LIMITS = {"led_threshold": ("--led-threshold", 0, 1, ""),
-                  "led_vf": ("--led-vf", 0, 5, " V")}
 CLIP_STEP_DB = 3.0
 #: The silent pre-flight window: 0.3 LSB^2 of noise known to ~2 % from 5700 samples
 #: (0.07 % on a gain of 0.03, a tenth of its own scatter).
 FLOOR_WINDOW_MS = 1000
 #: Flags a repeat would not change (a weak channel): no re-measure for these.
 REMEASURE_OK = frozenset({"below-floor"})
-#: What a run cannot know of the build its verdict is about: each capacitor is known
-#: through the installed resistor's tolerance (5 %, E24 parts), or its own (10 %) when the
-#: installed resistors are not given; a PASS must hold across it.
-SPLIT_TOL = {True: 0.05, False: 0.10}
-
-@dataclass
-class RunConfig:
-    circuit: str = "color-organ"
-    mode: str = "gain"
-    precision: float = 0.01            # relative half-width of each 95% interval
-    max_tones: int | None = None
-    series: str = "E24"
-    target: Target = field(default_factory=default_target)
-    installed: dict[str, float] = field(default_factory=dict)
-    capacitance: float | dict[str, float] = 1e-6
-    level_dbfs: float = -6.0
-    window_ms: int = 200
-    #: on |H| at level_dbfs, one for all LEDs or per channel; None: measure it
-    led_threshold: float | dict[str, float] | None = None
-    #: volts (one, or per channel): threshold from the measured reference amplitude
-    led_vf: float | dict[str, float] | None = None
-    sweep_tones: int = SWEEP_TONES
-    #: the bench the run used (audio device, rate, settle): recorded so --resume reuses it
-    bench_meta: dict[str, str] = field(default_factory=dict)
-
-    def check(self) -> None:
-        if self.mode not in MODES:
-            raise InputError(f"unknown mode '{self.mode}' (known: {', '.join(MODES)})")
-        get_circuit(self.circuit)
-        if not (0 < self.precision < 1):
-            raise InputError(f"precision must be between 0 and 100%, got {self.precision}")
-        if self.max_tones is not None and self.max_tones < self.sweep_tones:
-            raise InputError(f"--max-tones must be at least {self.sweep_tones} "
-                             "(the initial sweep)")
-        from hostctl.recommend import series_info
-
-        series_info(self.series)
-        if not (10 <= self.window_ms <= 5000):
-            raise InputError(f"window {self.window_ms} ms is outside 10..5000")
-        if self.max_tones is not None and self.max_tones > 10_000:
-            raise InputError(f"--max-tones {self.max_tones} is more than 10000")
-        if not (-60 <= self.level_dbfs <= 0):
-            raise InputError(f"level {self.level_dbfs} dBFS is outside -60..0")
-        circ = get_circuit(self.circuit)
-        for key, (option, lo, hi, unit) in PER_LED_LIMITS.items():
-            check_per_led(getattr(self, key), option, lo, hi, unit, circ)
-        for k, v in self.installed.items():
-            if k not in circ.resistors:
-                raise InputError(f"--installed: '{k}' is not a resistor of {circ.name} "
-                                 f"({', '.join(circ.resistors)})")
-            if not (math.isfinite(v) and v > 0):
-                raise InputError(f"--installed: {k} must be positive")
-        check_capacitance(self.capacitance, circ)
-        capacitances(circ, self.capacitance)
-        self.target.check(circ, plan.BAND)
-
-    @property
-    def tone_budget(self) -> int:
-        return self.max_tones or DEFAULT_MAX_TONES[self.mode]
-
-    def to_meta(self) -> dict[str, str]:
-        caps = self.capacitance
-        return {
-            "circuit": self.circuit, "mode": self.mode,
-            "capacitance": (",".join(f"{k}={v}" for k, v in caps.items())
-                            if isinstance(caps, dict) else repr(caps)),
-            "installed": ",".join(f"{k}={v}" for k, v in self.installed.items()),
-            "level_dbfs": repr(self.level_dbfs), "window_ms": str(self.window_ms),
-            "precision": repr(self.precision), "max_tones": str(self.tone_budget),
-            "series": self.series, **self.target.meta(),
-            "target_spec": target_to_meta(self.target),
-            "led_threshold": format_per_led(self.led_threshold),
-            "led_vf": format_per_led(self.led_vf),
-            **self.bench_meta,
-        }
-
 
 @dataclass
 class RunResult:
@@ -502,195 +422,6 @@ class _Run:
             pass
 
 
-def led_threshold_for(cfg: RunConfig, data: MeasurementSet, level: float
-                      ) -> tuple[Threshold | str, str]:
-    """The LED threshold on |H| at ``level`` (one, or per channel) and where it comes from
-    ("estimate": measured)."""
-    if cfg.led_threshold is not None:
-        return cfg.led_threshold, "given (--led-threshold)"
-    if cfg.led_vf is not None:
-        vins = [m.vin_v for m in data.rows if m.vin_v and m.led_usable]
-        if not vins:
-            raise FitError("no reference amplitude measured to turn --led-vf into a threshold")
-        a = statistics.median(vins)
-        vf = cfg.led_vf
-        thr = {k: v / a for k, v in vf.items()} if isinstance(vf, dict) else vf / a
-        return thr, (f"from the LED switching voltage {format_threshold(vf, 'g')} V and the "
-                     f"measured reference amplitude {a:.3f} V peak")
-    if cfg.mode == "gain":
-        return LED_THRESHOLD, "assumed 1/sqrt(2) (gain mode; pass --led-vf for your LEDs)"
-    if cfg.mode == "both":
-        return "estimate-each", (f"measured for each LED: the fitted gains and its switches "
-                                 f"at {level:g} dBFS")
-    return "estimate", (f"estimated, one shared by all LEDs (LEDs that differ: --led-vf "
-                        f"per LED or --mode both), from LED switches at {level:g} and "
-                        f"{level + SECOND_LEVEL_DB:g} dBFS")
-
-
-def fit_session(cfg: RunConfig, data: MeasurementSet, level: float) -> FitResult:
-    """Fit what the run's mode observes; LED rows with their reference amplitudes are
-    judged on volts (an estimated threshold is then a switching voltage; without them,
-    relative to 0 dBFS, where tone levels matter)."""
-    from hostctl.fit import fit
-
-    thr, _ = led_threshold_for(cfg, data, level)
-    keep_level = thr in ("estimate", "estimate-each")
-    rows: list[Measurement] = []
-    for m in data.rows:
-        g = m.gain if (cfg.mode != "led" and m.gain_usable) else None
-        led = m.led if (cfg.mode != "gain" and m.led_usable) else None
-        if g is not None or led is not None:
-            # the row as measured (its noise figures too), minus what this mode ignores
-            rows.append(replace(m, gain=g, led=led, flag="",
-                                level_dbfs=m.level_dbfs if keep_level else None))
-    led_rows = [m for m in rows if m.led is not None]
-    on_volts = isinstance(thr, str) or cfg.led_vf is not None
-    if cfg.led_threshold is None and on_volts and led_rows and all(m.vin_v for m in led_rows):
-        # each LED row against its own tone's reference amplitude, not a typical one:
-        # the filters' input sags with frequency (an estimated threshold is then volts)
-        from hostctl.fit import SwitchVoltage
-
-        thr = SwitchVoltage(thr if isinstance(thr, str) else cfg.led_vf)
-    # the preset's name, not its Circuit: a family's topologies are weighed by the data
-    return fit(MeasurementSet(rows, dict(data.meta)), cfg.circuit,
-               capacitance=cfg.capacitance,
-               led_threshold=thr)
-
-
-def refit(data: MeasurementSet) -> FitResult:
-    """Re-fit a recorded session offline exactly as its run did."""
-    cfg = config_from_meta(data.meta, RunConfig())
-    level = float(data.meta.get("level_dbfs_used", cfg.level_dbfs))
-    return fit_session(cfg, data, level)
-
-
-def advise_session(data: MeasurementSet, cfg: RunConfig | None = None
-                   ) -> tuple[FitResult, RunConfig, Advice]:
-    """Re-fit a session and recommend exactly as its run did: its installed parts,
-    capacitance, target, series and threshold (``cfg``: the header's settings, possibly
-    overridden by the command line)."""
-    cfg = cfg or config_from_meta(data.meta, RunConfig())
-    level = float(data.meta.get("level_dbfs_used", cfg.level_dbfs))
-    result = fit_session(cfg, data, level)
-    thr, src = threshold_from_fit(*led_threshold_for(cfg, data, level), result, level)
-    if cfg.led_vf is None and cfg.led_threshold is None:
-        thr, src = volts_threshold(result, data, thr, src)
-    drive, unknown, _ = led_judging(cfg, data, result, level)
-    circ = get_circuit(result.circuit)
-    adv = advise(circ, cfg.target, series=cfg.series,
-                 capacitance=cfg.capacitance, threshold=thr, threshold_source=src,
-                 installed=cfg.installed, fit=result, drive=drive,
-                 unknown_thresholds=unknown)
-    check_robust(adv, circ, measured_ranges(cfg, result))
-    return result, cfg, adv
-
-
-def led_judging(cfg: RunConfig, data: MeasurementSet, result: FitResult, level: float
-                ) -> tuple[LedDrive | None, set[str], list[str]]:
-    """How the verdict judges the LEDs: on volts with the measured source (``--led-vf``),
-    or on |H|; and the LEDs whose threshold is a placeholder (a mode that measures it,
-    with no LED observation to measure it from)."""
-    from hostctl.source import measured_drive
-
-    circ = get_circuit(result.circuit)
-    volts: Threshold | None = cfg.led_vf if cfg.led_threshold is None else None
-    if volts is None and cfg.led_threshold is None and result.led_vf:
-        volts = result.led_vf          # measured by the fit, on volts
-    if volts is not None:
-        try:
-            return measured_drive(circ, result, cfg.capacitance, data.rows, volts,
-                                  level, cfg.installed), set(), []
-        except FitError as e:
-            return None, set(), [f"LEDs judged on |H|: {e}"]
-    if cfg.led_threshold is None and cfg.mode != "gain" and not result.led_thresholds \
-            and result.led_threshold is None:
-        return None, set(circ.channels), []
-    return None, set(), []
-
-
-def measured_ranges(cfg: RunConfig, result: FitResult
-                    ) -> dict[str, tuple[float, float]] | None:
-    """Each LED's switching voltage range where the run measured it on volts, else None."""
-    if cfg.led_threshold is not None or cfg.led_vf is not None or not result.led_vf:
-        return None
-    if result.led_thresholds_ci95:
-        return dict(result.led_thresholds_ci95)
-    ci = result.led_threshold_ci95
-    return {ch: ci for ch in result.led_vf} if ci else None
-
-
-def volts_threshold(result: FitResult, data: MeasurementSet, thr: Threshold, src: str
-                    ) -> tuple[Threshold, str]:
-    """Switching voltages the fit measured: the |H| thresholds at the median reference
-    amplitude (for the maps and the plot; the verdicts use the volts), and where they
-    come from."""
-    vf = result.led_vf
-    if not vf:
-        return thr, src
-    vins = sorted(m.vin_v for m in data.rows if m.vin_v and m.led is not None) or [1.0]
-    a = vins[len(vins) // 2]
-    note = next((n for n in result.notes if "switching volt" in n), "")
-    return ({k: v / a for k, v in vf.items()},
-            f"LED switching voltages measured on volts at the filter outputs: {note}")
-
-
-def check_robust(adv: Advice, circ: Circuit,
-                 vf_ranges: Mapping[str, tuple[float, float]] | None = None) -> None:
-    """Turn a PASS into FAIL where it holds only for the build the run assumed: with each
-    capacitor anywhere in what the run knows of it (:data:`SPLIT_TOL`), the source
-    resistance at its interval's ends, and each LED's switching voltage at its measured
-    range's ends, the LED must still be lit all over its on-bands and dark in its off-bands
-    (an LED's band edge moves with RC and with the source's sag)."""
-    from itertools import product
-
-    from hostctl.leds import GRID, led_volts
-
-    drive = adv.drive
-    ok = [ch for ch, b in adv.bands.items() if b.get("pass") and ch in adv.target.bands]
-    if drive is None or not ok or adv.withheld:
-        return
-    tol = SPLIT_TOL[adv.capacitance_inferred]
-    ci = (drive.estimate or {}).get("ci95_ohm") or [drive.r_source, drive.r_source]
-    sources = sorted({drive.r_source, ci[0], drive.r_source if ci[1] is None else ci[1]})
-    misses: dict[str, str] = {}
-    for signs in product((-1.0, 1.0), repeat=len(adv.capacitance)):
-        caps = {r: c * (1 + s * tol) for (r, c), s in zip(adv.capacitance.items(), signs,
-                                                            strict=True)}
-        for rs in sources:
-            volts = led_volts(circ, GRID, adv.design.values, caps, replace(drive, r_source=rs))
-            for ch in ok:
-                if ch not in misses:
-                    lo, hi = (vf_ranges or {}).get(ch, (drive.vth(ch), drive.vth(ch)))
-                    miss = _band_miss(volts[ch], adv.target.bands[ch], lo, hi)
-                    if miss:
-                        misses[ch] = f"{miss} with the source at {rs:.3g} ohm"
-    for ch, miss in misses.items():
-        adv.bands[ch] = {
-            "pass": False,
-            "why": (f"cannot be sure: its LED meets the bands with the capacitors assumed, but "
-                    f"with each within +-{tol:.0%} (known only through the "
-                    f"{'installed resistors' if adv.capacitance_inferred else 'parts'}' "
-                    f"tolerance) it is {miss}"),
-            "fix": ("measure the capacitors (or the installed resistors) and give them, or "
-                    "a target whose band gaps leave room for the parts' tolerance")}
-        adv.passed = False
-
-
-def _band_miss(v: Any, bands: Mapping[str, Any], vf_lo: float, vf_hi: float) -> str:
-    """Where ``v`` (volts on leds.GRID) misses the bands: lit must be lit at the highest
-    switching voltage the data allow, dark dark at the lowest ('' = meets them)."""
-    from hostctl.leds import GRID
-
-    for kind, spans in bands.items():
-        for flo, fhi in spans:
-            m = (GRID >= flo) & (GRID <= fhi)
-            bad = m & ((v <= vf_hi) if kind == "on" else (v > vf_lo))
-            if bad.any():
-                f = float(GRID[bad][0])
-                return f"{'dark' if kind == 'on' else 'lit'} at {f:.0f} Hz in its {kind} band"
-    return ""
-
-
 def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
         progress: Progress | None = None, clock: Callable[[], float] | None = None,
         segment: Mapping[str, str] | None = None, force: bool = False) -> RunResult:
@@ -729,33 +460,3 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
         capacitance_source=adv.capacitance_source, led_map=adv.led_map, bands=adv.bands,
         passed=adv.passed, problems=r.problems, session=r.session, config=cfg,
         probe_info=dict(probe.info), advice=adv)
-
-
-def config_from_meta(meta: Mapping[str, str], base: RunConfig) -> RunConfig:
-    """The run's settings as recorded in a session header (for --resume)."""
-    cfg = base
-    cfg.circuit = meta.get("circuit", cfg.circuit)
-    cfg.mode = meta.get("mode", cfg.mode)
-    if meta.get("capacitance"):
-        cfg.capacitance = parse_capacitance(meta["capacitance"])
-    if meta.get("installed"):
-        cfg.installed = parse_values(meta["installed"], "installed")
-    for key, (_, lo, hi, unit) in PER_LED_LIMITS.items():
-        if meta.get(key):
-            what = f"session header '{key}'"
-            setattr(cfg, key, parse_per_led(meta[key], what))
-            check_per_led(getattr(cfg, key), what, lo, hi, unit, get_circuit(cfg.circuit))
-    convs = (("level_dbfs", float), ("window_ms", int), ("precision", float),
-             ("max_tones", int))
-    for key, conv in convs:
-        if meta.get(key):
-            try:
-                setattr(cfg, key, conv(meta[key]))
-            except ValueError:
-                raise InputError(f"session header: '{key}' is '{meta[key]}', not a "
-                                 f"{'whole ' if conv is int else ''}number") from None
-    cfg.series = meta.get("series", cfg.series)
-    tgt = target_from_meta(meta)
-    if tgt is not None:
-        cfg.target = tgt
-    return cfg
