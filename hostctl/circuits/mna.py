@@ -19,17 +19,35 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hostctl.circuits import expr as ex
+from hostctl.circuits.dense import DenseSolve
 from hostctl.circuits.netlist import GROUND, Netlist
+from hostctl.circuits.slots import (  # noqa: F401 (part of this module's interface)
+    _INV,
+    _INV_OMEGA,
+    _OMEGA,
+    _REAL,
+    CHUNK,
+    _assemble,
+    _chunked,
+    _stack,
+    _transform,
+)
+from hostctl.circuits.structure import (
+    _check_floating,
+    _depends,
+    _evaluate_all,
+    _match,
+    _topo,
+    parameter_env,
+)
 from hostctl.errors import InputError
 
 if TYPE_CHECKING:
     import torch
 
-#: how a slot's value v enters Y: v, j w v, 1/v, or 1/(j w v)
-_REAL, _OMEGA, _INV, _INV_OMEGA = 0, 1, 2, 3
 
 
-class MNA:
+class MNA(DenseSolve):
     """A netlist compiled for AC analysis (no torch needed until :meth:`solve`)."""
 
     def __init__(self, net: Netlist) -> None:
@@ -467,221 +485,6 @@ class MNA:
         self._programs[key] = prog
         return prog
 
-    def _dense_system(self, vals: list, batch: tuple[int, ...]) -> tuple[Any, Any]:
-        import numpy as np
-
-        D = self.size
-        fold = [None if c is None or h not in (_REAL, _INV) else (c if h == _REAL else 1.0 / c)
-                for (_e, h), c in zip(self._slots, self._const, strict=True)]
-        val = [v if v is not None else fold[s] for s, v in enumerate(vals)]
-        Y = np.zeros(batch + (D * D,), dtype=complex)
-        b = np.zeros(batch + (D,), dtype=complex)
-        for s, r, c, coef in self._mat:
-            Y[..., r * D + c] += coef * val[s]
-        for s, n, coef in self._rhs:
-            b[..., n] += coef * val[s]
-        return Y.reshape(batch + (D, D)), b
-
-    def _dense_numpy(self, vals: list, batch: tuple[int, ...]) -> Any:
-        """Pivoting dense solve (LAPACK): the fallback, and the singular-circuit check."""
-        import numpy as np
-
-        Y, b = self._dense_system(vals, batch)
-        try:
-            x = np.linalg.solve(Y, b[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            x = np.full(b.shape, np.nan, dtype=complex)
-        if not np.isfinite(x).all():
-            raise InputError("the circuit's equations are singular (a loop of voltage "
-                             "sources, or a node only capacitors reach at 0 Hz)", self.net.path)
-        return x
-
-    def _dense_sens(self, vals: list, batch: tuple[int, ...], cols: Sequence[int],
-                    seeds: Sequence[int], grads: Sequence) -> list:
-        """What the program returns (x at ``cols``, then each parameter's derivative of
-        x at ``seeds``, seeds on a leading axis), by dense solves."""
-        import numpy as np
-
-        x = self._dense_numpy(vals, batch)
-        Y, _ = self._dense_system(vals, batch)
-        E = np.zeros((self.size, len(seeds)))
-        E[list(seeds), range(len(seeds))] = 1.0
-        M = np.linalg.solve(np.swapaxes(Y, -1, -2), np.broadcast_to(E, batch + E.shape))
-        xz = np.concatenate([x, np.zeros(batch + (1,))], -1)        # -1: ground
-        mz = np.concatenate([M, np.zeros(batch + (1, len(seeds)))], -2)
-        out = [xz[..., c] for c in cols]
-        for terms in grads:
-            d = np.zeros(batch + (len(seeds),), dtype=complex)
-            for s, k in terms:
-                g = np.zeros_like(d)
-                for r, c, coef in self._by_slot[s][0]:
-                    g -= coef * mz[..., r, :] * xz[..., c, None]
-                for n, coef in self._by_slot[s][1]:
-                    g += coef * mz[..., n, :]
-                d += k * np.asarray(vals[s])[..., None] * g
-            out.append(np.moveaxis(d, -1, 0))
-        return out
-
     def _env(self, torch, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Parameter environment: overrides (as float64 tensors, or numpy when ``torch`` is
-        None), then every dependent expression re-evaluated."""
-        env: dict[str, Any] = dict(self._defaults)
-        changed: set[str] = set()
-        for k, v in values.items():
-            key = k.lower()
-            if key not in env:
-                raise InputError(f"no parameter '{k}' in the circuit", self.net.path)
-            if torch is None:
-                import numpy as np
-
-                env[key] = np.asarray(v, dtype=np.float64)
-            else:
-                env[key] = v if isinstance(v, torch.Tensor) else torch.as_tensor(
-                    v, dtype=torch.float64)
-            changed.add(key)
-        if changed:
-            for name in self._order:
-                if name in changed:
-                    continue
-                expr = self.net.param_exprs[name]
-                if ex.names(expr) & changed:
-                    env[name] = ex.evaluate(expr, env)
-                    changed.add(name)
-        return env
-
-
-def _stack(xs: list, batch: tuple[int, ...]) -> Any:
-    """Program outputs (arrays that broadcast, or folded numbers) as ``batch + (m,)``."""
-    import numpy as np
-
-    out = np.empty(batch + (len(xs),), dtype=complex)
-    for i, a in enumerate(xs):
-        out[..., i] = a
-    return out
-
-
-#: batch elements per pass of a program: big batches go in pieces, so that the arrays a
-#: program holds at once stay a few MB whatever the number of rows or boards
-CHUNK = 16384
-
-
-def _chunked(run: Any, vals: list, batch: tuple[int, ...]) -> tuple:
-    """``run(vals, batch)`` over pieces of the batch's longest axis, outputs joined."""
-    import math
-
-    import numpy as np
-
-    n = math.prod(batch)
-    if n <= CHUNK or not batch:
-        return run(vals, batch)
-    ax = int(np.argmax(batch))
-    step = max(1, CHUNK * batch[ax] // n)
-    parts = []
-    for a in range(0, batch[ax], step):
-        b = min(a + step, batch[ax])
-        sub = []
-        for v in vals:
-            k = ax - (len(batch) - np.ndim(v))
-            if v is None or k < 0 or np.shape(v)[k] == 1:
-                sub.append(v)
-            else:
-                sub.append(v[(slice(None),) * k + (slice(a, b),)])
-        parts.append(run(sub, batch[:ax] + (b - a,) + batch[ax + 1:]))
-    return tuple(np.concatenate(p, axis=ax) for p in zip(*parts, strict=True))
-
-
-def _transform(v: Any, how: int, om: Any) -> Any:
-    """A slot's value from its parameter: v, 1/v, j w v or 1/(j w v)."""
-    return (v if how == _REAL else 1.0 / v if how == _INV else
-            1j * (v * om) if how == _OMEGA else -1j / (v * om))
-
-
-def _assemble(res: list, m: int, k: int, p: int, batch: tuple[int, ...]) -> tuple[Any, Any]:
-    """A sensitivity program's outputs as V ``batch + (m,)`` and dV ``batch + (k + 1, p)``
-    (the last seed row all zero: ground)."""
-    import numpy as np
-
-    V = _stack(res[:m], batch)
-    dV = np.zeros((p, k + 1) + batch, dtype=complex)
-    for i, d in enumerate(res[m:]):
-        dV[i, :k] = d
-    return V, np.moveaxis(dV, (0, 1), (-1, -2))
-
-
-def _depends(net: Netlist, expr: str) -> set[str]:
-    """Every parameter an expression reads, through the ``.param`` definitions."""
-    seen: set[str] = set()
-    todo = list(ex.names(expr))
-    while todo:
-        n = todo.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        if n in net.param_exprs:
-            todo.extend(ex.names(net.param_exprs[n]))
-    return seen
-
-
-def _match(branch, row: Mapping[str, int], index: Mapping[str, int]) -> list[tuple[int, int]]:
-    """(branch row, node it drives) pairs for static pivoting; [] when two branches would
-    need the same node (then the elimination plan fails and the dense solve is used)."""
-    used: set[int] = set()
-    pairs = []
-    for e in branch:
-        for n in e.nodes[:2]:
-            i = index.get(n)
-            if i is not None and i not in used:
-                used.add(i)
-                pairs.append((row[e.name], i))
-                break
-        else:
-            return [(-1, -1)]
-    return pairs
-
-
-def _topo(net: Netlist) -> list[str]:
-    """Parameters in dependency order."""
-    order: list[str] = []
-    seen: set[str] = set()
-
-    def visit(n: str) -> None:
-        if n in seen:
-            return
-        seen.add(n)
-        for m in ex.names(net.param_exprs[n]):
-            visit(m)
-        order.append(n)
-
-    for n in net.param_exprs:
-        visit(n)
-    return order
-
-
-def _evaluate_all(net: Netlist, order: list[str]) -> dict[str, float]:
-    env: dict[str, float] = {}
-    for n in order:
-        env[n] = float(ex.evaluate(net.param_exprs[n], env))
-    return env
-
-
-def _check_floating(net: Netlist) -> None:
-    """Every node needs a path of elements to ground (current sources and the control
-    inputs of an E are no such path), else its voltage is undefined at every frequency."""
-    parent: dict[str, str] = {}
-
-    def find(n: str) -> str:
-        while parent.setdefault(n, n) != n:
-            parent[n] = parent[parent[n]]
-            n = parent[n]
-        return n
-
-    for e in net.elements:
-        for n in e.nodes:
-            find(n)
-        if e.kind != "I":
-            parent[find(e.nodes[0])] = find(e.nodes[1])
-    ground = find("0")
-    floating = [n for n in net.nodes if find(n) != ground]
-    if floating:
-        raise InputError(f"node(s) {', '.join(floating)} float: no element connects them to "
-                         "ground, so their voltage is undefined", net.path)
+        """Parameter environment (:func:`structure.parameter_env`)."""
+        return parameter_env(self.net, self._defaults, self._order, torch, values)
