@@ -17,6 +17,7 @@ from hostctl.errors import InputError
 from hostctl.measurements import atomic_write_json
 
 if TYPE_CHECKING:
+    from hostctl.fit.problem import _Problem
     pass
 
 
@@ -148,3 +149,51 @@ class FitResult:
                                   for k, (lo, hi) in d["led_thresholds_ci95"].items()}),
         )
 
+
+def _result(prob: _Problem, theta: np.ndarray, ci: dict[int, tuple[float, float]],
+            ci_method: dict[str, str], converged: bool, iters: int, t0: float, method: str,
+            loss: str, warns: list[str], notes: list[str]) -> FitResult:
+    """The FitResult of a solved problem: values and intervals back in ohms, the
+    threshold as fitted or given."""
+    import time
+
+    circ = prob.circ
+    values: dict[str, float] = {}
+    cis: dict[str, tuple[float, float]] = {}
+    for r in circ.resistors:
+        if r in prob.fixed:
+            values[r] = float(prob.fixed[r])
+            cis[r] = (values[r], values[r])
+            ci_method[r] = "fixed"
+        else:
+            k = prob.free.index(r)
+            values[r] = float(math.exp(theta[k]))
+            if k in ci:
+                lo, hi = ci[k]
+                cis[r] = (math.exp(lo) if lo > -700 else 0.0,
+                          math.exp(hi) if hi < 700 else math.inf)
+            else:
+                cis[r] = (math.nan, math.nan)
+    nuisance = {}
+    for k, name in enumerate(prob.free):
+        if name not in circ.resistors:
+            lo, hi = ci.get(k, (-math.inf, math.inf))
+            nuisance[name] = (float(math.exp(theta[k])), math.exp(lo) if lo > -700 else 0.0,
+                              math.exp(hi) if hi < 700 else math.inf)
+    ordered = {r: ci_method.get(r, "none") for r in circ.resistors}
+    corner = {r: circ.corner_hz(r, values[r], prob.caps) for r in circ.resistors}
+    thr = None
+    if prob.vf is not None or prob.t_map is not None:
+        pass  # judged on volts (FitResult.led_vf), or per channel (led_thresholds)
+    elif prob.est_t:
+        thr = float(math.exp(theta[len(prob.free)]))
+    elif prob.log_t is not None:
+        thr = float(math.exp(prob.log_t))
+    return FitResult(circuit=circ.name, values=values, ci95=cis, corner_hz=corner,
+                     capacitance=dict(prob.caps), converged=bool(converged), iterations=iters,
+                     seconds=time.perf_counter() - t0, method=method, loss=loss,
+                     led_threshold=thr, led_threshold_estimated=prob.est_t,
+                     led_thresholds=None if prob.t_map is None else dict(prob.t_map),
+                     warnings=warns, n_gain=prob.ng, n_led=prob.nl, notes=notes,
+                     ci_method=ordered, nuisance=nuisance,
+                     led_vf=None if prob.vf is None else dict(prob.vf))
