@@ -157,57 +157,79 @@ def volts_threshold(result: FitResult, data: MeasurementSet, thr: Threshold, src
             f"LED switching voltages measured on volts at the filter outputs: {note}")
 
 
+#: FAIL reasons about what the data left unknown (no build to second-guess there)
+UNKNOWN_WHY = ("not determined", "unknown", "never switched", "cannot tell", "NOT TRUSTED")
+
+
 def check_robust(adv: Advice, circ: Circuit,
                  vf_ranges: Mapping[str, tuple[float, float]] | None = None) -> None:
-    """Turn a PASS into FAIL where it holds only for the build the run assumed: with each
-    capacitor anywhere in what the run knows of it (:data:`SPLIT_TOL`), the source
-    resistance at its interval's ends, and each LED's switching voltage at its measured
-    range's ends, the LED must still be lit all over its on-bands and dark in its off-bands
-    (an LED's band edge moves with RC and with the source's sag)."""
+    """A verdict must hold for every build the run cannot tell from the one it assumed:
+    each capacitor anywhere in what the run knows of it (:data:`SPLIT_TOL`), the source
+    resistance at its interval's ends, each LED's switching voltage at its measured range's
+    ends (an LED's band edge moves with RC and with the source's sag). A PASS that fails
+    on one of them, or a FAIL about the build that passes on one, becomes 'cannot be
+    sure' (not a PASS)."""
+    drive = adv.drive
+    if drive is None or adv.withheld:
+        return
+    chans = [ch for ch, b in adv.bands.items() if ch in adv.target.bands and (
+        b.get("pass") or not any(w in b.get("why", "") for w in UNKNOWN_WHY))]
+    flips = _flips(adv, circ, drive, chans, vf_ranges or {})
+    tol = SPLIT_TOL[adv.capacitance_inferred]
+    what = (f"with each capacitor within +-{tol:.0%} (known only through the "
+            f"{'installed resistors' if adv.capacitance_inferred else 'parts'}' tolerance)")
+    fix = ("measure the capacitors (or the installed resistors) and give them, or a target "
+           "whose band gaps leave room for the parts' tolerance")
+    for ch, how in flips.items():
+        old = adv.bands[ch]
+        if old.get("pass"):
+            why = f"its LED meets the bands with the capacitors assumed, but {what} it is {how}"
+        else:
+            why = (f"as assumed its LED fails ({old.get('why', '')}), but {what} it meets "
+                   f"the bands {how}")
+        adv.bands[ch] = {"pass": False, "why": f"cannot be sure: {why}",
+                         "fix": old.get("fix") or fix}
+        adv.passed = False
+
+
+def _flips(adv: Advice, circ: Circuit, drive: LedDrive, chans: list[str],
+           vf_ranges: Mapping[str, tuple[float, float]]) -> dict[str, str]:
+    """Channels whose verdict some build the run cannot rule out reverses -> where/how."""
     from itertools import product
 
     from hostctl.leds import GRID, led_volts
 
-    drive = adv.drive
-    ok = [ch for ch, b in adv.bands.items() if b.get("pass") and ch in adv.target.bands]
-    if drive is None or not ok or adv.withheld:
-        return
     tol = SPLIT_TOL[adv.capacitance_inferred]
     ci = (drive.estimate or {}).get("ci95_ohm") or [drive.r_source, drive.r_source]
     sources = sorted({drive.r_source, ci[0], drive.r_source if ci[1] is None else ci[1]})
-    misses: dict[str, str] = {}
+    out: dict[str, str] = {}
     for signs in product((-1.0, 1.0), repeat=len(adv.capacitance)):
         caps = {r: c * (1 + s * tol) for (r, c), s in zip(adv.capacitance.items(), signs,
                                                             strict=True)}
         for rs in sources:
             volts = led_volts(circ, GRID, adv.design.values, caps, replace(drive, r_source=rs))
-            for ch in ok:
-                if ch not in misses:
-                    lo, hi = (vf_ranges or {}).get(ch, (drive.vth(ch), drive.vth(ch)))
-                    miss = _band_miss(volts[ch], adv.target.bands[ch], lo, hi)
+            for ch in chans:
+                if ch in out:
+                    continue
+                lo, hi = vf_ranges.get(ch, (drive.vth(ch), drive.vth(ch)))
+                if adv.bands[ch].get("pass"):   # must hold at the least favourable V_f
+                    miss = _band_miss(volts[ch], adv.target.bands[ch], hi, lo)
                     if miss:
-                        misses[ch] = f"{miss} with the source at {rs:.3g} ohm"
-    for ch, miss in misses.items():
-        adv.bands[ch] = {
-            "pass": False,
-            "why": (f"cannot be sure: its LED meets the bands with the capacitors assumed, but "
-                    f"with each within +-{tol:.0%} (known only through the "
-                    f"{'installed resistors' if adv.capacitance_inferred else 'parts'}' "
-                    f"tolerance) it is {miss}"),
-            "fix": ("measure the capacitors (or the installed resistors) and give them, or "
-                    "a target whose band gaps leave room for the parts' tolerance")}
-        adv.passed = False
+                        out[ch] = f"{miss} with the source at {rs:.3g} ohm"
+                elif not _band_miss(volts[ch], adv.target.bands[ch], lo, hi):
+                    out[ch] = f"with the source at {rs:.3g} ohm"
+    return out
 
 
-def _band_miss(v: Any, bands: Mapping[str, Any], vf_lo: float, vf_hi: float) -> str:
-    """Where ``v`` (volts on leds.GRID) misses the bands: lit must be lit at the highest
-    switching voltage the data allow, dark dark at the lowest ('' = meets them)."""
+def _band_miss(v: Any, bands: Mapping[str, Any], vf_on: float, vf_off: float) -> str:
+    """Where ``v`` (volts on leds.GRID) misses the bands: lit above ``vf_on`` all over the
+    on-bands, at most ``vf_off`` all over the off-bands ('' = meets them)."""
     from hostctl.leds import GRID
 
     for kind, spans in bands.items():
         for flo, fhi in spans:
             m = (GRID >= flo) & (GRID <= fhi)
-            bad = m & ((v <= vf_hi) if kind == "on" else (v > vf_lo))
+            bad = m & ((v <= vf_on) if kind == "on" else (v > vf_off))
             if bad.any():
                 f = float(GRID[bad][0])
                 return f"{'dark' if kind == 'on' else 'lit'} at {f:.0f} Hz in its {kind} band"
