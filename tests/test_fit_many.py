@@ -67,7 +67,7 @@ def test_blocks_of_boards_give_the_batch_answers(monkeypatch):
 def test_the_map_stops_when_a_step_is_far_inside_the_noise(monkeypatch):
     """A weakly determined nuisance (the buffered preset's ESR) made the MAP crawl on at
     rounding size (26 steps on one data set, 4 more here); it now stops once a step
-    promises less than 1e-8 of a chi-square, within 1e-3 sigma of the crawl's end."""
+    promises less than 1e-10 of a chi-square, within 1e-3 sigma of the crawl's end."""
     import hostctl.fit.engine as engine
 
     circ = get_circuit("color-organ")

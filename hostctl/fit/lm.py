@@ -31,7 +31,7 @@ def _lm(fun, theta0: np.ndarray, *, max_iter: int = 100, xtol: float = 1e-10,
     has its own damping; converged members stop moving (they are still evaluated, which
     is cheaper than re-indexing every array). ``gain_abs``: where the cost is half a
     chi-square at unit noise, a full Gauss-Newton step that promises less than this is a
-    step far inside the statistical error (1e-8: 1e-4 sigma), and the fit stops: a
+    step far inside the statistical error (1e-10: 1e-5 sigma), and the fit stops: a
     weakly determined nuisance otherwise crawls on for tens of iterations (Gauss-Newton's
     linear convergence where the residuals' curvature matters).
     """

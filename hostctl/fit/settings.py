@@ -26,8 +26,8 @@ LED_MISFIT_FRACTION = 0.1
 S_GAIN_FLOOR = 1e-6
 
 #: the MAP fit (cost = half a chi-square at unit noise) stops when a full Gauss-Newton step
-#: promises less than this: a step of ~1e-4 of a standard deviation
-MAP_GAIN_ABS = 1e-8
+#: promises less than this: a step of ~1e-5 of a standard deviation
+MAP_GAIN_ABS = 1e-10
 
 #: probability that an LED observation is simply wrong (robust probit). The coarsest
 #: annealing stage runs without it: a pure probit still pulls from far-off starts where
