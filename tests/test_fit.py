@@ -458,3 +458,35 @@ def test_a_fit_that_did_not_converge_is_never_trusted(sets, monkeypatch):
     res = fit(data, "lowpass")
     assert not res.converged and not res.trusted
     assert any("did not converge" in w for w in res.warnings), res.warnings
+
+
+def test_led_vertex_model_without_a_numpy_program():
+    """An element value the netlist program cannot compile (no monomial of the fitted
+    parameters) leaves the model without its numpy adjoint: the LED vertex solve then takes
+    log|H| from the netlist solved in numpy and Newton's Jacobian by forward differences.
+    Both agree with the program's on the passive color organ."""
+    import copy
+
+    from hostctl.circuits import capacitances
+    from hostctl.fit.led import _logh_dx
+    from hostctl.fit.problem import build_problem
+
+    circ = get_circuit("color-organ-passive")
+    gain, _ = notebook_sets("color-organ-passive", n=40)
+    prob = build_problem(gain, circ, capacitances(circ, 1e-6), LED_THRESHOLD, None, None)
+    fast = prob.model
+    assert fast._fast is not None
+    plain = copy.copy(fast)
+    plain._fast = None
+    rng = np.random.default_rng(2)
+    p = len(prob.free)
+    th = np.log([NOTEBOOK_VALUES.get(n, 1.0) for n in prob.free])[None] + rng.normal(
+        0, 0.3, (50, p))
+    rows = rng.integers(0, len(prob.ch), (50, 2))
+    om, ch = prob.omega.numpy()[rows], prob.ch.numpy()[rows]
+    ks = [prob.free.index("R_band_low"), prob.free.index("R_band_high")]
+    L1, J1 = _logh_dx(fast, th, ks, om, ch)
+    L2, J2 = _logh_dx(plain, th, ks, om, ch)
+    np.testing.assert_allclose(L2, L1, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(J2, J1, rtol=0, atol=1e-6)
+    assert np.abs(J1).max() > 0.1          # the band-pass rows do move with these resistors
