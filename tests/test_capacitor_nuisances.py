@@ -39,3 +39,29 @@ def test_buffered_rc_intervals_cover_the_truth_on_ten_percent_capacitors():
     assert max(abs(e) for e in err) < 0.01     # the corners are right either way
     assert np.mean(cover) >= 0.92, np.mean(cover)
     assert np.median(width) < 0.005      # honest, not wide: a few tenths of a percent
+
+
+def test_named_capacitors_are_measured_ones():
+    """``--capacitance C_low=...`` names a capacitor measured on the bench: its S_x prior
+    is a meter's 1 %, not the part's 5.8 %; one value for all, or a netlist's own
+    capacitors keyed by resistor, keep the tolerance."""
+    import math
+
+    from hostctl.fit.problem import _build, measured_capacitors
+    from hostctl.measurements import Measurement, MeasurementSet
+
+    circ = get_circuit("color-organ")
+    ms = MeasurementSet([Measurement(float(f), c, gain=0.5) for f in (100, 1000, 10000)
+                         for c in circ.channels])
+
+    def sig(capacitance):
+        caps = {r: 1e-6 for r in circ.resistors}
+        prob = _build(ms, circ, caps, 0.7, None, None)
+        measured_capacitors(prob, capacitance)
+        return {prob.free[k]: s for k, s in zip(prob.prior_idx, prob.prior_sig, strict=True)}
+
+    named = sig({"C_low": 1.02e-6, "C_high": 0.98e-6})
+    assert named["S_low"] == named["S_high"] == pytest.approx(math.log1p(0.01))
+    assert named["S_band_low"] == pytest.approx(math.log1p(0.058))
+    for other in (1e-6, {"R_low": 1e-6, "R_high": 1e-6}):
+        assert sig(other)["S_low"] == pytest.approx(math.log1p(0.058))

@@ -32,7 +32,7 @@ from hostctl.fit.led import (
 )
 from hostctl.fit.lm import _lm
 from hostctl.fit.notebook import _fit_notebook
-from hostctl.fit.problem import SwitchVoltage, _build, _Problem, _subproblem
+from hostctl.fit.problem import SwitchVoltage, _build, _Problem, _subproblem, measured_capacitors
 from hostctl.fit.result import FitResult, _result
 from hostctl.fit.settings import (
     LED_LAPSE,
@@ -123,6 +123,7 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
                              "them with --led-threshold estimate-each")
         return _fit_each(data, circ, capacitance, prior, fixed, init, t0, volts=each_volts)
     prob = _build(data, circ, caps, led_threshold, prior, fixed)
+    measured_capacitors(prob, capacitance)
     th_init = _init_theta(prob, init)
     if loss != "auto":
         return _teaching(prob, loss, th_init, lr, steps, t0)

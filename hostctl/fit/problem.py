@@ -13,7 +13,7 @@ from hostctl.circuits import LED_THRESHOLD, Circuit
 from hostctl.errors import FitError, InputError
 from hostctl.fit.model import _Model, shared_model
 from hostctl.fit.rows import _columns, _rowerror, _Rows, _usable  # noqa: F401 (re-exported)
-from hostctl.fit.settings import LED_LAPSE, LN10_20
+from hostctl.fit.settings import LED_LAPSE, LN10_20, MEASURED_C
 from hostctl.measurements import MeasurementSet
 
 if TYPE_CHECKING:
@@ -306,6 +306,19 @@ def _free_and_priors(circ: Circuit, fixed: Mapping[str, float], prior: Any, has_
             pmu.append(math.log(mu))
             psig.append(sig)
     return free, pidx, pmu, psig
+
+
+def measured_capacitors(prob: _Problem, capacitance: Any) -> None:
+    """Capacitors the user names (``C_low=...``: measured on the bench) are as built:
+    their ``S_x`` prior narrows from the part's tolerance to a meter's (``MEASURED_C``).
+    Values from a netlist or one for all sections keep the tolerance."""
+    if not isinstance(capacitance, Mapping):
+        return
+    named = {k[2:].lower() for k in capacitance if str(k)[:2].upper() == "C_"}
+    for i, k in enumerate(prob.prior_idx):
+        name = prob.free[k]
+        if name.startswith("S_") and name[2:].lower() in named:
+            prob.prior_sig[i] = math.log1p(MEASURED_C)
 
 
 def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],

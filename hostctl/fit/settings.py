@@ -53,3 +53,7 @@ PRIOR_Z_LIMIT = 4.0
 #: a channel whose gains miss the model by more than this many times the measured noise
 #: (rms), and significantly so, is not this circuit; smaller excess widens the intervals
 MISFIT_SIGMA = 3.0
+
+#: a capacitor the user measured and named (--capacitance C_low=...): the meter's relative
+#: error, the width of its S_x prior instead of the part's tolerance
+MEASURED_C = 0.01
