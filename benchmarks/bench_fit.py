@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import median_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -46,16 +47,6 @@ from hostctl.measurements import Measurement, MeasurementSet  # noqa: E402
 #: the course notebook's circuit: ideal sections, the model ``numpy_color_organ`` computes,
 #: so scipy and hostctl fit the same model on the same rows
 NOTEBOOK_CIRCUIT = "color-organ-ideal"
-
-
-def median_time(fn, repeats: int) -> tuple[float, object]:
-    out = fn()  # warm-up (first torch call builds kernels)
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts), out
 
 
 def numpy_color_organ(theta: np.ndarray, f: np.ndarray, ch: np.ndarray, C: float = 1e-6
@@ -102,11 +93,11 @@ def peer_compare(gain: MeasurementSet, truth: dict[str, float], *, repeats: int 
         return float(np.abs(v / tv - 1).max())
 
     out: dict = {"rows": len(gain)}
-    t, r = median_time(lambda: fitmod.fit(gain, circ), repeats)
+    t, r = median_seconds(lambda: fitmod.fit(gain, circ), repeats)
     out["hostctl"] = {"seconds": t, "iterations": r.iterations,
                       "max_rel_err": err(np.array([r.values[k] for k in names]))}
     init = {k: far * truth[k] for k in names}
-    t, r = median_time(lambda: fitmod.fit(gain, circ, init=init), repeats)
+    t, r = median_seconds(lambda: fitmod.fit(gain, circ, init=init), repeats)
     out["hostctl_far"] = {"seconds": t, "iterations": r.iterations,
                           "max_rel_err": err(np.array([r.values[k] for k in names]))}
     caps = {k: 1e-6 for k in names}
@@ -118,10 +109,10 @@ def peer_compare(gain: MeasurementSet, truth: dict[str, float], *, repeats: int 
         return least_squares(lambda th: numpy_color_organ(th, p.freq_g, p.chg) - p.logg, x0,
                              method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15)
 
-    t, s = median_time(scipy_fit, repeats)
+    t, s = median_seconds(scipy_fit, repeats)
     out["scipy_lm"] = {"seconds": t, "iterations": int(s.nfev), "max_rel_err": err(np.exp(s.x))}
     x_far = np.log(tv * far)
-    t, s = median_time(lambda: scipy_fit(x_far), repeats)
+    t, s = median_seconds(lambda: scipy_fit(x_far), repeats)
     out["scipy_lm_far"] = {"seconds": t, "iterations": int(s.nfev),
                            "max_rel_err": err(np.exp(s.x))}
     out["notebook_gd"] = []
@@ -158,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
                  "n_rows_gain": len(gain), "n_rows_led": len(led), "repeats": args.repeats}
 
     # --- hostctl gain fit, end to end ---------------------------------------------
-    t_fit, r_fit = median_time(lambda: fitmod.fit(gain, circ), args.repeats)
+    t_fit, r_fit = median_seconds(lambda: fitmod.fit(gain, circ), args.repeats)
     v_fit = np.array([r_fit.values[r] for r in circ.resistors])
 
     # --- the solver alone on prepared arrays (same work scipy is timed for) ---------
@@ -173,10 +164,10 @@ def main(argv: list[str] | None = None) -> dict:
     def solver_only(x0=th0):
         return levenberg_marquardt(lambda th: prob.objective(th), x0[None])
 
-    t_solver, out = median_time(solver_only, args.repeats)
+    t_solver, out = median_seconds(solver_only, args.repeats)
     # a start 50% off on every resistor: both solvers have to iterate
     th_far = th0 + math.log(1.5)
-    t_solver_far, out_far = median_time(lambda: solver_only(th_far), args.repeats)
+    t_solver_far, out_far = median_seconds(lambda: solver_only(th_far), args.repeats)
 
     # --- scipy LM, numpy model, same start, same residual --------------------------
     f = prob.freq_g
@@ -187,14 +178,14 @@ def main(argv: list[str] | None = None) -> dict:
         return least_squares(lambda th: numpy_color_organ(th, f, ch) - logg, th0, method="lm",
                              xtol=1e-15, ftol=1e-15, gtol=1e-15)
 
-    t_scipy, s = median_time(scipy_fit, args.repeats)
+    t_scipy, s = median_seconds(scipy_fit, args.repeats)
     v_scipy = np.exp(s.x)
 
     def scipy_far():
         return least_squares(lambda th: numpy_color_organ(th, f, ch) - logg, th_far,
                              method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15)
 
-    t_scipy_far, s_far = median_time(scipy_far, args.repeats)
+    t_scipy_far, s_far = median_seconds(scipy_far, args.repeats)
 
     def scipy_with_start():
         p = build_problem(gain, circ, caps, LED_THRESHOLD, None, None)
@@ -202,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
         return least_squares(lambda th: numpy_color_organ(th, p.freq_g, p.chg) - p.logg, x0,
                              method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15)
 
-    t_scipy_full, _ = median_time(scipy_with_start, args.repeats)
+    t_scipy_full, _ = median_seconds(scipy_with_start, args.repeats)
     res["gain"] = {
         "hostctl_fit_s": t_fit, "hostctl_solver_s": t_solver, "scipy_lm_s": t_scipy,
         "scipy_lm_with_data_prep_and_start_s": t_scipy_full,
@@ -219,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     # --- LED fit ----------------------------------------------------------------------
-    t_led, r_led = median_time(lambda: fitmod.fit(led, circ), max(3, args.repeats // 3))
+    t_led, r_led = median_seconds(lambda: fitmod.fit(led, circ), max(3, args.repeats // 3))
     res["led"] = {
         "hostctl_fit_s": t_led,
         "values": r_led.values, "ci95": {k: list(v) for k, v in r_led.ci95.items()},

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
-from common import bench_like_values, circuit, led_rows, true_corners, worst_corner_error  # noqa: E402,I001
+from common import (  # noqa: E402,I001
+    bench_like_values, circuit, led_rows, median_seconds, true_corners, worst_corner_error)
 
 from make_notebook_data import notebook_sets  # noqa: E402
 
@@ -116,13 +116,7 @@ def notebook_led_timing(repeats: int = 15) -> dict:
     _, led = notebook_sets(CIRCUIT_NOTEBOOK)
 
     def median(fn) -> tuple[float, object]:
-        out = fn()
-        ts = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            out = fn()
-            ts.append(time.perf_counter() - t)
-        return statistics.median(ts), out
+        return median_seconds(fn, repeats)
 
     t_fit, r = median(lambda: fit(led, CIRCUIT_NOTEBOOK))
     t_peer, iv = median(lambda: bracket_intervals(led))

@@ -20,23 +20,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import time
 
 import numpy as np
+from common import median_seconds
 
 PEERS = ("color-organ", "color-organ-passive")
 
 
 def _cpu(fn, repeats: int) -> tuple[float, object]:
     """Median process CPU seconds of ``fn`` (after one warm-up call) and its result."""
-    out = fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.process_time()
-        out = fn()
-        ts.append(time.process_time() - t)
-    return statistics.median(ts), out
+    return median_seconds(fn, repeats, time.process_time)
 
 
 def noisy_tones(name: str, tones: int = 100, noise: float = 0.01, seed: int = 0):

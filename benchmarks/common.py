@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -65,3 +67,17 @@ def true_corners(values: Mapping[str, float], caps: Mapping[str, float] | float 
                  ) -> dict[str, float]:
     c = caps if isinstance(caps, Mapping) else {k: caps for k in values}
     return {k: 1.0 / (2 * math.pi * v * c[k]) for k, v in values.items()}
+
+
+def median_seconds(fn: Callable[[], object], repeats: int,
+                   clock: Callable[[], float] = time.perf_counter) -> tuple[float, object]:
+    """Median seconds of ``fn`` on ``clock`` over ``repeats`` calls, after one warm-up call
+    (the first builds caches and kernels), and its last result; ``time.process_time`` as the
+    clock gives the process's CPU seconds, steadier than wall time on a shared machine."""
+    out = fn()
+    ts = []
+    for _ in range(repeats):
+        t = clock()
+        out = fn()
+        ts.append(clock() - t)
+    return statistics.median(ts), out

@@ -58,6 +58,16 @@ def check_capacitance(caps: float | dict[str, float], circ: Circuit,
                              f"(known: {names}, or * for the rest)")
 
 
+def ohms(text: str) -> float:
+    """``220``, ``2.2k``, ``1M`` -> ohm (ValueError if it is not a number): one reading of a
+    resistance for every option that takes one."""
+    mult = 1.0
+    if text[-1:] in ("k", "K", "M"):
+        mult = 1e3 if text[-1] in "kK" else 1e6
+        text = text[:-1]
+    return ascii_float(text) * mult
+
+
 def parse_values(text: str, option: str) -> dict[str, float]:
     """``R_low=220,R_high=33`` (ohm; k/M suffixes allowed)."""
     out: dict[str, float] = {}
@@ -65,12 +75,8 @@ def parse_values(text: str, option: str) -> dict[str, float]:
         if "=" not in part:
             raise InputError(f"{option}: '{part}' should be NAME=OHMS")
         k, v = (s.strip() for s in part.split("=", 1))
-        mult = 1.0
-        if v[-1:] in ("k", "K", "M"):
-            mult = 1e3 if v[-1] in "kK" else 1e6
-            v = v[:-1]
         try:
-            val = ascii_float(v) * mult
+            val = ohms(v)
         except ValueError:
             raise InputError(f"{option}: '{part}' is not NAME=OHMS") from None
         if not (math.isfinite(val) and val > 0):

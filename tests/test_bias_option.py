@@ -10,17 +10,10 @@ import numpy as np
 import pytest
 
 from hostctl.circuits import CIRCUITS, PRESETS_DIR
-from hostctl.cli import main
+from hostctl.cli import invoke
 from hostctl.measurements import Measurement, MeasurementSet
 
 TRUE = {"R_low": 220.0, "R_band_low": 39.0, "R_band_high": 150.0, "R_high": 33.0}
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as ex:
-        main(argv)
-    out, err = capsys.readouterr()
-    return int(ex.value.code or 0), out, err
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +37,7 @@ def board_csv(tmp_path_factory):
 
 
 def _fit(capsys, csv: str, *extra: str) -> dict:
-    code, out, err = run(["fit", csv, "--circuit", "color-organ", "--json", *extra], capsys)
+    code, err, out = invoke(["fit", csv, "--circuit", "color-organ", "--json", *extra])
     assert code == 0, err
     return json.loads(out)["fit"]
 
@@ -79,7 +72,7 @@ def test_a_board_with_other_bias_resistors_is_fitted_right_with_the_option(board
 ])
 def test_bad_bias_is_one_line(argv, what, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, out, err = run(argv, capsys)
+    code, err, out = invoke(argv)
     assert list(tmp_path.iterdir()) == []          # no session folder, nothing written
     assert code != 0 and out == ""
     assert what in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -88,8 +81,8 @@ def test_bad_bias_is_one_line(argv, what, capsys, tmp_path, monkeypatch):
 def test_design_takes_the_bias_into_its_parts(capsys):
     """design with a heavier probe load: the same target asks for other values where the
     probe loads a section (ideal parts before rounding move)."""
-    code, out, _ = run(["design", "--json"], capsys)
-    code2, out2, _ = run(["design", "--json", "--bias-ohm", "2k"], capsys)
+    code, _, out = invoke(["design", "--json"])
+    code2, _, out2 = invoke(["design", "--json", "--bias-ohm", "2k"])
     assert code == code2 == 0
     a, b = json.loads(out)["parts"], json.loads(out2)["parts"]
     moved = {k: b[k]["ideal_ohm"] / a[k]["ideal_ohm"] - 1 for k in a}

@@ -15,6 +15,7 @@ from hostctl.fit.model import _Model, shared_model
 from hostctl.fit.rows import _columns, _rowerror, _Rows, _usable  # noqa: F401 (re-exported)
 from hostctl.fit.settings import LED_LAPSE, LN10_20, MEASURED_C
 from hostctl.measurements import MeasurementSet
+from hostctl.values import ohms
 
 if TYPE_CHECKING:
     pass
@@ -382,12 +383,8 @@ def parse_prior(text: str) -> tuple[str, tuple[float, float]]:
         raise InputError(f"--prior: '{text}' should be NAME=OHMS@SIGMA (e.g. R_low=220@5%)")
     name, rest = (s.strip() for s in text.split("=", 1))
     val, sig = (s.strip() for s in rest.split("@", 1))
-    mult = 1.0
-    if val[-1:] in ("k", "K", "M"):
-        mult = 1e3 if val[-1] in "kK" else 1e6
-        val = val[:-1]
     try:
-        v = float(val) * mult
+        v = ohms(val)
         s = float(sig[:-1]) / 100 if sig.endswith("%") else float(sig)
     except ValueError:
         raise InputError(f"--prior: '{text}' should be NAME=OHMS@SIGMA (e.g. R_low=220@5%)"
