@@ -39,10 +39,10 @@ from hostctl.circuits import (  # noqa: E402
     NOTEBOOK_VALUES,
     get_circuit,
 )
+from hostctl.dataset import Measurement, MeasurementSet  # noqa: E402
 from hostctl.fit.lm import _lm as levenberg_marquardt  # noqa: E402
 from hostctl.fit.problem import build_problem  # noqa: E402
 from hostctl.fit.starts import linear_start  # noqa: E402
-from hostctl.measurements import Measurement, MeasurementSet  # noqa: E402
 
 #: the course notebook's circuit: ideal sections, the model ``numpy_color_organ`` computes,
 #: so scipy and hostctl fit the same model on the same rows

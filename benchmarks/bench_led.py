@@ -41,7 +41,7 @@ from make_notebook_data import notebook_sets  # noqa: E402
 
 from hostctl import plan  # noqa: E402
 from hostctl.circuits import LED_THRESHOLD, NOTEBOOK_VALUES  # noqa: E402
-from hostctl.measurements import MeasurementSet  # noqa: E402
+from hostctl.dataset import MeasurementSet  # noqa: E402
 
 STRATEGIES = ("adaptive", "grid", "random")
 CIRCUIT_NOTEBOOK = "color-organ-ideal"

@@ -86,7 +86,7 @@ def profile_read(path: Path) -> None:
     import tracemalloc
 
     sys.path.insert(0, str(ROOT))
-    from hostctl.measurements import MeasurementSet
+    from hostctl.dataset import MeasurementSet
 
     tracemalloc.start(1)
     t = time.monotonic()

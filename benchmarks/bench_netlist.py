@@ -37,7 +37,7 @@ def noisy_tones(name: str, tones: int = 100, noise: float = 0.01, seed: int = 0)
     """The preset's own response at the notebook's values (film ESR at nominal), every tone
     on every channel, with log-normal gain noise: a MeasurementSet."""
     from hostctl.circuits import NOTEBOOK_VALUES, get_circuit
-    from hostctl.measurements import Measurement, MeasurementSet
+    from hostctl.dataset import Measurement, MeasurementSet
 
     circ = get_circuit(name)
     f = np.geomspace(20, 20000, tones)

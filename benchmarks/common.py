@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from hostctl.circuits import LED_THRESHOLD, get_circuit
-from hostctl.measurements import Measurement, MeasurementSet
+from hostctl.dataset import Measurement, MeasurementSet
 
 #: the synthetic sections (efficiency, led, scale) study the estimator on the notebook's own
 #: model, the one the analytic Jacobian of bench_efficiency is written for; the netlist

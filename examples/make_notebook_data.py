@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hostctl.circuits import LED_THRESHOLD, NOTEBOOK_VALUES, get_circuit
-from hostctl.measurements import Measurement, MeasurementSet
+from hostctl.dataset import Measurement, MeasurementSet
 
 SEED = 0
 N_TONES = 1000

@@ -5,20 +5,20 @@ The pipeline, one module per step::
     plan tones   -> hostctl.plan        (log sweep, then adaptive refinement)
     play         -> hostctl.audio       (sounddevice tones; backends add their own outputs)
     measure      -> hostctl.device      (the probe over serial: serial_for_url, PROTOCOL.md)
-    record       -> hostctl.record      (session CSV, appended + fsynced per measurement)
+    record       -> hostctl.sessionlog  (session CSV, appended + fsynced per measurement)
     fit          -> hostctl.fit         (torch autograd: Levenberg-Marquardt / LED intervals)
     recommend    -> hostctl.recommend   (E-series values, pairs, designs for a target)
     report       -> hostctl.report      (table, report.json, bode.png)
 
-Data types, defined once: :class:`hostctl.measurements.Measurement` /
-:class:`~hostctl.measurements.MeasurementSet` and :class:`hostctl.fit.FitResult`.
+Data types, defined once: :class:`hostctl.dataset.Measurement` /
+:class:`~hostctl.dataset.MeasurementSet` and :class:`hostctl.fit.FitResult`.
 Circuits live in a registry (:mod:`hostctl.circuits`); errors are the few classes in
 :mod:`hostctl.errors`.
 
 Quick use::
 
-    from hostctl import circuits, fit, measurements
-    data = measurements.MeasurementSet.read_csv("examples/notebook_gain.csv")
+    from hostctl import circuits, fit, dataset
+    data = dataset.MeasurementSet.read_csv("examples/notebook_gain.csv")
     result = fit.fit(data, circuits.get_circuit("color-organ-ideal"))
     print(result.values)
 """

@@ -30,11 +30,10 @@ from hostctl.circuits import (
     Threshold,
     get_circuit,
 )
+from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import DeviceError, InputError, ToneRefused
 from hostctl.measure import CHANNELS, Floor, readings_from
-from hostctl.measurements import Measurement, MeasurementSet
 from hostctl.recommend import Design
-from hostctl.record import SESSION_NAME, Recorder, read_session
 from hostctl.runconfig import (  # noqa: F401 (part of this module's interface)
     DEFAULT_MAX_TONES,
     MODES,
@@ -56,6 +55,7 @@ from hostctl.sessionfit import (  # noqa: F401 (part of this module's interface)
     refit,
     volts_threshold,
 )
+from hostctl.sessionlog import SESSION_NAME, Recorder, read_session
 
 if TYPE_CHECKING:
     from hostctl.fit import FitResult

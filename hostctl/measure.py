@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from hostctl import noise
-from hostctl.measurements import Measurement
+from hostctl.dataset import Measurement
 
 CHANNELS = ("low", "band", "high")     # A1, A2, A3 and D2, D3, D4
 CLIP_MARGIN = 3                        # counts from either rail

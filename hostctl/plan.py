@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hostctl.circuits import Circuit
-from hostctl.measurements import Measurement
+from hostctl.dataset import Measurement
 
 BAND = (20.0, 20000.0)
 

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from hostctl.calibrate import RunResult
+    from hostctl.dataset import MeasurementSet
     from hostctl.fit import FitResult
-    from hostctl.measurements import MeasurementSet
     from hostctl.target import Target
 
 FLOOR_DB = -60.0
@@ -144,7 +144,7 @@ def bode_figure(res: RunResult) -> Figure:
     import numpy as np
     from matplotlib.figure import Figure
 
-    from hostctl.record import read_session
+    from hostctl.sessionlog import read_session
 
     circ = get_circuit(res.fit.circuit)
     withheld = res.advice is not None and res.advice.withheld

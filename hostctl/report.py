@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hostctl.circuits import format_threshold
-from hostctl.measurements import atomic_write_json
+from hostctl.dataset import atomic_write_json
 from hostctl.recommend import format_ohm
 
 if TYPE_CHECKING:

@@ -1,10 +1,10 @@
 """Measurement rows kept as columns: a big CSV costs ~20 bytes a row, not ~600.
 
-A 2-million-row file held as :class:`~hostctl.measurements.Measurement` objects takes
+A 2-million-row file held as :class:`~hostctl.dataset.Measurement` objects takes
 over a gigabyte (an object, its floats, its strings per row); here each column is one
 ``array`` (NaN / -1 for an empty cell, channel and flag as indices into short lists), and
 rows are built only while someone iterates, so a pass over them holds one at a time.
-The store is read-only: :class:`~hostctl.measurements.MeasurementSet` turns it into a
+The store is read-only: :class:`~hostctl.dataset.MeasurementSet` turns it into a
 list before it appends.
 """
 

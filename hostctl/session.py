@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hostctl.errors import InputError, OutputError
-from hostctl.record import LOCK_NAME
+from hostctl.sessionlog import LOCK_NAME
 
 #: RunConfig fields an option may change on resume (new segment): planning and reporting.
 RESUME_MAY_CHANGE = ("max_tones", "precision", "series", "target", "window_ms")
@@ -53,7 +53,7 @@ def prepare_out(out: Path) -> bool:
 def discard_if_empty(out: Path, created: bool) -> None:
     """A run that stopped before its session file leaves no trace: its lock goes, and the
     folder too if this run created it."""
-    from hostctl.record import SESSION_NAME
+    from hostctl.sessionlog import SESSION_NAME
 
     if (out / SESSION_NAME).exists():
         return

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from hostctl.advice import Advice, advise, threshold_from_fit
 from hostctl.circuits import LED_THRESHOLD, Circuit, Threshold, format_threshold, get_circuit
+from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import FitError
-from hostctl.measurements import Measurement, MeasurementSet
 from hostctl.runconfig import SECOND_LEVEL_DB, RunConfig, config_from_meta
 
 if TYPE_CHECKING:

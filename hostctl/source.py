@@ -23,8 +23,8 @@ from hostctl.leds import R_SOURCE_MAX
 
 if TYPE_CHECKING:
     from hostctl.circuits import Circuit
+    from hostctl.dataset import Measurement
     from hostctl.leds import LedDrive
-    from hostctl.measurements import Measurement
 
 #: the netlist parameter that is the sound card's output resistance
 SOURCE_PARAM = "R_source"

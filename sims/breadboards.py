@@ -172,7 +172,7 @@ def measure(board: DrawnBoard, freqs_hz: Sequence[float] | np.ndarray, *, noise:
     ``vin_v`` is the peak amplitude at the A0 pin, ``vout_v = vin_v * gain``. Returns a
     hostctl MeasurementSet (rows ordered by tone, then channel).
     """
-    from hostctl.measurements import Measurement, MeasurementSet
+    from hostctl.dataset import Measurement, MeasurementSet
 
     f = np.asarray(freqs_hz, dtype=np.float64)
     v = board.response(f)

@@ -11,7 +11,7 @@ import pytest
 
 from hostctl.circuits import CIRCUITS, PRESETS_DIR
 from hostctl.cli import invoke
-from hostctl.measurements import Measurement, MeasurementSet
+from hostctl.dataset import Measurement, MeasurementSet
 
 TRUE = {"R_low": 220.0, "R_band_low": 39.0, "R_band_high": 150.0, "R_high": 33.0}
 

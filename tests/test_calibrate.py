@@ -19,7 +19,7 @@ import pytest
 
 from hostctl import calibrate
 from hostctl.device import open_probe
-from hostctl.record import read_session
+from hostctl.sessionlog import read_session
 from sims import spice
 from sims.boards import CHANNEL_ORDER, netlist_nodes
 from sims.tones import SimToneOutput

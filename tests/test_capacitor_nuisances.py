@@ -47,8 +47,8 @@ def test_named_capacitors_are_measured_ones():
     capacitors keyed by resistor, keep the tolerance."""
     import math
 
+    from hostctl.dataset import Measurement, MeasurementSet
     from hostctl.fit.problem import _build, measured_capacitors
-    from hostctl.measurements import Measurement, MeasurementSet
 
     circ = get_circuit("color-organ")
     ms = MeasurementSet([Measurement(float(f), c, gain=0.5) for f in (100, 1000, 10000)

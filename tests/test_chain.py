@@ -166,7 +166,7 @@ def test_every_measure_heard_a_steady_tone(chain: dict) -> None:
 def test_each_measure_heard_the_tone_hostctl_played_for_it(chain: dict) -> None:
     """Never the previous tone, never a half-faded level: the bench's log of what it heard
     per MEASURE is hostctl's sequence (silence, 1 kHz, then the session's tones in order)."""
-    from hostctl.record import read_session
+    from hostctl.sessionlog import read_session
 
     heard = re.findall(r"listen: MEASURE \d+ ms <- (silence|[\d.]+ Hz) at (-?[\d.]+) dBFS",
                        chain["serve_err"])
@@ -189,7 +189,7 @@ def test_each_measure_heard_the_tone_hostctl_played_for_it(chain: dict) -> None:
 
 
 def test_chain_played_every_tone_at_the_right_level(chain: dict) -> None:
-    from hostctl.record import read_session
+    from hostctl.sessionlog import read_session
 
     rep = chain["report"]
     assert 12 <= rep["run"]["tones"] <= 16

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import InputError
-from hostctl.measurements import Measurement, MeasurementSet
 from hostctl.rowstore import RowStore
 
 num = st.one_of(st.none(), st.floats(min_value=0.0, max_value=1e3, allow_nan=False))
@@ -77,7 +77,7 @@ full_rows = st.lists(st.builds(
 @given(full_rows)
 def test_block_read_equals_row_read(tmp_path_factory, ms: list[Measurement]) -> None:
     """Every cell filled: the rows are read a block at a time, to the same values."""
-    import hostctl.measurements as hm
+    import hostctl.dataset as hm
 
     p = tmp_path_factory.mktemp("b") / "d.csv"
     text = MeasurementSet(ms, {}).to_csv()

@@ -17,9 +17,9 @@ from scipy.optimize import brentq
 
 from hostctl.circuits import CIRCUITS, LED_THRESHOLD, NOTEBOOK_VALUES, circuit, get_circuit
 from hostctl.circuits.closed_forms import CLOSED_FORMS
+from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import FitError, InputError
 from hostctl.fit import FitResult, fit, fit_many, jacobian_reference, parse_prior
-from hostctl.measurements import Measurement, MeasurementSet
 
 C = 1e-6
 PRESETS = ["lowpass", "highpass", "bandpass", "color-organ"]

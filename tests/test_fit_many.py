@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from hostctl.circuits import get_circuit
+from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.fit import fit, fit_many
-from hostctl.measurements import Measurement, MeasurementSet
 
 TRUE = {"R_low": 200.0, "R_band_low": 39.0, "R_band_high": 160.0, "R_high": 33.0}
 

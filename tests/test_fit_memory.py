@@ -36,7 +36,7 @@ CHILD = r"""
 import json, resource, sys
 import numpy, scipy.linalg, scipy.special, torch
 from hostctl.fit import fit
-from hostctl.measurements import MeasurementSet
+from hostctl.dataset import MeasurementSet
 
 def peak_kb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

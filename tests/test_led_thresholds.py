@@ -13,12 +13,12 @@ from make_notebook_data import tones
 from hostctl import calibrate
 from hostctl.circuits import NOTEBOOK_VALUES, get_circuit
 from hostctl.cli import invoke
+from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.device import open_probe
 from hostctl.errors import FitError, InputError
 from hostctl.fit import FitResult, fit
-from hostctl.measurements import Measurement, MeasurementSet
 from hostctl.recommend import check_bands
-from hostctl.record import read_session
+from hostctl.sessionlog import read_session
 from sims.tones import SimToneOutput
 
 RGB = {"low": 0.25, "band": 0.3, "high": 0.4}   # thresholds at 0 dBFS, as on sims/boards/rgb

@@ -18,8 +18,8 @@ import pytest
 
 from hostctl.circuits import NOTEBOOK_VALUES, capacitances, get_circuit
 from hostctl.cli import invoke
+from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.leds import LedDrive, led_volts, why_dark
-from hostctl.measurements import Measurement, MeasurementSet
 from hostctl.recommend import design
 from hostctl.target import default_target
 

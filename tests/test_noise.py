@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hostctl import noise
-from hostctl.measurements import COLUMNS, Measurement, MeasurementSet
+from hostctl.dataset import COLUMNS, Measurement, MeasurementSet
 from sims.studies import noise_chain as nc
 
 
@@ -84,7 +84,7 @@ def test_gain_se_column_round_trips_and_old_csvs_still_read():
 
 
 def test_resumed_old_session_keeps_its_header(tmp_path):
-    from hostctl.record import Recorder, read_session
+    from hostctl.sessionlog import Recorder, read_session
 
     p = tmp_path / "session.csv"
     p.write_text("# format: hostctl-session/1\nfrequency_hz,channel,gain,led,vin_v,vout_v,"

@@ -56,7 +56,7 @@ def test_run_figure_says_what_it_is(run) -> None:
 def test_no_backend_switch_and_notebook_helper(run) -> None:
     from matplotlib import pyplot as plt
 
-    from hostctl.measurements import MeasurementSet
+    from hostctl.dataset import MeasurementSet
     from hostctl.plot import plot_fit, save_bode
 
     before = matplotlib.get_backend()
@@ -82,8 +82,8 @@ def test_leds_on_volts_draw_the_threshold_the_reference_sets() -> None:
     import numpy as np
     from matplotlib.figure import Figure
 
+    from hostctl.dataset import Measurement, MeasurementSet
     from hostctl.fit import FitResult
-    from hostctl.measurements import Measurement, MeasurementSet
     from hostctl.plot import draw
 
     vals = {"R_low": 200.0, "R_band_low": 39.0, "R_band_high": 160.0, "R_high": 33.0}

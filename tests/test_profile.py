@@ -16,7 +16,7 @@ import pytest
 
 from hostctl.errors import InputError
 from hostctl.profile import load
-from hostctl.record import read_session
+from hostctl.sessionlog import read_session
 
 ROOT = Path(__file__).parent.parent
 

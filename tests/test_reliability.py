@@ -137,7 +137,7 @@ def test_resume_of_a_sim_run_reopens_its_url(tmp_path: Path) -> None:
 
 
 def rep_meta(out: Path) -> dict[str, str]:
-    from hostctl.record import read_session
+    from hostctl.sessionlog import read_session
 
     return read_session(out / "session.csv").meta
 

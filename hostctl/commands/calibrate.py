@@ -103,7 +103,7 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
     """
     from hostctl import calibrate, report
     from hostctl.commands.fit import _netlist
-    from hostctl.record import SessionLock
+    from hostctl.sessionlog import SessionLock
 
     net_circ = _netlist(netlist, circuit_name)
     if net_circ is not None:
@@ -194,7 +194,7 @@ def _resume_bench(meta, out: Path, sim_board, port, audio_device, audio_rate, se
     """(port, audio device, rate, settle) for a resumed run: the session's bench beats the
     profile; the command line beats both (and --sim given now replaces the session's port
     rather than clashing with it)."""
-    from hostctl.record import SESSION_NAME
+    from hostctl.sessionlog import SESSION_NAME
 
     if not sim_board:
         port = (port if given("port") else None) or meta.get("port") or port or None
@@ -226,8 +226,8 @@ def _given() -> set[str]:
 
 def _resume_config(calibrate, out: Path, given_cfg, given: set[str]):
     """The session's settings, with the options given now applied (new segment) or refused."""
-    from hostctl.record import SESSION_NAME, read_session
     from hostctl.session import resume_changes, resume_target
+    from hostctl.sessionlog import SESSION_NAME, read_session
 
     meta = read_session(out / SESSION_NAME).meta
     cfg = calibrate.config_from_meta(meta, calibrate.RunConfig())
@@ -244,7 +244,7 @@ def _resume_config(calibrate, out: Path, given_cfg, given: set[str]):
 
 def _run_guarded(open_probe, port, calibrate, cfg, out, resume, *args, **kw):
     """The run; a stop that leaves a session says how to continue it."""
-    from hostctl.record import SESSION_NAME
+    from hostctl.sessionlog import SESSION_NAME
 
     try:
         return _run_on_probe(open_probe(port), calibrate, cfg, out, resume, *args, **kw)

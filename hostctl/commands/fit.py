@@ -20,9 +20,9 @@ from hostctl.commands.options import (
     parse_values,
     use_bias,
 )
+from hostctl.dataset import MeasurementSet
 from hostctl.errors import FitError, InputError
 from hostctl.files import ascii_float, read_regular
-from hostctl.measurements import MeasurementSet
 
 LOSS_CHOICES = ("auto", "notebook-mse", "notebook-weighted")
 
@@ -164,7 +164,7 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
     thr = _led_rule(led_threshold, led_vf)
     lr_v = _positive(lr, "--lr", float) if lr is not None else None
     steps_v = int(_positive(steps, "--steps", int)) if steps is not None else None
-    from hostctl.record import is_session, read_session
+    from hostctl.sessionlog import is_session, read_session
 
     net_circ = _netlist(netlist, circuit_name)
     use_bias(bias_ohm)

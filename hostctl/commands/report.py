@@ -21,7 +21,7 @@ def load_run(path: str | Path) -> Any:
     only the run knew (bench time, problems, probe) comes from its report.json if any."""
     from hostctl.advice import precision
     from hostctl.calibrate import RunResult, advise_session
-    from hostctl.record import SESSION_NAME, is_session, read_session
+    from hostctl.sessionlog import SESSION_NAME, is_session, read_session
 
     p = Path(path)
     run_dir = p.parent if p.name in (SESSION_NAME, "report.json") else p

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hostctl.circuits import LED_THRESHOLD, Circuit, capacitances, get_circuit
+from hostctl.dataset import MeasurementSet
 from hostctl.fit.batchwork import covariances, linear_starts, sensitivity_warnings
 from hostctl.fit.engine import _result, fit
 from hostctl.fit.led import _active_rows, _box, _inside, _vertex_intervals
@@ -19,7 +20,6 @@ from hostctl.fit.problem import _build, _Problem, _usable, nuisances
 from hostctl.fit.result import FitResult
 from hostctl.fit.settings import LED_LAPSE, MISFIT_RMS, SIGMA_SCHEDULE
 from hostctl.fit.starts import _default_base, _grid_range, _groups, _switch_rows
-from hostctl.measurements import MeasurementSet
 
 if TYPE_CHECKING:
     pass

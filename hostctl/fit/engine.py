@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hostctl.circuits import LED_THRESHOLD, Circuit, capacitances, get_circuit
+from hostctl.dataset import MeasurementSet
 from hostctl.errors import InputError
 from hostctl.fit.choice import candidates, choose
 from hostctl.fit.intervals import (
@@ -49,7 +50,6 @@ from hostctl.fit.settings import (
 )
 from hostctl.fit.starts import _default_base, _grid_starts, _groups, _init_theta, _linear_start
 from hostctl.fit.thresholds import _fit_each, _per_led_thresholds, _threshold_conflicts
-from hostctl.measurements import MeasurementSet
 
 if TYPE_CHECKING:
     pass

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hostctl.circuits import LED_THRESHOLD, Circuit
+from hostctl.dataset import MeasurementSet
 from hostctl.errors import FitError, InputError
 from hostctl.fit.model import _Model, shared_model
 from hostctl.fit.rows import _columns, _rowerror, _Rows, _usable  # noqa: F401 (re-exported)
 from hostctl.fit.settings import LED_LAPSE, LN10_20, MEASURED_C
-from hostctl.measurements import MeasurementSet
 from hostctl.values import ohms
 
 if TYPE_CHECKING:

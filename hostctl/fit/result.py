@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hostctl.circuits import get_circuit
+from hostctl.dataset import atomic_write_json
 from hostctl.errors import InputError
-from hostctl.measurements import atomic_write_json
 
 if TYPE_CHECKING:
     from hostctl.fit.problem import _Problem

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from hostctl.circuits import Circuit
+from hostctl.dataset import MeasurementSet
 from hostctl.errors import FitError, InputError
 from hostctl.fit.gaingrid import gain_grid
-from hostctl.measurements import MeasurementSet
 
 
 def _usable(m: Any, what: str) -> bool:
@@ -92,7 +92,7 @@ def _raw(data: MeasurementSet) -> dict[str, Any]:
 
 def _raw_columns(c: dict[str, Any]) -> dict[str, Any]:
     """:func:`_raw` from a compact store's columns; flags judged once per distinct flag."""
-    from hostctl.measurements import Measurement
+    from hostctl.dataset import Measurement
 
     n = len(c["channel"])
 

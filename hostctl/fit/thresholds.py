@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hostctl.circuits import LED_THRESHOLD, Circuit
+from hostctl.dataset import MeasurementSet
 from hostctl.errors import FitError
 from hostctl.fit.led import _thresholds_per_led
 from hostctl.fit.problem import SwitchVoltage, _build, _Problem, _usable
 from hostctl.fit.result import FitResult
 from hostctl.fit.settings import LED_MISFIT_FRACTION
-from hostctl.measurements import MeasurementSet
 
 if TYPE_CHECKING:
     from hostctl.fit.engine import _Run

@@ -256,8 +256,8 @@ def hostctl_prior_check() -> list[HostctlPriorCase] | str:
     import inspect
 
     try:
+        from hostctl.dataset import Measurement, MeasurementSet
         from hostctl.fit import S_GAIN_FLOOR, fit
-        from hostctl.measurements import Measurement, MeasurementSet
     except Exception as e:
         return f"hostctl.fit not importable ({type(e).__name__}: {e})"
     if "prior" not in inspect.signature(fit).parameters:

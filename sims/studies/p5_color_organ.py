@@ -305,7 +305,7 @@ class HostctlAnswer:
 
 def measurement_set(circuit: str, kind: str, freq: np.ndarray):
     """The notebook's data as a hostctl MeasurementSet (one row per channel per tone)."""
-    from hostctl.measurements import Measurement, MeasurementSet
+    from hostctl.dataset import Measurement, MeasurementSet
 
     h = true_response(circuit, freq).numpy()
     chans = {"lowpass": ("low",), "highpass": ("high",), "bandpass": ("band",),

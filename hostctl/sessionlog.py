@@ -11,9 +11,9 @@ import errno
 import os
 from pathlib import Path
 
+from hostctl.dataset import COLUMNS, Measurement, MeasurementSet, format_row
 from hostctl.errors import DiskFull, InputError, OutputError, SessionBusy
 from hostctl.files import read_regular
-from hostctl.measurements import COLUMNS, Measurement, MeasurementSet, format_row
 
 SESSION_NAME = "session.csv"
 LOCK_NAME = "session.lock"

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import InputError
-from hostctl.measurements import Measurement, MeasurementSet
-from hostctl.record import Recorder, read_session
+from hostctl.sessionlog import Recorder, read_session
 
 
 def write(tmp_path, text, name="d.csv", mode="w"):
@@ -134,8 +134,8 @@ def test_kill_at_random_points_leaves_a_readable_session(tmp_path):
     """A writer process is SIGKILLed mid-stream; the file always reads back cleanly."""
     code = (
         "import sys\n"
-        "from hostctl.record import Recorder\n"
-        "from hostctl.measurements import Measurement\n"
+        "from hostctl.sessionlog import Recorder\n"
+        "from hostctl.dataset import Measurement\n"
         "r = Recorder(sys.argv[1], {'circuit': 'lowpass'})\n"
         "i = 0\n"
         "while True:\n"
