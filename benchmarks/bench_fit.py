@@ -40,9 +40,7 @@ from hostctl.circuits import (  # noqa: E402
     get_circuit,
 )
 from hostctl.dataset import Measurement, MeasurementSet  # noqa: E402
-from hostctl.fit.lm import _lm as levenberg_marquardt  # noqa: E402
-from hostctl.fit.problem import build_problem  # noqa: E402
-from hostctl.fit.starts import linear_start  # noqa: E402
+from hostctl.fit import build_problem, levenberg_marquardt, linear_start  # noqa: E402
 
 #: the course notebook's circuit: ideal sections, the model ``numpy_color_organ`` computes,
 #: so scipy and hostctl fit the same model on the same rows

@@ -55,16 +55,15 @@ def peer_ratio(name: str, tones: int = 100, noise: float = 0.01, repeats: int = 
     from scipy.optimize import least_squares
 
     from hostctl.circuits import LED_THRESHOLD, get_circuit
-    from hostctl.fit import fit
-    from hostctl.fit.problem import build_problem, nuisances
-    from hostctl.fit.starts import _default_base, linear_start
+    from hostctl.fit import build_problem, default_start, fit, linear_start
+    from hostctl.fit.problem import nuisances
 
     circ = get_circuit(name)
     ms = noisy_tones(name, tones, noise)
     caps = {r: 1e-6 for r in circ.resistors}
     prob = build_problem(ms, circ, caps, LED_THRESHOLD, None, None)
     free = list(prob.free)
-    th0 = _default_base(prob)
+    th0 = default_start(prob)
     for k, v in linear_start(prob).items():
         th0[k] = v
     nu = nuisances(circ)
@@ -131,7 +130,7 @@ def main() -> None:
 
     from hostctl.circuits import NOTEBOOK_VALUES, capacitances, circuit, get_circuit
     from hostctl.circuits.closed_forms import color_organ
-    from hostctl.fit.model import _Model
+    from hostctl.fit import shared_model
 
     torch.set_num_threads(1)
     ideal = get_circuit("color-organ-ideal")
@@ -143,7 +142,7 @@ def main() -> None:
     print(f"log|H| + Jacobian, {n} rows x {S} starts (process CPU, median of 30)")
     for name in ("closed-form", "color-organ-ideal", "color-organ", "color-organ-passive"):
         circ = get_circuit(name)
-        m = _Model(circ, capacitances(circ, 1e-6), list(circ.resistors), {})
+        m = shared_model(circ, capacitances(circ, 1e-6), list(circ.resistors), {})
         th = (np.log([[NOTEBOOK_VALUES[r] for r in circ.resistors]] * S)
               + rng.normal(0, 0.1, (S, len(circ.resistors))))
         m.logh(th, omega, ch)

@@ -101,8 +101,7 @@ def scipy_loop(data: list, circ) -> dict:
     from scipy.optimize import least_squares
 
     from hostctl.circuits import LED_THRESHOLD, capacitances
-    from hostctl.fit.problem import build_problem
-    from hostctl.fit.starts import _default_base, linear_start
+    from hostctl.fit import build_problem, default_start, linear_start
 
     assert circ.resistors == ("R_low", "R_band_low", "R_band_high", "R_high")
     assert circ.channels == ("low", "band", "high")
@@ -110,7 +109,7 @@ def scipy_loop(data: list, circ) -> dict:
     jobs = []
     for d in data:
         prob = build_problem(d, circ, caps, LED_THRESHOLD, None, None)
-        th0 = _default_base(prob)
+        th0 = default_start(prob)
         for k, v in linear_start(prob).items():
             th0[k] = v
         jobs.append((prob.omega.numpy().copy(), prob.ch.numpy().copy(), prob.logg.copy(), th0))

@@ -34,8 +34,11 @@ from hypothesis import HealthCheck, settings
 
 import sims.backend
 
-# The tests opt in to the virtual bench (sim:// ports, sim: tone outputs), as the CLI does.
+# The tests opt in to the virtual bench (sim:// ports, sim: tone outputs), as the CLI does;
+# a `python -m hostctl` they start opts in through $HOSTCTL_BACKENDS (an installed hostctl
+# finds it by its entry point; an install older than the entry point would not).
 sims.backend.install()
+os.environ.setdefault("HOSTCTL_BACKENDS", "sims.backend")
 
 # Property tests: no per-example deadline and no "too slow" health check. Both are wall-clock
 # limits that a busy machine trips; a test's own @settings still sets its example count.

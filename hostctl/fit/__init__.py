@@ -35,10 +35,16 @@ Why it looks like this (and not like the course notebook):
 
 from hostctl.fit.batch import fit_many
 from hostctl.fit.engine import fit
-from hostctl.fit.problem import SwitchVoltage, jacobian_reference, parse_prior
+from hostctl.fit.lm import levenberg_marquardt
+from hostctl.fit.model import shared_model
+from hostctl.fit.problem import SwitchVoltage, build_problem, jacobian_reference, parse_prior
 from hostctl.fit.result import FitResult
 from hostctl.fit.settings import *  # noqa: F403
 from hostctl.fit.settings import LOSSES, S_GAIN_FLOOR, Z95
+from hostctl.fit.starts import default_start, linear_start
 
 __all__ = ["FitResult", "SwitchVoltage", "fit", "fit_many", "parse_prior",
-           "jacobian_reference", "LOSSES", "S_GAIN_FLOOR", "Z95"]
+           "jacobian_reference", "LOSSES", "S_GAIN_FLOOR", "Z95",
+           # the fit's parts, for code that compares them with a peer solver (benchmarks)
+           "build_problem", "default_start", "levenberg_marquardt", "linear_start",
+           "shared_model"]

@@ -80,3 +80,6 @@ def _lm(fun, theta0: np.ndarray, *, max_iter: int = 100, xtol: float = 1e-10,
         done |= newdone
     return theta, cost, A, done, it
 
+
+#: public name for code that drives the solver itself (benchmarks against scipy)
+levenberg_marquardt = _lm

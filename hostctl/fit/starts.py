@@ -226,3 +226,5 @@ def _init_theta(prob: _Problem, init: Mapping[str, float] | float | None) -> np.
 
 #: public name for peers that start from the same point (benchmarks against scipy)
 linear_start = _linear_start
+#: the neutral start every fit begins from (1 kohm at 1 uF), for the same peers
+default_start = _default_base
