@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from hostctl.errors import DeviceError, HostctlError
-from sims.control import ControlClients
+from sims.control import serve_loop
 
 SIMAVR_DIR = Path(__file__).resolve().parent / "simavr"
 REPO_DIR = SIMAVR_DIR.parent.parent
@@ -366,32 +366,21 @@ class AvrBench:
 
 
 # ------------------------------------------------------------------------------ pty server
-def serve(sim: AvrBench, *, out: Any = None) -> int:
-    """Serve like ``python -m sims.bench serve``: PTY + CONTROL lines, then until SIGTERM.
+class AvrServed:
+    """The firmware's UART pty as a :class:`sims.control.Served`: the serve loop is the one
+    the virtual bench runs (sims.control), only the bench behind the pty differs.
 
     The control socket speaks the virtual bench's JSON lines (``{"tone_hz": f,
-    "level_dbfs": l}`` / ``{"tone_hz": null}`` / ``{"get": "state"}``), so
-    ``hostctl.audio``'s ``sim:/path.sock`` output drives the simavr board unchanged.
-    Opening the pty resets the MCU (Uno DTR behaviour), the banner follows.
+    "level_dbfs": l}`` / ``{"tone_hz": null}`` / ``{"get": "state"}``), so a
+    ``sim:/path.sock`` tone output drives the simavr board unchanged.
     """
-    import signal
-    import socket
-    import sys
 
-    out = out or sys.stdout
-    sockdir = tempfile.mkdtemp(prefix="hostctl-simavr-")
-    sock_path = os.path.join(sockdir, "control.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(sock_path)
-    srv.listen(8)
-    stop = {"flag": False}
+    def __init__(self, sim: AvrBench) -> None:
+        self.sim = sim
+        self.port = sim.port
 
-    def on_signal(signum: int, frame: Any) -> None:
-        stop["flag"] = True
-
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def control(req: Any) -> dict[str, Any]:
+    def control(self, req: Any) -> dict[str, Any]:
+        sim = self.sim
         if not isinstance(req, dict):
             return {"ok": False, "error": "request must be a JSON object"}
         if req.get("get") == "state":
@@ -409,28 +398,25 @@ def serve(sim: AvrBench, *, out: Any = None) -> int:
             return {"ok": True, "sim_time_s": sim.sim_time_s()}
         return {"ok": False, "error": "unknown request (want tone_hz or get=state)"}
 
-    print(f"PTY {sim.port}", file=out, flush=True)
-    print(f"CONTROL {sock_path}", file=out, flush=True)
-    ctl = ControlClients(srv, control)
-    try:
-        while not stop["flag"] and sim.alive():
-            fds = [srv.fileno(), *ctl.fds()]
-            try:
-                ready, _, _ = select.select(fds, [], [], 0.2)
-            except InterruptedError:
-                continue
-            sim.drain()
-            for fd in ready:
-                if fd == srv.fileno():
-                    ctl.accept()
-                else:
-                    ctl.service(fd)
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-        ctl.close()
-        shutil.rmtree(sockdir, ignore_errors=True)
-    return 0 if stop["flag"] else 1
+    def step(self) -> int:
+        return 200               # the harness runs by itself; the loop only answers
+
+    def fds(self) -> dict[int, int]:
+        out = self.sim._proc.stdout if self.sim._proc is not None else None
+        return {} if out is None else {out.fileno(): select.POLLIN}
+
+    def ready(self, fd: int, events: int) -> None:
+        self.sim.drain()         # the harness's unsolicited lines: keep its pipe empty
+
+    def alive(self) -> bool:
+        return self.sim.alive()
+
+
+def serve(sim: AvrBench, *, out: Any = None) -> int:
+    """Serve like ``python -m sims.bench serve``: PTY + CONTROL lines, then until SIGTERM
+    (0), or until the harness exits (1). Opening the pty resets the MCU (Uno DTR
+    behaviour), the banner follows."""
+    return serve_loop(AvrServed(sim), out=out, prefix="hostctl-simavr-")
 
 
 def main(argv: list[str] | None = None) -> int:

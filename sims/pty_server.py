@@ -11,18 +11,14 @@ from __future__ import annotations
 import math
 import os
 import select
-import shutil
-import signal
-import socket
 import sys
-import tempfile
 import threading
 import time
 import tty
 from typing import Any
 
 from hostctl.errors import HostctlError, InputError
-from sims.control import ControlClients
+from sims.control import ServeLoop
 from sims.faults import Disconnected
 
 #: Real time a pty client gets after opening the port before the banner is written
@@ -45,9 +41,10 @@ def serve(bench: Any, *, listen: str | None = None, listen_given: bool = False,
           out: Any = None) -> int:
     """Serve the bench on a pseudo-terminal + control socket until SIGTERM/SIGINT.
 
-    Prints ``PTY /dev/pts/N`` and ``CONTROL /path/control.sock``. Opening the pty reboots
-    the board (like a Uno's DTR reset): the banner follows ~0.1 s later. A client that
-    closes and reopens the pty within a few ms may not be seen as a new open (no reboot).
+    Prints ``PTY /dev/pts/N`` and ``CONTROL /path/control.sock`` (sims.control's serve loop,
+    the one simavr's bench runs too). Opening the pty reboots the board (like a Uno's DTR
+    reset): the banner follows ~0.1 s later. A client that closes and reopens the pty within
+    a few ms may not be seen as a new open (no reboot).
 
     ``listen_given``: the tone comes from the audio input ``listen`` (None = the default
     input), heard by a recorder started before the PTY line is printed: each MEASURE is held,
@@ -56,53 +53,39 @@ def serve(bench: Any, *, listen: str | None = None, listen_given: bool = False,
     overridden at the next MEASURE.
     """
     server = PtyServer(bench)
+    loop: ServeLoop | None = None
     try:
+        loop = ServeLoop(server)     # signals handled from here on: the finally runs
         if listen_given and not server.listen(listen):
             return 2
         bench.gains(1000.0)      # import torch now, not during the host's first MEASURE
-        out = out or sys.stdout
-        print(f"PTY {server.slave_name}", file=out, flush=True)
-        print(f"CONTROL {server.sock_path}", file=out, flush=True)
-        server.run()
+        loop.announce(out)
+        loop.run()
     finally:
+        if loop is not None:
+            loop.close()
         server.close()
     return 0
 
 
 class PtyServer:
-    """One bench behind a pty master and a control socket; :meth:`run` is the loop."""
+    """One bench behind a pty master: the :class:`sims.control.Served` of the virtual bench
+    (the python device core; the serve loop around it is sims.control's)."""
 
     def __init__(self, bench: Any) -> None:
         self.bench = bench
         self.lock = threading.Lock()
         self.master, slave = os.openpty()
         tty.setraw(slave)
-        self.slave_name = os.ttyname(slave)
+        self.port = os.ttyname(slave)
         os.close(slave)          # no slave fd of ours: POLLHUP on the master = no client
         os.set_blocking(self.master, False)
-        self.sockdir = tempfile.mkdtemp(prefix="hostctl-bench-")
-        self.sock_path = os.path.join(self.sockdir, "control.sock")
-        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.srv.bind(self.sock_path)
-        self.srv.listen(8)
-        self.srv.setblocking(False)
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(self.wake_w, False)
-        self.stop = False
-        self.old_handlers = {s: signal.signal(s, self._on_signal)
-                             for s in (signal.SIGTERM, signal.SIGINT)}
-        self.old_wake = signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         self.gate: Any = None
         self.capture: Any = None
         self.master_open = True
         self.client_present = False
         self.hold_until: float | None = None
         self.wbuf = bytearray()
-        self.ctl = ControlClients(self.srv, self.control)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self.stop = True
 
     # ------------------------------------------------------------------ the tone
     def listen(self, device: str | None) -> bool:
@@ -155,22 +138,35 @@ class PtyServer:
             return {"ok": True, "sim_time_s": self.bench.now_s}
         return {"ok": False, "error": "unknown request (want tone_hz or get=state)"}
 
-    # ------------------------------------------------------------------ the loop
-    def run(self) -> None:
-        """Until SIGTERM/SIGINT: follow the client, release output, answer the sockets."""
-        while not self.stop:
-            timeout_ms = 200
-            if self.master_open:
-                self._follow_client()
-            if self.gate is not None:
-                timeout_ms = min(timeout_ms, self._pump_gate())
-            if self.master_open and self.client_present:
-                timeout_ms = min(timeout_ms, self._release_output())
-                self._write_out()
-            self._poll(timeout_ms)
-            if self.master_open and self.bench.disconnected:
-                os.close(self.master)     # the host's reads/writes now fail: "unplugged"
-                self.master_open = False
+    # ------------------------------------------------------------------ the loop's hooks
+    def alive(self) -> bool:
+        return True              # an unplugged board still serves its control socket
+
+    def step(self) -> int:
+        """Follow the client, release output; ms until the next look."""
+        if self.master_open and self.bench.disconnected:
+            os.close(self.master)     # the host's reads/writes now fail: "unplugged"
+            self.master_open = False
+        timeout_ms = 200
+        if self.master_open:
+            self._follow_client()
+        if self.gate is not None:
+            timeout_ms = min(timeout_ms, self._pump_gate())
+        if self.master_open and self.client_present:
+            timeout_ms = min(timeout_ms, self._release_output())
+            self._write_out()
+        elif self.master_open:
+            timeout_ms = min(timeout_ms, 20)      # poll for a client opening the port
+        return timeout_ms
+
+    def fds(self) -> dict[int, int]:
+        if self.master_open and self.client_present:
+            return {self.master: select.POLLIN | (select.POLLOUT if self.wbuf else 0)}
+        return {}
+
+    def ready(self, fd: int, events: int) -> None:
+        if events & select.POLLIN:
+            self._from_host()
 
     def _follow_client(self) -> None:
         """A client opening the pty reboots the board (DTR); closing it drops the output."""
@@ -228,29 +224,6 @@ class PtyServer:
         except OSError:
             self.wbuf.clear()
 
-    def _poll(self, timeout_ms: int) -> None:
-        p = select.poll()
-        p.register(self.wake_r, select.POLLIN)
-        p.register(self.srv, select.POLLIN)
-        for fd in self.ctl.fds():
-            p.register(fd, select.POLLIN)
-        if self.master_open and self.client_present:
-            p.register(self.master, select.POLLIN | (select.POLLOUT if self.wbuf else 0))
-        elif self.master_open:
-            timeout_ms = 20      # poll for a client opening the port
-        for fd, e in p.poll(timeout_ms):
-            if fd == self.wake_r:
-                try:
-                    os.read(self.wake_r, 512)
-                except BlockingIOError:
-                    pass
-            elif fd == self.srv.fileno():
-                self.ctl.accept()
-            elif fd in self.ctl.clients:
-                self.ctl.service(fd)
-            elif fd == self.master and e & select.POLLIN:
-                self._from_host()
-
     def _from_host(self) -> None:
         try:
             data = os.read(self.master, 4096)
@@ -266,7 +239,7 @@ class PtyServer:
                     pass
 
     def close(self) -> None:
-        """Report what --listen heard, restore the signal handlers, remove the socket."""
+        """Report what --listen heard, stop the recorder, close the pty."""
         if self.capture is not None:
             self.capture.close()
         if self.gate is not None:
@@ -276,12 +249,6 @@ class PtyServer:
                   f"max {waits[-1] if waits else 0.0:.3f} s), {self.gate.fallbacks} without a "
                   f"steady tone, {self.capture.overflows if self.capture else 0} input "
                   "overflows", file=sys.stderr, flush=True)
-        signal.set_wakeup_fd(self.old_wake)
-        for s, h in self.old_handlers.items():
-            signal.signal(s, h)
-        self.ctl.close()
         if self.master_open:
             os.close(self.master)
-        os.close(self.wake_r)
-        os.close(self.wake_w)
-        shutil.rmtree(self.sockdir, ignore_errors=True)
+            self.master_open = False

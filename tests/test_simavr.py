@@ -282,3 +282,65 @@ def test_sample_and_hold_settles(rig: tuple[AvrBench, Any]) -> None:
         sim.command("SH 0")
     print(f"worst |rms - own level| {worst:.3f} LSB with the sample-and-hold modelled")
     assert not failures, "; ".join(failures)
+
+
+def test_served_firmware_speaks_like_the_served_virtual_bench(elf: Path) -> None:
+    """`python -m sims.avr serve` runs the virtual bench's serve loop (sims.control): the same
+    PTY/CONTROL lines, the same control requests; the firmware answers on the pty, a control
+    tone moves its reading, SIGTERM ends it with 0 and removes the socket."""
+    import json
+    import select
+    import signal
+    import socket
+    import sys
+
+    import serial
+
+    from hostctl import protocol as p
+
+    proc = subprocess.Popen([sys.executable, "-m", "sims.avr", "serve", "--board", "notebook",
+                             "--seed", str(SEED), "--elf", str(elf)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO_DIR)
+
+    def control(path: str, req: dict[str, Any]) -> dict[str, Any]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(SLOW_HOST_S)
+            s.connect(path)
+            s.sendall((json.dumps(req) + "\n").encode())
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                assert chunk, "control socket closed without a reply"
+                buf += chunk
+        return json.loads(buf)
+
+    try:
+        if not select.select([proc.stdout], [], [], SLOW_HOST_S)[0]:
+            pytest.fail(f"sims.avr serve printed nothing in {SLOW_HOST_S:.0f} s")
+        pty_line, ctl_line = proc.stdout.readline().split(), proc.stdout.readline().split()
+        assert pty_line[0] == "PTY" and ctl_line[0] == "CONTROL", (pty_line, ctl_line)
+        ctl = ctl_line[1]
+        with serial.Serial(pty_line[1], 115200, timeout=SLOW_HOST_S) as ser:
+            assert p.parse_reply(ser.readline()).verb == "BOOT"     # opening reset the MCU
+            ser.write(p.encode_command(1, "HELLO", 1, 1))
+            assert p.parse_reply(ser.readline()).ok
+            ser.write(p.encode_command(2, "MEASURE", 50))
+            quiet = p.parse_measure(p.parse_reply(ser.readline()))
+            resp = control(ctl, {"tone_hz": 800.0, "level_dbfs": LEVEL_DBFS})
+            assert resp["ok"] is True and resp["sim_time_s"] > 0
+            ser.write(p.encode_command(3, "MEASURE", 100))
+            loud = p.parse_measure(p.parse_reply(ser.readline()))
+        assert quiet.analog[0].rms < 2.0 and loud.analog[0].rms > 50 * quiet.analog[0].rms
+        state = control(ctl, {"get": "state"})
+        assert state["simulator"] == "simavr" and state["tone_hz"] == 800.0
+        assert state["events"]["rx"] > 0
+        bad = control(ctl, {"tone_hz": -5})
+        assert bad["ok"] is False and "positive" in bad["error"]
+        assert control(ctl, {"what": 1})["ok"] is False
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(SLOW_HOST_S) == 0, proc.stderr.read()
+        assert not os.path.exists(ctl)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
