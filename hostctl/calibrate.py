@@ -41,6 +41,7 @@ from hostctl.runconfig import (  # noqa: F401 (part of this module's interface)
     SECOND_LEVEL_DB,
     SWEEP_TONES,
     RunConfig,
+    SessionHeader,
     config_from_meta,
 )
 from hostctl.session import check_identity, probe_identity
@@ -153,8 +154,9 @@ class _Run:
                 raise InputError("no session to resume here", str(out_dir))
             self.data = read_session(path)
             self.session_path = str(path)
-            check_identity(self.data.meta, probe, str(out_dir), force)
-            self._restore_meta(self.data.meta)
+            header = SessionHeader.from_meta(self.data.meta, self.session_path)
+            check_identity(header, probe, str(out_dir), force)
+            self._restore(header)
             self.rec = Recorder(path, resume=True, rows=len(self.data))
             self.rec.note("resumed", datetime.now(UTC).isoformat(timespec="seconds"))
             for k, v in (segment or {}).items():   # options changed from here on
@@ -163,36 +165,26 @@ class _Run:
             self.data.rows = [m for m in self.data.rows if "not-played" not in m.flags]
         else:
             out_dir.mkdir(parents=True, exist_ok=True)
-            meta = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "port": str(getattr(probe, "port", "")),
-                    "firmware": probe.info.get("fw", "?"),
-                    "protocol": probe.info.get("proto", "?"),
-                    "probe_identity": probe_identity(probe), **cfg.to_meta()}
-            self.rec = Recorder(path, meta)
+            header = SessionHeader(
+                cfg, started=datetime.now(UTC).isoformat(timespec="seconds"),
+                port=str(getattr(probe, "port", "")), firmware=probe.info.get("fw", "?"),
+                protocol=probe.info.get("proto", "?"), probe_identity=probe_identity(probe))
+            self.rec = Recorder(path, header.to_meta())
         self.session = str(path)
 
-    def _restore_meta(self, meta: dict[str, str]) -> None:
-        try:
-            self._restore_meta_values(meta)
-        except (ValueError, TypeError) as e:
-            raise InputError(f"bad run note in the session header ({e}): fix or delete that "
-                             "'# key: value' line", self.session_path) from None
+    def _restore(self, header: SessionHeader) -> None:
+        """What the session's pre-flight measured, so resumed rows are measured alike."""
+        self.level = header.level
+        if header.floor_rms is not None:
+            self.floor = Floor(rms=header.floor_rms)
+            if header.floor_mean is not None:   # where the DC sits sets the floor's RMS
+                self.floor.mean = header.floor_mean
+        self.ref_rms, self.rate_hz, self.n_samples = (header.ref_rms, header.rate_hz,
+                                                      header.n_samples)
         if not (len(self.floor.rms) == 4 == len(self.floor.mean) and -60 <= self.level <= 0
                 and all(math.isfinite(x) and x >= 0 for x in self.floor.rms)):
             raise InputError("session header: floor_rms / level_dbfs_used out of range",
                              self.session_path)
-
-    def _restore_meta_values(self, meta: dict[str, str]) -> None:
-        if "level_dbfs_used" in meta:
-            self.level = float(meta["level_dbfs_used"])
-        if "floor_rms" in meta:
-            rms = tuple(float(x) for x in meta["floor_rms"].split(","))
-            self.floor = Floor(rms=rms)
-            if "floor_mean" in meta:   # where the DC sits between codes sets the floor's RMS
-                self.floor.mean = tuple(float(x) for x in meta["floor_mean"].split(","))
-        self.ref_rms = float(meta.get("ref_rms", 70.0))
-        self.rate_hz = float(meta.get("rate_hz", 0.0)) or None
-        self.n_samples = int(meta.get("n_samples", 1000))
 
     # --- steps -------------------------------------------------------------------------
     def measure(self, freq: float | None, level: float) -> Any:
@@ -250,15 +242,14 @@ class _Run:
             self.problems.append(f"reference clipped: level lowered to {self.level:g} dBFS")
         else:
             raise DeviceError("reference A0 clips even 12 dB down: reduce the sound card volume")
-        self.rec.note("floor_rms", ",".join(f"{a:.4f}" for a in self.floor.rms))
-        self.rec.note("floor_mean", ",".join(f"{a:.4f}" for a in self.floor.mean))
         self.ref_rms = res.analog[0].rms
         self.n_samples = res.n
         self.rate_hz = float(res.rate_hz) or None
-        self.rec.note("level_dbfs_used", repr(self.level))
-        self.rec.note("ref_rms", f"{self.ref_rms:.3f}")
-        self.rec.note("rate_hz", str(res.rate_hz))
-        self.rec.note("n_samples", str(res.n))
+        notes = SessionHeader(self.cfg, level_dbfs_used=self.level, floor_rms=self.floor.rms,
+                              floor_mean=self.floor.mean, ref_rms=self.ref_rms,
+                              rate_hz=self.rate_hz, n_samples=self.n_samples).notes()
+        for k, v in notes.items():
+            self.rec.note(k, v)
 
     def take(self, freq: float, level: float) -> None:
         """Measure one tone; a reading that fails a sanity check is kept (flagged, never

@@ -12,10 +12,14 @@ import errno
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hostctl.errors import InputError, OutputError
 from hostctl.sessionlog import LOCK_NAME
+
+if TYPE_CHECKING:
+    from hostctl.runconfig import RunConfig, SessionHeader
+    from hostctl.target import Target
 
 #: RunConfig fields an option may change on resume (new segment): planning and reporting.
 RESUME_MAY_CHANGE = ("max_tones", "precision", "series", "target", "window_ms")
@@ -85,9 +89,9 @@ def probe_identity(probe: Any) -> str:
     return ",".join([*parts, who] if who else parts)
 
 
-def check_identity(meta: Mapping[str, str], probe: Any, session_dir: str, force: bool) -> None:
+def check_identity(header: SessionHeader, probe: Any, session_dir: str, force: bool) -> None:
     """The probe now must be the one the session was recorded with (unless forced)."""
-    then = meta.get("probe_identity")
+    then = header.probe_identity
     now = probe_identity(probe)
     if then is None or force or then == now:
         return
@@ -96,18 +100,19 @@ def check_identity(meta: Mapping[str, str], probe: Any, session_dir: str, force:
                      session_dir).naming(force=WORDS["force"])
 
 
-def resume_changes(meta: Mapping[str, str], recorded: Any, given: Any,
+def resume_changes(text: Mapping[str, str], recorded: RunConfig, given: RunConfig,
                    given_names: set[str]) -> dict[str, str]:
     """Options given on resume: those that may change are returned (``field -> value`` for
-    the new header segment), those the rows depend on must equal the recorded ones."""
+    the new header segment), those the rows depend on must equal the ``recorded`` ones
+    (``text``: the header as written, which the message quotes)."""
     changes: dict[str, str] = {}
     for name in sorted(given_names):
         if name in RESUME_FIXED:
             if _same(getattr(given, name), getattr(recorded, name)):
                 continue
             raise InputError(f"{{{name}}} cannot change on resume: the session's rows were "
-                             f"recorded with {meta.get(name) or '(none)'}; start a new session "
-                             "with {out} for other settings").naming(
+                             f"recorded with {text.get(name) or '(none)'}; start a new "
+                             "session with {out} for other settings").naming(
                                  **{name: WORDS.get(name, name)}, out=WORDS["out"])
         if name in RESUME_MAY_CHANGE:
             changes[name] = str(getattr(given, name))
@@ -117,13 +122,13 @@ def resume_changes(meta: Mapping[str, str], recorded: Any, given: Any,
 def _same(a: object, b: object) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return abs(a - b) <= 1e-12 * max(abs(a), abs(b), 1e-300)
-    if isinstance(a, dict) and isinstance(b, dict):
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     return a == b
 
 
-def resume_target(meta: Mapping[str, str], given: Any, recorded: Any, session_dir: str
-                  ) -> tuple[Any, dict[str, str]]:
+def resume_target(header: SessionHeader, given: Target | None, session_dir: str
+                  ) -> tuple[Target, dict[str, str]]:
     """The session's target, re-read from its file and checked against the recorded hash;
     or ``given`` (an explicit --target), which then starts a new segment. A file that is
     gone leaves the copy the header carries (``recorded``), if any."""
@@ -132,6 +137,7 @@ def resume_target(meta: Mapping[str, str], given: Any, recorded: Any, session_di
 
     if given is not None:
         return given, {**given.meta(), "target_spec": target_to_meta(given)}
+    meta, recorded = header.text, header.config.target
     path = meta.get("target_path") or meta.get("target") or DEFAULT_SOURCE
     if path == DEFAULT_SOURCE:
         return recorded or default_target(), {}

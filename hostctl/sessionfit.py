@@ -13,7 +13,7 @@ from hostctl.advice import Advice, advise, threshold_from_fit
 from hostctl.circuits import LED_THRESHOLD, Circuit, Threshold, format_threshold, get_circuit
 from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import FitError
-from hostctl.runconfig import SECOND_LEVEL_DB, RunConfig, config_from_meta
+from hostctl.runconfig import SECOND_LEVEL_DB, RunConfig, SessionHeader
 
 if TYPE_CHECKING:
     from hostctl.fit import FitResult
@@ -82,9 +82,8 @@ def fit_session(cfg: RunConfig, data: MeasurementSet, level: float) -> FitResult
 
 def refit(data: MeasurementSet) -> FitResult:
     """Re-fit a recorded session offline exactly as its run did."""
-    cfg = config_from_meta(data.meta, RunConfig())
-    level = float(data.meta.get("level_dbfs_used", cfg.level_dbfs))
-    return fit_session(cfg, data, level)
+    header = SessionHeader.from_meta(data.meta)
+    return fit_session(header.config, data, header.level)
 
 
 def advise_session(data: MeasurementSet, cfg: RunConfig | None = None
@@ -92,8 +91,9 @@ def advise_session(data: MeasurementSet, cfg: RunConfig | None = None
     """Re-fit a session and recommend exactly as its run did: its installed parts,
     capacitance, target, series and threshold (``cfg``: the header's settings, possibly
     overridden by the command line)."""
-    cfg = cfg or config_from_meta(data.meta, RunConfig())
-    level = float(data.meta.get("level_dbfs_used", cfg.level_dbfs))
+    header = SessionHeader.from_meta(data.meta)
+    cfg = cfg or header.config
+    level = cfg.level_dbfs if header.level_dbfs_used is None else header.level_dbfs_used
     result = fit_session(cfg, data, level)
     thr, src = threshold_from_fit(*led_threshold_for(cfg, data, level), result, level)
     if cfg.led_vf is None and cfg.led_threshold is None:

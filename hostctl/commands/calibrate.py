@@ -6,12 +6,13 @@ import errno
 import json
 import math
 import sys
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import click
 
-from hostctl.circuits import CIRCUITS, get_circuit
+from hostctl.circuits import CIRCUITS
 from hostctl.commands.options import (
     AsciiNumber,
     bias_option,
@@ -25,6 +26,7 @@ from hostctl.commands.options import (
 from hostctl.commands.ui import Progress, quiet, say
 from hostctl.errors import AudioError, DeviceError, HostctlError, InputError, OutputError
 from hostctl.files import ascii_float
+from hostctl.runconfig import BenchSettings
 
 
 def parse_precision(text: str) -> float:
@@ -109,17 +111,16 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
     if net_circ is not None:
         circuit_name = net_circ.name
     use_bias(bias_ohm, circuit_name)
-    cfg = _config(calibrate, mode, precision, max_tones, series, target_file, installed,
-                  capacitance, level_dbfs, window_ms, led_threshold, led_vf)
-    if circuit_name is not None:
-        cfg.circuit = circuit_name
-    if net_circ is not None and capacitance == "1e-6":   # not given: the netlist's own
-        from hostctl.circuits import capacitances
-
-        cfg.capacitance = capacitances(net_circ, {})
     if level_dbfs > level_cap:
         raise InputError(f"--level {level_dbfs:g} dBFS is above the level cap {level_cap:g} dBFS "
                          "(raise --level-cap if you mean it)")
+    caps = parse_capacitance(capacitance)
+    if net_circ is not None and capacitance == "1e-6":   # not given: the netlist's own
+        from hostctl.circuits import capacitances
+
+        caps = capacitances(net_circ, {})
+    cfg = _config(calibrate, circuit_name, mode, precision, max_tones, series, target_file,
+                  installed, caps, level_dbfs, window_ms, led_threshold, led_vf)
     resume = resume_dir is not None
     segment: dict[str, str] = {}
     created = False
@@ -130,22 +131,20 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
         if out_dir is not None:
             raise InputError("give --out for a new session or --resume DIR, not both")
         out = Path(resume_dir)
-        cfg, segment, meta = _resume_config(calibrate, out, cfg, _given())
+        cfg, segment, header = _resume_config(out, cfg, _given())
         cfg.check()
         port, audio_device, audio_rate, settle_s = _resume_bench(
-            meta, out, sim_board, port, audio_device, audio_rate, settle_s)
+            header, sim_board, port, audio_device, audio_rate, settle_s)
     else:
         from hostctl.session import prepare_out
 
         out = Path(out_dir or f"hostctl-runs/{datetime.now():%Y%m%d-%H%M%S}")
         if circuit_name or (port and not port.startswith("sim:")):
-            cfg.circuit = circuit_name or cfg.circuit
             cfg.check()             # all of it before the probe is even opened
         created = prepare_out(out)
     port = _probe_port(port, sim_board, seed)
-    cfg.bench_meta = {"audio_device": "" if audio_device is None else str(audio_device),
-                      "audio_rate": "" if audio_rate is None else str(audio_rate),
-                      "settle_s": repr(settle_s)}
+    cfg = replace(cfg, bench=BenchSettings(
+        None if audio_device is None else str(audio_device), audio_rate, settle_s))
 
     from hostctl.device import open_probe
     from hostctl.session import discard_if_empty
@@ -153,7 +152,8 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
     try:
         with SessionLock(out):
             res = _run_guarded(open_probe, port, calibrate, cfg, out, resume, audio_device,
-                               audio_channel, circuit_name, capacitance, as_json, level_cap,
+                               audio_channel, circuit_name is not None,
+                               capacitance != "1e-6", as_json, level_cap,
                                audio_rate=audio_rate, settle_s=settle_s, segment=segment,
                                force=force)
             _report(report, res, out, as_json, no_plot)
@@ -164,16 +164,18 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
         sys.exit(1)
 
 
-def _config(calibrate, mode, precision, max_tones, series, target_file, installed, capacitance,
-            level_dbfs, window_ms, led_threshold, led_vf):
-    """The run's configuration from the options' strings."""
+def _config(calibrate, circuit_name, mode, precision, max_tones, series, target_file,
+            installed, caps, level_dbfs, window_ms, led_threshold, led_vf):
+    """The run's configuration from the options' strings (the board's defaults may still
+    fill in the circuit and parts: :func:`hostctl.runconfig.with_board`)."""
     from hostctl.target import load_target
 
-    return calibrate.RunConfig(mode=mode, precision=parse_precision(precision),
+    return calibrate.RunConfig(circuit=circuit_name or "color-organ", mode=mode,
+                               precision=parse_precision(precision),
                                max_tones=max_tones, series=series,
                                target=load_target(target_file),
                                installed=parse_values(installed, "--installed"),
-                               capacitance=parse_capacitance(capacitance),
+                               capacitance=caps,
                                level_dbfs=level_dbfs, window_ms=window_ms,
                                led_threshold=None if led_threshold is None else parse_per_led(
                                    led_threshold, "--led-threshold"),
@@ -190,24 +192,20 @@ def _probe_port(port: str | None, sim_board: str | None, seed: int) -> str:
     return f"sim://?board={sim_board}&seed={seed}" if sim_board else str(port)
 
 
-def _resume_bench(meta, out: Path, sim_board, port, audio_device, audio_rate, settle_s):
+def _resume_bench(header, sim_board, port, audio_device, audio_rate, settle_s):
     """(port, audio device, rate, settle) for a resumed run: the session's bench beats the
     profile; the command line beats both (and --sim given now replaces the session's port
     rather than clashing with it)."""
-    from hostctl.sessionlog import SESSION_NAME
-
     if not sim_board:
-        port = (port if given("port") else None) or meta.get("port") or port or None
-    if not given("audio_device") and "audio_device" in meta:
-        audio_device = meta["audio_device"] or None
-    try:
-        if not given("audio_rate") and meta.get("audio_rate"):
-            audio_rate = int(meta["audio_rate"])
-        if not given("settle_s") and meta.get("settle_s"):
-            settle_s = float(meta["settle_s"])
-    except ValueError as e:
-        raise InputError(f"session header: bad audio_rate/settle_s ({e})",
-                         str(out / SESSION_NAME)) from None
+        port = (port if given("port") else None) or header.port or port or None
+    bench = header.config.bench
+    if bench is not None:
+        if not given("audio_device"):
+            audio_device = bench.audio_device
+        if not given("audio_rate") and bench.audio_rate is not None:
+            audio_rate = bench.audio_rate
+        if not given("settle_s") and bench.settle_s is not None:
+            settle_s = bench.settle_s
     return port, audio_device, audio_rate, settle_s
 
 
@@ -224,22 +222,22 @@ def _given() -> set[str]:
     return {f for f, p in _PARAMS.items() if given(p)}
 
 
-def _resume_config(calibrate, out: Path, given_cfg, given: set[str]):
+def _resume_config(out: Path, given_cfg, given: set[str]):
     """The session's settings, with the options given now applied (new segment) or refused."""
+    from hostctl.runconfig import SessionHeader
     from hostctl.session import resume_changes, resume_target
     from hostctl.sessionlog import SESSION_NAME, read_session
 
-    meta = read_session(out / SESSION_NAME).meta
-    cfg = calibrate.config_from_meta(meta, calibrate.RunConfig())
-    segment = resume_changes(meta, cfg, given_cfg, given - {"target"})
-    for k in segment:
-        setattr(cfg, k, getattr(given_cfg, k))
+    path = out / SESSION_NAME
+    header = SessionHeader.from_meta(read_session(path).meta, str(path))
+    segment = resume_changes(header.text, header.config, given_cfg, given - {"target"})
+    cfg = replace(header.config, **{k: getattr(given_cfg, k) for k in segment})
     if "max_tones" in segment:
         segment["max_tones"] = str(cfg.tone_budget)
-    cfg.target, target_meta = resume_target(meta, given_cfg.target if "target" in given
-                                            else None, cfg.target, str(out))
+    target, target_meta = resume_target(header, given_cfg.target if "target" in given
+                                        else None, str(out))
     segment.update(target_meta)
-    return cfg, segment, meta
+    return replace(cfg, target=target), segment, header
 
 
 def _run_guarded(open_probe, port, calibrate, cfg, out, resume, *args, **kw):
@@ -292,29 +290,21 @@ class Interrupted(HostctlError):
 
 
 def _run_on_probe(probe_cm, calibrate, cfg, out, resume, audio_device, audio_channel,
-                  circuit_name, capacitance, as_json, level_cap=-6.0, *, audio_rate=None,
+                  circuit_given, capacitance_given, as_json, level_cap=-6.0, *, audio_rate=None,
                   settle_s=0.05, segment=None, force=False):
     """The run itself, with the probe open (split out so errors can name the session)."""
     from hostctl.audio import open_output
     from hostctl.bench import bench_for
+    from hostctl.runconfig import with_board
 
     with probe_cm as probe:
         bench = bench_for(probe)
         output = bench.tone_output() if audio_device is None else None
-        board, own = bench.defaults(), output is not None
-        if own:
-            if not resume and board is not None:
-                cfg.circuit = circuit_name or board.circuit
-                # the board's parts, for the sections the chosen circuit has
-                mine = set(get_circuit(cfg.circuit).resistors)
-                if not cfg.installed:
-                    cfg.installed = {k: v for k, v in board.resistors.items() if k in mine}
-                if capacitance == "1e-6":
-                    cfg.capacitance = {k: v for k, v in board.capacitance_f.items()
-                                       if k in mine}
-        else:
-            if not resume:
-                cfg.circuit = circuit_name or "color-organ"
+        own = output is not None
+        if own and not resume:   # the bench's own board: its circuit and parts by default
+            cfg = with_board(cfg, bench.defaults(), circuit_given=circuit_given,
+                             capacitance_given=capacitance_given)
+        if not own:
             output = open_output(audio_device, channel=audio_channel, level_cap_dbfs=level_cap,
                                  sample_rate=audio_rate, settle_s=settle_s)
         bar = None if as_json or quiet() else Progress()

@@ -330,15 +330,13 @@ def _meta_installed(ms: MeasurementSet) -> dict[str, float]:
 def _emit_session(ms: MeasurementSet, data: str, series: str | None, target, inst,
                   as_json: bool) -> None:
     """A calibrate session through the one recommendation path (overrides applied)."""
-    from hostctl.calibrate import RunConfig, advise_session, config_from_meta
+    from dataclasses import replace
 
-    cfg = config_from_meta(ms.meta, RunConfig())
-    if series is not None:
-        cfg.series = series
-    if target is not None:
-        cfg.target = target
-    if inst is not None:
-        cfg.installed = inst
+    from hostctl.calibrate import advise_session, config_from_meta
+
+    given = {"series": series, "target": target, "installed": inst}
+    cfg = replace(config_from_meta(ms.meta), **{k: v for k, v in given.items()
+                                                if v is not None})
     cfg.check()
     res, cfg, adv = advise_session(ms, cfg)
     _emit(res, adv, data, as_json, mode=cfg.mode)
