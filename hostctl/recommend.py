@@ -298,7 +298,8 @@ def design_for_led(circ: Circuit, target: Target, capacitance: float | Mapping[s
                    threshold: Threshold | LedDrive, series: str = "E24") -> Design:
     """Standard parts whose LEDs switch mid-gap of the target bands at ``threshold``."""
     import numpy as np
-    from scipy.optimize import least_squares
+
+    from hostctl.corners import _gauss_newton  # numpy: scipy.optimize costs 0.3 s of import
 
     caps = capacitances(circ, capacitance)
     start = ideal_values(circ, target, caps)
@@ -321,8 +322,7 @@ def design_for_led(circ: Circuit, target: Target, capacitance: float | Mapping[s
         # channels leaves the other parts (and LM) undetermined otherwise
         return np.concatenate([resid(logr), ANCHOR * (logr - log_start)])
 
-    sol = least_squares(resid_anchored, log_start, method="lm")
-    ideal = dict(zip(names, np.exp(sol.x), strict=True))
+    ideal = dict(zip(names, np.exp(_gauss_newton(resid_anchored, log_start)), strict=True))
     d = Design(circ.name, series.upper(), caps)
     for r in names:
         d.parts[r] = choose(circ, r, ideal[r], series, caps)

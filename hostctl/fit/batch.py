@@ -87,7 +87,8 @@ def _fit_many_gain(datasets: Sequence[MeasurementSet], circ: Circuit, caps: dict
                    capacitance: Any, t0: float) -> list[FitResult]:
     """Gain-only boards: one batched LM; a board it does not settle goes through fit()."""
     import torch
-    from scipy.special import stdtrit
+
+    from hostctl.fit.special import student_t_ppf
 
     probs = [_build(d, circ, caps, LED_THRESHOLD, None, None) for d in datasets]
     B = len(probs)
@@ -126,7 +127,9 @@ def _fit_many_gain(datasets: Sequence[MeasurementSet], circ: Circuit, caps: dict
     cov, warns = covariances(probs, A / s[:, None, None] ** 2)
     _, J = model.logh(theta, omt, cht, jac=True)
     sens = sensitivity_warnings(probs, theta, J, wt, warns)
-    q = stdtrit(np.maximum(dof, 1), 0.975)   # Student-t: the noise comes from the residuals
+    # Student-t: the noise comes from the residuals (one quantile per distinct dof)
+    dofs, inv = np.unique(np.maximum(dof, 1), return_inverse=True)
+    q = np.array([student_t_ppf(0.975, float(d)) for d in dofs])[inv.ravel()]
     sd = np.sqrt(np.where(np.isfinite(np.einsum("bpp->bp", cov)),
                           np.maximum(np.einsum("bpp->bp", cov), 0.0), np.inf))
     lo, hi = theta - q[:, None] * sd, theta + q[:, None] * sd
@@ -209,7 +212,8 @@ def _fit_many_led(datasets: Sequence[MeasurementSet], circ: Circuit, caps: dict[
 def _led_batch_starts(lb: _LedBatch, groups: list) -> tuple[np.ndarray, np.ndarray]:
     """Per group, the best cell of a coarse grid judged on the tones next to a switch."""
     import torch
-    from scipy.special import log_ndtr
+
+    from hostctl.fit.special import log_ndtr
 
     p0, B = lb.probs[0], len(lb.probs)
     model, log_t = p0.model, p0.log_t

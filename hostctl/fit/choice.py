@@ -143,11 +143,11 @@ def _cap_names(circ: Circuit) -> list[str]:
 def _esr_verdict(best: FitResult, alt: FitResult) -> str:
     """A note when the likelihood ratio asks for electrolytic ESR, else "" (and a warning
     on ``best`` that freeing it did not help)."""
-    from scipy.special import chdtri
+    from hostctl.fit.special import chi2_isf
 
     k = len([n for n in alt.nuisance if n.upper().startswith("ESR")])
     gain = _stat(best) - _stat(alt)
-    if k == 0 or gain < float(chdtri(k, ESR_ALPHA)):
+    if k == 0 or gain < chi2_isf(ESR_ALPHA, k):
         best.warnings.append("freeing the capacitors' ESR does not explain the misfit "
                              f"(chi-square only {max(gain, 0):.1f} lower)")
         return ""

@@ -266,7 +266,7 @@ def _noise_scale(run: _Run) -> None:
     """The gain rows' noise: the probe's measured figures (inflated by the Birge ratio when
     the residuals scatter more), or, without figures, the residuals' own rms with a
     Student-t quantile for few degrees of freedom -- and none left means no interval."""
-    from scipy.special import stdtrit
+    from hostctl.fit.special import student_t_ppf
 
     prob = run.prob
     dof = run.dof
@@ -289,7 +289,7 @@ def _noise_scale(run: _Run) -> None:
                          "values are open (add tones)")
         return
     run.s_gain = max(math.sqrt(run.chi2 / dof), 1e-12)
-    run.quantile = float(stdtrit(dof, 0.975))
+    run.quantile = student_t_ppf(0.975, dof)
 
 
 def _fit_leds(run: _Run, given_start: bool) -> None:

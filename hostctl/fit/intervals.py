@@ -109,14 +109,14 @@ def _gof_channels(prob: _Problem, theta: np.ndarray, chi2: float | None, dof: in
     """Chi-square goodness of fit against the probe's noise figures: {} when the model
     explains the gains within the noise, else each contradicted channel with its rms
     residual in units of the measured noise (the worst one if none fails alone)."""
-    from scipy.special import chdtri
+    from hostctl.fit.special import chi2_isf
 
     z = _gain_z(prob, theta)
     # a nuisance pushed far outside its prior (a 50 ohm "ESR" faking a missing buffer) is a
     # misfit too: the prior rows count as observations
     total = float(z @ z) + prior_chi2(prob, theta)
     tol2 = NOISE_FIGURE_TOL ** 2
-    if dof <= 0 or total <= tol2 * float(chdtri(dof, GOF_ALPHA)):
+    if dof <= 0 or total <= tol2 * chi2_isf(GOF_ALPHA, dof):
         return {}
     out: dict[str, float] = {}
     for c in np.unique(prob.chg).tolist():
@@ -125,7 +125,7 @@ def _gof_channels(prob: _Problem, theta: np.ndarray, chi2: float | None, dof: in
         # significant AND large: a wrong circuit misses by many sigma; a residual a little
         # above the noise figures (a noiseless ADC's quantisation is not random) only
         # widens the intervals (Birge ratio), it does not condemn the model
-        if float(zc @ zc) > tol2 * float(chdtri(len(zc), GOF_ALPHA)) and rms > MISFIT_SIGMA:
+        if float(zc @ zc) > tol2 * chi2_isf(GOF_ALPHA, len(zc)) and rms > MISFIT_SIGMA:
             out[prob.circ.channels[c]] = rms
     return out
 

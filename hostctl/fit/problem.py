@@ -115,7 +115,7 @@ class _Problem:
         curvature of the link (IRLS / Fisher scoring) and drops only the model's. Prior
         rows: ``0.5 * ((log R - log mu) / sigma_prior)^2``.
         """
-        from scipy.special import log_ndtr
+        from hostctl.fit.special import log_ndtr
 
         p = len(self.free)
         B, P = theta.shape
