@@ -84,6 +84,22 @@ class Advice:
     held: dict[str, str] = field(default_factory=dict)
     #: the LEDs judged on volts (None: on |H| against ``threshold``)
     drive: LedDrive | None = None
+    #: the fit the parts are for (None: a design), and the LEDs whose level it left unknown
+    fit: FitResult | None = None
+    unknown: set[str] = field(default_factory=set)
+    #: resistors whose capacitor the user named (``C_low=...``: measured on the bench)
+    named_caps: set[str] = field(default_factory=set)
+
+    @property
+    def verdict(self) -> str:
+        """PASS; UNSURE when every LED that misses is one the run cannot be sure of (its
+        verdict flips inside what the run does not know, hostctl.robust); else FAIL."""
+        if self.passed:
+            return "PASS"
+        if self.trusted and not self.held and self.bands and all(
+                b.get("pass") or b.get("unsure") for b in self.bands.values()):
+            return "UNSURE"
+        return "FAIL"
 
     @property
     def withheld(self) -> bool:
@@ -110,6 +126,10 @@ class Advice:
         lmap = {} if self.withheld else self.led_map
         checks = ({ch: {"pass": False, "why": "NOT TRUSTED: no part to judge"}
                    for ch in self.bands} if self.withheld else self.bands)
+        # "verdict" (added in place of a new schema): "unsure" is neither a pass nor a
+        # claim that the build fails; "pass" stays false for it (the target is not known met)
+        checks = {ch: {**c, "verdict": "pass" if c.get("pass") else
+                       "unsure" if c.get("unsure") else "fail"} for ch, c in checks.items()}
         return {
             "installed_ohm": dict(self.installed),
             "capacitance": {"value_f": self.capacitance, "source": self.capacitance_source,
@@ -121,6 +141,7 @@ class Advice:
             "led_drive": None if self.drive is None else self.drive.to_json(),
             "target_check": checks,
             "pass": self.passed,
+            "verdict": self.verdict.lower(),
         }
 
 
@@ -165,10 +186,10 @@ def advise(circ: Circuit, target: Target, *, series: str = "E24",
     installed = dict(installed or {})
     caps, cap_src, inferred = actual_capacitance(circ, capacitance, installed, fit)
     why = chosen_for(target, by_led)
-    judge = drive if drive is not None else threshold
     d = design(circ, target, caps, series)
     if why == "led":
-        by_switch = design_for_led(circ, target, caps, judge, series)
+        by_switch = design_for_led(circ, target, caps,
+                                   drive if drive is not None else threshold, series)
         # switch points no parts can reach drive the solve to absurd parts: the corners
         # then, and the verdict says what is missing
         secs = circ.sections or {}
@@ -193,8 +214,24 @@ def advise(circ: Circuit, target: Target, *, series: str = "E24",
                 f"means a {c * 1e6:.3g} uF capacitor, {c / nominal[name]:.2g}x the nominal "
                 f"{nominal[name] * 1e6:.3g} uF: check --installed and --capacitance (the parts "
                 "to buy are right only if the installed value is)")
-    lmap = led_map(circ, d.values, caps, judge)
-    bands = check_bands(circ, d.values, caps, judge, target)
+    adv = Advice(d, caps, cap_src, inferred, threshold, threshold_source, why, {}, {},
+                 False, target, installed, problems, True if fit is None else fit.trusted)
+    adv.drive, adv.fit, adv.unknown = drive, fit, set(unknown_thresholds)
+    if isinstance(capacitance, Mapping):
+        adv.named_caps = {r for r in circ.resistors
+                          if r in capacitance or "C" + r[1:] in capacitance}
+    judge(adv, circ)
+    return adv
+
+
+def judge(adv: Advice, circ: Circuit) -> None:
+    """The LED bands the parts of ``adv.design`` light and the verdict on them (again when
+    the parts change: :mod:`hostctl.robust` picks neighbours that hold over what the run
+    cannot know)."""
+    d, caps, drive, fit, target = adv.design, adv.capacitance, adv.drive, adv.fit, adv.target
+    lmap = led_map(circ, d.values, caps, drive if drive is not None else adv.threshold)
+    bands = check_bands(circ, d.values, caps, drive if drive is not None else adv.threshold,
+                        target)
     if drive is not None:
         for ch, b in bands.items():
             if not b["pass"]:
@@ -203,18 +240,14 @@ def advise(circ: Circuit, target: Target, *, series: str = "E24",
             _check_alternatives(circ, d.values, caps, drive, target, bands,
                                 fit.topology.get("covers") or [])
         _check_source_interval(circ, d.values, caps, drive, target, bands)
-    trusted = True if fit is None else fit.trusted
-    held = _withhold(circ, fit, bands, why, unknown_thresholds)
-    for name in held:
-        d.parts[name].measured = False
+    held = _withhold(circ, fit, bands, adv.chosen_for, adv.unknown)
+    for name in d.parts:
+        d.parts[name].measured = name not in held
     for ch in {(circ.sections or {}).get(n, (None,))[0] for n in held}:
         lmap.pop(ch, None)       # no part, so no prediction of what it would light
-    passed = trusted and not held and (all(v["pass"] for v in bands.values())
-                                       if bands else True)
-    adv = Advice(d, caps, cap_src, inferred, threshold, threshold_source, why, lmap, bands,
-                 passed, target, installed, problems, trusted)
-    adv.held, adv.drive = held, drive
-    return adv
+    adv.led_map, adv.bands, adv.held = lmap, bands, held
+    adv.passed = adv.trusted and not held and (all(v["pass"] for v in bands.values())
+                                               if bands else True)
 
 
 def _check_alternatives(circ: Circuit, values: Mapping[str, float], caps: Mapping[str, float],

@@ -440,7 +440,8 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
                  capacitance=cfg.capacitance,
                  threshold=thr, threshold_source=thr_src, installed=cfg.installed, fit=result,
                  drive=drive, unknown_thresholds=unknown)
-    check_robust(adv, get_circuit(result.circuit), measured_ranges(cfg, result))
+    check_robust(adv, get_circuit(result.circuit), measured_ranges(cfg, result),
+                 cfg.cap_tolerance)
     r.problems.extend(adv.problems)
     prec = _precision(result)
     unmet = [k for k, v in prec.items() if not v <= cfg.precision]

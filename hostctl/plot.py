@@ -133,7 +133,8 @@ def _target(ax: Any, target: Target | None, ch: str) -> None:
 
 def run_title(res: RunResult) -> str:
     run_id = Path(res.session).parent.name
-    verdict = "PASS" if res.passed else "FAIL"
+    verdict = res.advice.verdict if res.advice is not None else (
+        "PASS" if res.passed else "FAIL")
     if not res.fit.trusted:
         verdict += ", NOT TRUSTED"
     return f"run {run_id}: {res.fit.circuit}, {res.config.mode} mode - {verdict}"

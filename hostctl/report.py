@@ -67,7 +67,7 @@ def fit_table(fit: FitResult, adv: Advice, *, head: str, tail: list[str] | None 
     lines += ["", *_parts_grid(fit, adv, cols), ""]
     rest = [] if adv.withheld else led_lines(adv.led_map, adv.bands,
                                              "with the parts to buy: lit ")
-    rest.append(f"target ({adv.target.source}): {'PASS' if adv.passed else 'FAIL'}"
+    rest.append(f"target ({adv.target.source}): {adv.verdict}"
                 + ("" if fit.trusted else " (the fitted values contradict the data: see the "
                    "warnings)"))
     rest += [f"warning: {w}" for w in fit.warnings]
@@ -148,7 +148,8 @@ def led_lines(lmap: dict[str, list[tuple[float, float]]], checks: dict[str, dict
                  ", ".join(f"{a:.0f}-{b:.0f} Hz" for a, b in bands) or "never lit")
         c = checks.get(ch, {})
         verdict = c.get("pass")
-        mark = "" if verdict is None else ("  PASS" if verdict else "  FAIL")
+        mark = "" if verdict is None else ("  PASS" if verdict else
+                                           "  UNSURE" if c.get("unsure") else "  FAIL")
         why = c.get("why", "") + (f"; fix: {c['fix']}" if c.get("fix") else "")
         out.append(f"LED {ch:<5} {say if bands else ''}{shown}{mark}"
                    + (f" ({why})" if why else ""))

@@ -34,6 +34,8 @@ DEFAULT_MAX_TONES = {"gain": 40, "led": 80, "both": 60}
 SWEEP_TONES = 12
 #: LED mode without a known threshold measures at a second level this many dB lower.
 SECOND_LEVEL_DB = -2.0
+#: the widest capacitor tolerance a verdict may be asked to hold over
+MAX_CAP_TOL = 0.5
 #: RunConfig field -> (option, open range, unit) of the values given one or per LED
 PER_LED_LIMITS = {"led_threshold": ("--led-threshold", 0, 1, ""),
                   "led_vf": ("--led-vf", 0, 5, " V")}
@@ -76,6 +78,8 @@ class RunConfig:
     sweep_tones: int = SWEEP_TONES
     #: the bench the run used (audio device, rate, settle): recorded so --resume reuses it
     bench: BenchSettings | None = None
+    #: what the verdict allows each capacitor (fraction; None: hostctl.robust's default)
+    cap_tolerance: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -109,6 +113,9 @@ class RunConfig:
         check_capacitance(self.capacitance, circ)
         capacitances(circ, self.capacitance)
         self.target.check(circ, plan.BAND)
+        if self.cap_tolerance is not None and not 0 <= self.cap_tolerance <= MAX_CAP_TOL:
+            raise InputError(f"capacitor tolerance {self.cap_tolerance:.0%} is outside "
+                             f"0..{MAX_CAP_TOL:.0%}")
 
     @property
     def tone_budget(self) -> int:
@@ -129,6 +136,8 @@ class RunConfig:
             "led_threshold": format_per_led(_plain(self.led_threshold)),
             "led_vf": format_per_led(_plain(self.led_vf)),
             **(self.bench.to_meta() if self.bench is not None else {}),
+            # only when given: a session without it is judged with the default box
+            **({} if self.cap_tolerance is None else {"cap_tolerance": repr(self.cap_tolerance)}),
         }
 
 
@@ -169,7 +178,7 @@ def config_from_meta(meta: Mapping[str, str], base: RunConfig | None = None,
             kw[key] = parse_per_led(meta[key], what)
             check_per_led(kw[key], what, lo, hi, unit, get_circuit(kw["circuit"]))
     convs = (("level_dbfs", float), ("window_ms", int), ("precision", float),
-             ("max_tones", int))
+             ("max_tones", int), ("cap_tolerance", float))
     for key, conv in convs:
         if meta.get(key):
             kw[key] = _number(meta, key, conv)

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from hostctl.target import Target
 
 #: RunConfig fields an option may change on resume (new segment): planning and reporting.
-RESUME_MAY_CHANGE = ("max_tones", "precision", "series", "target", "window_ms")
+RESUME_MAY_CHANGE = ("max_tones", "precision", "series", "target", "window_ms",
+                     "cap_tolerance")
 #: Fields the recorded rows depend on: changing them would mix incompatible data.
 RESUME_FIXED = ("circuit", "mode", "capacitance", "installed", "level_dbfs", "led_threshold",
                 "led_vf")

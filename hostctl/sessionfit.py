@@ -7,22 +7,21 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hostctl.advice import Advice, advise, threshold_from_fit
 from hostctl.circuits import LED_THRESHOLD, Circuit, Threshold, format_threshold, get_circuit
 from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import FitError
+from hostctl.robust import DEFAULT_CAP_TOL
 from hostctl.runconfig import SECOND_LEVEL_DB, RunConfig, SessionHeader
 
 if TYPE_CHECKING:
     from hostctl.fit import FitResult
     from hostctl.leds import LedDrive
 
-#: What a run cannot know of the build its verdict is about: each capacitor is known
-#: through the installed resistor's tolerance (5 %, E24 parts), or its own (10 %) when the
-#: installed resistors are not given; a PASS must hold across it.
-SPLIT_TOL = {True: 0.05, False: 0.10}
+#: What a run cannot know of each capacitor unless told (hostctl.robust)
+SPLIT_TOL = DEFAULT_CAP_TOL
 
 
 def led_threshold_for(cfg: RunConfig, data: MeasurementSet, level: float
@@ -104,7 +103,7 @@ def advise_session(data: MeasurementSet, cfg: RunConfig | None = None
                  capacitance=cfg.capacitance, threshold=thr, threshold_source=src,
                  installed=cfg.installed, fit=result, drive=drive,
                  unknown_thresholds=unknown)
-    check_robust(adv, circ, measured_ranges(cfg, result))
+    check_robust(adv, circ, measured_ranges(cfg, result), cfg.cap_tolerance)
     return result, cfg, adv
 
 
@@ -157,80 +156,11 @@ def volts_threshold(result: FitResult, data: MeasurementSet, thr: Threshold, src
             f"LED switching voltages measured on volts at the filter outputs: {note}")
 
 
-#: FAIL reasons about what the data left unknown (no build to second-guess there)
-UNKNOWN_WHY = ("not determined", "unknown", "never switched", "cannot tell", "NOT TRUSTED")
-
-
 def check_robust(adv: Advice, circ: Circuit,
-                 vf_ranges: Mapping[str, tuple[float, float]] | None = None) -> None:
+                 vf_ranges: Mapping[str, tuple[float, float]] | None = None,
+                 cap_tol: float | None = None) -> None:
     """A verdict must hold for every build the run cannot tell from the one it assumed:
-    each capacitor anywhere in what the run knows of it (:data:`SPLIT_TOL`), the source
-    resistance at its interval's ends, each LED's switching voltage at its measured range's
-    ends (an LED's band edge moves with RC and with the source's sag). A PASS that fails
-    on one of them, or a FAIL about the build that passes on one, becomes 'cannot be
-    sure' (not a PASS)."""
-    drive = adv.drive
-    if drive is None or adv.withheld:
-        return
-    chans = [ch for ch, b in adv.bands.items() if ch in adv.target.bands and (
-        b.get("pass") or not any(w in b.get("why", "") for w in UNKNOWN_WHY))]
-    flips = _flips(adv, circ, drive, chans, vf_ranges or {})
-    tol = SPLIT_TOL[adv.capacitance_inferred]
-    what = (f"with each capacitor within +-{tol:.0%} (known only through the "
-            f"{'installed resistors' if adv.capacitance_inferred else 'parts'}' tolerance)")
-    fix = ("measure the capacitors (or the installed resistors) and give them, or a target "
-           "whose band gaps leave room for the parts' tolerance")
-    for ch, how in flips.items():
-        old = adv.bands[ch]
-        if old.get("pass"):
-            why = f"its LED meets the bands with the capacitors assumed, but {what} it is {how}"
-        else:
-            why = (f"as assumed its LED fails ({old.get('why', '')}), but {what} it meets "
-                   f"the bands {how}")
-        adv.bands[ch] = {"pass": False, "why": f"cannot be sure: {why}",
-                         "fix": old.get("fix") or fix}
-        adv.passed = False
+    parts that do (E-series neighbours if need be), else UNSURE (:mod:`hostctl.robust`)."""
+    from hostctl.robust import make_robust
 
-
-def _flips(adv: Advice, circ: Circuit, drive: LedDrive, chans: list[str],
-           vf_ranges: Mapping[str, tuple[float, float]]) -> dict[str, str]:
-    """Channels whose verdict some build the run cannot rule out reverses -> where/how."""
-    from itertools import product
-
-    from hostctl.leds import GRID, led_volts
-
-    tol = SPLIT_TOL[adv.capacitance_inferred]
-    ci = (drive.estimate or {}).get("ci95_ohm") or [drive.r_source, drive.r_source]
-    sources = sorted({drive.r_source, ci[0], drive.r_source if ci[1] is None else ci[1]})
-    out: dict[str, str] = {}
-    for signs in product((-1.0, 1.0), repeat=len(adv.capacitance)):
-        caps = {r: c * (1 + s * tol) for (r, c), s in zip(adv.capacitance.items(), signs,
-                                                            strict=True)}
-        for rs in sources:
-            volts = led_volts(circ, GRID, adv.design.values, caps, replace(drive, r_source=rs))
-            for ch in chans:
-                if ch in out:
-                    continue
-                lo, hi = vf_ranges.get(ch, (drive.vth(ch), drive.vth(ch)))
-                if adv.bands[ch].get("pass"):   # must hold at the least favourable V_f
-                    miss = _band_miss(volts[ch], adv.target.bands[ch], hi, lo)
-                    if miss:
-                        out[ch] = f"{miss} with the source at {rs:.3g} ohm"
-                elif not _band_miss(volts[ch], adv.target.bands[ch], lo, hi):
-                    out[ch] = f"with the source at {rs:.3g} ohm"
-    return out
-
-
-def _band_miss(v: Any, bands: Mapping[str, Any], vf_on: float, vf_off: float) -> str:
-    """Where ``v`` (volts on leds.GRID) misses the bands: lit above ``vf_on`` all over the
-    on-bands, at most ``vf_off`` all over the off-bands ('' = meets them)."""
-    from hostctl.leds import GRID
-
-    for kind, spans in bands.items():
-        for flo, fhi in spans:
-            m = (GRID >= flo) & (GRID <= fhi)
-            bad = m & ((v <= vf_on) if kind == "on" else (v > vf_off))
-            if bad.any():
-                f = float(GRID[bad][0])
-                return f"{'dark' if kind == 'on' else 'lit'} at {f:.0f} Hz in its {kind} band"
-    return ""
+    make_robust(adv, circ, vf_ranges, cap_tol)

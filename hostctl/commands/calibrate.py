@@ -16,7 +16,9 @@ from hostctl.circuits import CIRCUITS
 from hostctl.commands.options import (
     AsciiNumber,
     bias_option,
+    cap_tolerance_option,
     capacitance_option,
+    parse_cap_tolerance,
     parse_capacitance,
     parse_per_led,
     parse_values,
@@ -64,6 +66,7 @@ def parse_precision(text: str) -> float:
 @click.option("--target", "target_file", default=None, help="Target TOML (corners, LED bands).")
 @click.option("--installed", default="", help="Installed resistors, e.g. R_low=220,R_high=33.")
 @capacitance_option
+@cap_tolerance_option
 @click.option("--precision", default="1%", show_default=True,
               help="Stop when every 95% interval is within this.")
 @click.option("--max-tones", type=AsciiNumber(whole=True), default=None,
@@ -92,7 +95,7 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
             target_file, installed, capacitance, precision, max_tones, series, level_dbfs,
             level_cap, window_ms,
             led_threshold, led_vf, out_dir, resume_dir, as_json, no_plot, force=False,
-            audio_rate=None, settle_s=0.05, bias_ohm=None) -> None:
+            audio_rate=None, settle_s=0.05, bias_ohm=None, cap_tolerance=None) -> None:
     """Calibrate: tones out, measurements in, fit, recommend, report.
 
     \b
@@ -121,6 +124,7 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
         caps = capacitances(net_circ, {})
     cfg = _config(calibrate, circuit_name, mode, precision, max_tones, series, target_file,
                   installed, caps, level_dbfs, window_ms, led_threshold, led_vf)
+    cfg = replace(cfg, cap_tolerance=parse_cap_tolerance(cap_tolerance))
     resume = resume_dir is not None
     segment: dict[str, str] = {}
     created = False
@@ -213,7 +217,8 @@ def _resume_bench(header, sim_board, port, audio_device, audio_rate, settle_s):
 _PARAMS = {"max_tones": "max_tones", "precision": "precision", "series": "series",
            "window_ms": "window_ms", "circuit": "circuit_name", "mode": "mode",
            "capacitance": "capacitance", "installed": "installed", "level_dbfs": "level_dbfs",
-           "led_threshold": "led_threshold", "led_vf": "led_vf", "target": "target_file"}
+           "led_threshold": "led_threshold", "led_vf": "led_vf", "target": "target_file",
+           "cap_tolerance": "cap_tolerance"}
 
 
 def _given() -> set[str]:

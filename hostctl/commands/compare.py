@@ -32,11 +32,12 @@ def _cells(res) -> dict[str, str]:
             f"-> {part.corner_hz:.1f} Hz")
     for ch, bands in ({} if adv.withheld else adv.led_map).items():
         shown = ", ".join(f"{a:.0f}-{b:.0f}" for a, b in bands) or "never lit"
-        verdict = adv.bands.get(ch, {}).get("pass")
-        out[f"LED {ch}"] = shown + ("" if verdict is None else (" PASS" if verdict else
-                                                                 " FAIL"))
+        c = adv.bands.get(ch, {})
+        verdict = c.get("pass")
+        out[f"LED {ch}"] = shown + ("" if verdict is None else (
+            " PASS" if verdict else " UNSURE" if c.get("unsure") else " FAIL"))
     out["trusted"] = "yes" if fit.trusted else "NOT TRUSTED"
-    out["target"] = "PASS" if res.passed else "FAIL"
+    out["target"] = adv.verdict if adv is not None else ("PASS" if res.passed else "FAIL")
     return out
 
 

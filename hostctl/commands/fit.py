@@ -14,7 +14,9 @@ import click
 from hostctl.circuits import CIRCUITS, capacitances, format_threshold, get_circuit
 from hostctl.commands.options import (
     bias_option,
+    cap_tolerance_option,
     check_capacitance,
+    parse_cap_tolerance,
     parse_capacitance,
     parse_per_led,
     parse_values,
@@ -137,13 +139,14 @@ def _prior_file(path: str) -> dict[str, tuple[float, float]]:
 @click.option("--led-vf", default=None,
               help="LED switching voltage (V), one or per LED (low=1.8,band=2.0,high=2.9): "
                    "each LED row is judged on |H| x its tone's reference amplitude (vin_v).")
+@cap_tolerance_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 def command(data: str, circuit_name: str | None, capacitance: str | None, led_threshold: str,
             series: str | None, loss: str, priors: tuple[str, ...], prior_file: str | None,
             fixed: str | None, lr: str | None, steps: str | None, as_json: bool,
             target_file: str | None = None, installed: str | None = None,
             led_vf: str | None = None, netlist: str | None = None,
-            bias_ohm: str | None = None) -> None:
+            bias_ohm: str | None = None, cap_tolerance: str | None = None) -> None:
     """Fit component values to a measurement CSV (or a session file), and the parts to buy.
 
     \b
@@ -162,6 +165,7 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
     if loss not in LOSS_CHOICES:
         raise InputError(f"--loss: unknown loss '{loss}' (known: {', '.join(LOSS_CHOICES)})")
     thr = _led_rule(led_threshold, led_vf)
+    cap_tol = parse_cap_tolerance(cap_tolerance)
     lr_v = _positive(lr, "--lr", float) if lr is not None else None
     steps_v = int(_positive(steps, "--steps", int)) if steps is not None else None
     from hostctl.sessionlog import is_session, read_session
@@ -174,7 +178,7 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
                 or loss != "auto" or led_threshold != DEFAULT_THRESHOLD_TEXT or led_vf
                 or bias_ohm):
             # a calibrate session: re-fit and recommend exactly as the run did
-            return _emit_session(ms, data, series, target, inst, as_json)
+            return _emit_session(ms, data, series, target, inst, as_json, cap_tol)
     else:
         ms = MeasurementSet.read_csv(data)
     if net_circ is not None:
@@ -212,7 +216,18 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
     adv = _advise(res, ms, data, thr, led_threshold, led_vf is not None or bool(res.led_vf),
                   caps,
                   inst if inst is not None else _meta_installed(ms), target, series)
+    _robust(res, adv, led_vf is None and led_threshold == DEFAULT_THRESHOLD_TEXT, cap_tol)
     _emit(res, adv, data, as_json)
+
+
+def _robust(res: Any, adv: Any, vf_measured: bool, cap_tol: float | None) -> None:
+    """The verdict calibrate gives: it must hold over what the data leave open (the
+    capacitors' tolerance, the source's interval, a measured switching voltage's range)."""
+    from hostctl.runconfig import RunConfig
+    from hostctl.sessionfit import check_robust, measured_ranges
+
+    ranges = measured_ranges(RunConfig(), res) if vf_measured else None
+    check_robust(adv, get_circuit(res.circuit), ranges, cap_tol)
 
 
 def _advise(res: Any, ms: MeasurementSet, data: str, thr: Any, led_threshold: str,
@@ -328,13 +343,14 @@ def _meta_installed(ms: MeasurementSet) -> dict[str, float]:
 
 
 def _emit_session(ms: MeasurementSet, data: str, series: str | None, target, inst,
-                  as_json: bool) -> None:
+                  as_json: bool, cap_tol: float | None = None) -> None:
     """A calibrate session through the one recommendation path (overrides applied)."""
     from dataclasses import replace
 
     from hostctl.calibrate import advise_session, config_from_meta
 
-    given = {"series": series, "target": target, "installed": inst}
+    given = {"series": series, "target": target, "installed": inst,
+             "cap_tolerance": cap_tol}
     cfg = replace(config_from_meta(ms.meta), **{k: v for k, v in given.items()
                                                 if v is not None})
     cfg.check()
@@ -371,9 +387,10 @@ def _emit(res, adv, data: str, as_json: bool, mode: str | None = None) -> None:
 
 
 def _exit_if_untrusted(res, adv) -> None:
-    """Exit 1 for a result the data contradict, or advice that withholds a part (a section
-    the data left open, an LED level never measured): scripts must not take its values."""
-    if not res.trusted or adv.held:
+    """Exit 1 for a result the data contradict, advice that withholds a part (a section
+    the data left open, an LED level never measured), or a verdict that cannot be sure
+    (UNSURE: the target is not known met): scripts must not take its values."""
+    if not res.trusted or adv.held or adv.verdict == "UNSURE":
         raise SystemExit(1)
 
 

@@ -6,6 +6,7 @@ import math
 
 import click
 
+from hostctl.errors import InputError
 from hostctl.files import ascii_float
 from hostctl.recommend import series_info
 from hostctl.values import (  # noqa: F401 (the commands import them from here too)
@@ -81,3 +82,26 @@ def use_bias(text: str | None, circuit: str | None = None) -> None:
     click.get_current_context().with_resource(probe_bias(*parse_bias(text)))
     if circuit is not None:
         check_bias(get_circuit(circuit))
+
+
+def parse_cap_tolerance(text: str | None) -> float | None:
+    """``--cap-tolerance PCT`` ("5" or "5%") as a fraction; None when not given (the
+    verdict then allows 5 % with --installed, else 10 %)."""
+    if text is None:
+        return None
+    t = text.strip()
+    try:
+        v = ascii_float(t[:-1] if t.endswith("%") else t)
+    except ValueError:
+        raise InputError(f"--cap-tolerance: '{text}' is not a percentage like 5 "
+                               "or 5%") from None
+    if not (math.isfinite(v) and 0 <= v <= 50):
+        raise InputError(f"--cap-tolerance: {text} is not in the range 0..50 (%)")
+    return v / 100
+
+
+cap_tolerance_option = click.option(
+    "--cap-tolerance", "cap_tolerance", default=None, metavar="PCT",
+    help="What the verdict allows each capacitor, in % (a PASS must hold over it). "
+         "Default: 5 with --installed (the capacitors are known through those resistors), "
+         "else 10.")
