@@ -388,9 +388,10 @@ def _emit(res, adv, data: str, as_json: bool, mode: str | None = None) -> None:
 
 def _exit_if_untrusted(res, adv) -> None:
     """Exit 1 for a result the data contradict, advice that withholds a part (a section
-    the data left open, an LED level never measured), or a verdict that cannot be sure
-    (UNSURE: the target is not known met): scripts must not take its values."""
-    if not res.trusted or adv.held or adv.verdict == "UNSURE":
+    the data left open, an LED level never measured), or a target not known met (FAIL,
+    or UNSURE: the verdict flips inside what the data leave open), as calibrate does:
+    scripts must not take its values."""
+    if not res.trusted or adv.held or adv.verdict != "PASS":
         raise SystemExit(1)
 
 
