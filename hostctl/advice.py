@@ -345,20 +345,11 @@ def _withhold(circ: Circuit, fit: FitResult | None, bands: dict[str, dict], why:
 
 def threshold_from_fit(thr_val: Threshold | str, thr_src: str, fit: FitResult,
                        level_dbfs: float) -> tuple[Threshold, str]:
-    """The LED threshold on |H| at the run's level, once the fit has estimated it."""
-    scale = 10 ** (level_dbfs / 20)
-    if thr_val in ("estimate", "estimate-each") and fit.led_thresholds:
-        thr = {k: v / scale for k, v in fit.led_thresholds.items()}
-        if thr_val == "estimate":
-            thr_src = f"{thr_src}; they differ, so each LED its own, from the fitted gains"
-        return thr, thr_src
-    if thr_val == "estimate-each":
-        return LED_THRESHOLD, ("assumed 1/sqrt(2): no usable LED observations to measure the "
-                               "LEDs from")
-    if thr_val == "estimate":
-        thr = (fit.led_threshold or LED_THRESHOLD) / scale
-        return thr, f"{thr_src} (t = {thr:.4f} at {level_dbfs:g} dBFS)"
-    return thr_val, thr_src  # type: ignore[return-value]
+    """The LED threshold on |H| at the run's level, once the fit has estimated it (the
+    older spelling of :func:`hostctl.ledrule.on_h`)."""
+    from hostctl.ledrule import as_rule, on_h
+
+    return on_h(as_rule(thr_val), thr_src, fit, level_dbfs)
 
 
 # --- a target travels in the session header -------------------------------------------

@@ -21,7 +21,6 @@ from hostctl.advice import (
     advise,
     fit_json,
     precision,
-    threshold_from_fit,
     undetermined,
 )
 from hostctl.bench import bench_for
@@ -32,6 +31,7 @@ from hostctl.circuits import (
 )
 from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import DeviceError, InputError, ToneRefused
+from hostctl.ledrule import EstimateShared, Fixed, FromVf, LedRule, on_h
 from hostctl.measure import CHANNELS, Floor, readings_from
 from hostctl.recommend import Design
 from hostctl.runconfig import (  # noqa: F401 (part of this module's interface)
@@ -294,12 +294,12 @@ class _Run:
     def levels(self) -> list[float]:
         """A second tone level only where it is needed: LED data alone with an unknown
         threshold (in both mode the gains fix |H| and one level gives each LED's)."""
-        if self.cfg.mode != "led" or self.cfg.led_threshold is not None or self.cfg.led_vf:
+        if not isinstance(self.cfg.led_rule, EstimateShared):
             return [self.level]
         return [self.level, self.level + SECOND_LEVEL_DB]
 
     # --- fitting -----------------------------------------------------------------------
-    def threshold(self) -> tuple[float | str, str]:
+    def threshold(self) -> tuple[LedRule, str]:
         return led_threshold_for(self.cfg, self.data, self.level)
 
     def fit(self) -> FitResult:
@@ -430,10 +430,11 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
         result = r.refine()
     finally:
         r.close()
-    thr, thr_src = threshold_from_fit(*r.threshold(), result, r.level)
+    thr, thr_src = on_h(*r.threshold(), result, r.level)
     drive, unknown, notes = led_judging(cfg, r.data, result, r.level)
     r.problems.extend(notes)
-    if cfg.led_vf is None and cfg.led_threshold is None:
+    if not isinstance(cfg.led_rule, FromVf) and not (
+            isinstance(cfg.led_rule, Fixed) and cfg.led_rule.given):
         thr, thr_src = volts_threshold(result, r.data, thr, thr_src)
     # the topology the data chose (a passive band-pass is not designed as a buffered one)
     adv = advise(get_circuit(result.circuit), cfg.target, series=cfg.series,

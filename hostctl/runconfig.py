@@ -19,6 +19,7 @@ from hostctl import plan
 from hostctl.advice import target_from_meta, target_to_meta
 from hostctl.circuits import capacitances, get_circuit
 from hostctl.errors import InputError
+from hostctl.ledrule import LedRule, for_run
 from hostctl.target import Target, default_target
 from hostctl.values import (
     check_capacitance,
@@ -116,6 +117,11 @@ class RunConfig:
         if self.cap_tolerance is not None and not 0 <= self.cap_tolerance <= MAX_CAP_TOL:
             raise InputError(f"capacitor tolerance {self.cap_tolerance:.0%} is outside "
                              f"0..{MAX_CAP_TOL:.0%}")
+
+    @property
+    def led_rule(self) -> LedRule:
+        """How this run knows when an LED lights (:mod:`hostctl.ledrule`)."""
+        return for_run(self.led_threshold, self.led_vf, self.mode)
 
     @property
     def tone_budget(self) -> int:

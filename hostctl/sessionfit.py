@@ -9,10 +9,19 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from hostctl.advice import Advice, advise, threshold_from_fit
-from hostctl.circuits import LED_THRESHOLD, Circuit, Threshold, format_threshold, get_circuit
+from hostctl.advice import Advice, advise
+from hostctl.circuits import Circuit, Threshold, format_threshold, get_circuit
 from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import FitError
+from hostctl.ledrule import (
+    EstimatePerLed,
+    Fixed,
+    FromVf,
+    LedRule,
+    is_estimate,
+    judged_on_volts,
+    on_h,
+)
 from hostctl.robust import DEFAULT_CAP_TOL
 from hostctl.runconfig import SECOND_LEVEL_DB, RunConfig, SessionHeader
 
@@ -25,28 +34,27 @@ SPLIT_TOL = DEFAULT_CAP_TOL
 
 
 def led_threshold_for(cfg: RunConfig, data: MeasurementSet, level: float
-                      ) -> tuple[Threshold | str, str]:
-    """The LED threshold on |H| at ``level`` (one, or per channel) and where it comes from
-    ("estimate": measured)."""
-    if cfg.led_threshold is not None:
-        return cfg.led_threshold, "given (--led-threshold)"
-    if cfg.led_vf is not None:
+                      ) -> tuple[LedRule, str]:
+    """The run's LED rule with the LEDs' voltages turned into |H| at the measured reference
+    amplitude (a :class:`~hostctl.ledrule.Fixed`), and where it comes from."""
+    rule = cfg.led_rule
+    if isinstance(rule, Fixed):
+        return rule, ("given (--led-threshold)" if rule.given else
+                      "assumed 1/sqrt(2) (gain mode; pass --led-vf for your LEDs)")
+    if isinstance(rule, FromVf):
         vins = [m.vin_v for m in data.rows if m.vin_v and m.led_usable]
         if not vins:
             raise FitError("no reference amplitude measured to turn --led-vf into a threshold")
         a = statistics.median(vins)
-        vf = cfg.led_vf
-        thr = {k: v / a for k, v in vf.items()} if isinstance(vf, dict) else vf / a
-        return thr, (f"from the LED switching voltage {format_threshold(vf, 'g')} V and the "
-                     f"measured reference amplitude {a:.3f} V peak")
-    if cfg.mode == "gain":
-        return LED_THRESHOLD, "assumed 1/sqrt(2) (gain mode; pass --led-vf for your LEDs)"
-    if cfg.mode == "both":
-        return "estimate-each", (f"measured for each LED: the fitted gains and its switches "
-                                 f"at {level:g} dBFS")
-    return "estimate", (f"estimated, one shared by all LEDs (LEDs that differ: --led-vf "
-                        f"per LED or --mode both), from LED switches at {level:g} and "
-                        f"{level + SECOND_LEVEL_DB:g} dBFS")
+        vf = rule.volts
+        thr = {k: v / a for k, v in vf.items()} if isinstance(vf, Mapping) else vf / a
+        return Fixed(thr), (f"from the LED switching voltage {format_threshold(vf, 'g')} V "
+                            f"and the measured reference amplitude {a:.3f} V peak")
+    if isinstance(rule, EstimatePerLed):
+        return rule, f"measured for each LED: the fitted gains and its switches at {level:g} dBFS"
+    return rule, (f"estimated, one shared by all LEDs (LEDs that differ: --led-vf "
+                  f"per LED or --mode both), from LED switches at {level:g} and "
+                  f"{level + SECOND_LEVEL_DB:g} dBFS")
 
 
 def fit_session(cfg: RunConfig, data: MeasurementSet, level: float) -> FitResult:
@@ -55,8 +63,8 @@ def fit_session(cfg: RunConfig, data: MeasurementSet, level: float) -> FitResult
     relative to 0 dBFS, where tone levels matter)."""
     from hostctl.fit import fit
 
-    thr, _ = led_threshold_for(cfg, data, level)
-    keep_level = thr in ("estimate", "estimate-each")
+    rule, _ = led_threshold_for(cfg, data, level)
+    keep_level = is_estimate(rule)
     rows: list[Measurement] = []
     for m in data.rows:
         g = m.gain if (cfg.mode != "led" and m.gain_usable) else None
@@ -66,17 +74,13 @@ def fit_session(cfg: RunConfig, data: MeasurementSet, level: float) -> FitResult
             rows.append(replace(m, gain=g, led=led, flag="",
                                 level_dbfs=m.level_dbfs if keep_level else None))
     led_rows = [m for m in rows if m.led is not None]
-    on_volts = isinstance(thr, str) or cfg.led_vf is not None
-    if cfg.led_threshold is None and on_volts and led_rows and all(m.vin_v for m in led_rows):
+    if led_rows and all(m.vin_v for m in led_rows):
         # each LED row against its own tone's reference amplitude, not a typical one:
         # the filters' input sags with frequency (an estimated threshold is then volts)
-        from hostctl.fit import SwitchVoltage
-
-        thr = SwitchVoltage(thr if isinstance(thr, str) else cfg.led_vf)
+        rule = judged_on_volts(cfg.led_rule)
     # the preset's name, not its Circuit: a family's topologies are weighed by the data
     return fit(MeasurementSet(rows, dict(data.meta)), cfg.circuit,
-               capacitance=cfg.capacitance,
-               led_threshold=thr)
+               capacitance=cfg.capacitance, led_threshold=rule)
 
 
 def refit(data: MeasurementSet) -> FitResult:
@@ -94,8 +98,8 @@ def advise_session(data: MeasurementSet, cfg: RunConfig | None = None
     cfg = cfg or header.config
     level = cfg.level_dbfs if header.level_dbfs_used is None else header.level_dbfs_used
     result = fit_session(cfg, data, level)
-    thr, src = threshold_from_fit(*led_threshold_for(cfg, data, level), result, level)
-    if cfg.led_vf is None and cfg.led_threshold is None:
+    thr, src = on_h(*led_threshold_for(cfg, data, level), result, level)
+    if not (_given(cfg.led_rule) or isinstance(cfg.led_rule, FromVf)):
         thr, src = volts_threshold(result, data, thr, src)
     drive, unknown, _ = led_judging(cfg, data, result, level)
     circ = get_circuit(result.circuit)
@@ -115,8 +119,9 @@ def led_judging(cfg: RunConfig, data: MeasurementSet, result: FitResult, level: 
     from hostctl.source import measured_drive
 
     circ = get_circuit(result.circuit)
-    volts: Threshold | None = cfg.led_vf if cfg.led_threshold is None else None
-    if volts is None and cfg.led_threshold is None and result.led_vf:
+    rule = cfg.led_rule
+    volts: Threshold | None = rule.volts if isinstance(rule, FromVf) else None
+    if volts is None and not _given(rule) and result.led_vf:
         volts = result.led_vf          # measured by the fit, on volts
     if volts is not None:
         try:
@@ -124,8 +129,7 @@ def led_judging(cfg: RunConfig, data: MeasurementSet, result: FitResult, level: 
                                   level, cfg.installed), set(), []
         except FitError as e:
             return None, set(), [f"LEDs judged on |H|: {e}"]
-    if cfg.led_threshold is None and cfg.mode != "gain" and not result.led_thresholds \
-            and result.led_threshold is None:
+    if is_estimate(rule) and not result.led_thresholds and result.led_threshold is None:
         return None, set(circ.channels), []
     return None, set(), []
 
@@ -133,12 +137,16 @@ def led_judging(cfg: RunConfig, data: MeasurementSet, result: FitResult, level: 
 def measured_ranges(cfg: RunConfig, result: FitResult
                     ) -> dict[str, tuple[float, float]] | None:
     """Each LED's switching voltage range where the run measured it on volts, else None."""
-    if cfg.led_threshold is not None or cfg.led_vf is not None or not result.led_vf:
+    if _given(cfg.led_rule) or isinstance(cfg.led_rule, FromVf) or not result.led_vf:
         return None
     if result.led_thresholds_ci95:
         return dict(result.led_thresholds_ci95)
     ci = result.led_threshold_ci95
     return {ch: ci for ch in result.led_vf} if ci else None
+
+
+def _given(rule: LedRule) -> bool:
+    return isinstance(rule, Fixed) and rule.given
 
 
 def volts_threshold(result: FitResult, data: MeasurementSet, thr: Threshold, src: str

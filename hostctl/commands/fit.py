@@ -11,7 +11,13 @@ from typing import Any
 
 import click
 
-from hostctl.circuits import CIRCUITS, capacitances, format_threshold, get_circuit
+from hostctl.circuits import (
+    CIRCUITS,
+    LED_THRESHOLD,
+    capacitances,
+    format_threshold,
+    get_circuit,
+)
 from hostctl.commands.options import (
     bias_option,
     cap_tolerance_option,
@@ -24,7 +30,9 @@ from hostctl.commands.options import (
 )
 from hostctl.dataset import MeasurementSet
 from hostctl.errors import FitError, InputError
-from hostctl.files import ascii_float, read_regular
+from hostctl.files import read_regular
+from hostctl.ledrule import Fixed, FromVf, LedRule, is_estimate
+from hostctl.ledrule import parse as parse_rule
 
 LOSS_CHOICES = ("auto", "notebook-mse", "notebook-weighted")
 
@@ -41,21 +49,6 @@ def _data_lines(path: str) -> list[int]:
 
 
 DEFAULT_THRESHOLD_TEXT = "0.7071067811865476"
-
-
-def _threshold(text: str) -> float | dict[str, float] | str:
-    if text.strip().lower() in ("estimate", "estimate-each"):
-        return text.strip().lower()
-    if "=" in text:  # one per LED: low=0.5,band=0.6,high=0.8 (channels checked by the fit)
-        return parse_per_led(text, "--led-threshold")
-    try:
-        t = ascii_float(text)
-    except ValueError:
-        raise InputError(f"--led-threshold: '{text}' is not a number, 'estimate' or "
-                         "'estimate-each'") from None
-    if not (math.isfinite(t) and t > 0):
-        raise InputError(f"--led-threshold: must be a positive number, got {text}")
-    return t
 
 
 def _positive(text: str, option: str, kind: type) -> float:
@@ -197,23 +190,24 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
     prior: dict[str, tuple[float, float]] = {}
     if prior_file:
         prior.update(_prior_file(prior_file))
-    from hostctl.fit import SwitchVoltage, fit, parse_prior
+    from hostctl.fit import fit, parse_prior
+    from hostctl.ledrule import judged_on_volts
 
     for p in priors:
         name, spec = parse_prior(p)
         prior[name] = spec
     fixed_vals = parse_values(fixed, "--fixed") if fixed else None
     led_rows = [m for m in ms.rows if m.led is not None]
-    if isinstance(thr, str) and led_rows and all(m.vin_v and m.vin_v > 0 for m in led_rows):
+    if is_estimate(thr) and led_rows and all(m.vin_v and m.vin_v > 0 for m in led_rows):
         # estimated, still on volts: each LED row against its own tone's reference
-        thr = SwitchVoltage(thr)
+        thr = judged_on_volts(thr)
     with _rows_named(data):
         # a preset's name stands for its family (the data weigh the builds); the user's
         # own netlist is the build on the bench, fitted as it is
         res = fit(ms, circ if net_circ is not None else circ.name, capacitance=caps,
                   led_threshold=thr, loss=loss, prior=prior or None, fixed=fixed_vals,
                   lr=lr_v, steps=steps_v)
-    adv = _advise(res, ms, data, thr, led_threshold, led_vf is not None or bool(res.led_vf),
+    adv = _advise(res, ms, data, thr, led_vf is not None or bool(res.led_vf),
                   caps,
                   inst if inst is not None else _meta_installed(ms), target, series)
     _robust(res, adv, led_vf is None and led_threshold == DEFAULT_THRESHOLD_TEXT, cap_tol)
@@ -230,24 +224,22 @@ def _robust(res: Any, adv: Any, vf_measured: bool, cap_tol: float | None) -> Non
     check_robust(adv, get_circuit(res.circuit), ranges, cap_tol)
 
 
-def _advise(res: Any, ms: MeasurementSet, data: str, thr: Any, led_threshold: str,
-            on_volts: bool, caps: Any, installed_now: Any, target: Any, series: str | None
-            ) -> Any:
+def _advise(res: Any, ms: MeasurementSet, data: str, rule: LedRule, on_volts: bool, caps: Any,
+            installed_now: Any, target: Any, series: str | None) -> Any:
     """The parts to buy for the fitted board, its LEDs judged as the options say."""
     from hostctl.advice import advise
 
-    thr_used, thr_src = _threshold_used(res, ms, thr, led_threshold, on_volts)
+    thr_used, thr_src = _threshold_used(res, ms, rule, on_volts)
     drive, unknown = None, set()
     if on_volts:
         from hostctl.source import measured_drive
 
         try:
             drive = measured_drive(get_circuit(res.circuit), res, caps, ms.rows,
-                                   res.led_vf or thr.volts, installed=installed_now)
+                                   res.led_vf or _volts(rule), installed=installed_now)
         except FitError as e:
             res.notes.append(f"LEDs judged on |H| at the median reference amplitude: {e}")
-    elif (isinstance(thr, str) or getattr(thr, "estimated", False)) and not (
-            res.led_thresholds or res.led_threshold):
+    elif is_estimate(rule) and not (res.led_thresholds or res.led_threshold):
         unknown = set(get_circuit(res.circuit).channels)   # nothing measured it
     return advise(get_circuit(res.circuit), target or _meta_target(ms, data),
                   series=series or "E24",
@@ -255,16 +247,19 @@ def _advise(res: Any, ms: MeasurementSet, data: str, thr: Any, led_threshold: st
                   installed=installed_now, fit=res, drive=drive, unknown_thresholds=unknown)
 
 
-def _led_rule(led_threshold: str, led_vf: str | None) -> Any:
-    """--led-threshold as the fit takes it, or --led-vf (the two exclude each other)."""
-    thr = _threshold(led_threshold)
+def _led_rule(led_threshold: str, led_vf: str | None) -> LedRule:
+    """--led-threshold or --led-vf (the two exclude each other) as a rule."""
     if led_vf is not None:
-        from hostctl.fit import SwitchVoltage
-
         if led_threshold != DEFAULT_THRESHOLD_TEXT:
             raise InputError("give either --led-vf or --led-threshold, not both")
-        thr = SwitchVoltage(parse_per_led(led_vf, "--led-vf"))
-    return thr
+        return FromVf(parse_per_led(led_vf, "--led-vf"))
+    if led_threshold == DEFAULT_THRESHOLD_TEXT:
+        return Fixed(LED_THRESHOLD, given=False)
+    return parse_rule(led_threshold, "--led-threshold")
+
+
+def _volts(rule: LedRule) -> Any:
+    return rule.volts if isinstance(rule, FromVf) else None
 
 
 @contextlib.contextmanager
@@ -283,24 +278,24 @@ def _rows_named(data: str) -> Iterator[None]:
         raise InputError(e.bare, data, line, e.column_name) from None  # type: ignore[attr-defined]
 
 
-def _threshold_used(res: Any, ms: MeasurementSet, thr: Any, led_threshold: str,
-                    on_volts: bool) -> tuple[Any, str]:
+def _threshold_used(res: Any, ms: MeasurementSet, rule: LedRule, on_volts: bool
+                    ) -> tuple[Any, str]:
     """The |H| threshold the LED maps use, and where it came from (for the report)."""
     if on_volts:   # on volts: the |H| threshold at the typical amplitude, for maps
-        vf = res.led_vf or thr.volts
+        vf = res.led_vf or _volts(rule)
         vins = sorted(m.vin_v for m in ms.rows if m.vin_v and m.led is not None) or sorted(
             m.vin_v for m in ms.rows if m.vin_v) or [1.0]
         a = vins[len(vins) // 2]
         thr_used = ({k: v / a for k, v in vf.items()} if isinstance(vf, dict) else vf / a)
-        how = ", estimated by the fit" if getattr(thr, "estimated", False) else ""
+        how = ", estimated by the fit" if is_estimate(rule) else ""
         return thr_used, (f"LED rows judged on volts ({format_threshold(vf, 'g')} V{how}) "
                           f"against each tone's reference; bands at the median reference "
                           f"{a:.3f} V")
-    if isinstance(thr, str) or getattr(thr, "estimated", False):   # estimated by the fit
-        thr_used = res.led_thresholds or res.led_threshold or float(DEFAULT_THRESHOLD_TEXT)
+    if not isinstance(rule, Fixed):   # estimated by the fit
+        thr_used = res.led_thresholds or res.led_threshold or LED_THRESHOLD
         return thr_used, "estimated by the fit (relative to 0 dBFS)"
-    return thr, ("given (--led-threshold)" if led_threshold != DEFAULT_THRESHOLD_TEXT
-                 else "1/sqrt(2), the default (--led-threshold for your LEDs)")
+    return rule.value, ("given (--led-threshold)" if rule.given
+                        else "1/sqrt(2), the default (--led-threshold for your LEDs)")
 
 
 def _netlist(path: str | None, circuit_name: str | None):

@@ -39,6 +39,9 @@ def fit_many(datasets: Sequence[MeasurementSet], circuit: Circuit | str, *,
     rows go through :func:`fit` one by one."""
     import torch
 
+    from hostctl.ledrule import as_rule, engine_form
+
+    led_threshold = engine_form(as_rule(led_threshold))   # converted once, here
     circ = get_circuit(circuit) if isinstance(circuit, str) else circuit
     caps = capacitances(circ, capacitance)
     t0 = time.perf_counter()

@@ -50,13 +50,15 @@ from hostctl.fit.settings import (
 )
 from hostctl.fit.starts import _default_base, _grid_starts, _groups, _init_theta, _linear_start
 from hostctl.fit.thresholds import _fit_each, _per_led_thresholds, _threshold_conflicts
+from hostctl.ledrule import LedRule, as_rule, engine_form
 
 if TYPE_CHECKING:
     pass
 
 
 def fit(data: MeasurementSet, circuit: Circuit | str, *, capacitance: Any = 1e-6,
-        led_threshold: float | Mapping[str, float] | str = LED_THRESHOLD, loss: str = "auto",
+        led_threshold: LedRule | float | Mapping[str, float] | str = LED_THRESHOLD,
+        loss: str = "auto",
         prior: Mapping[str, tuple[float, float]] | None = None,
         fixed: Mapping[str, float] | None = None,
         init: Mapping[str, float] | float | None = None,
@@ -73,6 +75,8 @@ def fit(data: MeasurementSet, circuit: Circuit | str, *, capacitance: Any = 1e-6
     """
     import torch
 
+    # a hostctl.ledrule rule, or its older spellings: converted once, here
+    led_threshold = engine_form(as_rule(led_threshold))
     t0 = time.perf_counter()
     nthreads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: threads cost more than they give
