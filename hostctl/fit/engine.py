@@ -31,6 +31,7 @@ from hostctl.fit.led import (
     _near_switch,
     _profile_threshold,
 )
+from hostctl.fit.ledfast import _fit_leds_consistent
 from hostctl.fit.lm import _lm
 from hostctl.fit.notebook import _fit_notebook
 from hostctl.fit.problem import SwitchVoltage, _build, _Problem, _subproblem, measured_capacitors
@@ -140,11 +141,12 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
                warns=list(prob.warnings))
     if prob.ng:
         _fit_gains(run, th_init is None)
-    if prob.nl:
+    known = _fit_leds_consistent(run, led_only) if prob.nl and th_init is None else None
+    if prob.nl and known is None:
         _fit_leds(run, th_init is not None)
     misfit = _assess_gains(run)
     ci, ci_method = _gain_intervals(run, led_only)
-    n_rej, led_misfit = _led_intervals(run, led_only, ci, ci_method)
+    n_rej, led_misfit = _led_intervals(run, led_only, ci, ci_method, known)
     t_ci, conflicts = _shared_threshold(run, data, led_only, ci, n_rej, capacitance, prior)
     if any(m == "data-consistent" for m in ci_method.values()):
         names = ", ".join(k for k, m in ci_method.items() if m == "data-consistent")
@@ -409,9 +411,10 @@ def _gain_intervals(run: _Run, led_only: list) -> tuple[dict, dict[str, str]]:
     return ci, ci_method
 
 
-def _led_intervals(run: _Run, led_only: list, ci: dict, ci_method: dict[str, str]
-                   ) -> tuple[int, list[str]]:
-    """Data-consistent intervals for resistors only LED rows see; rejected-row counts."""
+def _led_intervals(run: _Run, led_only: list, ci: dict, ci_method: dict[str, str],
+                   known: dict | None = None) -> tuple[int, list[str]]:
+    """Data-consistent intervals for resistors only LED rows see; rejected-row counts.
+    ``known``: per group, what :func:`_fit_leds_consistent` already computed."""
     prob = run.prob
     n_rej = 0
     led_misfit: list[str] = []
@@ -424,7 +427,8 @@ def _led_intervals(run: _Run, led_only: list, ci: dict, ci_method: dict[str, str
                 run.warns.append(f"{prob.free[k]}: no usable rows on channel {chn}: the data "
                                  "do not determine it; the value is a placeholder, not a fit")
             continue
-        ivs, nr, msgs = _led_interval(prob, run.theta, ks, chans)
+        ivs, nr, msgs = (known[tuple(ks)] if known is not None else
+                         _led_interval(prob, run.theta, ks, chans))
         n_rej += nr
         run.warns += msgs
         n_rows = int(np.isin(prob.chl, list(chans)).sum())

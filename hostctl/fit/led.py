@@ -28,19 +28,21 @@ if TYPE_CHECKING:
 
 
 def _led_interval(prob: _Problem, theta: np.ndarray, ks: list[int], chans: set[int],
-                  tau: float | None = None
+                  tau: float | None = None, accept_all: bool = False
                   ) -> tuple[dict[int, tuple[float, float]], int, list[str]]:
     """Exact consistent interval (log R) per resistor of one LED-only channel group.
 
     Which rows are accepted is decided at the estimate ``theta``; ``tau`` (log t_ref)
     evaluates the region at another threshold (profiling an estimated threshold). An
-    empty region returns no intervals. See :func:`_vertex_intervals`.
+    empty region returns no intervals. See :func:`_vertex_intervals`. ``accept_all``:
+    every row is accepted and ``theta`` is only where Newton starts (the region before
+    any estimate: the engine's fast path for consistent data).
     """
     msgs: list[str] = []
     if len(ks) > 2 and np.isin(prob.chl, list(chans)).any():
         msgs.append("interval for more than two coupled resistors is not computed exactly")
     taus = None if tau is None else np.array([tau])
-    reg = _led_regions(prob, theta, ks, chans, taus)
+    reg = _led_regions(prob, theta, ks, chans, taus, accept_all)
     if reg is None:
         return {}, 0, msgs
     lo, hi, nrej, empty = reg
@@ -62,7 +64,7 @@ def _led_interval(prob: _Problem, theta: np.ndarray, ks: list[int], chans: set[i
 
 
 def _led_regions(prob: _Problem, theta: np.ndarray, ks: list[int], chans: set[int],
-                 taus: np.ndarray | None
+                 taus: np.ndarray | None, accept_all: bool = False
                  ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray] | None:
     """One LED-only group's consistent region at each threshold of ``taus`` (log t_ref;
     None: at the estimate, which then lies inside it) in one batch: lo, hi (T, q), rows
@@ -82,7 +84,8 @@ def _led_regions(prob: _Problem, theta: np.ndarray, ks: list[int], chans: set[in
     lo, hi, nrej, empty = _vertex_intervals(
         sub.model, theta[None, :p_all], ks, sub.omega[None], sub.ch[None], sub.sgn[None],
         lt_acc, lt_reg, np.ones((1, len(rows)), bool), sub.freq_l[None], key[None],
-        box_lo[None], box_hi[None], include_hat=taus is None)
+        box_lo[None], box_hi[None], include_hat=taus is None and not accept_all,
+        accept_all=accept_all)
     return lo[:, 0], hi[:, 0], int(nrej[0]), empty[:, 0]
 
 
@@ -97,7 +100,8 @@ def _box(prob: _Problem, theta: np.ndarray, ks: list[int]) -> tuple[np.ndarray, 
 def _vertex_intervals(model: _Model, th: np.ndarray, ks: list[int], om: Any, ch: Any,
                       sgn: np.ndarray, lt_acc: np.ndarray, lt_reg: np.ndarray,
                       valid: np.ndarray, freq: np.ndarray, key: np.ndarray,
-                      box_lo: np.ndarray, box_hi: np.ndarray, include_hat: bool = True
+                      box_lo: np.ndarray, box_hi: np.ndarray, include_hat: bool = True,
+                      accept_all: bool = False
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Consistent intervals of resistors ``ks`` for B boards at once (rows padded).
 
@@ -118,8 +122,11 @@ def _vertex_intervals(model: _Model, th: np.ndarray, ks: list[int], om: Any, ch:
     B, n = sgn.shape
     q = len(ks)
     om, ch = _numpy(om), _numpy(ch)
-    L = _logh_plain(model, th, om, ch)
-    acc = valid & (sgn * (L - lt_acc) >= -1e-12)
+    if accept_all:
+        acc = valid.copy()
+    else:
+        L = _logh_plain(model, th, om, ch)
+        acc = valid & (sgn * (L - lt_acc) >= -1e-12)
     nrej = (valid & ~acc).sum(1)
     sys_b, sys_c = _vertex_systems(acc, sgn, freq, key, box_lo, box_hi, q,
                                    np.broadcast_to(lt_acc, sgn.shape))
@@ -136,6 +143,12 @@ def _vertex_intervals(model: _Model, th: np.ndarray, ks: list[int], om: Any, ch:
                                 box_lo, box_hi, rb)
         blo, bhi = box_lo[rb[sb]], box_hi[rb[sb]]
         good = np.flatnonzero(ok & ((x >= blo - 1e-9) & (x <= bhi + 1e-9)).all(1))
+        rows = np.unique(eqs[:, 1][eqs[:, 0] == 0]).astype(np.int64)
+        if len(rows) < n:   # the same check on the systems' own tones first: most vertices
+            #                 fail there, and few tones cost little (vertices x rows)
+            good = good[_feasible(model, th, ks, om[:, rows], ch[:, rows], sgn[:, rows],
+                                  lt3.reshape(T * B, n)[:, rows], acc[:, rows], sb[good],
+                                  x[good], rb)]
         vi = good[_feasible(model, th, ks, om, ch, sgn, lt3.reshape(T * B, n), acc,
                             sb[good], x[good], rb)]
         np.minimum.at(lo, sb[vi], x[vi])

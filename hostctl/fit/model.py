@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 #: model points (starts x rows) evaluated at once
 MODEL_POINTS = 1 << 12
+#: tone arrays up to this size are recognised by their content (:meth:`_Model._small_tones`)
+SMALL_TONES = 256
 
 
 class _Model:
@@ -34,6 +36,8 @@ class _Model:
         #: per omega tensor the fit passes (problem, sub-problems): its distinct tones
         self._uniq: dict[int, tuple[Any, Any, Any]] = {}
         self._bound: Any = None
+        #: a few tones by their bytes (see :meth:`_small_tones`)
+        self._small: dict[tuple, tuple[Any, Any, Any]] = {}
         #: the last single-start evaluations: the fit asks again at the same point (the
         #: pilot's end is the MAP's start; the end's statistics and sensitivities)
         self._recent: list[tuple[np.ndarray, Any, Any, np.ndarray, np.ndarray | None]] = []
@@ -41,6 +45,7 @@ class _Model:
     def forget(self) -> None:
         """Drop what the model remembers of the tones it saw (a batch's arrays)."""
         self._uniq.clear()
+        self._small.clear()
         self._recent = []
         self._bound = None
 
@@ -108,6 +113,18 @@ class _Model:
         return L.detach().numpy(), J
 
 
+    def _small_tones(self, om: np.ndarray, chn: np.ndarray) -> tuple | None:
+        """A few tones seen before (as another array): the same entry, so the solver's
+        binding finds its prepared values too. Newton's method on LED vertices asks for
+        the same handful of tones in a fresh array at every step, and each array's
+        ``unique`` and element values cost more than the solve itself."""
+        if om.size > SMALL_TONES:
+            return None
+        u = self._small.get((om.shape, chn.ndim, om.tobytes()))
+        if u is None and len(self._small) >= 64:
+            self._small.clear()
+        return u
+
     def _logh_numpy(self, theta: np.ndarray, omega: Any, ch: Any, jac: bool
                     ) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`logh` from the netlist's numpy program and its adjoint (no autograd): each
@@ -125,12 +142,16 @@ class _Model:
         # solved once, unless boards' tones differ so much that rows are fewer
         u = self._uniq.get(id(omega))
         if u is None or u[0] is not omega:   # (the entry holds omega: ids stay unique)
+            u = self._small_tones(om, chn)
+        if u is None or (u[0] is not omega and om.size > SMALL_TONES):
             uo, inv = np.unique(om, return_inverse=True)
             if len(self._uniq) >= 8:
                 self._uniq.clear()
             rows = len(uo) > om.shape[-1] or om.ndim != chn.ndim
             u = self._uniq[id(omega)] = ((omega, om, None) if rows else
                                          (omega, uo[None, :], inv.reshape(om.shape)))
+            if om.size <= SMALL_TONES:
+                self._small[(om.shape, chn.ndim, om.tobytes())] = u
         _, omb, inv = u
         prep = self._bound(omb, values)
         if not jac:

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 #: model points (grid starts x rows) evaluated at once while scanning the grid
 GRID_POINTS = 1 << 12
+#: the same where the netlist's numpy program evaluates the model (no autograd graph: a
+#: point costs ~100 bytes per node, and each call's fixed cost is what adds up)
+GRID_POINTS_NUMPY = 1 << 16
 
 
 def _groups(prob: _Problem) -> list[tuple[list[int], set[int]]]:
@@ -156,7 +159,8 @@ def _grid_starts(prob: _Problem, base: np.ndarray, sigma: float, s_gain: float,
         sub = _subproblem(prob, rows)
         # a few hundred grid points at a time: the model's graph over mesh x rows points
         # would otherwise take hundreds of MB (each point its own complex system)
-        step = max(1, GRID_POINTS // len(rows))
+        points = GRID_POINTS if prob.model._fast is None else GRID_POINTS_NUMPY
+        step = max(1, points // len(rows))
         cost = np.concatenate([sub.objective(th[i:i + step], sigma=sigma, s_gain=s_gain,
                                              use_prior=True, deriv=False)[0]
                                for i in range(0, len(th), step)])
