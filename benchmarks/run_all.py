@@ -44,7 +44,7 @@ SECTIONS = ("fit", "netlist", "efficiency", "led", "scale", "bench")
 
 QUICK = {"repeats": 2, "gd_runs": ((1e5, 300), (200.0, 100)), "trials": 200, "led_seeds": 2,
          "budgets": (20, 40), "sizes": (1, 10), "bench_seeds": 1,
-         "bench_max_tones": {"gain": 12, "led": 16, "both": 16}}
+         "bench_max_tones": {"gain": 12, "led": 16, "led-vf": 16, "both": 16}}
 FULL = {"repeats": 7, "gd_runs": ((1e5, 100_000), (200.0, 20_000)), "trials": 2000,
         "led_seeds": 20, "budgets": (20, 40, 80), "sizes": (1, 10, 100, 1000),
         "bench_seeds": 5, "bench_max_tones": None}

@@ -84,6 +84,8 @@ CHANNELS = ("both", "left", "right")
 # Output buffering. Sound servers (PulseAudio through ALSA) drop out below ~0.1 s when the
 # machine is busy; tone() waits for it anyway, so a generous buffer costs nothing here.
 OUTPUT_LATENCY_S = 0.2
+#: after the fade-in has reached the card, the filter under test settles this long
+SETTLE_S = 0.05
 
 
 class ToneOutput(Protocol):
@@ -113,9 +115,22 @@ def check_channel(channel: str) -> str:
 
 
 class OutputBase:
-    """What every tone output shares: a context manager that closes (fading out)."""
+    """What every tone output shares: a context manager that closes (fading out), and what a
+    change of tone waits on a real bench -- the one place the sound card's output and the
+    virtual bench's (which charges it to its clock) take these numbers from."""
 
     sample_rate: int = DEFAULT_SAMPLE_RATE
+    fade_s: float = FADE_S
+    latency_s: float = OUTPUT_LATENCY_S
+    settle_s: float = SETTLE_S
+
+    def tone_wait_s(self, fade_samples: int) -> float:
+        """What ``tone()`` waits: the fades it schedules, the output latency, the settle."""
+        return fade_samples / self.sample_rate + self.latency_s + self.settle_s
+
+    def silence_wait_s(self, fade_samples: int) -> float:
+        """What ``silence()`` waits: the hold and fade-out it schedules, the output latency."""
+        return fade_samples / self.sample_rate + self.latency_s
 
     def __enter__(self) -> OutputBase:
         return self
@@ -131,7 +146,7 @@ class SoundDeviceOutput(OutputBase):
     """One continuous PortAudio output stream playing whatever :class:`ToneSynth` says."""
 
     def __init__(self, device: str | int | None = None, *, channel: str = "both",
-                 level_cap_dbfs: float = DEFAULT_LEVEL_CAP_DBFS, settle_s: float = 0.05,
+                 level_cap_dbfs: float = DEFAULT_LEVEL_CAP_DBFS, settle_s: float = SETTLE_S,
                  sample_rate: int | None = None, fade_s: float = FADE_S,
                  latency: str | float = OUTPUT_LATENCY_S) -> None:
         check_channel(channel)
@@ -146,6 +161,7 @@ class SoundDeviceOutput(OutputBase):
             raise AudioError(f"audio device '{self.device_name}' is mono: use {{channel}} both"
                              ).naming(channel="audio channel")
         self.channel, self.settle_s, self.sample_rate = channel, float(settle_s), rate
+        self.fade_s = float(fade_s)
         self._cols = {"both": list(range(nch)), "left": [0], "right": [1]}[channel]
         self.synth = ToneSynth(rate, level_cap_dbfs=level_cap_dbfs, fade_s=fade_s)
         self.level_cap_dbfs = self.synth.level_cap_dbfs
@@ -264,7 +280,7 @@ class SoundDeviceOutput(OutputBase):
         self._check_alive()
         pos = self._settled_pos = self.synth.set_tone(freq_hz, level_dbfs)
         self._wait_position(pos)
-        time.sleep(self.latency_s + self.settle_s)
+        time.sleep(self.tone_wait_s(0))
         self._check_alive()
 
     def silence(self, after_s: float = 0.0) -> None:
@@ -281,7 +297,7 @@ class SoundDeviceOutput(OutputBase):
             self.synth.cut_hold()
         pos = self.synth.set_silence(at)
         self._wait_position(pos)
-        time.sleep(self.latency_s)
+        time.sleep(self.silence_wait_s(0))
 
     def close(self) -> None:
         """Fade out, stop and release the device. Safe to call twice."""
@@ -305,7 +321,7 @@ class SoundDeviceOutput(OutputBase):
 
 
 def open_output(device: str | int | None = None, *, channel: str = "both",
-                level_cap_dbfs: float = DEFAULT_LEVEL_CAP_DBFS, settle_s: float = 0.05,
+                level_cap_dbfs: float = DEFAULT_LEVEL_CAP_DBFS, settle_s: float = SETTLE_S,
                 sample_rate: int | None = None, fade_s: float = FADE_S,
                 latency: str | float = OUTPUT_LATENCY_S) -> ToneOutput:
     """A started tone output: a sound card (name substring, index, None = default) or

@@ -74,7 +74,7 @@ class RunResult:
     fit: FitResult
     design: Design
     tones: int
-    bench_time_s: float
+    bench_time_s: float                # the run on the bench's clock, the host's share included
     wall_time_s: float
     precision_reached: dict[str, float]
     unmet: list[str]
@@ -92,6 +92,8 @@ class RunResult:
     advice: Advice | None = None
     #: versions, command line, audio device, probe, host (hostctl.provenance)
     provenance: dict[str, Any] | None = None
+    #: of bench_time_s, what the bench waited on the host between windows (fits, planning)
+    host_time_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -101,7 +103,7 @@ class RunResult:
             "probe": self.probe_info,
             "fit": fit_json(self.fit),
             "run": {"tones": self.tones, "bench_time_s": self.bench_time_s,
-                    "wall_time_s": self.wall_time_s,
+                    "host_time_s": self.host_time_s, "wall_time_s": self.wall_time_s,
                     "precision_asked": self.config.precision,
                     "precision_reached": self.precision_reached,
                     "precision_unmet": self.unmet, "session": self.session,
@@ -141,8 +143,8 @@ class _Run:
         self.circ: Circuit = get_circuit(cfg.circuit)
         self.progress = progress
         self.clock = clock or bench_for(probe).clock
-        self.t0 = self.clock()
-        self.bench_time = 0.0
+        self.t0 = self.idle_since = self.clock()
+        self.bench_time = self.host_time = 0.0
         self.problems: list[str] = []
         self.level = cfg.level_dbfs
         self.floor = Floor()
@@ -188,14 +190,16 @@ class _Run:
 
     # --- steps -------------------------------------------------------------------------
     def measure(self, freq: float | None, level: float) -> Any:
-        """Play (or silence), measure once; bench time is what the probe window costs."""
+        """Play (or silence), measure once. The bench waited on the host since the last
+        window: its share of the bench time."""
         t = self.clock()
+        self.host_time += t - self.idle_since
         if freq is None:
             self.output.silence()
         else:
             self.output.tone(freq, level)
         res = self.probe.measure(self.window_ms(freq))
-        self.bench_time += self.clock() - t
+        self.idle_since = self.clock()
         return res
 
     def window_ms(self, freq: float | None) -> int:
@@ -406,11 +410,14 @@ class _Run:
         return plan.Tone(f, self.level)
 
     def close(self) -> None:
+        """Silence; the run's bench time is all of it, to the last fit."""
+        self.host_time += self.clock() - self.idle_since
         self.rec.close()
         try:
             self.output.silence()
         except Exception:  # noqa: BLE001 - silence is best effort once the run is over
             pass
+        self.bench_time = self.clock() - self.t0
 
 
 def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
@@ -448,6 +455,7 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
     unmet = [k for k, v in prec.items() if not v <= cfg.precision]
     return RunResult(
         fit=result, design=adv.design, tones=r.n_tones(), bench_time_s=r.bench_time,
+        host_time_s=r.host_time,
         wall_time_s=time.monotonic() - wall0, precision_reached=prec, unmet=unmet,
         threshold=thr, threshold_source=thr_src, actual_capacitance=adv.capacitance,
         capacitance_source=adv.capacitance_source, led_map=adv.led_map, bands=adv.bands,

@@ -37,13 +37,19 @@ def table(res: RunResult, cols: int | None = None) -> str:
     """The calibrate run's table: what was measured, what to buy, why, and the verdict."""
     cfg = res.config
     head = (f"circuit {res.fit.circuit}, mode {cfg.mode}: {res.tones} tones, "
-            f"{res.bench_time_s:.1f} s of bench time ({res.wall_time_s:.1f} s wall)")
+            f"{bench_time(res.bench_time_s, res.host_time_s)} ({res.wall_time_s:.1f} s wall)")
     tail = []
     if res.unmet:
         tail.append(f"precision {100 * cfg.precision:g}% not reached for: "
                     f"{', '.join(res.unmet)} (raise --max-tones or check the wiring)")
     tail += [f"note: {p}" for p in res.problems]
     return fit_table(res.fit, res.advice, head=head, tail=tail, cols=cols)
+
+
+def bench_time(bench_s: float, host_s: float) -> str:
+    """The run's bench seconds and the share of them the bench waited on the host."""
+    share = f", {host_s:.1f} s of it host compute ({host_s / bench_s:.0%})" if bench_s > 0 else ""
+    return f"{bench_s:.1f} s of bench time{share}"
 
 
 def fit_table(fit: FitResult, adv: Advice, *, head: str, tail: list[str] | None = None,

@@ -45,6 +45,13 @@ advances ``now_s`` to when the bytes arrive (or by the timeout); nothing ever sl
 Faults (sims/faults.py) corrupt, drop or duplicate bytes, delay replies, reboot or
 unplug the board.
 
+The clock hostctl reads (:meth:`clock`) is ``now_s + waited_s + host_s``: what the host's
+sound card output waits per tone (fades, latency, settle: sims.tones.SimToneOutput charges
+it with :meth:`wait`), and, for a host in this process (``count_host()``), its own compute
+between requests, as process CPU seconds from the end of one bench call to the start of the
+next. The physics runs on ``now_s`` alone, so a seed gives the same readings however fast
+the host is (and as before these were counted).
+
 Run ``python -m sims.bench serve --board bench`` to get a real pseudo-terminal that any
 serial program can open, plus a control socket for the tone (JSON lines): sims/pty_server.py.
 """
@@ -52,7 +59,9 @@ serial program can open, plus a control socket for the tone (JSON lines): sims/p
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +132,42 @@ class VirtualBench:
         self.boots = 0
         self.windows = 0
         self._phasor_cache: dict[float, physics.Phasors] = {}
+        #: what the host's tone output waited, and its compute between its requests (see
+        #: the module docstring): on the host's clock, not the physics'
+        self.waited_s = 0.0
+        self.host_s = 0.0
+        self._host_clock: Callable[[], float] | None = None
+        self._host_mark = 0.0
+
+    # ------------------------------------------------------------------ the host's time
+    def count_host(self, clock: Callable[[], float] = time.process_time) -> None:
+        """Count the host's compute between requests from now on (an in-process host)."""
+        if self._host_clock is None:
+            self._host_clock, self._host_mark = clock, clock()
+
+    def charge_host(self) -> float:
+        """The host is back: count what it computed since the bench last answered; the
+        bench clock as the host sees it."""
+        if self._host_clock is not None:
+            t = self._host_clock()
+            self.host_s += max(0.0, t - self._host_mark)
+            self._host_mark = t
+        return self.now_s + self.waited_s + self.host_s
+
+    def wait(self, seconds: float) -> None:
+        """The host's tone output waits (fades, latency, settle): its clock runs on."""
+        self.charge_host()
+        self.waited_s += max(0.0, float(seconds))
+        self._host_resumes()
+
+    def _host_resumes(self) -> None:
+        """The bench has answered: the host's own time starts again now."""
+        if self._host_clock is not None:
+            self._host_mark = self._host_clock()
+
+    def clock(self) -> float:
+        """Seconds on the bench clock a host reads: physics time plus the host's compute."""
+        return self.charge_host()
 
     # ------------------------------------------------------------------ physics
     @property
@@ -135,6 +180,13 @@ class VirtualBench:
 
     def set_tone(self, freq_hz: float | None, level_dbfs: float = -6.0) -> None:
         """What the sound card plays from now on; None (or 0) = silence."""
+        self.charge_host()
+        try:
+            self._set_tone(freq_hz, level_dbfs)
+        finally:
+            self._host_resumes()
+
+    def _set_tone(self, freq_hz: float | None, level_dbfs: float) -> None:
         if freq_hz is None or freq_hz == 0:
             self.tone_hz = None
             return
@@ -257,10 +309,14 @@ class VirtualBench:
         """The host sends bytes now; the board handles them as they arrive."""
         if self.disconnected:
             raise Disconnected("the simulated board was unplugged (fault disconnect@N)")
-        for b in self._byte_faults.apply(bytes(data)):
-            t = max(self.now_s, self._host_tx_free) + self.byte_s
-            self._host_tx_free = t
-            self._device_byte(b, t)
+        self.charge_host()
+        try:
+            for b in self._byte_faults.apply(bytes(data)):
+                t = max(self.now_s, self._host_tx_free) + self.byte_s
+                self._host_tx_free = t
+                self._device_byte(b, t)
+        finally:
+            self._host_resumes()
         return len(data)
 
     def in_waiting(self) -> int:
@@ -282,6 +338,13 @@ class VirtualBench:
             raise Disconnected("the simulated board was unplugged (fault disconnect@N)")
         if size <= 0:
             return b""
+        self.charge_host()
+        try:
+            return self._host_read(size, timeout_s)
+        finally:
+            self._host_resumes()
+
+    def _host_read(self, size: int, timeout_s: float | None) -> bytes:
         if timeout_s is None:
             deadline = math.inf
         else:
@@ -351,6 +414,7 @@ class VirtualBench:
         return {
             "board": b.name, "circuit": b.circuit, "seed": self.seed,
             "faults": str(self.faults), "sim_time_s": self.now_s,
+            "waited_s": self.waited_s, "host_s": self.host_s,
             "tone_hz": self.tone_hz, "level_dbfs": self.level_dbfs,
             "true_values": self.true_values, "true_capacitances": self.true_capacitances,
             "nominal_values": b.resistors, "rate_hz": b.rate_hz, "adc_noise_lsb": b.noise_lsb,

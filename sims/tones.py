@@ -2,6 +2,14 @@
 
 :class:`SimToneOutput` drives an in-process bench (``bench.set_tone``); :class:`SocketToneOutput`
 one served on a pty, over its control socket (JSON lines). :mod:`sims.backend` registers them.
+
+The in-process output waits what the sound card's would, on the bench's clock (the one
+hostctl reads, not the physics') instead of the wall's: the fades its own
+:class:`~hostctl.synth.ToneSynth` schedules (the sound card's synthesiser, so the same change
+costs the same fades), the output latency and the settle time (``OutputBase``'s numbers, the
+ones ``SoundDeviceOutput`` sleeps). It also has the bench count the host's own compute
+between requests (``VirtualBench.count_host``): a run on the virtual bench then takes the
+seconds a real bench would.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from hostctl.audio import (
     DEFAULT_LEVEL_CAP_DBFS,
     DEFAULT_SAMPLE_RATE,
     OutputBase,
+    ToneSynth,
     check_cap,
     check_tone,
 )
@@ -25,22 +34,50 @@ class SimToneOutput(OutputBase):
     """The ToneOutput interface for an in-process virtual bench: ``bench.set_tone(...)``."""
 
     def __init__(self, bench: Any, *, level_cap_dbfs: float = DEFAULT_LEVEL_CAP_DBFS,
-                 sample_rate: int = DEFAULT_SAMPLE_RATE) -> None:
+                 sample_rate: int = DEFAULT_SAMPLE_RATE, count_host: bool = True) -> None:
         check_cap(level_cap_dbfs)
         self.bench, self.level_cap_dbfs, self.sample_rate = bench, level_cap_dbfs, sample_rate
+        self.synth = ToneSynth(sample_rate, level_cap_dbfs=level_cap_dbfs, fade_s=self.fade_s)
+        #: bench seconds this output has waited (fades, latency, settle), and tones played
+        self.waited_s = 0.0
+        self.tones = 0
+        if count_host and hasattr(bench, "count_host"):
+            bench.count_host()
+
+    def _wait(self, seconds: float) -> None:
+        """Let the bench's clock run as the sound card's output would make a host wait."""
+        self.waited_s += seconds
+        wait = getattr(self.bench, "wait", None)
+        if callable(wait):
+            wait(seconds)
+
+    def _fade_samples(self, until: int) -> int:
+        """Samples the synthesiser plays before reaching ``until`` (rendered, not sent)."""
+        n = max(0, until - self.synth.position)
+        self.synth.render(n)
+        return n
 
     def tone(self, freq_hz: float, level_dbfs: float) -> None:
         check_tone(freq_hz, level_dbfs, sample_rate=self.sample_rate,
                    level_cap_dbfs=self.level_cap_dbfs)
         self.bench.set_tone(float(freq_hz), float(level_dbfs))
+        n = self._fade_samples(self.synth.set_tone(float(freq_hz), float(level_dbfs)))
+        self.tones += 1
+        self._wait(self.tone_wait_s(n))
 
     def silence(self, after_s: float = 0.0) -> None:
+        """Fade out (after holding the tone ``after_s`` from when it settled, in real time:
+        someone may be listening), and wait what the sound card's output would."""
         if after_s > 0:
             time.sleep(after_s)
+            self._wait(after_s)
         self.bench.set_tone(None)
+        n = self._fade_samples(self.synth.set_silence())
+        self._wait(self.silence_wait_s(n))
 
     def close(self) -> None:
-        self.silence()
+        """Silence, as the sound card's output closes: nothing more to wait for."""
+        self.bench.set_tone(None)
 
 
 class SocketToneOutput(OutputBase):

@@ -49,6 +49,7 @@ def load_run(path: str | Path) -> Any:
     res = RunResult(
         fit=fit, design=adv.design, tones=int(run.get("tones", tones)),
         bench_time_s=float(run.get("bench_time_s", 0.0)),
+        host_time_s=float(run.get("host_time_s", 0.0)),
         wall_time_s=float(run.get("wall_time_s", 0.0)), precision_reached=prec,
         unmet=[k for k, v in prec.items() if not v <= cfg.precision],
         threshold=adv.threshold, threshold_source=adv.threshold_source,

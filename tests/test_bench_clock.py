@@ -1,0 +1,128 @@
+"""The virtual bench's clock counts what a real bench waits (issue 18, point 1).
+
+Per tone: the fades the sound card's synthesiser schedules, its output latency and the
+settle time (the numbers hostctl.audio sleeps); and the host's own compute between its
+requests. Asserted on the amounts charged (state), never on how fast anything ran.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hostctl import calibrate
+from hostctl.audio import FADE_S, OUTPUT_LATENCY_S, SETTLE_S, OutputBase
+from hostctl.device import open_probe
+from sims.bench import make_bench
+from sims.tones import SimToneOutput
+
+
+class FakeHostClock:
+    """A process-time clock the test moves by hand (the host 'computes' ``step`` s)."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_each_tone_charges_fades_latency_and_settle():
+    bench = make_bench("notebook", 0)
+    out = SimToneOutput(bench, count_host=False)
+    assert (out.fade_s, out.latency_s, out.settle_s) == (FADE_S, OUTPUT_LATENCY_S, SETTLE_S)
+    steps = []
+    for action in (lambda: out.tone(1000.0, -6.0),     # from silence: one fade in
+                   lambda: out.tone(2000.0, -6.0),     # another tone: fade out, fade in
+                   lambda: out.tone(2000.0, -6.0),     # the same tone: no fade
+                   lambda: out.tone(2000.0, -8.0),     # a level change: one ramp
+                   lambda: out.silence(),              # fade out
+                   lambda: out.silence()):             # already silent: latency only
+        t, physics = bench.clock(), bench.now_s
+        action()
+        steps.append(bench.clock() - t)
+        assert bench.now_s == physics          # the readings do not move for it
+    tone, quiet = OUTPUT_LATENCY_S + SETTLE_S, OUTPUT_LATENCY_S
+    assert steps == pytest.approx([FADE_S + tone, 2 * FADE_S + tone, tone, FADE_S + tone,
+                                   FADE_S + quiet, quiet], abs=1e-9)
+    assert out.waited_s == pytest.approx(sum(steps)) == pytest.approx(bench.waited_s)
+    assert bench.host_s == 0.0 and out.tones == 4
+
+
+def test_the_wait_formulas_are_the_sound_cards():
+    """SoundDeviceOutput sleeps OutputBase's tone_wait_s / silence_wait_s after its fades:
+    the virtual output charges the very same formulas."""
+    base = OutputBase()
+    n = round(FADE_S * base.sample_rate)
+    assert base.tone_wait_s(n) == pytest.approx(FADE_S + OUTPUT_LATENCY_S + SETTLE_S)
+    assert base.silence_wait_s(0) == pytest.approx(OUTPUT_LATENCY_S)
+
+
+def test_host_compute_between_requests_is_charged_to_the_clock_not_the_physics():
+    bench = make_bench("notebook", 0)
+    host = FakeHostClock()
+    bench.count_host(host)
+    out = SimToneOutput(bench)               # already counted: the fake clock stays
+    out.tone(800.0, -6.0)
+    physics = bench.now_s
+    host.t += 1.25                           # the host fits for 1.25 s of CPU
+    r = bench.measure(200)
+    assert r.ms >= 200
+    assert bench.host_s == pytest.approx(1.25)
+    assert bench.clock() == pytest.approx(bench.now_s + bench.waited_s + 1.25)
+    # the physics did not move for the host: the window opened where it would have
+    assert bench.now_s - physics < 0.25
+    host.t += 0.5
+    out.tone(900.0, -6.0)                    # a tone request charges it too
+    assert bench.host_s == pytest.approx(1.75)
+    assert bench.state()["host_s"] == pytest.approx(1.75)
+
+
+def test_a_seed_reads_the_same_however_slow_the_host():
+    """Host time is kept off the physics clock: the same seed gives the same readings."""
+    def readings(host_step: float) -> list[float]:
+        bench = make_bench("bench", 3)
+        host = FakeHostClock()
+        bench.count_host(host)
+        got = []
+        for f in (100.0, 1000.0):
+            bench.set_tone(f)
+            host.t += host_step
+            got += [a.rms for a in bench.measure(100).analog]
+        return got
+
+    assert readings(0.0) == readings(3.0)
+
+
+def test_calibrate_reports_bench_seconds_with_the_hosts_share(tmp_path, monkeypatch):
+    fits = []
+    real_fit = calibrate._Run.fit
+    with open_probe("sim://?board=notebook&seed=0") as probe:
+        bench = probe.serial.bench
+        host = FakeHostClock()
+        bench.count_host(host)
+
+        def slow_fit(self):                  # each fit costs the host 0.5 s of CPU
+            host.t += 0.5
+            fits.append(1)
+            return real_fit(self)
+
+        monkeypatch.setattr(calibrate._Run, "fit", slow_fit)
+        out = SimToneOutput(bench)
+        cfg = calibrate.RunConfig(circuit=bench.circuit.name, mode="gain", max_tones=14,
+                                  installed=dict(bench.board.resistors))
+        clock0, waited0 = bench.clock(), out.waited_s
+        res = calibrate.run(probe, out, cfg, tmp_path / "run")
+        end = bench.clock()
+    assert fits
+    assert res.host_time_s == pytest.approx(0.5 * len(fits))
+    assert res.bench_time_s == pytest.approx(end - clock0)
+    # every tone waited latency + settle, and that is in the bench time too
+    assert out.waited_s - waited0 >= res.tones * (OUTPUT_LATENCY_S + SETTLE_S)
+    assert res.bench_time_s > out.waited_s - waited0 + res.host_time_s
+    rep = res.to_json()["run"]
+    assert rep["host_time_s"] == res.host_time_s and rep["bench_time_s"] == res.bench_time_s
+    json.dumps(rep)
+    from hostctl.report import table
+    assert f"{res.host_time_s:.1f} s of it host compute" in table(res, cols=200)
