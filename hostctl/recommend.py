@@ -309,13 +309,14 @@ def design_for_led(circ: Circuit, target: Target, capacitance: float | Mapping[s
     names = list(circ.resistors)
     log_start = np.log([start[n] for n in names])
 
+    fs = [f for _, f in eqs]
+
     def resid(logr):
+        # every switch tone in one solve (one call per tone was half the fit command's time)
         vals = dict(zip(names, np.exp(logr), strict=True))
-        r = []
-        for ch, f in eqs:
-            m = float(margins(circ, [f], vals, caps, threshold)[ch][0])
-            r.append(math.log(max(m, 1e-300)))
-        return np.asarray(r)
+        m = margins(circ, fs, vals, caps, threshold)
+        return np.asarray([math.log(max(float(m[ch][i]), 1e-300))
+                           for i, (ch, _) in enumerate(eqs)])
 
     def resid_anchored(logr):
         # a faint pull toward the corner design: a target with LED bands for only some
