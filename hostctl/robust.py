@@ -37,9 +37,14 @@ DEFAULT_CAP_TOL = {True: 0.05, False: 0.10}
 UNKNOWN_WHY = ("not determined", "unknown", "never switched", "cannot tell", "NOT TRUSTED")
 #: how many E-series steps either way the search tries for each part (nearest first)
 STEPS = (1, 2)
-DECIDE = ("measure the capacitors (or the installed resistors) and give them "
-          "(--capacitance C_low=..., --cap-tolerance), or choose a target whose band gaps "
-          "leave room for the parts' tolerance")
+#: what would decide a verdict that flips, by what flips it
+DECIDE = {"caps": "measure the capacitors (or the installed resistors) and give them "
+                  "(--capacitance C_low=..., --cap-tolerance)",
+          "source": "pin the source resistance down (more reference amplitudes; --mode both "
+                    "measures it with the gains), or drive from a lower-impedance output",
+          "vf": "measure the LEDs' switching voltages more closely (--led-vf, or more LED "
+                "tones near their switches)",
+          "all": "or choose a target whose band gaps leave room for what is not known"}
 
 
 @dataclass(frozen=True)
@@ -78,18 +83,22 @@ def box_for(adv: Advice, vf_ranges: Mapping[str, tuple[float, float]] | None = N
     hi = drive.r_source if ci[1] is None else ci[1]
     sources = tuple(sorted({float(drive.r_source), float(ci[0]), float(hi)}))
     if cap_tol is not None:
-        what = f"with each capacitor within +-{tol:.0%} (--cap-tolerance)"
+        what = f"each capacitor within +-{tol:.0%} (--cap-tolerance)"
     elif adv.capacitance_inferred:
-        what = (f"with each capacitor within +-{tol:.0%} (known only through the installed "
+        what = (f"each capacitor within +-{tol:.0%} (known only through the installed "
                 "resistors' tolerance)")
     else:
         n = sum(r in adv.named_caps for r in tols)
-        what = "with each capacitor within " + " and ".join(
+        what = "each capacitor within " + " and ".join(
             ([f"+-{MEASURED_C:.0%} where it was given (measured)"] if n else [])
             + ([f"+-{tol:.0%} (its tolerance)" + (" for the others" if n else "")]
                if n < len(tols) else []))
     vf = {ch: vf_ranges.get(ch, (drive.vth(ch),) * 2) if vf_ranges else (drive.vth(ch),) * 2
           for ch in adv.bands}
+    if len(sources) > 1:
+        what += f", the source anywhere in {sources[0]:.3g}-{sources[-1]:.3g} ohm"
+    if any(lo != hi for lo, hi in vf.values()):
+        what += ", each LED's switching voltage anywhere in its measured range"
     return Box(tols, sources, vf, what)
 
 
@@ -230,10 +239,11 @@ def make_robust(adv: Advice, circ: Circuit,
             judge(adv, circ)
             chans = judged(adv)
             sp = spread(circ, adv.design.values, adv, box, chans)
-    _mark_unsure(adv, box, chans, sp)
+    _mark_unsure(adv, circ, box, chans, sp)
 
 
-def _mark_unsure(adv: Advice, box: Box, chans: list[str], sp: Mapping[str, Spread]) -> None:
+def _mark_unsure(adv: Advice, circ: Circuit, box: Box, chans: list[str],
+                 sp: Mapping[str, Spread]) -> None:
     """UNSURE where the verdict flips inside the box: a PASS as assumed that misses
     somewhere, a FAIL as assumed that meets the bands somewhere."""
     for ch in chans:
@@ -241,10 +251,35 @@ def _mark_unsure(adv: Advice, box: Box, chans: list[str], sp: Mapping[str, Sprea
         if old.get("pass") and s.worst > 0 or not old.get("pass") and s.best <= 0:
             continue
         if old.get("pass"):
-            why = f"its LED meets the bands as assumed, but {box.what} it is {s.worst_at}"
+            why = (f"its LED meets the bands as assumed, but not all over what the run "
+                   f"cannot rule out ({box.what}): it is {s.worst_at}")
         else:
-            why = (f"as assumed its LED fails ({old.get('why', '')}), but {box.what} it "
-                   f"meets the bands {s.best_at}")
+            why = (f"as assumed its LED fails ({old.get('why', '')}), but it meets the bands "
+                   f"{s.best_at}, which the run cannot rule out ({box.what})")
+        decide = deciders(circ, adv, box, ch)
         adv.bands[ch] = {"pass": False, "unsure": True, "why": f"cannot be sure: {why}",
-                         "fix": old.get("fix") or DECIDE, "decide": DECIDE}
+                         "fix": old.get("fix") or decide, "decide": decide}
         adv.passed = False
+
+
+def deciders(circ: Circuit, adv: Advice, box: Box, ch: str) -> str:
+    """What would decide ``ch``'s verdict: the unknowns (capacitors, source, switching
+    voltage) that flip it on their own; all of them when none does alone."""
+    drive = adv.drive
+    assert drive is not None
+    fixed_vf = {c: (drive.vth(c),) * 2 for c in box.vf}
+    subs = {"caps": replace(box, sources=(drive.r_source,), vf=fixed_vf),
+            "source": replace(box, cap_tol={r: 0.0 for r in box.cap_tol}, vf=fixed_vf),
+            "vf": replace(box, cap_tol={r: 0.0 for r in box.cap_tol},
+                          sources=(drive.r_source,))}
+    trivial = {"caps": not any(box.cap_tol.values()), "source": len(box.sources) < 2,
+               "vf": all(lo == hi for lo, hi in box.vf.values())}
+    flips = []
+    for name, sub in subs.items():
+        if trivial[name]:
+            continue
+        s = spread(circ, adv.design.values, adv, sub, [ch])[ch]
+        if s.worst <= 0 < s.best:
+            flips.append(name)
+    names = flips or [n for n in subs if not trivial[n]]
+    return "; ".join([DECIDE[n] for n in names] + [DECIDE["all"]])

@@ -630,9 +630,12 @@ def test_nothing_that_holds_is_unsure_not_fail():
     check_robust(adv, circ, None, 0.05)
     band = adv.bands["band"]
     assert band["pass"] is False and band["unsure"] is True, band
-    assert band["why"].startswith("cannot be sure: its LED meets the bands as assumed, but "
-                                  "with each capacitor within +-5% (--cap-tolerance)"), band
-    assert "measure the capacitors" in band["decide"]
+    assert band["why"].startswith(
+        "cannot be sure: its LED meets the bands as assumed, but not all over what the run "
+        "cannot rule out (each capacitor within +-5% (--cap-tolerance)): it is "), band
+    # the source is given and no V_f measured: the capacitors alone decide it
+    assert band["decide"].startswith("measure the capacitors"), band
+    assert "source" not in band["decide"] and band["fix"] == band["decide"]
     assert adv.verdict == "UNSURE" and not adv.passed
     j = adv.to_json()
     assert j["pass"] is False and j["verdict"] == "unsure"
@@ -672,9 +675,10 @@ def test_fit_offline_is_unsure_with_a_wider_tolerance_exit_1(tmp_path, monkeypat
     code, err, out = invoke([*args, "--cap-tolerance", "5"])
     assert code == 1, err
     high = _line(out, "LED high")
-    assert "UNSURE (cannot be sure: its LED meets the bands as assumed, but with each " \
-           "capacitor within +-5% (--cap-tolerance) it is dark at 5718 Hz" in high, high
-    assert "fix: measure the capacitors" in high
+    assert "UNSURE (cannot be sure: its LED meets the bands as assumed, but not all over " \
+           "what the run cannot rule out (each capacitor within +-5% (--cap-tolerance), the " \
+           "source anywhere in 8.3-8.49 ohm): it is dark at 5718 Hz" in high, high
+    assert "fix: measure the capacitors" in high and "pin the source" not in high
     assert _line(out, "target (").endswith("UNSURE")
     code, err, _ = invoke([*args, "--cap-tolerance", "60"])
     assert code == 2 and "--cap-tolerance: 60 is not in the range 0..50 (%)" in err
