@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from hostctl import plan
 from hostctl.advice import (
     Advice,
-    advise,
     fit_json,
     precision,
     undetermined,
@@ -31,7 +30,7 @@ from hostctl.circuits import (
 )
 from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import DeviceError, InputError, ToneRefused
-from hostctl.ledrule import EstimateShared, Fixed, FromVf, LedRule, on_h
+from hostctl.ledrule import EstimateShared, LedRule
 from hostctl.measure import CHANNELS, Floor, readings_from
 from hostctl.recommend import Design
 from hostctl.runconfig import (  # noqa: F401 (part of this module's interface)
@@ -47,12 +46,15 @@ from hostctl.runconfig import (  # noqa: F401 (part of this module's interface)
 from hostctl.session import check_identity, probe_identity
 from hostctl.sessionfit import (  # noqa: F401 (part of this module's interface)
     SPLIT_TOL,
+    Assessment,
     advise_session,
+    assess,
     check_robust,
     fit_session,
     led_judging,
     led_threshold_for,
     measured_ranges,
+    recommend,
     refit,
     volts_threshold,
 )
@@ -89,6 +91,8 @@ class RunResult:
     session: str
     config: RunConfig
     probe_info: dict[str, str]
+    #: the rows the fit saw (the plot draws them: nothing is re-read from the session file)
+    data: MeasurementSet
     advice: Advice | None = None
     #: versions, command line, audio device, probe, host (hostctl.provenance)
     provenance: dict[str, Any] | None = None
@@ -311,6 +315,7 @@ class _Run:
 
     # --- the loop ----------------------------------------------------------------------
     def sweep(self) -> None:
+        """The log sweep at each level the rule needs; then every LED should have lit."""
         done = self.tones_done()
         for lvl in self.levels():
             for f in plan.log_sweep(self.cfg.sweep_tones):
@@ -318,6 +323,7 @@ class _Run:
                 if (f, lvl) not in done:
                     self.take(f, lvl)
                     self.report_progress(f)
+        self.check_leds_seen()
 
     def n_tones(self) -> int:
         return len(self.tones_done())
@@ -425,6 +431,9 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
         segment: Mapping[str, str] | None = None, force: bool = False) -> RunResult:
     """One calibration: returns the result; the session file holds every reading.
 
+    The phases run in order over one run state (:class:`_Run`): on the bench
+    preflight -> sweep -> refine (every reading recorded as it arrives), then from the
+    data alone assess -> recommend -> report_run (the same functions re-fit a session offline).
     On resume, ``segment`` holds the options changed from now on (noted in the header) and
     ``force`` accepts a probe other than the session's."""
     cfg.check()
@@ -433,31 +442,27 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
     try:
         r.preflight()
         r.sweep()
-        r.check_leds_seen()
         result = r.refine()
     finally:
         r.close()
-    thr, thr_src = on_h(*r.threshold(), result, r.level)
-    drive, unknown, notes = led_judging(cfg, r.data, result, r.level)
-    r.problems.extend(notes)
-    if not isinstance(cfg.led_rule, FromVf) and not (
-            isinstance(cfg.led_rule, Fixed) and cfg.led_rule.given):
-        thr, thr_src = volts_threshold(result, r.data, thr, thr_src)
-    # the topology the data chose (a passive band-pass is not designed as a buffered one)
-    adv = advise(get_circuit(result.circuit), cfg.target, series=cfg.series,
-                 capacitance=cfg.capacitance,
-                 threshold=thr, threshold_source=thr_src, installed=cfg.installed, fit=result,
-                 drive=drive, unknown_thresholds=unknown)
-    check_robust(adv, get_circuit(result.circuit), measured_ranges(cfg, result),
-                 cfg.cap_tolerance)
+    judged = assess(cfg, r.data, result, r.level)
+    r.problems.extend(judged.notes)
+    adv = recommend(cfg, result, judged)
     r.problems.extend(adv.problems)
+    return report_run(r, result, judged, adv, time.monotonic() - wall0)
+
+
+def report_run(r: _Run, result: FitResult, judged: Assessment, adv: Advice, wall_s: float
+           ) -> RunResult:
+    """The run's result: what was measured (the rows themselves), fitted and recommended."""
     prec = _precision(result)
-    unmet = [k for k, v in prec.items() if not v <= cfg.precision]
+    unmet = [k for k, v in prec.items() if not v <= r.cfg.precision]
     return RunResult(
         fit=result, design=adv.design, tones=r.n_tones(), bench_time_s=r.bench_time,
         host_time_s=r.host_time,
-        wall_time_s=time.monotonic() - wall0, precision_reached=prec, unmet=unmet,
-        threshold=thr, threshold_source=thr_src, actual_capacitance=adv.capacitance,
-        capacitance_source=adv.capacitance_source, led_map=adv.led_map, bands=adv.bands,
-        passed=adv.passed, problems=r.problems, session=r.session, config=cfg,
-        probe_info=dict(probe.info), advice=adv)
+        wall_time_s=wall_s, precision_reached=prec, unmet=unmet,
+        threshold=judged.threshold, threshold_source=judged.source,
+        actual_capacitance=adv.capacitance, capacitance_source=adv.capacitance_source,
+        led_map=adv.led_map, bands=adv.bands, passed=adv.passed, problems=r.problems,
+        session=r.session, config=r.cfg, probe_info=dict(r.probe.info), data=r.data,
+        advice=adv)

@@ -145,15 +145,12 @@ def bode_figure(res: RunResult) -> Figure:
     import numpy as np
     from matplotlib.figure import Figure
 
-    from hostctl.sessionlog import read_session
-
     circ = get_circuit(res.fit.circuit)
     withheld = res.advice is not None and res.advice.withheld
     built = None if withheld else circ.magnitude(np.geomspace(20, 20000, 400),
                                                  res.design.values, res.actual_capacitance)
-    data = read_session(res.session)
     fig = Figure(figsize=(8, 2.6 * len(circ.channels) + 0.4))
-    return draw(fig, res.fit, data, built=built, threshold=res.threshold,
+    return draw(fig, res.fit, res.data, built=built, threshold=res.threshold,
                 target=res.config.target, title=run_title(res))
 
 

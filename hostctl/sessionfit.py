@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from hostctl.advice import Advice, advise
@@ -98,17 +98,45 @@ def advise_session(data: MeasurementSet, cfg: RunConfig | None = None
     cfg = cfg or header.config
     level = cfg.level_dbfs if header.level_dbfs_used is None else header.level_dbfs_used
     result = fit_session(cfg, data, level)
+    return result, cfg, recommend(cfg, result, assess(cfg, data, result, level))
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """How the LEDs are judged once the fit is in (calibrate's assess phase)."""
+
+    #: on |H| at the run's level, for the LED maps and the plot, and where it comes from
+    threshold: Threshold
+    source: str
+    #: the LEDs judged on volts with the measured source; None: judged on |H|
+    drive: LedDrive | None
+    #: LEDs whose threshold is a placeholder (nothing measured it)
+    unknown: frozenset[str]
+    #: for the run's problems (e.g. why the LEDs fell back to |H|)
+    notes: tuple[str, ...]
+
+
+def assess(cfg: RunConfig, data: MeasurementSet, result: FitResult, level: float
+           ) -> Assessment:
+    """The LED threshold the fit leaves, and how the verdict judges each LED."""
     thr, src = on_h(*led_threshold_for(cfg, data, level), result, level)
     if not (_given(cfg.led_rule) or isinstance(cfg.led_rule, FromVf)):
         thr, src = volts_threshold(result, data, thr, src)
-    drive, unknown, _ = led_judging(cfg, data, result, level)
+    drive, unknown, notes = led_judging(cfg, data, result, level)
+    return Assessment(thr, src, drive, frozenset(unknown), tuple(notes))
+
+
+def recommend(cfg: RunConfig, result: FitResult, judged: Assessment) -> Advice:
+    """The parts to buy and the verdict (calibrate's recommend phase, and every re-fit's):
+    for the topology the data chose (a passive band-pass is not designed as a buffered one),
+    held to what the run cannot know (:func:`check_robust`)."""
     circ = get_circuit(result.circuit)
-    adv = advise(circ, cfg.target, series=cfg.series,
-                 capacitance=cfg.capacitance, threshold=thr, threshold_source=src,
-                 installed=cfg.installed, fit=result, drive=drive,
-                 unknown_thresholds=unknown)
+    adv = advise(circ, cfg.target, series=cfg.series, capacitance=cfg.capacitance,
+                 threshold=judged.threshold, threshold_source=judged.source,
+                 installed=cfg.installed, fit=result, drive=judged.drive,
+                 unknown_thresholds=set(judged.unknown))
     check_robust(adv, circ, measured_ranges(cfg, result), cfg.cap_tolerance)
-    return result, cfg, adv
+    return adv
 
 
 def led_judging(cfg: RunConfig, data: MeasurementSet, result: FitResult, level: float

@@ -56,7 +56,7 @@ def load_run(path: str | Path) -> Any:
         actual_capacitance=adv.capacitance, capacitance_source=adv.capacitance_source,
         led_map=adv.led_map, bands=adv.bands, passed=adv.passed,
         problems=list(run.get("problems", adv.problems)), session=str(session), config=cfg,
-        probe_info=dict(probe), advice=adv)
+        probe_info=dict(probe), data=ms, advice=adv)
     res.previous = old   # type: ignore[attr-defined]
     return res
 
