@@ -27,10 +27,6 @@ def _usable(m: Any, what: str) -> bool:
     return getattr(m, what) is not None and not m.flag
 
 
-def _num(v: Any) -> float:
-    return math.nan if v is None else float(v)
-
-
 def _rowerror(msg: str, row: int, column: str) -> InputError:
     e = InputError(f"row {row + 1}: {msg}")
     e.row, e.column_name, e.bare = row, column, msg  # type: ignore[attr-defined]
@@ -71,17 +67,18 @@ def _raw(data: MeasurementSet) -> dict[str, Any]:
     if cols is not None:
         return _raw_columns(cols())
     nan = math.nan
-    F, CH, G, Y, LV, FL = zip(*[(m.frequency_hz, m.channel, nan if m.gain is None else m.gain,
-                                 -1 if m.led is None else m.led,
-                                 nan if m.level_dbfs is None else m.level_dbfs, m.flag)
-                                for m in rows], strict=True)
+    # one pass over the row objects (None -> NaN by the arrays' float conversion)
+    F, CH, G, Y, LV, FL, SE, VIN = zip(*[
+        (m.frequency_hz, m.channel, m.gain, -1 if m.led is None else m.led, m.level_dbfs,
+         m.flag, getattr(m, "gain_se", None), m.vin_v) for m in rows], strict=True)
     names = sorted(set(CH))
     nix = {c: i for i, c in enumerate(names)}
+
+    def floats(col: tuple) -> np.ndarray:
+        return np.array([nan if v is None else v for v in col], dtype=float)
     out: dict[str, Any] = {
-        "F": np.array(F, dtype=float), "G": np.array(G, dtype=float),
-        "LV": np.array(LV, dtype=float), "Y": np.array(Y, dtype=np.int64),
-        "se": np.array([_num(getattr(m, "gain_se", None)) for m in rows], dtype=float),
-        "vin": np.array([_num(m.vin_v) for m in rows], dtype=float),
+        "F": np.array(F, dtype=float), "G": floats(G), "LV": floats(LV),
+        "Y": np.array(Y, dtype=np.int64), "se": floats(SE), "vin": floats(VIN),
         "chn": np.array([nix[c] for c in CH], dtype=np.int64), "names": names,
         "gflag": None, "lflag": None}
     if any(FL):
