@@ -159,7 +159,7 @@ def actual_capacitance(circ: Circuit, nominal: float | Mapping[str, float],
     when all are known (a section the data leave open keeps its nominal capacitor)."""
     nom = capacitances(circ, nominal)
     if fit is None or not installed or not all(r in installed for r in circ.resistors):
-        why = ("nominal (pass --installed to account for the capacitors' real values)"
+        why = ("nominal (give the installed resistors to account for the capacitors' real values)"
                if fit is not None else "nominal")
         return dict(nom), why, False
     open_ = set(undetermined(fit))
@@ -212,8 +212,8 @@ def advise(circ: Circuit, target: Target, *, series: str = "E24",
             problems.append(
                 f"{name}: installed {installed.get(name, 0):g} ohm with the measured corner "
                 f"means a {c * 1e6:.3g} uF capacitor, {c / nominal[name]:.2g}x the nominal "
-                f"{nominal[name] * 1e6:.3g} uF: check --installed and --capacitance (the parts "
-                "to buy are right only if the installed value is)")
+                f"{nominal[name] * 1e6:.3g} uF: check the installed and capacitor values (the "
+                "parts to buy are right only if the installed value is)")
     adv = Advice(d, caps, cap_src, inferred, threshold, threshold_source, why, {}, {},
                  False, target, installed, problems, True if fit is None else fit.trusted)
     adv.drive, adv.fit, adv.unknown = drive, fit, set(unknown_thresholds)
@@ -271,7 +271,7 @@ def _check_alternatives(circ: Circuit, values: Mapping[str, float], caps: Mappin
                 bands[ch] = {"pass": False,
                              "why": f"LED states alone cannot tell {circ.name} from "
                                     f"{alt.name}; built as {alt.name} it {why}",
-                             "fix": "measure the gains too (--mode both): they tell the "
+                             "fix": "measure the gains too (mode both): they tell the "
                                     "builds apart"}
 
 
@@ -303,7 +303,7 @@ def _check_source_interval(circ: Circuit, values: Mapping[str, float],
                                     f"{drive.r_source:.3g} ohm but not through {r:.3g} ohm, "
                                     f"inside its 95 % interval {span}",
                              "fix": "pin the source down: the gains with their reference "
-                                    "amplitudes (--mode both) fix the circuit it is measured "
+                                    "amplitudes (mode both) fix the circuit it is measured "
                                     "with"}
 
 

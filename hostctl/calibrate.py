@@ -242,7 +242,8 @@ class _Run:
                 ref = res.analog[0]
             if ref.rms < 8:
                 raise DeviceError(f"no tone on the reference input A0 (RMS {ref.rms:.1f} counts "
-                                  "at 1 kHz): check the sound card cable and --audio-device")
+                                  "at 1 kHz): check the sound card cable and {device}"
+                                  ).naming(device="the audio device")
             clipped = ref.min <= 3 or ref.max >= top - 4
             if not clipped:
                 break

@@ -87,11 +87,11 @@ def _reference(a: Any, top: int) -> Item:
         return Item("A0 reference present", False, measured,
                     "no tone reaches A0 (the filter input)",
                     "connect the sound card's output to the filters' input and to A0, check "
-                    "--audio-device (hostctl devices) and the volume")
+                    "the audio device (hostctl devices) and the volume")
     if _clipped(a, top) or peak > REF_MAX_PEAK:
         return Item("A0 reference in range", False, measured,
                     "the reference clips the ADC (too loud)",
-                    "turn the sound card volume down, or use a lower --level")
+                    "turn the sound card volume down, or use a lower level")
     return Item("A0 reference present and in range", True, measured)
 
 
@@ -136,7 +136,7 @@ def _channel(ch: str, channels: tuple[str, ...], at: dict[str, Any], top: int,
         out.append(Item(f"{PINS[pin]} ({ch}) not clipping", False,
                         f"min {a.min}, max {a.max} counts",
                         f"{PINS[pin]} hits the ADC rails at {TONES[ch]:g} Hz",
-                        "turn the volume down or lower --level; check the bias on that pin"))
+                        "turn the volume down or lower the level; check the bias on that pin"))
     return out
 
 
@@ -153,7 +153,7 @@ def _led(ch: str, silent: float, m: Any) -> Item:
         return Item(name, False, measured,
                     f"{LED_PINS[i]} never goes HIGH with a tone in the {ch} band",
                     f"check the {ch} LED's wiring to {LED_PINS[i]} (and the LED's polarity); "
-                    "a higher --level helps if the LED's threshold is above the signal")
+                    "a higher level helps if the LED's threshold is above the signal")
     return Item(name, True, measured)
 
 

@@ -98,6 +98,7 @@ SETTING_PARAMS: dict[str, tuple[str, ...]] = {
     "out": ("out_dir",),
     "circuit": ("circuit_name",),
     "target": ("target_file",),
+    "prior": ("priors",),
 }
 _invoked: list[str] = []        # the subcommand running (its flags word library errors)
 

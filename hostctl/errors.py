@@ -26,7 +26,11 @@ class HostctlError(Exception):
         The library does not know the CLI's flags: ``str(error)`` says the plain words given
         here ("choose another sample rate") and a front end puts its own name for the setting
         in the same place (:meth:`worded`; the CLI: "choose another --audio-rate").
+        Without arguments each ``{setting}`` place is worded as its own name ("{led_vf}" ->
+        "led vf"): enough where the message says what the value is.
         """
+        if not settings:
+            settings = {k: k.replace("_", " ") for k in _PLACE.findall(str(self))}
         self._template, self.settings = str(self), dict(settings)
         self.args = (self.worded({}),)
         return self
@@ -115,7 +119,8 @@ class DiskFull(OutputError):
         self.session_dir, self.rows, self.kept = session_dir, rows, kept
         if kept:
             super().__init__(f"disk full: session kept with {rows} rows; free space and run "
-                             f"--resume {session_dir}")
+                             f"{{resume}} {session_dir}")
+            self.naming(resume="resume")
         else:
             super().__init__(f"disk full: no room to start the session in {session_dir}; "
                              "free space and run again")

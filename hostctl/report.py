@@ -41,7 +41,7 @@ def table(res: RunResult, cols: int | None = None) -> str:
     tail = []
     if res.unmet:
         tail.append(f"precision {100 * cfg.precision:g}% not reached for: "
-                    f"{', '.join(res.unmet)} (raise --max-tones or check the wiring)")
+                    f"{', '.join(res.unmet)} (raise the tone budget or check the wiring)")
     tail += [f"note: {p}" for p in res.problems]
     return fit_table(res.fit, res.advice, head=head, tail=tail, cols=cols)
 

@@ -38,8 +38,8 @@ SECOND_LEVEL_DB = -2.0
 #: the widest capacitor tolerance a verdict may be asked to hold over
 MAX_CAP_TOL = 0.5
 #: RunConfig field -> (option, open range, unit) of the values given one or per LED
-PER_LED_LIMITS = {"led_threshold": ("--led-threshold", 0, 1, ""),
-                  "led_vf": ("--led-vf", 0, 5, " V")}
+PER_LED_LIMITS = {"led_threshold": ("{led_threshold}", 0, 1, ""),
+                  "led_vf": ("{led_vf}", 0, 5, " V")}
 
 
 @dataclass(frozen=True)
@@ -88,15 +88,16 @@ class RunConfig:
         if not (0 < self.precision < 1):
             raise InputError(f"precision must be between 0 and 100%, got {self.precision}")
         if self.max_tones is not None and self.max_tones < self.sweep_tones:
-            raise InputError(f"--max-tones must be at least {self.sweep_tones} "
-                             "(the initial sweep)")
+            raise InputError(f"{{max_tones}} must be at least {self.sweep_tones} "
+                             "(the initial sweep)").naming(max_tones="the tone budget")
         from hostctl.recommend import series_info
 
         series_info(self.series)
         if not (10 <= self.window_ms <= 5000):
             raise InputError(f"window {self.window_ms} ms is outside 10..5000")
         if self.max_tones is not None and self.max_tones > 10_000:
-            raise InputError(f"--max-tones {self.max_tones} is more than 10000")
+            raise InputError(f"{{max_tones}} {self.max_tones} is more than 10000"
+                             ).naming(max_tones="the tone budget")
         if not (-60 <= self.level_dbfs <= 0):
             raise InputError(f"level {self.level_dbfs} dBFS is outside -60..0")
 
@@ -107,10 +108,10 @@ class RunConfig:
             check_per_led(getattr(self, key), option, lo, hi, unit, circ)
         for k, v in self.installed.items():
             if k not in circ.resistors:
-                raise InputError(f"--installed: '{k}' is not a resistor of {circ.name} "
-                                 f"({', '.join(circ.resistors)})")
+                raise InputError(f"{{installed}}: '{k}' is not a resistor of {circ.name} "
+                                 f"({', '.join(circ.resistors)})").naming()
             if not (math.isfinite(v) and v > 0):
-                raise InputError(f"--installed: {k} must be positive")
+                raise InputError(f"{{installed}}: {k} must be positive").naming()
         check_capacitance(self.capacitance, circ)
         capacitances(circ, self.capacitance)
         self.target.check(circ, plan.BAND)

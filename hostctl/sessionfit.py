@@ -39,12 +39,13 @@ def led_threshold_for(cfg: RunConfig, data: MeasurementSet, level: float
     amplitude (a :class:`~hostctl.ledrule.Fixed`), and where it comes from."""
     rule = cfg.led_rule
     if isinstance(rule, Fixed):
-        return rule, ("given (--led-threshold)" if rule.given else
-                      "assumed 1/sqrt(2) (gain mode; pass --led-vf for your LEDs)")
+        return rule, ("given (the LED threshold setting)" if rule.given else
+                      "assumed 1/sqrt(2) (gain mode; give your LEDs' switching voltage)")
     if isinstance(rule, FromVf):
         vins = [m.vin_v for m in data.rows if m.vin_v and m.led_usable]
         if not vins:
-            raise FitError("no reference amplitude measured to turn --led-vf into a threshold")
+            raise FitError("no reference amplitude measured to turn {led_vf} into a threshold"
+                           ).naming(led_vf="the LED switching voltage")
         a = statistics.median(vins)
         vf = rule.volts
         thr = {k: v / a for k, v in vf.items()} if isinstance(vf, Mapping) else vf / a

@@ -21,13 +21,15 @@ def parse_capacitance(text: str) -> float | dict[str, float]:
         try:
             v = ascii_float(s)
         except ValueError:
-            raise InputError(f"--capacitance: '{s}' is not a number of farads ({what})") from None
+            raise InputError(f"{{capacitance}}: '{s}' is not a number of farads ({what})"
+                             ).naming() from None
         if not (math.isfinite(v) and v > 0):
-            raise InputError(f"--capacitance: {what} must be a positive number of farads, got {s}")
+            raise InputError(f"{{capacitance}}: {what} must be a positive number of farads, "
+                             f"got {s}").naming()
         lo, hi = CAPACITANCE_RANGE
         if not lo <= v <= hi:
-            raise InputError(f"--capacitance: {what} = {s} F is not a plausible capacitor "
-                             "(1 pF..1 F)")
+            raise InputError(f"{{capacitance}}: {what} = {s} F is not a plausible capacitor "
+                             "(1 pF..1 F)").naming()
         return v
 
     text = text.strip()
@@ -36,16 +38,16 @@ def parse_capacitance(text: str) -> float | dict[str, float]:
     out: dict[str, float] = {}
     for part in text.split(","):
         if "=" not in part:
-            raise InputError(f"--capacitance: '{part}' should be NAME=FARADS")
+            raise InputError(f"{{capacitance}}: '{part}' should be NAME=FARADS").naming()
         k, v = part.split("=", 1)
         if k.strip() in out:
-            raise InputError(f"--capacitance: '{k.strip()}' given twice")
+            raise InputError(f"{{capacitance}}: '{k.strip()}' given twice").naming()
         out[k.strip()] = num(v.strip(), k.strip())
     return out
 
 
 def check_capacitance(caps: float | dict[str, float], circ: Circuit,
-                      option: str = "--capacitance") -> None:
+                      option: str = "{capacitance}") -> None:
     """Every name given is a capacitor (or its resistor) of ``circ``: a typo such as
     ``C_hgh=`` would otherwise silently leave C_high at the default."""
     if not isinstance(caps, dict):
@@ -55,7 +57,7 @@ def check_capacitance(caps: float | dict[str, float], circ: Circuit,
         if k != "*" and k not in known:
             names = ", ".join("C" + r[1:] for r in circ.resistors)
             raise InputError(f"{option}: '{k}' is not a capacitor of {circ.name} "
-                             f"(known: {names}, or * for the rest)")
+                             f"(known: {names}, or * for the rest)").naming()
 
 
 def ohms(text: str) -> float:
@@ -126,11 +128,13 @@ def check_per_led(value: float | dict[str, float] | None, option: str, lo: float
     for k, v in items:
         if isinstance(value, dict) and k not in circ.channels:
             raise InputError(f"{option}: '{k}' is not a channel of {circ.name} "
-                             f"({', '.join(circ.channels)})")
+                             f"({', '.join(circ.channels)})").naming()
         if not (lo < v < hi):
-            raise InputError(f"{option}: {k} must be in ({lo:g}, {hi:g}){unit}, got {v}")
+            raise InputError(f"{option}: {k} must be in ({lo:g}, {hi:g}){unit}, got {v}"
+                             ).naming()
     if isinstance(value, dict):
         missing = [c for c in circ.channels if c not in value]
         if missing:
             raise InputError(f"{option}: no value for channel {', '.join(missing)} (give one "
-                             f"for each of {', '.join(circ.channels)}, or one for all)")
+                             f"for each of {', '.join(circ.channels)}, or one for all)"
+                             ).naming()

@@ -279,3 +279,41 @@ def test_library_errors_name_settings_and_the_cli_its_flags() -> None:
     worded = ei.value.worded(cli._flags(ei.value.settings))
     assert worded.startswith("--mode cannot change on resume"), worded
     assert "start a new session with --out for other settings" in worded
+
+
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the docstring constants (module, class, function): they may name flags."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                out.add(id(body[0].value))
+    return out
+
+
+def flag_strings(source: str) -> list[tuple[int, str]]:
+    """(line, flag) of each CLI flag a string literal (f-strings too) names, docstrings aside."""
+    tree = ast.parse(source)
+    docs = _docstrings(tree)
+    return sorted((node.lineno, m.group(0)) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and id(node) not in docs for m in _FLAG.finditer(node.value))
+
+
+def test_the_library_names_no_cli_flag() -> None:
+    """A library message names the setting (``HostctlError.naming``) and the CLI words it with
+    the running command's flag: a flag written in the library is wrong for every command
+    that spells it differently (audio.py's "--sample-rate" for calibrate's --audio-rate)."""
+    bad = [f"{MODULES[m].relative_to(ROOT)}:{line}: {flag}" for m in _library()
+           for line, flag in flag_strings(MODULES[m].read_text())]
+    assert not bad, "CLI flags in library strings:\n" + "\n".join(bad)
+
+
+def test_the_flag_check_sees_flags() -> None:
+    src = ('"""Doc: --free."""\nx = "use --mode both"\ny = f"{x} --led-vf {1}"\n'
+           'z = "a-b --c"\nw = "x--y"\ndef f():\n    """--doc"""\n    return "2 -- 3"\n')
+    assert flag_strings(src) == [(2, "--mode"), (3, "--led-vf"), (4, "--c")]

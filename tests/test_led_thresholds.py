@@ -70,7 +70,7 @@ def test_shared_estimate_flags_leds_that_differ():
     assert any("shared by every LED" in n for n in coarse.notes), coarse.notes
     res = fit(_led_rows([0.0, -2.0], RGB, dense=True), NB, led_threshold="estimate")
     assert not res.trusted
-    assert any("do not switch at one common threshold" in w and "--led-vf" in w
+    assert any("do not switch at one common threshold" in w and "switching voltage" in w
                for w in res.warnings), res.warnings
     same = {c: 0.3 for c in RGB}
     ok = fit(_led_rows([0.0, -2.0], same, dense=True), NB, led_threshold="estimate")

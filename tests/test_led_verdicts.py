@@ -302,7 +302,7 @@ def test_led_data_that_cannot_tell_the_builds_apart_offer_no_band_part(tmp_path)
     assert "cannot tell color-organ" in held["R_band_low"] and \
         "color-organ-passive gives 37.8" in held["R_band_low"], held
     (warn,) = [w for w in d["fit"]["warnings"] if "consistent with" in w]
-    assert "color-organ-passive" in warn and "--mode both" in warn, warn
+    assert "color-organ-passive" in warn and "mode both" in warn, warn
     for r, truth in board.resistors.items():
         lo, hi = d["fit"]["ci95"][r]
         assert lo <= truth <= hi, (r, lo, truth, hi)

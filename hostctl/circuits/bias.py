@@ -25,16 +25,16 @@ BIAS_RANGE = (1.0, 1e8)
 _OHMS = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?(?:k|meg)?)\s*(?:ohms?)?", re.I)
 
 
-def parse_bias(text: str, option: str = "--bias-ohm") -> tuple[float, float]:
+def parse_bias(text: str, option: str = "{bias_ohm}") -> tuple[float, float]:
     """``20k`` (both resistors) or ``22k/18k`` (top/bottom) -> ohms; InputError else."""
     parts = str(text).split("/")
     hint = f"{option}: '{text}' is not a bias resistance (ohms: 20k, or top/bottom 22k/18k)"
     if not 1 <= len(parts) <= 2 or not all(_OHMS.fullmatch(p.strip()) for p in parts):
-        raise InputError(hint)
+        raise InputError(hint).naming()
     vals = [ex.parse_number(_OHMS.fullmatch(p.strip()).group(1)) for p in parts]
     lo, hi = BIAS_RANGE
     if not all(math.isfinite(v) and lo <= v <= hi for v in vals):
-        raise InputError(f"{option}: '{text}' is outside {lo:g}..{hi:g} ohm")
+        raise InputError(f"{option}: '{text}' is outside {lo:g}..{hi:g} ohm").naming()
     return vals[0], vals[-1]
 
 
@@ -72,8 +72,8 @@ def probe_bias(top: float, bottom: float) -> Iterator[list[str]]:
         CIRCUITS.update(old)
 
 
-def check_bias(circ: Circuit, option: str = "--bias-ohm") -> None:
+def check_bias(circ: Circuit, option: str = "{bias_ohm}") -> None:
     """A circuit the option cannot reach is an error, not a silent no-op."""
     if circ.netlist is None or not all(circ.netlist.param(k) for k in BIAS):
         raise InputError(f"{option}: circuit '{circ.name}' has no probe bias resistors "
-                         f"({', '.join(BIAS)}; an ideal preset has no probe)")
+                         f"({', '.join(BIAS)}; an ideal preset has no probe)").naming()

@@ -228,10 +228,10 @@ def _decide(ok: list[FitResult]) -> str:
     """What tells the builds apart when LED states cannot (a family's head names the whole
     family, so only the other members can be named alone)."""
     named = [r.circuit for r in ok[1:] if not r.circuit.endswith("-ideal")]
-    how = (f"--circuit {' or '.join(named)} if that is the build, or " if named else "")
-    return (f"; to decide, name the build ({how}--netlist with its netlist, e.g. "
+    how = (f"the circuit {' or '.join(named)} if that is the build, or " if named else "")
+    return (f"; to decide, name the build ({how}its netlist file, e.g. "
             f"hostctl/circuits/presets/{ok[0].circuit}.cir, fitted as it is) or measure the "
-            "gains too (--mode both, or gain rows in the file)")
+            "gains too (mode both, or gain rows in the file)")
 
 
 def candidates(circuit: Circuit | str) -> list[Circuit]:

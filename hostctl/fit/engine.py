@@ -125,7 +125,7 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
     if led_threshold == "estimate-each" or each_volts:
         if loss != "auto":
             raise InputError("the notebook losses use a fixed LED threshold; do not combine "
-                             "them with --led-threshold estimate-each")
+                             "them with {led_threshold} estimate-each").naming()
         return _fit_each(data, circ, capacitance, prior, fixed, init, t0, volts=each_volts)
     prob = _build(data, circ, caps, led_threshold, prior, fixed)
     measured_capacitors(prob, capacitance)
@@ -190,7 +190,7 @@ def _teaching(prob: _Problem, loss: str, th_init: np.ndarray | None, lr: float |
     """The notebook's losses by plain gradient descent (teaching mode, no intervals)."""
     if prob.est_t:
         raise InputError("the notebook losses use a fixed LED threshold (0.5 crossing); "
-                         "do not combine them with --led-threshold estimate")
+                         "do not combine them with {led_threshold} estimate").naming()
     lr_ = float(lr) if lr is not None else 200.0
     st = int(steps) if steps is not None else 100_000
     start = th_init if th_init is not None else np.array(
@@ -459,7 +459,7 @@ def _shared_threshold(run: _Run, data: MeasurementSet, led_only: list, ci: dict,
     run.notes.append(f"{what}, shared by every LED (consistent range "
                      f"{math.exp(t_ci[0]):.4g}..{math.exp(t_ci[1]):.4g}); resistor intervals "
                      "cover every threshold in that range. LEDs of different colors need one "
-                     "threshold each (--led-vf low=V,band=V,high=V)")
+                     "threshold each (LED switching voltages low=V,band=V,high=V)")
     if t_open:
         run.warns.append("the LED threshold is not pinned down by the data (its consistent "
                          "range reaches the search limit); add switches at another tone level")
@@ -471,7 +471,7 @@ def _shared_threshold(run: _Run, data: MeasurementSet, led_only: list, ci: dict,
                          + "; ".join(conflicts) + f"; all together: {math.exp(t_ci[0]):.4g}.."
                          f"{math.exp(t_ci[1]):.4g}), so resistor values fitted with one "
                          "estimated threshold are wrong: give each LED's switching voltage "
-                         "(--led-vf low=V,band=V,high=V) or fit amplitudes too (--mode both; "
-                         "a recorded session with amplitudes: hostctl fit SESSION "
-                         "--led-threshold estimate-each)")
+                         "(low=V,band=V,high=V) or fit amplitudes too (mode both; a recorded "
+                         "session with amplitudes: a fit with one LED threshold estimated per "
+                         "LED)")
     return t_ci, conflicts

@@ -493,5 +493,6 @@ def _check_threshold_identifiable(prob: _Problem, gain_ch: set[int]) -> None:
     if best < 2:
         raise FitError("cannot estimate the LED threshold: some channel's LED must switch at "
                        f"two or more tone levels (found {best}), or gain data must cover the "
-                       "LED channels; give --led-threshold a number instead")
+                       "LED channels; give {led_threshold} a number instead"
+                       ).naming(led_threshold="the LED threshold")
 

@@ -380,17 +380,19 @@ def _all_rows(g: np.ndarray, n: int) -> bool:
 def parse_prior(text: str) -> tuple[str, tuple[float, float]]:
     """``R_low=220@5%`` (or ``2.2k@0.05``) -> ("R_low", (220.0, 0.05)): sigma on log R."""
     if "=" not in text or "@" not in text:
-        raise InputError(f"--prior: '{text}' should be NAME=OHMS@SIGMA (e.g. R_low=220@5%)")
+        raise InputError(f"{{prior}}: '{text}' should be NAME=OHMS@SIGMA (e.g. R_low=220@5%)"
+                         ).naming()
     name, rest = (s.strip() for s in text.split("=", 1))
     val, sig = (s.strip() for s in rest.split("@", 1))
     try:
         v = ohms(val)
         s = float(sig[:-1]) / 100 if sig.endswith("%") else float(sig)
     except ValueError:
-        raise InputError(f"--prior: '{text}' should be NAME=OHMS@SIGMA (e.g. R_low=220@5%)"
-                         ) from None
+        raise InputError(f"{{prior}}: '{text}' should be NAME=OHMS@SIGMA (e.g. R_low=220@5%)"
+                         ).naming() from None
     if not (math.isfinite(v) and v > 0 and math.isfinite(s) and s > 0):
-        raise InputError(f"--prior: '{text}' needs a positive value and a positive sigma")
+        raise InputError(f"{{prior}}: '{text}' needs a positive value and a positive sigma"
+                         ).naming()
     return name, (v, s)
 
 

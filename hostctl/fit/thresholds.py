@@ -54,7 +54,7 @@ def _fit_each(data: MeasurementSet, circ: Circuit, capacitance: Any,
     led_rows = [replace(m, gain=None) for m in data.rows if _usable(m, "led")]
     if not gain_rows:
         raise FitError("estimating one threshold per LED needs gain data on the LED channels "
-                       "(--mode both); with LED data only give each LED's threshold or "
+                       "(mode both); with LED data only give each LED's threshold or "
                        "voltage, or estimate one shared threshold")
     from hostctl.fit.engine import _fit
 
