@@ -79,7 +79,7 @@ def for_run(led_threshold: Threshold | None, led_vf: Threshold | None, mode: str
     return EstimatePerLed() if mode == "both" else EstimateShared()
 
 
-def parse(text: str, option: str = "--led-threshold") -> LedRule:
+def parse(text: str, option: str = "{led_threshold}") -> LedRule:
     """``0.5``, ``low=0.5,band=0.6,high=0.8``, ``estimate`` or ``estimate-each``."""
     word = text.strip().lower()
     if word in ESTIMATE_NAMES:
@@ -90,9 +90,9 @@ def parse(text: str, option: str = "--led-threshold") -> LedRule:
         t = ascii_float(text)
     except ValueError:
         raise InputError(f"{option}: '{text}' is not a number, 'estimate' or "
-                         "'estimate-each'") from None
+                         "'estimate-each'").naming() from None
     if not (t > 0 and t < float("inf")):
-        raise InputError(f"{option}: must be a positive number, got {text}")
+        raise InputError(f"{option}: must be a positive number, got {text}").naming()
     return Fixed(t)
 
 

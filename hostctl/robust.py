@@ -39,10 +39,10 @@ UNKNOWN_WHY = ("not determined", "unknown", "never switched", "cannot tell", "NO
 STEPS = (1, 2)
 #: what would decide a verdict that flips, by what flips it
 DECIDE = {"caps": "measure the capacitors (or the installed resistors) and give them "
-                  "(--capacitance C_low=..., --cap-tolerance)",
-          "source": "pin the source resistance down (more reference amplitudes; --mode both "
+                  "(the capacitance C_low=..., and their tolerance)",
+          "source": "pin the source resistance down (more reference amplitudes; mode both "
                     "measures it with the gains), or drive from a lower-impedance output",
-          "vf": "measure the LEDs' switching voltages more closely (--led-vf, or more LED "
+          "vf": "measure the LEDs' switching voltages more closely (given, or more LED "
                 "tones near their switches)",
           "all": "or choose a target whose band gaps leave room for what is not known"}
 
@@ -83,7 +83,7 @@ def box_for(adv: Advice, vf_ranges: Mapping[str, tuple[float, float]] | None = N
     hi = drive.r_source if ci[1] is None else ci[1]
     sources = tuple(sorted({float(drive.r_source), float(ci[0]), float(hi)}))
     if cap_tol is not None:
-        what = f"each capacitor within +-{tol:.0%} (--cap-tolerance)"
+        what = f"each capacitor within +-{tol:.0%} (the given capacitor tolerance)"
     elif adv.capacitance_inferred:
         what = (f"each capacitor within +-{tol:.0%} (known only through the installed "
                 "resistors' tolerance)")

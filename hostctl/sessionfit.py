@@ -53,8 +53,8 @@ def led_threshold_for(cfg: RunConfig, data: MeasurementSet, level: float
                             f"and the measured reference amplitude {a:.3f} V peak")
     if isinstance(rule, EstimatePerLed):
         return rule, f"measured for each LED: the fitted gains and its switches at {level:g} dBFS"
-    return rule, (f"estimated, one shared by all LEDs (LEDs that differ: --led-vf "
-                  f"per LED or --mode both), from LED switches at {level:g} and "
+    return rule, (f"estimated, one shared by all LEDs (LEDs that differ: a switching "
+                  f"voltage per LED, or mode both), from LED switches at {level:g} and "
                   f"{level + SECOND_LEVEL_DB:g} dBFS")
 
 

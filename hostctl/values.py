@@ -94,7 +94,7 @@ def parse_per_led(text: str, option: str) -> float | dict[str, float]:
         try:
             return ascii_float(s)
         except ValueError:
-            raise InputError(f"{option}: '{s}' is not a number ({what})") from None
+            raise InputError(f"{option}: '{s}' is not a number ({what})").naming() from None
 
     text = str(text).strip()
     if "=" not in text:
@@ -102,10 +102,11 @@ def parse_per_led(text: str, option: str) -> float | dict[str, float]:
     out: dict[str, float] = {}
     for part in [p for p in text.split(",") if p.strip()]:
         if "=" not in part:
-            raise InputError(f"{option}: '{part}' should be CHANNEL=VALUE (e.g. low=0.3)")
+            raise InputError(f"{option}: '{part}' should be CHANNEL=VALUE (e.g. low=0.3)"
+                             ).naming()
         k, v = (s.strip() for s in part.split("=", 1))
         if k in out:
-            raise InputError(f"{option}: channel '{k}' given twice")
+            raise InputError(f"{option}: channel '{k}' given twice").naming()
         out[k] = num(v, k)
     return out
 

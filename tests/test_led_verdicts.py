@@ -632,7 +632,8 @@ def test_nothing_that_holds_is_unsure_not_fail():
     assert band["pass"] is False and band["unsure"] is True, band
     assert band["why"].startswith(
         "cannot be sure: its LED meets the bands as assumed, but not all over what the run "
-        "cannot rule out (each capacitor within +-5% (--cap-tolerance)): it is "), band
+        "cannot rule out (each capacitor within +-5% (the given capacitor tolerance)): it "
+        "is "), band
     # the source is given and no V_f measured: the capacitors alone decide it
     assert band["decide"].startswith("measure the capacitors"), band
     assert "source" not in band["decide"] and band["fix"] == band["decide"]
@@ -676,7 +677,8 @@ def test_fit_offline_is_unsure_with_a_wider_tolerance_exit_1(tmp_path, monkeypat
     assert code == 1, err
     high = _line(out, "LED high")
     assert "UNSURE (cannot be sure: its LED meets the bands as assumed, but not all over " \
-           "what the run cannot rule out (each capacitor within +-5% (--cap-tolerance), the " \
+           "what the run cannot rule out (each capacitor within +-5% (the given capacitor " \
+           "tolerance), the " \
            "source anywhere in 8.3-8.49 ohm): it is dark at 5718 Hz" in high, high
     assert "fix: measure the capacitors" in high and "pin the source" not in high
     assert _line(out, "target (").endswith("UNSURE")
