@@ -69,7 +69,7 @@ from hostctl.errors import DeviceError, InputError
 from sims import physics, wiring
 from sims.boards import BOARDS_DIR, CHANNEL_ORDER, Board, draw_true_values, list_boards, load_board
 from sims.device_core import MAX_ROUNDS, DeviceCore, Window
-from sims.faults import ByteFaults, Disconnected, FaultConfig, parse_faults
+from sims.faults import ByteFaults, Disconnected, FaultConfig, parse_faults, render_reply
 
 if TYPE_CHECKING:
     from hostctl.circuits import Circuit
@@ -126,6 +126,7 @@ class VirtualBench:
         self._exec_t = 0.0
         self._exec_end = 0.0
         self.disconnected = False
+        self.dead = False        # fault dead@N: rebooted, and never answers again
         self.replug_at: float | None = None   # unplug:S@N: when re-opening works again
         self.commands = 0        # complete command lines received (session total)
         self.replies = 0         # reply lines sent (session total)
@@ -276,11 +277,11 @@ class VirtualBench:
         self._dev_tx_free = t
 
     def _device_byte(self, b: int, t_arr: float) -> None:
-        if self.disconnected or t_arr < self._booting_until:
+        if self.disconnected or self.dead or t_arr < self._booting_until:
             return                      # the bootloader swallows bytes while booting
         t = max(t_arr, self._dev_free)
         self._exec_t = self._exec_end = t
-        before = self.core.lines
+        line, before = self.core.pending.rstrip(b"\r"), self.core.lines
         reply = self.core.feed_byte(b)
         if self.core.lines == before:
             return
@@ -293,15 +294,18 @@ class VirtualBench:
             if self.commands in cfg.unplugs:
                 self.replug_at = t + cfg.unplugs[self.commands]
             return
-        if self.commands in cfg.resets:
+        action = cfg.replies.get(self.commands, "ok")
+        if self.commands in cfg.resets or action == "dead":
             self.boot(t)
+            self.dead = action == "dead"
             return
         if reply is None:
             return
         self.replies += 1
         start = self._exec_end
         delay = cfg.delays.get(self.replies, 0.0)
-        self._send(reply, start + delay, hold_real_s=delay)
+        for dt, data in render_reply(action, line, reply):    # ACTION@N (sims/faults.py)
+            self._send(data, start + delay + dt, hold_real_s=delay if dt == 0 else 0.0)
         self._dev_free = start + delay
 
     # ------------------------------------------------------------------ link: host side

@@ -109,9 +109,10 @@ def _channel_field(samples: Sequence[int]) -> str:
     return stats_from_sums(n, sum(xs), sum(x * x for x in xs), min(xs), max(xs))
 
 
-def boot_banner(identity: dict[str, str] | None = None) -> bytes:
+def boot_banner(identity: dict[str, str] | None = None, protocol: int = PROTOCOL_VERSION
+                ) -> bytes:
     ident = identity or DEFAULT_IDENTITY
-    return with_crc(f"! BOOT fw={ident['fw']} proto={PROTOCOL_VERSION}")
+    return with_crc(f"! BOOT fw={ident['fw']} proto={protocol}")
 
 
 def err_line(cmd_id: int, code: int) -> bytes:
@@ -120,11 +121,15 @@ def err_line(cmd_id: int, code: int) -> bytes:
 
 @dataclass
 class DeviceCore:
-    """Byte-level command handler of one probe. Not thread-safe (one per device)."""
+    """Byte-level command handler of one probe. Not thread-safe (one per device).
+
+    ``protocol``: the version this firmware speaks (another one: a probe the host must
+    refuse, as a test's fake of a newer firmware)."""
 
     measure: MeasureFn
     nominal_rate_hz: int = 9000
     identity: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_IDENTITY))
+    protocol: int = PROTOCOL_VERSION
 
     def __post_init__(self) -> None:
         self.reset()
@@ -136,7 +141,7 @@ class DeviceCore:
         self._overflow = False
         self.rate_hz = int(self.nominal_rate_hz)
         self.lines = 0          # complete command lines seen (incl. errors, not empty ones)
-        return boot_banner(self.identity)
+        return boot_banner(self.identity, self.protocol)
 
     @property
     def pending(self) -> bytes:
@@ -194,7 +199,7 @@ class DeviceCore:
             lo, hi = _number(args[0]), _number(args[1])
             if lo is None or hi is None or lo > 65535 or hi > 65535:
                 return err_line(rid, 5)
-            if not lo <= PROTOCOL_VERSION <= hi:
+            if not lo <= self.protocol <= hi:
                 return err_line(rid, 6)
             return self._identity_reply(rid, "HELLO")
         if verb == "ID":
@@ -217,7 +222,7 @@ class DeviceCore:
     def _identity_reply(self, rid: int, verb: str) -> bytes:
         i = self.identity
         return with_crc(
-            f"{rid} OK {verb} proto={PROTOCOL_VERSION} fw={i['fw']} board={i['board']} "
+            f"{rid} OK {verb} proto={self.protocol} fw={i['fw']} board={i['board']} "
             f"mcu={i['mcu']} f_cpu={i['f_cpu']} adc_bits={i['adc_bits']} "
             f"vref_mv={i['vref_mv']} channels={i['channels']} leds={i['leds']} "
             f"rate_hz={self.rate_hz}")

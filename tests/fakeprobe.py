@@ -1,24 +1,18 @@
-"""A scripted fake hostctl probe for tests: the protocol plus the ways a real link fails.
+"""A scripted fake hostctl probe for tests: the sims device core plus the ways a real link
+fails, in real time.
 
-:class:`FakeDevice` is the device logic. It speaks firmware/PROTOCOL.md (built on
-:mod:`hostctl.protocol`'s ``with_crc``/``channel_stats_fields``, the one shared
-implementation) and misbehaves on cue: per verb, a queue of actions is consumed one per
-command (``fake.script("MEASURE", "garbage", "late", "ok")``); when a queue is empty the
-device answers normally. Actions:
+:class:`FakeDevice` answers with :class:`sims.device_core.DeviceCore` (the firmware's mirror
+the virtual bench runs too: one reading of firmware/PROTOCOL.md), fed synthetic windows, and
+misbehaves on cue with the reply actions of sims/faults.py's grammar (the bench's
+``ACTION@N`` items): per verb, a queue of actions is consumed one per command
+(``fake.script("MEASURE", "garbage", "late", "ok")``); when a queue is empty the device
+answers normally. Actions (:data:`sims.faults.REPLY_ACTIONS`, rendered by
+:func:`sims.faults.render_reply`), plus three whose timing or state is the transport's:
 
 ``ok``        the normal reply
-``garbage``   a burst of non-protocol bytes and a text line, then the reply
-``badcrc``    the reply with a wrong CRC (and nothing else)
-``stray``     a valid reply carrying an older id first, then the reply
 ``late``      the reply ``late_s`` seconds later (past the host's timeout)
 ``reset``     the command is lost, the board reboots: ``! BOOT`` after ``boot_s``
 ``dead``      like ``reset`` (banner included), but afterwards the board never answers
-``silent``    no reply at all
-``longline``  2000 bytes without a newline, then a newline and the reply
-``split``     the reply in two halves with a pause between them
-``half``      only the first half of the reply (the rest is lost)
-``err:N``     ``ERR N`` for this command
-``echo``      the command line itself comes back, then the reply
 
 Device-wide ``mode``: ``probe`` (normal), ``echo`` (echoes every byte, like a loopback),
 ``chatter`` (prints non-protocol text lines, like some other serial gadget),
@@ -41,14 +35,18 @@ import tty
 from collections import deque
 from dataclasses import dataclass, field
 
-from hostctl.protocol import channel_stats_fields, crc16, format_milli, with_crc
+from hostctl.protocol import PROTOCOL_VERSION, with_crc
+from sims.device_core import DEFAULT_IDENTITY, DeviceCore, Window
+from sims.faults import check_action, render_reply
 
-FW = "hostctl-probe/1.0.0"
+FW = DEFAULT_IDENTITY["fw"]
 
 #: A reply with hand-chosen numbers (PROTOCOL.md's example): tests assert these exactly.
 EXAMPLE_MEASURE = ("ms=200 n=480 rate_hz=2400 a0=511.734,72.118,409,614 "
                    "a1=510.250,50.500,440,580 a2=512.000,36.059,460,563 "
                    "a3=511.000,7.211,500,522 led=0,120,0")
+#: replies the core gives a line it could not read (syntax, length, CRC): no action is used
+_UNREAD = (b" ERR 2 ", b" ERR 3 ", b" ERR 4 ")
 
 
 def synth_samples(n: int, mean: float, amp: float, step: float = 0.1234567) -> list[int]:
@@ -59,7 +57,7 @@ def synth_samples(n: int, mean: float, amp: float, step: float = 0.1234567) -> l
 
 @dataclass
 class FakeDevice:
-    """Protocol logic of a probe with scripted faults; time is passed in by the transport."""
+    """A probe with scripted faults; time is passed in by the transport."""
 
     mode: str = "probe"
     boot_s: float = 0.05          # bootloader time: input is swallowed, then the banner
@@ -71,16 +69,15 @@ class FakeDevice:
                                                (511.5, 40.0), (511.5, 10.0))
     led_fraction: tuple[float, float, float] = (0.0, 0.25, 0.0)
     measure_fields: str | None = None   # fixed MEASURE reply body after "OK MEASURE "
-    identity: dict[str, str] = field(default_factory=lambda: {
-        "fw": FW, "board": "uno", "mcu": "atmega328p", "f_cpu": "16000000",
-        "adc_bits": "10", "vref_mv": "5000", "channels": "4", "leds": "3"})
+    identity: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_IDENTITY))
 
     def __post_init__(self) -> None:
+        self.core = DeviceCore(self._window, nominal_rate_hz=self.rate_hz,
+                               identity=self.identity,
+                               protocol=2 if self.mode == "proto2" else PROTOCOL_VERSION)
         self._scripts: dict[str, deque[str]] = {}
         self._out: list[tuple[float, bytes]] = []   # (due time, bytes), kept sorted
-        self._inbuf = bytearray()
         self._booting_until = -1.0
-        self._last_id = 0
         self.lines_in: list[bytes] = []            # every complete line the device got
         self.times_in: list[float] = []            # ... and when
         self.boot_ends: list[float] = []           # when each boot finished (banner time)
@@ -89,7 +86,8 @@ class FakeDevice:
 
     # ------------------------------------------------------------------ scripting
     def script(self, verb: str, *actions: str) -> FakeDevice:
-        self._scripts.setdefault(verb, deque()).extend(actions)
+        """Queue reply actions (sims/faults.py's) for the next commands of ``verb``."""
+        self._scripts.setdefault(verb, deque()).extend(check_action(a) for a in actions)
         return self
 
     def _action(self, verb: str) -> str:
@@ -105,13 +103,11 @@ class FakeDevice:
         """Power-on / DTR reset: swallow input for ``boot_s``, then the banner."""
         self.boots += 1
         self._out = [o for o in self._out if o[0] <= now]   # unsent output dies
-        self._inbuf.clear()
+        banner = self.core.reset()
         self._booting_until = now + self.boot_s
         self.boot_ends.append(self._booting_until)
         if self.mode in ("probe", "proto2") and self.banner:
-            proto = 2 if self.mode == "proto2" else 1
-            self._emit(self._booting_until, with_crc(f"! BOOT fw={self.identity['fw']} "
-                                                     f"proto={proto}"))
+            self._emit(self._booting_until, banner)
 
     def next_due(self) -> float | None:
         return self._out[0][0] if self._out else None
@@ -131,22 +127,19 @@ class FakeDevice:
         if self.mode == "echo":
             self._emit(now, bytes(data))
             return
-        if self.mode == "mute":
-            return
-        if now < self._booting_until:
+        if self.mode == "mute" or now < self._booting_until:
             return
         for b in data:
-            if b == 0x0A:
-                line = bytes(self._inbuf).rstrip(b"\r")
-                self._inbuf.clear()
-                if line:
-                    self.lines_in.append(line)
-                    self.times_in.append(now)
-                    self._handle(line, now)
-            elif len(self._inbuf) < 200:
-                self._inbuf.append(b)
+            line = self.core.pending.rstrip(b"\r")
+            before = self.core.lines
+            reply = self.core.feed_byte(b)
+            if self.core.lines == before or reply is None:
+                continue
+            self.lines_in.append(line)
+            self.times_in.append(now)
+            self._handle(line, reply, now)
 
-    def _handle(self, line: bytes, now: float) -> None:
+    def _handle(self, line: bytes, reply: bytes, now: float) -> None:
         if self.mode == "noise":     # wrong baud rate: bytes, but never a newline
             self._emit(now, bytes((37 * i + 11) % 256 for i in range(1500)).replace(b"\n", b"?"))
             return
@@ -154,96 +147,28 @@ class FakeDevice:
             self._emit(now, b"$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9*47\r\n"
                             b"hello from a different gadget\r\n")
             return
-        text = line.decode("ascii", "replace")
-        body, _, tail = text.rpartition(" ")
-        if not tail.startswith("*"):
-            body = text
-        elif crc16(body.encode()) != int(tail[1:], 16):
-            head = body.split(" ")[0]
-            self._emit(now, with_crc(f"{head if head.isdigit() else 0} ERR 4 bad-crc"))
-            return
-        tokens = body.split(" ")
-        if len(tokens) < 2 or not tokens[0].isdigit():
-            self._emit(now, with_crc("0 ERR 2 bad-syntax"))
-            return
-        rid, verb, args = int(tokens[0]), tokens[1], tokens[2:]
-        action = self._action(verb)
-        reply = self._reply(rid, verb, args)
-        self._last_id = rid
-        self._perform(action, rid, verb, line, reply, now)
-
-    def _reply(self, rid: int, verb: str, args: list[str]) -> bytes:
-        ident = " ".join(f"{k}={v}" for k, v in self.identity.items())
-        proto = 2 if self.mode == "proto2" else 1
-        if verb == "HELLO":
-            lo, hi = int(args[0]), int(args[1])
-            if not lo <= proto <= hi:
-                return with_crc(f"{rid} ERR 6 unsupported-version")
-            return with_crc(f"{rid} OK HELLO proto={proto} {ident} rate_hz={self.rate_hz}")
-        if verb == "ID":
-            return with_crc(f"{rid} OK ID proto={proto} {ident} rate_hz={self.rate_hz}")
-        if verb == "PING":
-            return with_crc(f"{rid} OK PING")
-        if verb == "MEASURE":
-            ms = int(args[0])
-            if not 1 <= ms <= 5000:
-                return with_crc(f"{rid} ERR 5 bad-argument")
-            return with_crc(f"{rid} OK MEASURE {self.measure_body(ms)}")
-        return with_crc(f"{rid} ERR 1 unknown-command")
-
-    def measure_body(self, ms: int) -> str:
-        """The MEASURE reply fields (fixed ``measure_fields`` or synthesised)."""
-        if self.measure_fields is not None:
-            return self.measure_fields
-        n = max(1, ms * self.rate_hz // 1000)
-        parts = [f"ms={ms} n={n} rate_hz={self.rate_hz}"]
-        for i, (mean, amp) in enumerate(self.levels):
-            m, r, lo, hi = channel_stats_fields(synth_samples(n, mean, amp))
-            parts.append(f"a{i}={format_milli(m)},{format_milli(r)},{lo},{hi}")
-        lit = ",".join(str(int(round(f * n))) for f in self.led_fraction)
-        parts.append(f"led={lit}")
-        return " ".join(parts)
-
-    def _perform(self, action: str, rid: int, verb: str, line: bytes, reply: bytes,
-                 now: float) -> None:
-        if action == "ok":
+        if any(u in reply for u in _UNREAD):
             self._emit(now, reply)
-        elif action == "garbage":
-            self._emit(now, b"\x00\xff\x14\x10 \xfe\xfdnoise" + b"\r\nNOT A PROTOCOL LINE\n"
-                       + reply)
-        elif action == "badcrc":
-            good = reply.rstrip(b"\n")
-            crc = int(good[-4:], 16) ^ 0x5A5A
-            self._emit(now, good[:-4] + b"%04X\n" % crc)
-        elif action == "stray":
-            self._emit(now, with_crc(f"{max(1, rid - 7)} OK {verb}") + reply)
-        elif action == "late":
+            return
+        rid, verb = line.split(b" ")[:2]
+        if self.measure_fields is not None and b" OK MEASURE " in reply:
+            reply = with_crc(f"{int(rid)} OK MEASURE {self.measure_fields}")
+        action = self._action(verb.decode("ascii"))
+        if action == "late":
             self._emit(now + self.late_s, reply)
-        elif action == "reset":
+        elif action in ("reset", "dead"):
             self.boot(now)
-        elif action == "dead":
-            self.boot(now)
-            self.mode = "mute"
-        elif action == "silent":
-            pass
-        elif action == "longline":
-            self._emit(now, b"x" * 2000 + b"\n" + reply)
-        elif action == "split":
-            half = len(reply) // 2
-            self._emit(now, reply[:half])
-            self._emit(now + 0.05, reply[half:])
-        elif action == "half":
-            self._emit(now, reply[: len(reply) // 2])
-        elif action.startswith("err:"):
-            code = int(action[4:])
-            reason = {1: "unknown-command", 2: "bad-syntax", 3: "line-too-long",
-                      4: "bad-crc", 5: "bad-argument", 6: "unsupported-version",
-                      7: "busy"}[code]
-            self._emit(now, with_crc(f"{rid} ERR {code} {reason}"))
-        elif action == "echo":
-            self._emit(now, line + b"\n" + reply)
-        else:  # pragma: no cover - test bug
-            raise ValueError(f"unknown fake action {action!r}")
+            self.mode = "mute" if action == "dead" else self.mode
+        else:
+            for dt, data in render_reply(action, line, reply):
+                self._emit(now + dt, data)
+
+    def _window(self, ms: int) -> Window:
+        """A synthetic window at ``rate_hz``: ``levels`` as sines, ``led_fraction`` lit."""
+        n = max(1, ms * self.rate_hz // 1000)
+        analog = [synth_samples(n, mean, amp) for mean, amp in self.levels]
+        lit = [int(round(f * n)) for f in self.led_fraction]
+        return Window(analog, lit, ms, n * 1_000_000 // self.rate_hz, led_counts=True)
 
 
 class FakeSerial:
