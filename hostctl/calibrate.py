@@ -28,10 +28,11 @@ from hostctl.circuits import (
     Threshold,
     get_circuit,
 )
+from hostctl.circuits.directives import probe_inputs
 from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import DeviceError, InputError, ToneRefused
 from hostctl.ledrule import EstimateShared, LedRule
-from hostctl.measure import CHANNELS, Floor, readings_from
+from hostctl.measure import Floor, readings_from
 from hostctl.recommend import Design
 from hostctl.runconfig import (  # noqa: F401 (part of this module's interface)
     DEFAULT_MAX_TONES,
@@ -145,6 +146,8 @@ class _Run:
                  segment: Mapping[str, str] | None = None, force: bool = False) -> None:
         self.probe, self.output, self.cfg = probe, output, cfg
         self.circ: Circuit = get_circuit(cfg.circuit)
+        #: channel -> the probe input that reads it (the netlist's ``*@ channels``)
+        self.inputs = probe_inputs(self.circ.channels, self.circ.probe)
         self.progress = progress
         self.clock = clock or bench_for(probe).clock
         self.t0 = self.idle_since = self.clock()
@@ -275,7 +278,7 @@ class _Run:
                 self.problems.append(f"{freq:g} Hz: not played ({e})")
                 return
             rd = readings_from(res, freq, level, self.clock() - self.t0, self.floor,
-                               self.probe.info, channels=self.circ.channels)
+                               self.probe.info, channels=self.inputs)
             self.rec.append(rd.rows)           # recorded before anything else happens
             self.data.extend(rd.rows)
             for p in rd.problems:
@@ -289,10 +292,10 @@ class _Run:
 
     def check_leds_seen(self) -> None:
         """After the sweep every LED input should have gone HIGH at some tone."""
-        for i, ch in enumerate(CHANNELS):
+        for ch, k in self.inputs.items():
             rows = [m for m in self.data.rows if m.channel == ch and m.led is not None]
             if rows and not any(m.led for m in rows):
-                self.problems.append(f"LED input D{i + 2} ({ch}) never went HIGH during the "
+                self.problems.append(f"LED input D{k + 1} ({ch}) never went HIGH during the "
                                      "sweep: check its wiring, or the LED threshold is above "
                                      "the signal (LED mode cannot use it)")
 

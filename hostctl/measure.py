@@ -12,13 +12,16 @@ fitted.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hostctl import noise
+from hostctl.circuits.directives import COLOR_ORGAN_WIRING
 from hostctl.dataset import Measurement
 
-CHANNELS = ("low", "band", "high")     # A1, A2, A3 and D2, D3, D4
+#: the color organ's channels (A1..A3, D2..D4) for callers without a circuit; a run reads
+#: its circuit's own (hostctl.circuits.directives.probe_inputs)
+CHANNELS = tuple(COLOR_ORGAN_WIRING)
 CLIP_MARGIN = 3                        # counts from either rail
 MIN_REF_RMS = 8.0                      # counts: below this the tone did not arrive
 MIN_SIGNAL_SNR = 4.0                   # signal RMS over noise floor for a usable gain
@@ -53,8 +56,10 @@ def to_volts(counts: float, info: dict[str, str]) -> float:
 
 
 def readings_from(result, freq: float, level_dbfs: float, time_s: float, floor: Floor,
-                  info: dict[str, str], channels: Sequence[str] = CHANNELS) -> Reading:
-    """Measurements for each channel of ``channels`` from a MeasureResult."""
+                  info: dict[str, str],
+                  channels: Mapping[str, int] | Sequence[str] = CHANNELS) -> Reading:
+    """Measurements for each channel of ``channels`` from a MeasureResult: channel -> the
+    probe input that reads it (1..3), or names read as the color organ is wired."""
     ref = result.analog[0]
     top = (1 << int(info.get("adc_bits", 10))) - 1
     rd = Reading(freq, level_dbfs, time_s, ref_rms=ref.rms)
@@ -73,9 +78,10 @@ def readings_from(result, freq: float, level_dbfs: float, time_s: float, floor: 
     vin = to_volts(ref_sig * math.sqrt(2), info)
     cover = noise.phase_cover_var(freq, result.rate_hz, ref.n)
     fractions = result.led_fraction
-    for i, ch in enumerate(CHANNELS):
-        if ch not in channels:
-            continue
+    inputs = (channels if isinstance(channels, Mapping) else
+              {ch: k for ch, k in COLOR_ORGAN_WIRING.items() if ch in channels})
+    for ch, k in inputs.items():
+        i = k - 1              # analog k, its LED the (k-1)-th digital input
         a = result.analog[i + 1]
         flags = list(ref_flags)
         if a.min <= 0 or a.max >= top:

@@ -8,6 +8,7 @@ with a prior, and which resistor shapes which channel (see ``presets/README.md``
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -132,3 +133,33 @@ def validate(d: Directives, net: Netlist) -> Directives:
             raise ValueError(f"*@ section {r}: '{ch}' is not a channel ({', '.join(outs)})")
         secs[param(r, "section")] = (ch, side)
     return dataclasses.replace(d, fit=fit, nuisance=nuis, sections=secs)
+
+
+#: The probe reads three outputs: analog inputs A1..A3 (nodes ``a1``..``a3`` of
+#: ``presets/probe.cir``; A0 is the reference), each with its LED on the digital input beside
+#: it (A1 -> D2). A netlist that names the filter's own nodes instead (an ideal preset) is
+#: read as the color organ is wired: low on A1, band on A2, high on A3.
+PROBE_INPUTS = 3
+COLOR_ORGAN_WIRING = {"low": 1, "band": 2, "high": 3}
+
+
+def probe_inputs(channels: Sequence[str], probe: Mapping[str, str]) -> dict[str, int]:
+    """Which probe input (1..3: A1..A3, its LED on D2..D4) reads each channel, in input
+    order: the ``*@ channels`` node ``aK`` where the netlist names the probe's own input,
+    else the color organ's wiring, else the next free input."""
+    out: dict[str, int] = {}
+    for ch in channels:
+        node = probe.get(ch, "")
+        if len(node) == 2 and node[0] == "a" and node[1] in "123":
+            out[ch] = int(node[1])
+    for ch in channels:
+        k = COLOR_ORGAN_WIRING.get(ch)
+        if ch not in out and k is not None and k not in out.values():
+            out[ch] = k
+    free = [k for k in range(1, PROBE_INPUTS + 1) if k not in out.values()]
+    for ch in channels:
+        if ch not in out:
+            if not free:
+                raise ValueError(f"channel '{ch}': the probe reads only {PROBE_INPUTS} outputs")
+            out[ch] = free.pop(0)
+    return dict(sorted(out.items(), key=lambda kv: kv[1]))

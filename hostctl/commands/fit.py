@@ -309,10 +309,18 @@ def _netlist(path: str | None, circuit_name: str | None):
     return load_netlist(path)
 
 
+def _families_by_channels() -> dict[frozenset[str], str]:
+    """Which preset family the channels of a data file stand for, from the presets' own
+    ``*@ channels`` (the first registered wins: a user's netlist does not take a preset's
+    channels over)."""
+    out: dict[frozenset[str], str] = {}
+    for c in CIRCUITS.values():
+        out.setdefault(frozenset(c.channels), c.family or c.name)
+    return out
+
+
 #: which preset family the channels of a data file stand for, when no circuit is named
-FAMILY_BY_CHANNELS = {frozenset({"low", "band", "high"}): "color-organ",
-                      frozenset({"low"}): "lowpass", frozenset({"band"}): "bandpass",
-                      frozenset({"high"}): "highpass"}
+FAMILY_BY_CHANNELS = _families_by_channels()
 
 
 def _family_for(ms: MeasurementSet, data: str) -> str:
