@@ -156,6 +156,8 @@ class _Run:
         self.level = cfg.level_dbfs
         self.floor = Floor()
         self.ref_rms, self.rate_hz, self.n_samples = 70.0, None, 1000
+        #: tones read for their LED bits alone: short windows (plan.LED_WINDOW_MS)
+        self.led_bits = False
         path = out_dir / SESSION_NAME
         self.data = MeasurementSet()
         if resume:
@@ -215,7 +217,8 @@ class _Run:
         gain of a channel alike for the whole run."""
         if freq is None:
             return max(self.cfg.window_ms, FLOOR_WINDOW_MS)
-        return int(min(5000, max(self.cfg.window_ms, math.ceil(20_000 / freq))))
+        return plan.window_ms(freq, self.rate_hz,
+                              plan.LED_WINDOW_MS if self.led_bits else self.cfg.window_ms)
 
     def tone(self, f: float) -> float:
         """A planned frequency as played: rounded, and off the probe's bad ratios."""
@@ -321,6 +324,7 @@ class _Run:
     def sweep(self) -> None:
         """The log sweep at each level the rule needs; then every LED should have lit."""
         done = self.tones_done()
+        self.led_bits = self.cfg.mode == "led"
         for lvl in self.levels():
             for f in plan.log_sweep(self.cfg.sweep_tones):
                 f = self.tone(f)
@@ -366,6 +370,7 @@ class _Run:
     def refine_thresholds(self, result: FitResult) -> FitResult:
         """Both mode: split LED switches until each LED's threshold is known to the precision
         (the recommendation's LED bands depend on it as much as on the parts)."""
+        self.led_bits = True
         while self.n_tones() < self.cfg.tone_budget and result.led_thresholds_ci95:
             wide = {ch: (0.5 * math.log(hi / lo) if lo > 0 and math.isfinite(hi) else math.inf)
                     for ch, (lo, hi) in result.led_thresholds_ci95.items()}

@@ -4,6 +4,13 @@ Gain mode: the candidate that most shrinks the summed variance of the components
 short of the precision (A-optimal design on the linearised log-model, with each channel's
 noise growing as its gain falls). LED mode: bisection in log-frequency of the widest
 on/off bracket, at each tone level, until the brackets are narrower than the precision.
+
+Each window is as long as its reading needs (:func:`window_ms`): 20 cycles of the tone, and
+samples that cover its phases; an LED bit's window is short (LED_WINDOW_MS), an amplitude's
+the run's window. LED brackets are split beside where the LED should switch, estimated from
+the amplitudes measured at the bracket's ends (:func:`switch_estimate`, :func:`split_at`):
+four or five tones an edge where bisection takes seven, each a third of a second on a real
+bench.
 """
 
 from __future__ import annotations
@@ -24,6 +31,41 @@ def log_sweep(n: int, band: tuple[float, float] = BAND) -> list[float]:
     """``n`` tones evenly spaced in log-frequency across the band, ends included."""
     lo, hi = band
     return [float(f) for f in np.geomspace(lo, hi, n)]
+
+
+#: cycles of the tone, and of its alias at the probe's sampling rate, a window holds
+WINDOW_CYCLES = 20
+#: cycles of the alias near 1x and 2x the probe's rate a window holds (the RMS error of a
+#: sine falls from ~3 % at 3 cycles to ~0.5 % at 12: :func:`_well_sampled`)
+ALIAS_CYCLES = 12
+#: an LED bit's window: 575 samples at the probe's 5.75 kHz catch an LED lit 0.5 % of a
+#: cycle 95 times in 100, and the reference amplitude that turns a switching voltage into a
+#: threshold on |H| holds 100+ cycles above 1 kHz (40 ms windows: 2 of 10 low/high
+#: intervals missed the truth on the bench board, --led-vf 0.3, 5 seeds; 100 ms: none)
+LED_WINDOW_MS = 100
+
+
+def samples_needed(freq: float, rate_hz: float | None, qmax: int = 24,
+                   fills: float = 3.0) -> float:
+    """Samples before the window's sample phases cover the tone evenly, by the rule
+    :func:`round_tone` places tones with (:func:`_well_sampled`): ALIAS_CYCLES cycles of the
+    alias near 1x and 2x the rate (q = 1, 2), ``fills`` passes through each of the q phase
+    clusters of f/rate ~ p/q."""
+    if not rate_hz:
+        return 0.0
+    x = freq / rate_hz
+    d = [abs(q * x - round(q * x)) or 1e-12 for q in range(1, qmax + 1)]
+    return max(ALIAS_CYCLES / d[0], ALIAS_CYCLES / d[1], *(fills / v for v in d[2:]))
+
+
+def window_ms(freq: float, rate_hz: float | None, min_ms: float, max_ms: float = 5000) -> int:
+    """A window of WINDOW_CYCLES of the tone, whose samples cover its phases evenly (so a
+    partial cycle cannot bias the RMS, nor the samples miss the part of a cycle an LED is
+    lit), and at least ``min_ms``."""
+    need = WINDOW_CYCLES * 1000 / freq
+    if rate_hz:
+        need = max(need, 1000 * samples_needed(freq, rate_hz) / rate_hz)
+    return int(min(max_ms, max(min_ms, math.ceil(need))))
 
 
 def round_tone(f: float, rate_hz: float | None = None, n_samples: int = 1000,
@@ -60,7 +102,7 @@ def _well_sampled(x: float, n: int, qmax: int = 24, fills: float = 3.0) -> bool:
     """
     n = max(n, int(20 / x) if x > 0 else n)
     d = [abs(q * x - round(q * x)) for q in range(1, qmax + 1)]
-    return all(v >= fills / n for v in d) and d[0] >= 12 / n and d[1] >= 12 / n
+    return all(v >= fills / n for v in d) and min(d[0], d[1]) >= ALIAS_CYCLES / n
 
 
 @dataclass(frozen=True)
@@ -166,16 +208,60 @@ def led_brackets(rows: Iterable[Measurement]) -> list[Bracket]:
 
 def next_led_tone(rows: Iterable[Measurement], precision: float,
                   place: Callable[[float], float] = round_tone) -> Tone | None:
-    """Geometric midpoint of the widest bracket still wider than the precision allows.
+    """A tone in the widest bracket still wider than the precision allows: where the LED
+    should switch (:func:`switch_estimate`), stepped so that the next tone can close the
+    bracket (:func:`split_at`); the geometric midpoint when there is no estimate.
 
     A bracket of log-width w pins a first-order corner to within about w/2 either way,
     so brackets are split until w < precision (with margin for the threshold's share).
     """
+    rows = list(rows)
     brackets = [b for b in led_brackets(rows) if b.log_width > precision]
     if not brackets:
         return None
     b = max(brackets, key=lambda b: b.log_width)
-    f = place(math.sqrt(b.lo_hz * b.hi_hz))
-    if not (b.lo_hz < f < b.hi_hz):
+    mid = math.sqrt(b.lo_hz * b.hi_hz)
+    for f in (split_at(b, switch_estimate(b, rows), precision), mid):
+        f = place(f)
+        if b.lo_hz < f < b.hi_hz:
+            return Tone(f, b.level_dbfs)
+    return None
+
+
+def switch_estimate(b: Bracket, rows: Sequence[Measurement]) -> float | None:
+    """Where in the bracket its channel's amplitude crosses the LED's switching level:
+    log-linear between the amplitudes at the bracket's ends, the level from the lit tone
+    nearest to switching (a sine of peak A is above V for acos(V/A)/pi of a cycle). A
+    guess to place a tone by, never data: the LED bits alone decide the bracket."""
+    mine = [m for m in rows if m.channel == b.channel and m.level_dbfs == b.level_dbfs
+            and m.led_usable and m.vout_v]
+    ends = {m.frequency_hz: m for m in mine if m.frequency_hz in (b.lo_hz, b.hi_hz)}
+    lit = [m for m in mine if m.led and m.led_fraction is not None and m.led_fraction < 0.5]
+    if len(ends) < 2 or not lit:
         return None
-    return Tone(f, b.level_dbfs)
+    near = min(lit, key=lambda m: m.led_fraction or 0.0)
+    v_switch = float(near.vout_v or 0.0) * math.cos(math.pi * float(near.led_fraction or 0.0))
+    a, c = math.log(float(ends[b.lo_hz].vout_v or 1)), math.log(float(ends[b.hi_hz].vout_v or 1))
+    if v_switch <= 0 or a == c:
+        return None
+    x = (math.log(v_switch) - a) / (c - a)
+    return b.lo_hz * (b.hi_hz / b.lo_hz) ** x if 0 < x < 1 else None
+
+
+def split_at(b: Bracket, estimate: float | None, precision: float) -> float:
+    """The next tone in a bracket: beside the estimated switch, so that if the estimate is
+    right one more tone leaves a bracket of 0.9 x ``precision``; at least a tenth of the
+    bracket in from either end, so a poor estimate still shrinks it. The midpoint without
+    an estimate."""
+    if estimate is None:
+        return math.sqrt(b.lo_hz * b.hi_hz)
+    lo, hi, x = math.log(b.lo_hz), math.log(b.hi_hz), math.log(estimate)
+    reach = 0.9 * precision
+    if x - lo <= reach:
+        t = lo + reach
+    elif hi - x <= reach:
+        t = hi - reach
+    else:
+        t = x - reach / 2 if x - lo < hi - x else x + reach / 2
+    edge = b.log_width / 10
+    return math.exp(min(max(t, lo + edge), hi - edge))

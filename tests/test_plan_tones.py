@@ -19,3 +19,83 @@ def test_band_edges_stay_inside_for_every_probe_rate() -> None:
 def test_tones_outside_the_band_are_still_nudged_freely() -> None:
     g = round_tone(25000.0, 10000.0)       # x = 2.5: a bad ratio, moved either way
     assert g != 25000.0 and _well_sampled(g / 10000.0, 1000)
+
+
+# --- windows sized to the reading, LED brackets split where the LED switches (issue 18) ---
+
+import math  # noqa: E402
+
+from hostctl import plan  # noqa: E402
+from hostctl.dataset import Measurement  # noqa: E402
+
+RATE = 5751.0           # the probe's rounds per second (firmware/README.md)
+
+
+def test_windows_hold_20_cycles_and_cover_the_tones_phases() -> None:
+    """Every planned tone's window holds 20 cycles of it and enough samples for its sample
+    phases to spread as round_tone asks; an LED bit's window is about half an amplitude's."""
+    for f in plan.log_sweep(241):
+        g = round_tone(f, RATE, 1150)                # placed for a 200 ms window
+        for floor in (plan.LED_WINDOW_MS, 200):
+            ms = plan.window_ms(g, RATE, floor)
+            n = math.ceil(ms * RATE / 1000)
+            assert ms >= floor and ms * g / 1000 >= 20 - 1e-9, (g, ms)
+            assert _well_sampled(g / RATE, n), (g, ms)
+            assert ms <= max(200, 20_000 / g + 1), (g, ms)     # never longer than before
+    mid = [round_tone(f, RATE, 1150) for f in plan.log_sweep(241) if f >= 300]
+    led = sum(plan.window_ms(g, RATE, plan.LED_WINDOW_MS) for g in mid) / len(mid)
+    assert led < 0.6 * 200, led          # an LED bit's window: about half an amplitude's
+
+
+def _led_rows(freqs, fc: float, v_switch: float, amp: float = 1.0, scale: float = 1.0):
+    """A first-order low-pass driving an LED that lights above ``v_switch``: the bit and
+    the lit part of a cycle as the probe sees them; ``scale`` mis-states the amplitude
+    (a wrong estimate must still end in a bracket round the true switch)."""
+    out = []
+    for f in freqs:
+        v = amp / math.sqrt(1 + (f / fc) ** 2)
+        lit = v > v_switch
+        out.append(Measurement(f, "low", led=int(lit), vout_v=v * scale, level_dbfs=-6.0,
+                               led_fraction=math.acos(v_switch / v) / math.pi if lit else 0.0))
+    return out
+
+
+def _tones_to_close(fc, v_switch, precision, *, estimate=True, scale=1.0):
+    freqs = [round_tone(f, RATE, 1150) for f in plan.log_sweep(12)]
+    if not estimate:
+        saved = plan.switch_estimate
+        plan.switch_estimate = lambda b, rows: None
+    try:
+        n = 0
+        while True:
+            t = plan.next_led_tone(_led_rows(freqs, fc, v_switch, scale=scale), precision,
+                                   lambda f: round_tone(f, RATE, 1150))
+            if t is None:
+                break
+            freqs.append(t.frequency_hz)
+            n += 1
+            assert n < 40
+    finally:
+        if not estimate:
+            plan.switch_estimate = saved
+    (b,) = plan.led_brackets(_led_rows(freqs, fc, v_switch, scale=scale))
+    return n, b
+
+
+def test_led_brackets_close_in_four_or_five_tones_where_bisection_takes_seven() -> None:
+    for fc, vs in ((796.0, 0.3), (180.0, 0.7), (4100.0, 0.5)):
+        true = fc * math.sqrt(1 / vs ** 2 - 1)            # where the LED switches
+        n, b = _tones_to_close(fc, vs, 0.006)
+        n_bis, b_bis = _tones_to_close(fc, vs, 0.006, estimate=False)
+        for br in (b, b_bis):
+            assert br.lo_hz < true < br.hi_hz and br.log_width <= 0.006, (fc, vs, br)
+        assert n <= 5 and n <= n_bis - 2, (fc, vs, n, n_bis)    # measured: 4-5 vs 7
+
+
+def test_a_wrong_estimate_still_closes_round_the_true_switch() -> None:
+    """The amplitudes only place tones: mis-stated by 20 %, the LED bits still decide."""
+    for scale in (0.8, 1.25):
+        true = 796.0 * math.sqrt(1 / 0.3 ** 2 - 1)
+        n, b = _tones_to_close(796.0, 0.3, 0.006, scale=scale)
+        assert b.lo_hz < true < b.hi_hz and b.log_width <= 0.006
+        assert n <= 7, n                                       # measured: 4
