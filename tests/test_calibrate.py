@@ -36,14 +36,6 @@ BOARDS = ([("notebook", 0)] + [("bench-ideal", s) for s in range(3)]
 #: LED data alone cannot tell the passive build's band-pass from the buffered one (nor its
 #: capacitors apart): there the band sections are withheld or NOT TRUSTED, not within 1 %
 LED_BOARDS = [("notebook", 0)] + [("bench-ideal", s) for s in range(3)]
-#: LED mode with no switching voltage given: the fit estimates one shared switching voltage
-#: (on volts) from switches at two levels, over every build the LED data leave possible; one
-#: such run on this board took ~13 min under a load of 10, so it is not run in the suite and
-#: its numbers against the truth are not checked yet
-ESTIMATE_WHY = ("LED mode estimating the switching voltage itself on the passive bench board: "
-                "not yet checked against the truth (a run takes ~13 min under load)")
-
-
 def run(tmp_path, board, seed, mode, **kw):
     with open_probe(f"sim://?board={board}&seed={seed}") as p:
         b = p.serial.bench
@@ -148,14 +140,22 @@ def test_led_mode_recovers_true_corners_within_1pct_in_80_tones(tmp_path, board,
     assert_build_meets_target(res, b, expect_pass=board != "bench")
 
 
-@pytest.mark.xfail(reason=ESTIMATE_WHY, strict=False, run=False)
-@pytest.mark.parametrize("seed", [0, 5])
+@pytest.mark.slow        # two whole LED-mode runs, each ~25-50 s CPU (profiled thresholds)
+@pytest.mark.parametrize("seed", [0, 1])
 def test_led_mode_measures_the_threshold_itself(tmp_path, seed):
+    """LED mode with no switching voltage given estimates one shared V_f on volts. Its range
+    must hold the board's 0.3 V although LED states cannot pin the passive band-pass's
+    capacitor ratio (seed 1: 1.08, V_f at nominal 0.3066..0.3133 V; now the range covers
+    the ratio's 95 % spread), and stay useful (within +-10 %)."""
     res, b = run(tmp_path, "bench", seed, "led", max_tones=80)
     assert "switching volt" in res.threshold_source
+    lo, hi = res.fit.led_threshold_ci95
     for c, v in res.fit.led_vf.items():    # on volts, as the board's LEDs switch
-        assert v == pytest.approx(true_vf(b, c), rel=0.02), res.fit.led_vf
-    judge_run(res, b)
+        assert lo <= true_vf(b, c) <= hi and lo <= v <= hi, (c, v, lo, hi)
+    assert hi / lo < 1.2, (lo, hi)
+    assert any("S_band_low" in n and "S_band_high" in n for n in res.fit.notes), res.fit.notes
+    judged = judge_run(res, b)
+    assert all(cov for _, _, cov in judged.values()), judged
     levels = {m.level_dbfs for m in read_session(res.session)}
     assert levels == {-6.0, -8.0}
 

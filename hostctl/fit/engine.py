@@ -50,7 +50,12 @@ from hostctl.fit.settings import (
     Z95,
 )
 from hostctl.fit.starts import _default_base, _grid_starts, _groups, _init_theta, _linear_start
-from hostctl.fit.thresholds import _fit_each, _per_led_thresholds, _threshold_conflicts
+from hostctl.fit.thresholds import (
+    _fit_each,
+    _over_nuisances,
+    _per_led_thresholds,
+    _threshold_conflicts,
+)
 from hostctl.ledrule import LedRule, as_rule, engine_form
 
 if TYPE_CHECKING:
@@ -453,6 +458,11 @@ def _shared_threshold(run: _Run, data: MeasurementSet, led_only: list, ci: dict,
     t_ci, prof, t_open = _profile_threshold(prob, theta, led_only)
     for k, (lo, hi) in prof.items():
         ci[k] = (min(ci[k][0], lo), max(ci[k][1], hi))
+    t_ci, builds = _over_nuisances(prob, theta, data, led_only, capacitance, prior,
+                                    ci, t_ci)
+    if builds:
+        run.notes.append("the ranges also cover the parts LED states cannot pin, at their "
+                         "tolerance's 95 % ends (" + "; ".join(builds) + ")")
     what = ("LED switching voltage (against each tone's reference amplitude) V_f = "
             f"{math.exp(theta[-1]):.4g} V" if prob.est_volts else
             f"LED threshold t_ref = {math.exp(theta[-1]):.4g} at 0 dBFS")

@@ -3,6 +3,7 @@ that LEDs estimated to share one threshold really do."""
 
 from __future__ import annotations
 
+import contextvars
 import math
 import time
 from collections.abc import Mapping
@@ -14,12 +15,22 @@ from hostctl.circuits import LED_THRESHOLD, Circuit
 from hostctl.dataset import MeasurementSet
 from hostctl.errors import FitError
 from hostctl.fit.led import _thresholds_per_led
-from hostctl.fit.problem import SwitchVoltage, _build, _Problem, _usable
+from hostctl.fit.model import shared_model
+from hostctl.fit.problem import SwitchVoltage, _build, _Problem, _usable, nuisances
 from hostctl.fit.result import FitResult
-from hostctl.fit.settings import LED_MISFIT_FRACTION
+from hostctl.fit.settings import LED_MISFIT_FRACTION, MEASURED_C, Z95
 
 if TYPE_CHECKING:
     from hostctl.fit.engine import _Run
+
+#: a nuisance direction whose effect on the LED rows' log|H|, beyond what the resistors and
+#: the threshold absorb, stays below this at its prior's 95 % end is left at nominal: 0.2 %
+#: of the response, a small part of what one tone step moves an LED switch by
+NUISANCE_SHAPE_TOL = 2e-3
+
+#: set while :func:`_threshold_conflicts` re-fits single channels: their ranges stay at the
+#: nominal build (the shared range they are compared with holds it too), which is cheaper
+_ALONE: contextvars.ContextVar[bool] = contextvars.ContextVar("_ALONE", default=False)
 
 
 def _per_led_thresholds(run: _Run, res: FitResult, gain_ch: set[int]) -> None:
@@ -137,24 +148,98 @@ def _threshold_conflicts(data: MeasurementSet, prob: _Problem, theta: np.ndarray
     p = len(prob.free)
     names = prob.circ.channels
     out = []
-    for ks, chans in led_only:
-        keep = {names[c] for c in chans}
-        sub = MeasurementSet([m for m in data.rows if m.channel in keep], dict(data.meta))
-        own = {prob.free[k] for k in ks}
-        hold = dict(prob.fixed)
-        hold.update({prob.free[k]: math.exp(theta[k]) for k in range(p) if prob.free[k] not in own})
-        from hostctl.fit.engine import _fit
+    token = _ALONE.set(True)
+    try:
+        for ks, chans in led_only:
+            keep = {names[c] for c in chans}
+            sub = MeasurementSet([m for m in data.rows if m.channel in keep], dict(data.meta))
+            own = {prob.free[k] for k in ks}
+            hold = dict(prob.fixed)
+            hold.update({prob.free[k]: math.exp(theta[k]) for k in range(p)
+                         if prob.free[k] not in own})
+            from hostctl.fit.engine import _fit
 
-        try:
-            r = _fit(sub, prob.circ, capacitance,
-                     SwitchVoltage("estimate") if prob.est_volts else "estimate", "auto",
-                     prior, hold,
-                     {n: math.exp(theta[prob.free.index(n)]) for n in own}, None, None,
-                     time.perf_counter())
-        except FitError:
-            continue  # not identifiable alone (switches at one level only)
-        lo, hi = r.led_threshold_ci95 or (0.0, math.inf)
-        if hi < math.exp(t_ci[0]) or lo > math.exp(t_ci[1]):
-            out.append(f"{', '.join(sorted(keep))} alone: {lo:.4g}..{hi:.4g}")
+            try:
+                r = _fit(sub, prob.circ, capacitance,
+                         SwitchVoltage("estimate") if prob.est_volts else "estimate", "auto",
+                         prior, hold,
+                         {n: math.exp(theta[prob.free.index(n)]) for n in own}, None, None,
+                         time.perf_counter())
+            except FitError:
+                continue  # not identifiable alone (switches at one level only)
+            lo, hi = r.led_threshold_ci95 or (0.0, math.inf)
+            if hi < math.exp(t_ci[0]) or lo > math.exp(t_ci[1]):
+                out.append(f"{', '.join(sorted(keep))} alone: {lo:.4g}..{hi:.4g}")
+    finally:
+        _ALONE.reset(token)
     return out
 
+
+def _held_priors(prob: _Problem, capacitance: Any) -> dict[str, tuple[float, float]]:
+    """The nuisances an LED-only fit holds, with their priors (nominal, sigma of log): a
+    capacitor the user names was measured (its ``S_x`` to a meter's ``MEASURED_C``, as
+    :func:`hostctl.fit.problem.measured_capacitors` does where gains free it)."""
+    named = ({str(k)[2:].lower() for k in capacitance if str(k)[:2].upper() == "C_"}
+             if isinstance(capacitance, Mapping) else set())
+    return {k: (mu, math.log1p(MEASURED_C) if k.startswith("S_") and k[2:].lower() in named
+                else sig)
+            for k, (mu, sig) in nuisances(prob.circ).items() if k not in prob.fixed}
+
+
+def _nuisance_settings(prob: _Problem, theta: np.ndarray,
+                       held: dict[str, tuple[float, float]]) -> list[dict[str, float]]:
+    """The builds an LED-only fit cannot rule out: nuisance values at the ends of their
+    priors' 95 % range, along each direction in which they change the LED rows' response
+    in a way the fitted resistors and the threshold cannot absorb by more than
+    ``NUISANCE_SHAPE_TOL`` (log). The passive band-pass's capacitor ratio is one: it sets
+    the shape of the band's peak, so an estimated threshold and every resistor that
+    shares it move with it (bench seed 1: V_f 0.3066..0.3133 V held at nominal, truth 0.3)."""
+    if not held or not prob.nl or prob.ng:
+        return []
+    names = list(held)
+    p = len(prob.free)
+    model = shared_model(prob.circ, prob.caps, prob.free + names, prob.fixed)
+    th = np.concatenate([theta[:p], [math.log(held[k][0]) for k in names]])
+    _, J = model.logh(th[None], prob.omega[prob.ng:], prob.ch[prob.ng:], jac=True)
+    J = J[0]
+    # what the fit absorbs: the resistors and (estimated or not) one shared offset
+    Q, _ = np.linalg.qr(np.column_stack([J[:, :p], np.ones(len(J))]))
+    Ju = J[:, p:] * np.array([held[k][1] for k in names])      # per prior sigma
+    R = Ju - Q @ (Q.T @ Ju)
+    U, S, Vt = np.linalg.svd(R, full_matrices=False)
+    out = []
+    for i in range(min(2, len(S))):
+        if Z95 * float(np.abs(U[:, i] * S[i]).max()) <= NUISANCE_SHAPE_TOL:
+            break
+        for sign in (-1.0, 1.0):
+            out.append({k: held[k][0] * math.exp(sign * Z95 * Vt[i, j] * held[k][1])
+                        for j, k in enumerate(names)})
+    return out
+
+
+def _over_nuisances(prob: _Problem, theta: np.ndarray, data: MeasurementSet, led_only: list,
+                    capacitance: Any, prior: Mapping[str, tuple[float, float]] | None, ci: dict,
+                    t_ci: tuple[float, float]) -> tuple[tuple[float, float], list[str]]:
+    """An estimated threshold's range and the resistor intervals (log, in place) widened
+    over the nuisances LED rows cannot pin (:func:`_nuisance_settings`): each such build
+    re-fitted from the estimate and profiled, its consistent ranges joined. Returns the
+    range and the builds (named by the nuisances moved)."""
+    from hostctl.fit.engine import _fit_leds, _Run
+    from hostctl.fit.led import _profile_threshold
+
+    if _ALONE.get():
+        return t_ci, []
+    thr = SwitchVoltage("estimate") if prob.est_volts else "estimate"
+    nominal = nuisances(prob.circ)
+    used = []
+    for s in _nuisance_settings(prob, theta, _held_priors(prob, capacitance)):
+        built = _build(data, prob.circ, prob.caps, thr, prior, {**prob.fixed, **s})
+        run = _Run(built, theta.copy())
+        _fit_leds(run, True)
+        lo_hi, prof, _ = _profile_threshold(built, run.theta, led_only)
+        t_ci = (min(t_ci[0], lo_hi[0]), max(t_ci[1], lo_hi[1]))
+        for k, (a, b) in prof.items():
+            ci[k] = (min(ci[k][0], a), max(ci[k][1], b))
+        used.append(", ".join(f"{k} {v:.3g}" for k, v in s.items()
+                              if abs(math.log(v / nominal[k][0])) > 1e-3))
+    return t_ci, used

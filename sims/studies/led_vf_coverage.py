@@ -1,0 +1,128 @@
+"""How often an estimated LED switching voltage's 95 % range holds the truth.
+
+``calibrate --mode led`` with no ``--led-vf`` on the virtual bench board (ngspice physics,
+the passive build, a source resistance, LEDs that switch at 0.3 V at their filter outputs),
+one run per seed, as tests/test_calibrate.py runs it (the board's installed resistors and
+nominal capacitors given). The truth is the board's own switching voltage and its drawn
+parts, never the fit's equations::
+
+    python -m sims.studies.led_vf_coverage 20            # seeds 0..19
+    python -m sims.studies.led_vf_coverage 20 --first 20 # seeds 20..39
+    python -m sims.studies.led_vf_coverage --session DIR/session.csv --seed 1
+        (re-fit one recorded session offline and judge it against its seed's board)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sims.boards import CHANNEL_ORDER
+
+
+@dataclass
+class Outcome:
+    """One run against its board's truth."""
+
+    seed: int
+    vf: float                      # estimated switching voltage (shared by the LEDs)
+    vf_ci: tuple[float, float]     # its 95 % range
+    vf_true: float
+    resistors: dict[str, tuple[float, float, float, float]]  # value, lo, hi, truth (at nominal C)
+    trusted: bool
+    cpu_s: float
+
+    @property
+    def vf_covered(self) -> bool:
+        return self.vf_ci[0] <= self.vf_true <= self.vf_ci[1]
+
+    @property
+    def covered(self) -> int:
+        return sum(lo <= t <= hi for _, lo, hi, t in self.resistors.values())
+
+
+def judge(res_fit, bench, seed: int, cpu_s: float) -> Outcome:
+    """A fit of a bench board's LED data against the board's own parts and LEDs."""
+    truth = {c: bench.led_threshold_v(CHANNEL_ORDER.index(c)) for c in CHANNEL_ORDER}
+    ch = next(iter(res_fit.led_vf))
+    rs = {}
+    for r, v in res_fit.values.items():
+        t = bench.true_values[r] * bench.true_capacitances[r] / res_fit.capacitance[r]
+        rs[r] = (v, *res_fit.ci95[r], t)
+    return Outcome(seed, res_fit.led_vf[ch], tuple(res_fit.led_threshold_ci95), truth[ch], rs,
+                   res_fit.trusted, cpu_s)
+
+
+def run_seed(seed: int, max_tones: int = 80) -> Outcome:
+    """One ``calibrate --mode led`` run on bench seed ``seed``, judged."""
+    import sims.backend
+    from hostctl import calibrate
+    from hostctl.device import open_probe
+    from sims.tones import SimToneOutput
+
+    sims.backend.install()
+    t0 = time.process_time()
+    with open_probe(f"sim://?board=bench&seed={seed}") as p:
+        b = p.serial.bench
+        cfg = calibrate.RunConfig(mode="led", circuit=b.circuit.name,
+                                  installed=dict(b.board.resistors),
+                                  capacitance=dict(b.board.capacitance_f), max_tones=max_tones)
+        res = calibrate.run(p, SimToneOutput(b), cfg, Path(tempfile.mkdtemp()) / "run")
+    return judge(res.fit, b, seed, time.process_time() - t0)
+
+
+def refit_session(path: str, seed: int) -> Outcome:
+    """A recorded LED session re-fitted offline as its run did, judged on its board."""
+    import sims.backend
+    from hostctl.device import open_probe
+    from hostctl.sessionfit import refit
+    from hostctl.sessionlog import read_session
+
+    sims.backend.install()
+    t0 = time.process_time()
+    res = refit(read_session(path))
+    with open_probe(f"sim://?board=bench&seed={seed}") as p:
+        return judge(res, p.serial.bench, seed, time.process_time() - t0)
+
+
+def line(o: Outcome) -> str:
+    worst = max(abs(v / t - 1) for v, _, _, t in o.resistors.values())
+    return (f"seed {o.seed:3d}  V_f {o.vf:.4f} ({o.vf_ci[0]:.4f}..{o.vf_ci[1]:.4f}) truth "
+            f"{o.vf_true:.3f} {'in ' if o.vf_covered else 'OUT'}  resistors covered "
+            f"{o.covered}/{len(o.resistors)}  worst error {worst:+.1%}  half-width V_f "
+            f"{0.5 * math.log(o.vf_ci[1] / o.vf_ci[0]):.1%}  "
+            f"{'trusted' if o.trusted else 'NOT TRUSTED'}  {o.cpu_s:.0f} s CPU")
+
+
+def summary(out: list[Outcome]) -> str:
+    n = len(out)
+    nr = sum(len(o.resistors) for o in out)
+    widths = sorted(0.5 * math.log(o.vf_ci[1] / o.vf_ci[0]) for o in out)
+    return (f"V_f covered {sum(o.vf_covered for o in out)}/{n}; resistors covered "
+            f"{sum(o.covered for o in out)}/{nr}; median V_f half-width "
+            f"{widths[n // 2]:.1%} (max {widths[-1]:.1%}); CPU {sum(o.cpu_s for o in out):.0f} s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", nargs="?", type=int, default=20)
+    ap.add_argument("--first", type=int, default=0)
+    ap.add_argument("--session")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    if a.session:
+        print(line(refit_session(a.session, a.seed)))
+        return
+    out = []
+    for s in range(a.first, a.first + a.n):
+        out.append(run_seed(s))
+        print(line(out[-1]), flush=True)
+    print(summary(out))
+
+
+if __name__ == "__main__":
+    main()
