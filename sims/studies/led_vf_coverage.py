@@ -10,6 +10,16 @@ parts, never the fit's equations::
     python -m sims.studies.led_vf_coverage 20 --first 20 # seeds 20..39
     python -m sims.studies.led_vf_coverage --session DIR/session.csv --seed 1
         (re-fit one recorded session offline and judge it against its seed's board)
+    python -m sims.studies.led_vf_coverage 20 --offline  # drawn ngspice boards, no bench
+
+``--offline`` skips the bench (a calibrate run costs ~25-50 s CPU, most of it the fits
+between its tones) and builds what its tones end with: drawn passive breadboards
+(sims.breadboards, capacitors within 10 %, a 0-32 ohm source, ngspice), LED rows at -6 and
+-8 dBFS on a 24-tone log sweep plus, around each LED switch, tones 0.45 % apart (a finished
+bisection), each row's reference amplitude with the bench's measured scatter (0.08 % sd,
+seed 1); the fit then sees those rows only (``hostctl fit --circuit color-organ-passive
+--led-threshold estimate``: the build as drawn, so the figure is about V_f, not the choice
+of topology).
 """
 
 from __future__ import annotations
@@ -89,8 +99,61 @@ def refit_session(path: str, seed: int) -> Outcome:
         return judge(res, p.serial.bench, seed, time.process_time() - t0)
 
 
+#: relative scatter of a measured reference amplitude (bench seed 1: sd 7.9e-4 of 234 rows)
+VIN_SCATTER = 8e-4
+#: LED switching voltage on the drawn boards (as on the bench board)
+VF = 0.3
+
+
+def offline_rows(board, rng, levels: tuple[float, ...] = (-6.0, -8.0)) -> list:
+    """LED rows a finished LED-mode run would hold on ``board`` (see the module doc)."""
+    import numpy as np
+
+    from hostctl.dataset import Measurement
+    from sims.breadboards import amplitude_v, led_voltages
+
+    grid = np.geomspace(20.0, 20000.0, 4000)
+    tones = set(np.geomspace(20.0, 20000.0, 24).tolist())
+    for lv in levels:
+        for v in led_voltages(board, grid, level_dbfs=lv).values():
+            for i in np.flatnonzero(np.diff((v > VF).astype(int))):
+                f0 = grid[i] * math.exp(rng.uniform(0, math.log(grid[i + 1] / grid[i])))
+                tones.update((f0 * math.exp(-0.00225), f0 * math.exp(0.00225)))
+    f = np.array(sorted(tones))
+    ref = np.abs(board.response(f)[board.channels["ref"]])
+    rows = []
+    for lv in levels:
+        v = led_voltages(board, f, level_dbfs=lv)
+        vin = amplitude_v(lv) * ref * (1 + VIN_SCATTER * rng.standard_normal(f.size))
+        rows += [Measurement(float(f[i]), c, led=int(v[c][i] > VF), vin_v=float(vin[i]),
+                             level_dbfs=lv) for i in range(f.size) for c in v]
+    return rows
+
+
+def run_offline(k: int) -> Outcome:
+    """Drawn passive board ``k``: its LED rows fitted with an estimated switching voltage."""
+    import numpy as np
+
+    from hostctl.dataset import MeasurementSet
+    from hostctl.fit import SwitchVoltage, fit
+    from sims.breadboards import draw_board
+
+    rng = np.random.default_rng([13, 2, k])
+    board = draw_board(rng, topology="passive", source=(0.0, 32.0))
+    t0 = time.process_time()
+    res = fit(MeasurementSet(offline_rows(board, rng)), "color-organ-passive", capacitance=1e-6,
+              led_threshold=SwitchVoltage("estimate"))
+    ch = next(iter(res.led_vf))
+    rs = {r: (v, *res.ci95[r], board.resistors[r] * board.capacitances["C" + r[1:]] / 1e-6)
+          for r, v in res.values.items()}
+    return Outcome(k, res.led_vf[ch], tuple(res.led_threshold_ci95), VF, rs, res.trusted,
+                   time.process_time() - t0)
+
+
 def line(o: Outcome) -> str:
-    worst = max(abs(v / t - 1) for v, _, _, t in o.resistors.values())
+    # a resistor the data leave open (a placeholder value) claims nothing
+    worst = max((abs(v / t - 1) for v, lo, hi, t in o.resistors.values()
+                 if lo > 0 and math.isfinite(hi)), default=math.nan)
     return (f"seed {o.seed:3d}  V_f {o.vf:.4f} ({o.vf_ci[0]:.4f}..{o.vf_ci[1]:.4f}) truth "
             f"{o.vf_true:.3f} {'in ' if o.vf_covered else 'OUT'}  resistors covered "
             f"{o.covered}/{len(o.resistors)}  worst error {worst:+.1%}  half-width V_f "
@@ -113,13 +176,14 @@ def main() -> None:
     ap.add_argument("--first", type=int, default=0)
     ap.add_argument("--session")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--offline", action="store_true")
     a = ap.parse_args()
     if a.session:
         print(line(refit_session(a.session, a.seed)))
         return
     out = []
     for s in range(a.first, a.first + a.n):
-        out.append(run_seed(s))
+        out.append(run_offline(s) if a.offline else run_seed(s))
         print(line(out[-1]), flush=True)
     print(summary(out))
 
