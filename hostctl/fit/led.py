@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -20,18 +20,11 @@ FD_STEP = 2.0 ** -24
 #: a vertex whose residual (log) stalls below this counts as solved: the rounding floor
 #: of the model, and the tolerance every accepted observation is checked to
 STALL_TOL = 1e-9
-#: relative scatter of a measured reference amplitude (the virtual bench's firmware chain,
-#: seed 1: sd 7.9e-4 over 234 rows against ngspice's node voltage); each LED row judged on
-#: volts against it is relaxed by its 95 % end when the switching voltage is estimated
-#: (exact constraints put bench-like data's V_f range 0.2973..0.2989 V, truth 0.3)
-VIN_REL_SD = 8e-4
-VIN_SLACK = Z95 * VIN_REL_SD
+#: a measured reference amplitude's relative scatter (virtual bench seed 1: sd 7.9e-4, 234
+#: rows vs ngspice): an estimated V_f's rows are each relaxed by its 95 % end (slack, log)
+VIN_SLACK = Z95 * 8e-4
 #: model points (vertices x rows) per feasibility pass
 FEASIBLE_POINTS = 1 << 18
-
-if TYPE_CHECKING:
-    pass
-
 
 def _led_interval(prob: _Problem, theta: np.ndarray, ks: list[int], chans: set[int],
                   tau: float | None = None, accept_all: bool = False
@@ -82,8 +75,7 @@ def _led_regions(prob: _Problem, theta: np.ndarray, ks: list[int], chans: set[in
         return None
     sub = _subproblem(prob, rows + prob.ng)
     t_hat = theta[p_all] if prob.est_t else prob.log_t
-    # an estimated switching voltage: each row's switch is only known to its measured
-    # reference amplitude's scatter (lit rows may sit that far below it, dark ones above)
+    # an estimated V_f: lit rows may sit VIN_SLACK below it, dark ones above
     lvl = sub.lvl - sub.sgn * VIN_SLACK if prob.est_volts else sub.lvl
     lt_acc = (t_hat + lvl)[None]
     tt = np.array([t_hat]) if taus is None else np.asarray(taus, dtype=float)
