@@ -99,7 +99,9 @@ def assert_build_meets_target(res, b, *, expect_pass=True):
     for c, v in res.bands.items():
         if v["pass"]:
             assert truth[c], (c, "PASS but ngspice misses the bands", res.bands, truth)
-        elif not v.get("unsure") and not any(w in v.get("why", "") for w in UNKNOWING):
+        elif v.get("unsure"):     # claims nothing about the build; says what would decide
+            assert v["why"].startswith("cannot be sure: ") and v["decide"], (c, v)
+        elif not any(w in v.get("why", "") for w in UNKNOWING):
             assert not truth[c], (c, "FAIL but ngspice meets the bands", res.bands, truth)
     if expect_pass:
         assert all(v["pass"] for v in res.bands.values()), res.bands
