@@ -330,3 +330,37 @@ def test_the_flag_check_sees_flags() -> None:
     src = ('"""Doc: --free."""\nx = "use --mode both"\ny = f"{x} --led-vf {1}"\n'
            'z = "a-b --c"\nw = "x--y"\ndef f():\n    """--doc"""\n    return "2 -- 3"\n')
     assert flag_strings(src) == [(2, "--mode"), (3, "--led-vf"), (4, "--c")]
+
+
+def test_no_module_of_sims_is_named_in_hostctl() -> None:
+    """The CLI too opts in to backends by configuration (the ``hostctl.backends`` entry point,
+    ``$HOSTCTL_BACKENDS``), never by a module name of sims written in hostctl."""
+    bad = [f"{MODULES[m].relative_to(ROOT)}:{node.lineno}: {node.value!r}"
+           for m in MODULES if m.startswith("hostctl")
+           for node in ast.walk(ast.parse(MODULES[m].read_text()))
+           if isinstance(node, ast.Constant) and isinstance(node.value, str)
+           and re.fullmatch(r"sims(\.\w+)*(:\w+)?", node.value.strip())]
+    assert not bad, "hostctl names a sims module:\n" + "\n".join(bad)
+
+
+def test_backends_come_from_configuration(tmp_path: Path, monkeypatch) -> None:
+    """use_backends installs what $HOSTCTL_BACKENDS names (a module that is not there offers
+    nothing) and what the hostctl.backends entry points name."""
+    import sys
+
+    from hostctl import commands
+
+    (tmp_path / "bk_one.py").write_text("CALLS = []\ndef install():\n    CALLS.append(1)\n")
+    dist = tmp_path / "bk_two-0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bk-two\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text("[hostctl.backends]\ntwo = bk_one:install\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(commands.BACKENDS_ENV, "bk_one, no_such_backend_module")
+    try:
+        commands.use_backends()
+        import bk_one
+
+        assert bk_one.CALLS == [1, 1]       # the entry point and the variable, each once
+    finally:
+        sys.modules.pop("bk_one", None)
