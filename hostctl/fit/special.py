@@ -156,14 +156,16 @@ def student_t_ppf(p: float, dof: float) -> float:
     log_c = _lgamma_ratio(0.5 * dof, 0.5) - 0.5 * math.log(dof * math.pi)
     z = ndtri(p)
     t = z + (z ** 3 + z) / (4 * dof)
+    last = math.inf
     for _ in range(30):
         pdf = math.exp(log_c - 0.5 * (dof + 1) * math.log1p(t * t / dof))
         step = (cdf(t) - p) / pdf
         if not (math.isfinite(step) and 0.0 < t - step):
             break
+        if abs(step) <= 1e-15 * t or (abs(step) >= 0.5 * last and abs(step) < 1e-12 * t):
+            return t   # converged, or the steps are the cdf's rounding (no longer halving)
         t -= step
-        if abs(step) <= 4e-16 * t:
-            return t
+        last = abs(step)
     return _invert(cdf, p, 0.0, 4.0)
 
 
