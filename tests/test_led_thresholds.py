@@ -186,7 +186,7 @@ def test_rgb_board_led_mode_estimate_refuses_to_pass(tmp_path):
     assert "NOT TRUSTED" in out and "one common threshold (low alone" in out
     rep = json.loads((tmp_path / "run" / "report.json").read_text())
     assert rep["pass"] is False and rep["fit"]["trusted"] is False
-    assert any("--led-vf low=V" in w for w in rep["fit"]["warnings"])
+    assert any("switching voltage (low=V" in w for w in rep["fit"]["warnings"])
     with open_probe("sim://?board=rgb&seed=4") as p:
         b = p.serial.bench
         errs = [rep["fit"]["corner_hz"][r] * 2 * math.pi * b.true_values[r]
