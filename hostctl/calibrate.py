@@ -31,7 +31,7 @@ from hostctl.circuits import (
 from hostctl.circuits.directives import probe_inputs
 from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import DeviceError, InputError, ToneRefused
-from hostctl.ledrule import EstimateShared, LedRule
+from hostctl.ledrule import EstimateShared
 from hostctl.measure import Floor, readings_from
 from hostctl.recommend import Design
 from hostctl.runconfig import (  # noqa: F401 (part of this module's interface)
@@ -314,9 +314,6 @@ class _Run:
         return [self.level, self.level + SECOND_LEVEL_DB]
 
     # --- fitting -----------------------------------------------------------------------
-    def threshold(self) -> tuple[LedRule, str]:
-        return led_threshold_for(self.cfg, self.data, self.level)
-
     def fit(self) -> FitResult:
         return fit_session(self.cfg, self.data, self.level)
 
