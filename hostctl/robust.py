@@ -102,26 +102,38 @@ def box_for(adv: Advice, vf_ranges: Mapping[str, tuple[float, float]] | None = N
     return Box(tols, sources, vf, what)
 
 
-def _margin(v: Any, bands: Mapping[str, Any], vf_on: float, vf_off: float
-            ) -> tuple[float, str]:
-    """How far (natural log) ``v`` (volts on leds.GRID) clears the bands: lit above
-    ``vf_on`` all over the on-bands, at most ``vf_off`` all over the off-bands; > 0 meets
-    them. And where it misses most."""
-    from hostctl.leds import GRID
+#: points per band span, as hostctl.recommend.check_bands (and the ngspice checks) look
+SPAN_POINTS = 60
 
+
+def _span_grid(bands: Mapping[str, Mapping[str, Any]], chans: list[str]
+               ) -> tuple[np.ndarray, dict[str, list[tuple[str, slice]]]]:
+    """The frequencies the verdict looks at (each band span at :data:`SPAN_POINTS`, ends
+    included, as the nominal verdict), and where each channel's spans sit in them."""
+    freqs, where, n = [], {}, 0
+    for ch in chans:
+        where[ch] = []
+        for kind, spans in bands[ch].items():
+            for flo, fhi in spans:
+                freqs.append(np.geomspace(flo, fhi, SPAN_POINTS))
+                where[ch].append((kind, slice(n, n + SPAN_POINTS)))
+                n += SPAN_POINTS
+    return (np.concatenate(freqs) if freqs else np.zeros(0)), where
+
+
+def _margin(v: Any, f: Any, spans: list[tuple[str, slice]], vf_on: float, vf_off: float
+            ) -> tuple[float, str]:
+    """How far (natural log) ``v`` (volts at ``f``) clears the bands: lit above ``vf_on``
+    all over the on-bands, at most ``vf_off`` all over the off-bands; > 0 meets them. And
+    where it misses most."""
     worst, where = math.inf, ""
-    for kind, spans in bands.items():
-        for flo, fhi in spans:
-            m = (GRID >= flo) & (GRID <= fhi)
-            if not m.any():
-                continue
-            x = np.maximum(v[m], 1e-300)
-            r = np.log(x / vf_on) if kind == "on" else np.log(vf_off / x)
-            i = int(np.argmin(r))
-            if r[i] < worst:
-                worst = float(r[i])
-                where = (f"{'dark' if kind == 'on' else 'lit'} at {GRID[m][i]:.0f} Hz in its "
-                         f"{kind} band")
+    for kind, sl in spans:
+        x = np.maximum(v[sl], 1e-300)
+        r = np.log(x / vf_on) if kind == "on" else np.log(vf_off / x)
+        i = int(np.argmin(r))
+        if r[i] < worst:
+            worst = float(r[i])
+            where = f"{'dark' if kind == 'on' else 'lit'} at {f[sl][i]:.0f} Hz in its {kind} band"
     return worst, where
 
 
@@ -139,18 +151,20 @@ class Spread:
 def spread(circ: Circuit, values: Mapping[str, float], adv: Advice, box: Box,
            chans: list[str]) -> dict[str, Spread]:
     """Each LED's margins over every point of the box."""
-    from hostctl.leds import GRID, led_volts
+    from hostctl.leds import led_volts
 
     drive = adv.drive
     assert drive is not None
     out = {ch: Spread() for ch in chans}
+    f, spans = _span_grid(adv.target.bands, chans)
+    if not f.size:
+        return out
     for caps, rs in box.points(adv.capacitance):
-        volts = led_volts(circ, GRID, values, caps, replace(drive, r_source=rs))
+        volts = led_volts(circ, f, values, caps, replace(drive, r_source=rs))
         for ch in chans:
             lo, hi = box.vf[ch]
-            bands = adv.target.bands[ch]
-            w, at = _margin(volts[ch], bands, hi, lo)     # least favourable switching volts
-            b, bat = _margin(volts[ch], bands, lo, hi)    # most favourable
+            w, at = _margin(volts[ch], f, spans[ch], hi, lo)   # least favourable V_f
+            b, bat = _margin(volts[ch], f, spans[ch], lo, hi)  # most favourable
             s = out[ch]
             if w < s.worst:
                 s.worst, s.worst_at = w, f"{at} with the source at {rs:.3g} ohm"
