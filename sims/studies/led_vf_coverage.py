@@ -11,6 +11,8 @@ parts, never the fit's equations::
     python -m sims.studies.led_vf_coverage --session DIR/session.csv --seed 1
         (re-fit one recorded session offline and judge it against its seed's board)
     python -m sims.studies.led_vf_coverage 20 --offline  # drawn ngspice boards, no bench
+    python -m sims.studies.led_vf_coverage 20 --both     # calibrate --mode both: each LED's
+        own V_f from the fitted gains and its switches (three ranges a run)
 
 ``--offline`` skips the bench (a calibrate run costs ~25-50 s CPU, most of it the fits
 between its tones) and builds what its tones end with: drawn passive breadboards
@@ -39,16 +41,20 @@ class Outcome:
     """One run against its board's truth."""
 
     seed: int
-    vf: float                      # estimated switching voltage (shared by the LEDs)
-    vf_ci: tuple[float, float]     # its 95 % range
-    vf_true: float
+    vf: dict[str, float]                    # estimated switching voltage per LED
+    vf_ci: dict[str, tuple[float, float]]   # its 95 % range
+    vf_true: dict[str, float]
     resistors: dict[str, tuple[float, float, float, float]]  # value, lo, hi, truth (at nominal C)
     trusted: bool
     cpu_s: float
 
     @property
-    def vf_covered(self) -> bool:
-        return self.vf_ci[0] <= self.vf_true <= self.vf_ci[1]
+    def vf_covered(self) -> int:
+        return sum(lo <= self.vf_true[c] <= hi for c, (lo, hi) in self.vf_ci.items())
+
+    @property
+    def half_widths(self) -> list[float]:
+        return [0.5 * math.log(hi / lo) for lo, hi in self.vf_ci.values()]
 
     @property
     def covered(self) -> int:
@@ -58,17 +64,18 @@ class Outcome:
 def judge(res_fit, bench, seed: int, cpu_s: float) -> Outcome:
     """A fit of a bench board's LED data against the board's own parts and LEDs."""
     truth = {c: bench.led_threshold_v(CHANNEL_ORDER.index(c)) for c in CHANNEL_ORDER}
-    ch = next(iter(res_fit.led_vf))
+    cis = res_fit.led_thresholds_ci95 or {c: tuple(res_fit.led_threshold_ci95)
+                                          for c in res_fit.led_vf}
     rs = {}
     for r, v in res_fit.values.items():
         t = bench.true_values[r] * bench.true_capacitances[r] / res_fit.capacitance[r]
         rs[r] = (v, *res_fit.ci95[r], t)
-    return Outcome(seed, res_fit.led_vf[ch], tuple(res_fit.led_threshold_ci95), truth[ch], rs,
-                   res_fit.trusted, cpu_s)
+    return Outcome(seed, dict(res_fit.led_vf), {c: tuple(v) for c, v in cis.items()},
+                   {c: truth[c] for c in cis}, rs, res_fit.trusted, cpu_s)
 
 
-def run_seed(seed: int, max_tones: int = 80) -> Outcome:
-    """One ``calibrate --mode led`` run on bench seed ``seed``, judged."""
+def run_seed(seed: int, max_tones: int = 80, mode: str = "led") -> Outcome:
+    """One ``calibrate --mode led`` (or ``both``) run on bench seed ``seed``, judged."""
     import sims.backend
     from hostctl import calibrate
     from hostctl.device import open_probe
@@ -78,9 +85,10 @@ def run_seed(seed: int, max_tones: int = 80) -> Outcome:
     t0 = time.process_time()
     with open_probe(f"sim://?board=bench&seed={seed}") as p:
         b = p.serial.bench
-        cfg = calibrate.RunConfig(mode="led", circuit=b.circuit.name,
+        cfg = calibrate.RunConfig(mode=mode, circuit=b.circuit.name,
                                   installed=dict(b.board.resistors),
-                                  capacitance=dict(b.board.capacitance_f), max_tones=max_tones)
+                                  capacitance=dict(b.board.capacitance_f),
+                                  **({"max_tones": max_tones} if mode == "led" else {}))
         res = calibrate.run(p, SimToneOutput(b), cfg, Path(tempfile.mkdtemp()) / "run")
     return judge(res.fit, b, seed, time.process_time() - t0)
 
@@ -143,29 +151,35 @@ def run_offline(k: int) -> Outcome:
     t0 = time.process_time()
     res = fit(MeasurementSet(offline_rows(board, rng)), "color-organ-passive", capacitance=1e-6,
               led_threshold=SwitchVoltage("estimate"))
-    ch = next(iter(res.led_vf))
     rs = {r: (v, *res.ci95[r], board.resistors[r] * board.capacitances["C" + r[1:]] / 1e-6)
           for r, v in res.values.items()}
-    return Outcome(k, res.led_vf[ch], tuple(res.led_threshold_ci95), VF, rs, res.trusted,
-                   time.process_time() - t0)
+    ci = tuple(res.led_threshold_ci95)
+    return Outcome(k, dict(res.led_vf), {c: ci for c in res.led_vf},
+                   {c: VF for c in res.led_vf}, rs, res.trusted, time.process_time() - t0)
 
 
 def line(o: Outcome) -> str:
     # a resistor the data leave open (a placeholder value) claims nothing
     worst = max((abs(v / t - 1) for v, lo, hi, t in o.resistors.values()
                  if lo > 0 and math.isfinite(hi)), default=math.nan)
-    return (f"seed {o.seed:3d}  V_f {o.vf:.4f} ({o.vf_ci[0]:.4f}..{o.vf_ci[1]:.4f}) truth "
-            f"{o.vf_true:.3f} {'in ' if o.vf_covered else 'OUT'}  resistors covered "
+    vfs = "  ".join(
+        f"{c} {o.vf[c]:.4f} ({lo:.4f}..{hi:.4f}) {'in' if lo <= o.vf_true[c] <= hi else 'OUT'}"
+        for c, (lo, hi) in o.vf_ci.items()) if len(set(o.vf_ci.values())) > 1 else (
+        "V_f {:.4f} ({:.4f}..{:.4f}) {}".format(
+            next(iter(o.vf.values())), *next(iter(o.vf_ci.values())),
+            "in" if o.vf_covered == len(o.vf_ci) else "OUT"))
+    return (f"seed {o.seed:3d}  {vfs}  truth {max(o.vf_true.values()):.3f}  resistors covered "
             f"{o.covered}/{len(o.resistors)}  worst error {worst:+.1%}  half-width V_f "
-            f"{0.5 * math.log(o.vf_ci[1] / o.vf_ci[0]):.1%}  "
-            f"{'trusted' if o.trusted else 'NOT TRUSTED'}  {o.cpu_s:.0f} s CPU")
+            f"{max(o.half_widths):.1%}  {'fit trusted' if o.trusted else 'fit NOT TRUSTED'}  "
+            f"{o.cpu_s:.0f} s CPU")
 
 
 def summary(out: list[Outcome]) -> str:
-    n = len(out)
+    n = sum(len(set(o.vf_ci.values())) for o in out)     # distinct ranges (a shared V_f: 1)
     nr = sum(len(o.resistors) for o in out)
-    widths = sorted(0.5 * math.log(o.vf_ci[1] / o.vf_ci[0]) for o in out)
-    return (f"V_f covered {sum(o.vf_covered for o in out)}/{n}; resistors covered "
+    widths = sorted(w for o in out for w in set(o.half_widths))
+    cov = sum(o.vf_covered // (len(o.vf_ci) // len(set(o.vf_ci.values()))) for o in out)
+    return (f"V_f ranges covering the truth {cov}/{n}; resistors covered "
             f"{sum(o.covered for o in out)}/{nr}; median V_f half-width "
             f"{widths[n // 2]:.1%} (max {widths[-1]:.1%}); CPU {sum(o.cpu_s for o in out):.0f} s")
 
@@ -177,13 +191,14 @@ def main() -> None:
     ap.add_argument("--session")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--offline", action="store_true")
+    ap.add_argument("--both", action="store_true")
     a = ap.parse_args()
     if a.session:
         print(line(refit_session(a.session, a.seed)))
         return
     out = []
     for s in range(a.first, a.first + a.n):
-        out.append(run_offline(s) if a.offline else run_seed(s))
+        out.append(run_offline(s) if a.offline else run_seed(s, mode="both" if a.both else "led"))
         print(line(out[-1]), flush=True)
     print(summary(out))
 
