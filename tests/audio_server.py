@@ -5,7 +5,8 @@ once, when it initialises, and other tests may already have imported sounddevice
 that touches audio runs as a child process of this file with PULSE_SERVER set:
 
     python tests/audio_server.py play OUT_DIR      # real open_output + recorder + follow()
-    python tests/audio_server.py record SECONDS OUT.npy   # prints READY once capturing
+    python tests/audio_server.py record SECONDS OUT.npy   # READY once capturing; a line on
+                                                          # stdin: stop after the sound ends
 """
 
 from __future__ import annotations
@@ -150,14 +151,28 @@ def play(out_dir: Path) -> None:
     (out_dir / "info.json").write_text(json.dumps(info))
 
 
+def _heard_and_ended(rec: Recorder, loud: float, quiet_s: float) -> bool:
+    """A sound above ``loud`` was captured and ``quiet_s`` of quiet followed it."""
+    import numpy as np
+
+    x = np.abs(np.concatenate(rec.blocks)[:, 0]) if rec.blocks else np.zeros(0)
+    hits = np.flatnonzero(x > loud)
+    return bool(hits.size) and x.size - hits[-1] > quiet_s * rec.rate
+
+
 def record(seconds: float, path: Path) -> None:
+    """Capture until the parent writes a line (its sound has been played) and the capture
+    holds that sound and 0.5 s of quiet after it -- the monitor lags, and a loaded machine
+    may start the player late, so no fixed length would do. ``seconds`` caps the wait."""
     import numpy as np
     import sounddevice as sd
 
     rec = Recorder(sd)
     rec.start()
     print("READY", flush=True)
-    time.sleep(seconds)
+    sys.stdin.readline()
+    loud = 0.05 * 10 ** (-12 / 20)
+    _hold_until(lambda: _heard_and_ended(rec, loud, 0.5), 0.0, [], timeout_s=seconds)
     np.save(path, rec.stop())
 
 

@@ -215,9 +215,9 @@ def test_follow_hears_every_tone(played: dict) -> None:
 
 def test_cli_tone_plays_into_the_null_sink(pulse_env: dict[str, str], tmp_path: Path) -> None:
     wav = tmp_path / "cli.npy"
-    recp = subprocess.Popen([sys.executable, str(HERE / "audio_server.py"), "record", "3.0",
-                             str(wav)], env=pulse_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    recp = subprocess.Popen([sys.executable, str(HERE / "audio_server.py"), "record", "60",
+                             str(wav)], env=pulse_env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert recp.stdout is not None
         line = recp.stdout.readline()
@@ -226,6 +226,9 @@ def test_cli_tone_plays_into_the_null_sink(pulse_env: dict[str, str], tmp_path: 
                            env=pulse_env, capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr
         assert "playing 1000 Hz at -12 dBFS" in p.stderr
+        assert recp.stdin is not None
+        recp.stdin.write("played\n")      # the recorder stops once it heard the tone end
+        recp.stdin.close()
         recp.wait(timeout=120)
     finally:
         if recp.poll() is None:
