@@ -458,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
                          "been heard; level = the recorded dBFS")
     sp.add_argument("--tone", type=float, default=None, help="initial tone (Hz)")
     sp.add_argument("--level", type=float, default=-6.0, help="initial level (dBFS)")
+    sp.add_argument("--link", default=None, metavar="PATH",
+                    help="also serve the port as this symlink (PTY names it); an unplug "
+                         "removes it, as udev removes /dev/serial/by-id/... names")
     sb = sub.add_parser("boards", help="list the board files")
     del sb
     args = ap.parse_args(argv)
@@ -475,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from sims.pty_server import serve
 
-    return serve(bench, listen=args.listen or None, listen_given=args.listen is not None)
+    return serve(bench, listen=args.listen or None, listen_given=args.listen is not None,
+                 link=args.link)
 
 
 if __name__ == "__main__":

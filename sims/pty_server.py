@@ -38,7 +38,7 @@ def _open_capture(capture_cls: Any, device: str | None) -> Any:
 
 
 def serve(bench: Any, *, listen: str | None = None, listen_given: bool = False,
-          out: Any = None) -> int:
+          out: Any = None, link: str | None = None) -> int:
     """Serve the bench on a pseudo-terminal + control socket until SIGTERM/SIGINT.
 
     Prints ``PTY /dev/pts/N`` and ``CONTROL /path/control.sock`` (sims.control's serve loop,
@@ -51,8 +51,13 @@ def serve(bench: Any, *, listen: str | None = None, listen_given: bool = False,
     in real time, until one steady tone has been heard in the command's window
     (sims.listen.MeasureGate); its level is the recorded dBFS. Control-socket tones are
     overridden at the next MEASURE.
+
+    ``link``: the port is also reachable as this symlink (like udev's
+    ``/dev/serial/by-id/...``), and the link is what PTY names; an unplug removes it, so a
+    host re-opening that name finds nothing, never another program's pty that took the
+    freed number.
     """
-    server = PtyServer(bench)
+    server = PtyServer(bench, link)
     loop: ServeLoop | None = None
     try:
         loop = ServeLoop(server)     # signals handled from here on: the finally runs
@@ -72,13 +77,17 @@ class PtyServer:
     """One bench behind a pty master: the :class:`sims.control.Served` of the virtual bench
     (the python device core; the serve loop around it is sims.control's)."""
 
-    def __init__(self, bench: Any) -> None:
+    def __init__(self, bench: Any, link: str | None = None) -> None:
         self.bench = bench
         self.lock = threading.Lock()
         self.master, slave = os.openpty()
         tty.setraw(slave)
         self.port = os.ttyname(slave)
         os.close(slave)          # no slave fd of ours: POLLHUP on the master = no client
+        self.link = link
+        if link is not None:
+            os.symlink(self.port, link)
+            self.port = link
         os.set_blocking(self.master, False)
         self.gate: Any = None
         self.capture: Any = None
@@ -138,6 +147,14 @@ class PtyServer:
             return {"ok": True, "sim_time_s": self.bench.now_s}
         return {"ok": False, "error": "unknown request (want tone_hz or get=state)"}
 
+    def _unlink(self) -> None:
+        if self.link is not None:
+            try:
+                os.unlink(self.link)
+            except FileNotFoundError:
+                pass
+            self.link = None
+
     # ------------------------------------------------------------------ the loop's hooks
     def alive(self) -> bool:
         return True              # an unplugged board still serves its control socket
@@ -145,6 +162,7 @@ class PtyServer:
     def step(self) -> int:
         """Follow the client, release output; ms until the next look."""
         if self.master_open and self.bench.disconnected:
+            self._unlink()            # the name goes first: nothing to re-open under it
             os.close(self.master)     # the host's reads/writes now fail: "unplugged"
             self.master_open = False
         timeout_ms = 200
@@ -249,6 +267,7 @@ class PtyServer:
                   f"max {waits[-1] if waits else 0.0:.3f} s), {self.gate.fallbacks} without a "
                   f"steady tone, {self.capture.overflows if self.capture else 0} input "
                   "overflows", file=sys.stderr, flush=True)
+        self._unlink()
         if self.master_open:
             os.close(self.master)
             self.master_open = False

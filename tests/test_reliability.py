@@ -15,9 +15,11 @@ import math
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -271,9 +273,11 @@ def test_kill_9_at_random_points_then_resume(tmp_path: Path) -> None:
 class Served:
     """`python -m sims.bench serve` as a process: its pty and control socket."""
 
-    def __init__(self, faults: str = "") -> None:
+    def __init__(self, faults: str = "", link: Path | None = None) -> None:
         cmd = [sys.executable, "-m", "sims.bench", "serve", "--board", "notebook",
                "--seed", "0"]
+        if link is not None:    # the port by a name of its own: an unplug removes it, so a
+            cmd += ["--link", str(link)]    # re-open never finds another test's new pty
         if faults:
             cmd += ["--faults", faults]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -307,13 +311,14 @@ def served():
     started: list[Served] = []
 
     def start(faults: str = "") -> Served:
-        s = Served(faults)
+        s = Served(faults, Path(tempfile.mkdtemp(prefix="hostctl-tty-")) / "ttyACM0")
         started.append(s)
         return s
 
     yield start
     for s in started:
         s.stop()
+        shutil.rmtree(Path(s.pty).parent, ignore_errors=True)
 
 
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
@@ -335,6 +340,7 @@ def test_pty_unplug_stops_cleanly_and_resumes(tmp_path: Path, served, monkeypatc
     s = served("disconnect@12")
     code, err, _ = cli(["calibrate", *FAST, "--out", str(out), *s.args()])
     assert_one_line_stop(code, err, 3, out)
+    assert not os.path.lexists(s.pty), "the unplugged port's name is still there"
     clean = served()
     code, err, stdout = cli(["calibrate", "--no-plot", "--json", "--resume", str(out),
                              *clean.args()])
