@@ -23,7 +23,10 @@ from typing import Any
 from hostctl.errors import InputError
 
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
-CHANNEL_ORDER = ("low", "band", "high")   # A1..A3 and LEDs D2..D4
+#: the color organ's outputs in probe-input order (A1..A3, LEDs D2..D4): the wiring of a board
+#: whose netlist names none, and the order LED switching voltages are listed in; the physics
+#: wires each board as its netlist says (physics.wired_inputs).
+CHANNEL_ORDER = ("low", "band", "high")
 #: Plausible part values (a board outside them is a typo, and ngspice would choke on it).
 R_RANGE = (1e-3, 1e9)
 C_RANGE = (1e-15, 1.0)
@@ -276,5 +279,5 @@ def netlist_nodes(text: str) -> tuple[dict[str, str], dict[str, str]]:
                 if v:
                     found[m.group(1).lower()][k] = v
     pins = found["channels"] or {"ref": "a0", "low": "a1", "band": "a2", "high": "a3"}
-    leds = found["leds"] or {c: c for c in CHANNEL_ORDER if c in pins}
+    leds = found["leds"] or {c: c for c in pins if c != "ref"}
     return pins, leds

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sims import spice
-from sims.boards import CHANNEL_ORDER, Board, TrueValues, netlist_nodes
+from sims.boards import Board, TrueValues, netlist_nodes
 
 #: freqs (Hz, array) -> node -> complex voltage per volt of the sound card
 NodeResponse = Callable[[np.ndarray], dict[str, np.ndarray]]
@@ -40,13 +40,12 @@ def closed_form_response(circuit: str, true: TrueValues, pins: Mapping[str, str]
         f = np.asarray(freqs, dtype=np.float64)
         h = circ.response(f, true.resistors, true.capacitances)
         out = {pins.get("ref", "a0"): np.ones(f.shape, dtype=np.complex128)}
-        for ch in CHANNEL_ORDER:
-            if ch in h:
-                v = np.asarray(h[ch].detach().numpy(), dtype=np.complex128).reshape(f.shape)
-                if ch in pins:
-                    out[pins[ch]] = v
-                if ch in leds:
-                    out[leds[ch]] = v
+        for ch in h:             # the circuit's own outputs, wired as the board says
+            v = np.asarray(h[ch].detach().numpy(), dtype=np.complex128).reshape(f.shape)
+            if ch in pins:
+                out[pins[ch]] = v
+            if ch in leds:
+                out[leds[ch]] = v
         return out
 
     return resp
@@ -104,9 +103,20 @@ class Phasors:
 def phasors_at(resp: NodeResponse, pins: Mapping[str, str], leds: Mapping[str, str],
                freq_hz: float) -> Phasors:
     v = resp(np.array([float(freq_hz)]))
-    pin = [complex(v[pins[c]][0]) if c in pins else 0j for c in ("ref", *CHANNEL_ORDER)]
-    led = [complex(v[leds[c]][0]) if c in leds else 0j for c in CHANNEL_ORDER]
+    pin, led = [complex(v[pins["ref"]][0]) if "ref" in pins else 0j, 0j, 0j, 0j], [0j] * 3
+    for ch, k in wired_inputs(pins).items():     # the probe input (and LED) each output drives
+        pin[k] = complex(v[pins[ch]][0])
+        if ch in leds:
+            led[k - 1] = complex(v[leds[ch]][0])
     return Phasors(pin, led)
+
+
+def wired_inputs(pins: Mapping[str, str]) -> dict[str, int]:
+    """Channel -> probe input 1..3 (A1..A3, its LED on D2..D4), from the board's netlist as
+    hostctl reads a netlist's probe wiring (a node ``aK`` is input K)."""
+    from hostctl.circuits.directives import probe_inputs
+
+    return probe_inputs([c for c in pins if c != "ref"], pins)
 
 
 def sample_window(board: Board, ph: Phasors | None, amp_v: float, freq_hz: float, phi: float,

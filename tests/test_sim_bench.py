@@ -483,3 +483,22 @@ def test_host_client_survives_faults_in_simulated_time(monkeypatch: pytest.Monke
     assert all(abs(x - 1 / math.sqrt(2)) < 0.006 for x in ratios)
     assert ser.bench.boots == 2 and ser.bench.now_s > 3.0
     assert sum(slept) < 1.0                 # simulated waits: no real 3 s timeouts
+
+
+def test_board_wiring_comes_from_its_netlist():
+    """A board whose netlist puts its one output on A2 is read on A2 and lights D3: the
+    virtual probe wires each board as its netlist says, not in a fixed channel order."""
+    import numpy as np
+
+    from sims.boards import netlist_nodes
+    from sims.physics import phasors_at
+
+    pins, leds = netlist_nodes("*@ channels ref=a0 low=a2\n*@ leds low=out\nR1 in a2 1k\n")
+    assert pins == {"ref": "a0", "low": "a2"} and leds == {"low": "out"}
+
+    def resp(f):
+        return {"a0": np.array([1.0 + 0j]), "a2": np.array([0.5j]), "out": np.array([0.25 + 0j])}
+
+    ph = phasors_at(resp, pins, leds, 1000.0)
+    assert ph.pins == [1.0, 0j, 0.5j, 0j]
+    assert ph.leds == [0j, 0.25, 0j]
