@@ -140,15 +140,8 @@ NOISE = 0.003
 
 
 def _board_fit(tmp_path, seed: int, topology: str, vf: float):
-    from sims.breadboards import draw_board, measure
-
-    rng = np.random.default_rng(seed)
-    board = draw_board(rng, topology=topology, source=(0.0, 32.0))
-    ms = measure(board, TONES, noise=NOISE, rng=rng)
-    ms.rows = [replace(m, gain_se=NOISE * m.gain) for m in ms.rows]
-    path = tmp_path / f"board{seed}.csv"
-    ms.write_csv(path)
-    code, err, out = invoke(["fit", str(path), "--capacitance", board.capacitance_arg,
+    board, path = _gain_board_csv(tmp_path, seed, topology)
+    code, err, out = invoke(["fit", path, "--capacitance", board.capacitance_arg,
                              "--led-vf", str(vf), "--json"])
     assert code in (0, 1), err
     return board, json.loads(out)
