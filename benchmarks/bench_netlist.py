@@ -8,12 +8,13 @@
    and rows (residuals from the Circuit's numpy path, ``Circuit.magnitude``; the priors as
    extra residuals; the same start), with scipy's own finite-difference Jacobian and with
    the model's analytic one. hostctl's time is its whole fit (problem, LM, noise scale,
-   intervals, result); scipy's only the optimisation. 100 tones x 3 channels, 1 % noise.
+   intervals, result); scipy's only the optimisation. 100 tones x 3 channels, 1 % noise,
+   and (issue 18) the default preset on 1000 exact (noise-free) tones x 3 channels.
 
 Process CPU time (one thread), so a loaded box inflates it less than wall time.
 
     python benchmarks/bench_netlist.py [--rows 1000] [--starts 4] [--tones 100]
-                                       [--whole-tones 1000]
+                                       [--whole-tones 1000] [--exact-tones 1000]
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def peer_ratio(name: str, tones: int = 100, noise: float = 0.01, repeats: int = 
     from hostctl.circuits import LED_THRESHOLD, get_circuit
     from hostctl.fit import build_problem, default_start, fit, linear_start
     from hostctl.fit.problem import nuisances
+    from hostctl.fit.settings import S_GAIN_FLOOR
 
     circ = get_circuit(name)
     ms = noisy_tones(name, tones, noise)
@@ -91,10 +93,11 @@ def peer_ratio(name: str, tones: int = 100, noise: float = 0.01, repeats: int = 
 
     def scipy_fit(j):
         """hostctl's estimator: a pilot with the nuisances' priors measures the noise,
-        then the MAP with the gains at that noise (the same residual dof)."""
+        then the MAP with the gains at that noise (the same residual dof, and the same
+        1 ppm floor: exact tones leave only rounding in the residuals)."""
         kw = {"method": "lm", "xtol": 1e-10, "ftol": 1e-13}
         a = least_squares(resid, th0, jac=j, **kw)
-        s = math.sqrt(float(a.fun @ a.fun) / r.dof)
+        s = max(math.sqrt(float(a.fun @ a.fun) / r.dof), S_GAIN_FLOOR)
         b = least_squares(resid, a.x, jac=j, args=(s,), **kw)
         return b, a.nfev + b.nfev, (a.njev or 0) + (b.njev or 0)
 
@@ -125,6 +128,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--whole-tones", type=int, default=1000,
                     help="tones of the whole-fit comparison (issue 12's yardstick: 1000)")
+    ap.add_argument("--exact-tones", type=int, default=1000,
+                    help="noise-free tones of the color-organ vs scipy comparison "
+                         "(issue 18: 1000; 0 skips it)")
     a = ap.parse_args()
     import torch
 
@@ -156,6 +162,11 @@ def main() -> None:
           f"tones x 3 channels, 1 % noise (process CPU, median of {a.repeats})")
     for name in PEERS:
         print_peer(peer_ratio(name, a.tones, repeats=a.repeats))
+    if a.exact_tones:
+        print(f"hostctl fit / scipy least_squares (LM), same netlist model and rows: "
+              f"{a.exact_tones} exact tones x 3 channels, no noise (process CPU, median of "
+              f"{a.repeats})")
+        print_peer(peer_ratio(PEERS[0], a.exact_tones, noise=0.0, repeats=a.repeats))
     whole_fit_vs_closed_form(a.whole_tones, a.repeats)
 
 
