@@ -343,14 +343,6 @@ def _withhold(circ: Circuit, fit: FitResult | None, bands: dict[str, dict], why:
     return held
 
 
-def threshold_from_fit(thr_val: Threshold | str, thr_src: str, fit: FitResult,
-                       level_dbfs: float) -> tuple[Threshold, str]:
-    """The LED threshold on |H| at the run's level, once the fit has estimated it (the
-    older spelling of :func:`hostctl.ledrule.on_h`)."""
-    from hostctl.ledrule import as_rule, on_h
-
-    return on_h(as_rule(thr_val), thr_src, fit, level_dbfs)
-
 
 # --- a target travels in the session header -------------------------------------------
 

@@ -34,30 +34,17 @@ from hostctl.errors import DeviceError, InputError, ToneRefused
 from hostctl.ledrule import EstimateShared
 from hostctl.measure import Floor, readings_from
 from hostctl.recommend import Design
-from hostctl.runconfig import (  # noqa: F401 (part of this module's interface)
-    DEFAULT_MAX_TONES,
-    MODES,
-    PER_LED_LIMITS,
+from hostctl.runconfig import (
     SECOND_LEVEL_DB,
-    SWEEP_TONES,
     RunConfig,
     SessionHeader,
-    config_from_meta,
 )
 from hostctl.session import check_identity, probe_identity
-from hostctl.sessionfit import (  # noqa: F401 (part of this module's interface)
-    SPLIT_TOL,
+from hostctl.sessionfit import (
     Assessment,
-    advise_session,
     assess,
-    check_robust,
     fit_session,
-    led_judging,
-    led_threshold_for,
-    measured_ranges,
     recommend,
-    refit,
-    volts_threshold,
 )
 from hostctl.sessionlog import SESSION_NAME, Recorder, read_session
 

@@ -350,7 +350,8 @@ def _emit_session(ms: MeasurementSet, data: str, series: str | None, target, ins
     """A calibrate session through the one recommendation path (overrides applied)."""
     from dataclasses import replace
 
-    from hostctl.calibrate import advise_session, config_from_meta
+    from hostctl.runconfig import config_from_meta
+    from hostctl.sessionfit import advise_session
 
     given = {"series": series, "target": target, "installed": inst,
              "cap_tolerance": cap_tol}
