@@ -309,13 +309,16 @@ class _Run:
         """The log sweep at each level the rule needs; then every LED should have lit."""
         done = self.tones_done()
         self.led_bits = self.cfg.mode == "led"
-        for lvl in self.levels():
-            for f in plan.log_sweep(self.cfg.sweep_tones):
-                f = self.tone(f)
-                if (f, lvl) not in done:
-                    self.take(f, lvl)
-                    self.report_progress(f)
+        tones = [plan.Tone(f, lvl) for lvl in self.levels()
+                 for f in map(self.tone, plan.log_sweep(self.cfg.sweep_tones))]
+        self.take_all([t for t in tones if (t.frequency_hz, t.level_dbfs) not in done])
         self.check_leds_seen()
+
+    def take_all(self, tones: list[plan.Tone]) -> None:
+        """Measure tones planned together (each known before the one before it is read)."""
+        for t in tones:
+            self.take(t.frequency_hz, t.level_dbfs)
+            self.report_progress(t.frequency_hz)
 
     def n_tones(self) -> int:
         return len(self.tones_done())
