@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 from common import median_seconds
@@ -34,9 +36,11 @@ def _cpu(fn, repeats: int) -> tuple[float, object]:
     return median_seconds(fn, repeats, time.process_time)
 
 
-def noisy_tones(name: str, tones: int = 100, noise: float = 0.01, seed: int = 0):
+def noisy_tones(name: str, tones: int = 100, noise: float = 0.01, seed: int = 0,
+                rows: bool = False):
     """The preset's own response at the notebook's values (film ESR at nominal), every tone
-    on every channel, with log-normal gain noise: a MeasurementSet."""
+    on every channel, with log-normal gain noise: a MeasurementSet held as columns (as a
+    CSV is read), or with ``rows`` as a list of Measurement objects (as a bench appends)."""
     from hostctl.circuits import NOTEBOOK_VALUES, get_circuit
     from hostctl.dataset import Measurement, MeasurementSet
 
@@ -46,13 +50,33 @@ def noisy_tones(name: str, tones: int = 100, noise: float = 0.01, seed: int = 0)
             **{k: n.nominal for k, n in circ.nuisance.items()}}
     H = circ.magnitude(f, vals)
     rng = np.random.default_rng(seed)
-    rows = [Measurement(float(fk), ch, gain=float(H[ch][k] * math.exp(noise * rng.normal())))
-            for k, fk in enumerate(f) for ch in circ.channels]
-    return MeasurementSet(rows, {})
+    z = rng.normal(size=(tones, len(circ.channels)))   # the same draws, row by row
+    gain = np.stack([H[c] for c in circ.channels], -1) * np.exp(noise * z)
+    freq = np.repeat(f, len(circ.channels))
+    chans = list(circ.channels) * tones
+    if rows:
+        return MeasurementSet([Measurement(float(fk), ch, gain=float(g)) for fk, ch, g
+                               in zip(freq, chans, gain.ravel(), strict=True)], {})
+    return MeasurementSet.from_columns(freq, chans, gain=gain.ravel())
 
 
-def peer_ratio(name: str, tones: int = 100, noise: float = 0.01, repeats: int = 7) -> dict:
-    """hostctl fit / scipy least_squares (LM) on the same netlist model and rows."""
+def _interleaved(fns: dict[str, Callable[[], object]], repeats: int
+                 ) -> tuple[dict[str, list[float]], dict[str, object]]:
+    """Process CPU seconds of each ``fn``, the calls interleaved (A B C A B C ...) after
+    one warm-up each: a change of load hits every contender alike."""
+    out = {k: fn() for k, fn in fns.items()}
+    ts: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.process_time()
+            out[k] = fn()
+            ts[k].append(time.process_time() - t)
+    return ts, out
+
+
+def peer_ratio(name: str, tones: int = 100, noise: float = 0.01, repeats: int = 15) -> dict:
+    """hostctl fit / scipy least_squares (LM) on the same netlist model and rows; each
+    ratio is the median of the per-round ratios (rounds interleaved), with their range."""
     from scipy.optimize import least_squares
 
     from hostctl.circuits import LED_THRESHOLD, get_circuit
@@ -62,6 +86,7 @@ def peer_ratio(name: str, tones: int = 100, noise: float = 0.01, repeats: int = 
 
     circ = get_circuit(name)
     ms = noisy_tones(name, tones, noise)
+    ms_rows = noisy_tones(name, tones, noise, rows=True)
     caps = {r: 1e-6 for r in circ.resistors}
     prob = build_problem(ms, circ, caps, LED_THRESHOLD, None, None)
     free = list(prob.free)
@@ -86,10 +111,7 @@ def peer_ratio(name: str, tones: int = 100, noise: float = 0.01, repeats: int = 
         P[np.arange(len(pk)), pk] = 1.0 / sig
         return np.concatenate([J[0] / s, P])
 
-    out: dict = {"circuit": name, "tones": tones, "rows": len(f), "noise": noise,
-                 "parameters": len(free)}
-    t, r = _cpu(lambda: fit(ms, circ), repeats)
-    out["hostctl"] = {"seconds": t, "iterations": r.iterations}
+    r = fit(ms, circ)
 
     def scipy_fit(j):
         """hostctl's estimator: a pilot with the nuisances' priors measures the noise,
@@ -101,22 +123,42 @@ def peer_ratio(name: str, tones: int = 100, noise: float = 0.01, repeats: int = 
         b = least_squares(resid, a.x, jac=j, args=(s,), **kw)
         return b, a.nfev + b.nfev, (a.njev or 0) + (b.njev or 0)
 
-    for key, j in (("scipy_lm_fd", "2-point"), ("scipy_lm_analytic", jac)):
-        t, (sres, nfev, njev) = _cpu(lambda j=j: scipy_fit(j), repeats)
+    ts, res = _interleaved({"hostctl": lambda: fit(ms, circ),
+                            "hostctl_rows": lambda: fit(ms_rows, circ),
+                            "scipy_lm_fd": lambda: scipy_fit("2-point"),
+                            "scipy_lm_analytic": lambda: scipy_fit(jac)}, repeats)
+    r = res["hostctl"]
+    out: dict = {"circuit": name, "tones": tones, "rows": len(f), "noise": noise,
+                 "parameters": len(free), "repeats": repeats,
+                 "hostctl": {"seconds": statistics.median(ts["hostctl"]),
+                             "iterations": r.iterations},
+                 "hostctl_rows": {"seconds": statistics.median(ts["hostctl_rows"])}}
+    same = max(abs(r.values[k] / res["hostctl_rows"].values[k] - 1) for k in circ.resistors)
+    out["hostctl_rows"]["max_rel_diff_R_vs_columns"] = same
+    for key in ("scipy_lm_fd", "scipy_lm_analytic"):
+        sres, nfev, njev = res[key]
         dev = max(abs(math.log(r.values[k]) - sres.x[free.index(k)]) for k in circ.resistors)
-        out[key] = {"seconds": t, "nfev": int(nfev), "njev": int(njev),
-                    "max_rel_diff_R_vs_hostctl": dev}
-        out[f"ratio_{key}"] = out["hostctl"]["seconds"] / t
+        out[key] = {"seconds": statistics.median(ts[key]), "nfev": int(nfev),
+                    "njev": int(njev), "max_rel_diff_R_vs_hostctl": dev}
+        for who in ("hostctl", "hostctl_rows"):
+            ratios = [a / b for a, b in zip(ts[who], ts[key], strict=True)]
+            suffix = "" if who == "hostctl" else "_rows"
+            out[f"ratio_{key}{suffix}"] = statistics.median(ratios)
+            out[f"ratio_{key}{suffix}_range"] = (min(ratios), max(ratios))
     return out
 
 
 def print_peer(r: dict) -> None:
-    h = r["hostctl"]
-    print(f"  {r['circuit']:22s} hostctl {1e3 * h['seconds']:7.1f} ms ({h['iterations']} it)")
+    h, hr = r["hostctl"], r["hostctl_rows"]
+    print(f"  {r['circuit']:22s} hostctl {1e3 * h['seconds']:7.1f} ms ({h['iterations']} it) "
+          f"from columns; {1e3 * hr['seconds']:.1f} ms from Measurement objects (R differ "
+          f"by {hr['max_rel_diff_R_vs_columns']:.1e})")
     for key, label in (("scipy_lm_fd", "finite-diff J"), ("scipy_lm_analytic", "analytic J")):
         s = r[key]
+        lo, hi = r[f"ratio_{key}_range"]
         print(f"  {'':22s} scipy LM, {label:13s} {1e3 * s['seconds']:7.1f} ms "
               f"({s['nfev']} fev, {s['njev']} jev): hostctl / scipy = {r['ratio_' + key]:.2f}"
+              f" [{lo:.2f}..{hi:.2f}; from objects {r['ratio_' + key + '_rows']:.2f}]"
               f"  (R differ by {s['max_rel_diff_R_vs_hostctl']:.1e})")
 
 
@@ -125,7 +167,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1000)
     ap.add_argument("--starts", type=int, default=4)
     ap.add_argument("--tones", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--whole-tones", type=int, default=1000,
                     help="tones of the whole-fit comparison (issue 12's yardstick: 1000)")
     ap.add_argument("--exact-tones", type=int, default=1000,
@@ -159,13 +201,14 @@ def main() -> None:
             ts.append(time.process_time() - t)
         print(f"  {name:22s} {1e3 * float(np.median(ts)):7.2f} ms")
     print(f"hostctl fit / scipy least_squares (LM), same netlist model and rows: {a.tones} "
-          f"tones x 3 channels, 1 % noise (process CPU, median of {a.repeats})")
+          f"tones x 3 channels, 1 % noise (process CPU, median ratio of {a.repeats} "
+          "interleaved rounds [range])")
     for name in PEERS:
         print_peer(peer_ratio(name, a.tones, repeats=a.repeats))
     if a.exact_tones:
         print(f"hostctl fit / scipy least_squares (LM), same netlist model and rows: "
-              f"{a.exact_tones} exact tones x 3 channels, no noise (process CPU, median of "
-              f"{a.repeats})")
+              f"{a.exact_tones} exact tones x 3 channels, no noise (process CPU, median ratio of "
+              f"{a.repeats} interleaved rounds [range])")
         print_peer(peer_ratio(PEERS[0], a.exact_tones, noise=0.0, repeats=a.repeats))
     whole_fit_vs_closed_form(a.whole_tones, a.repeats)
 

@@ -14,14 +14,15 @@ import math
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import repeat
 from pathlib import Path
+from typing import Any
 
 from hostctl.errors import InputError
 from hostctl.files import ascii_float, open_regular
-from hostctl.rowstore import Columns, RowStore, numeric_columns
+from hostctl.rowstore import Columns, RowStore, columns_from, numeric_columns
 
 #: Columns in the order they are written. The first two are required on reading.
 COLUMNS = ("frequency_hz", "channel", "gain", "led", "vin_v", "vout_v",
@@ -99,6 +100,22 @@ class MeasurementSet:
 
     def led_rows(self) -> list[Measurement]:
         return [m for m in self.rows if m.led_usable]
+
+    @classmethod
+    def from_columns(cls, frequency_hz: Any, channel: Sequence[str],
+                     meta: dict[str, str] | None = None, **columns: Any) -> MeasurementSet:
+        """Rows given as columns (arrays or sequences, one value a row; NaN or None is an
+        empty cell, and an LED -1 or None; ``flag`` a column of strings): held as compact
+        columns (:mod:`hostctl.rowstore`), so a fit reads them without building a row
+        object, while iterating still gives :class:`Measurement` rows."""
+        unknown = sorted(set(columns) - set(COLUMNS))
+        if unknown:
+            raise InputError(f"from_columns: unknown column(s) {', '.join(unknown)}")
+        try:
+            store = columns_from(frequency_hz, channel, columns)
+        except ValueError as e:
+            raise InputError(f"from_columns: {e}") from None
+        return cls(RowStore(store, Measurement), dict(meta or {}))  # type: ignore[arg-type]
 
     # --- CSV -----------------------------------------------------------------------
     @classmethod

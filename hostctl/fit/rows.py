@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -66,25 +67,32 @@ def _raw(data: MeasurementSet) -> dict[str, Any]:
     cols = getattr(rows, "columns", None)
     if cols is not None:
         return _raw_columns(cols())
-    nan = math.nan
-    # one pass over the row objects (None -> NaN by the arrays' float conversion)
-    F, CH, G, Y, LV, FL, SE, VIN = zip(*[
-        (m.frequency_hz, m.channel, m.gain, -1 if m.led is None else m.led, m.level_dbfs,
-         m.flag, getattr(m, "gain_se", None), m.vin_v) for m in rows], strict=True)
+    try:    # C-level passes over the row objects (None -> NaN by the float conversion)
+        F, CH, G, Y, LV, FL, SE, VIN = zip(*map(_FIELDS, rows), strict=True)
+    except AttributeError:      # a row type without gain_se (duck-typed rows)
+        F, CH, G, Y, LV, FL, SE, VIN = zip(*[
+            (m.frequency_hz, m.channel, m.gain, m.led, m.level_dbfs, m.flag,
+             getattr(m, "gain_se", None), m.vin_v) for m in rows], strict=True)
     names = sorted(set(CH))
     nix = {c: i for i, c in enumerate(names)}
-
-    def floats(col: tuple) -> np.ndarray:
-        return np.array([nan if v is None else v for v in col], dtype=float)
+    y = np.array(Y, dtype=float)
+    y[np.isnan(y)] = -1                 # None -> NaN -> -1 (empty)
+    yi = y.astype(np.int64)             # a state that is no integer stays one to report
     out: dict[str, Any] = {
-        "F": np.array(F, dtype=float), "G": floats(G), "LV": floats(LV),
-        "Y": np.array(Y, dtype=np.int64), "se": floats(SE), "vin": floats(VIN),
-        "chn": np.array([nix[c] for c in CH], dtype=np.int64), "names": names,
-        "gflag": None, "lflag": None}
+        "F": np.array(F, dtype=float), "G": np.array(G, dtype=float),
+        "LV": np.array(LV, dtype=float), "Y": yi if np.array_equal(yi, y) else y,
+        "se": np.array(SE, dtype=float), "vin": np.array(VIN, dtype=float),
+        "chn": np.fromiter(map(nix.__getitem__, CH), dtype=np.int64, count=len(CH)),
+        "names": names, "gflag": None, "lflag": None}
     if any(FL):
         out["gflag"] = np.array([_usable(m, "gain") for m in rows])
         out["lflag"] = np.array([_usable(m, "led") for m in rows])
     return out
+
+
+#: the fields :func:`_raw` reads of a row, in one C-level call
+_FIELDS = attrgetter("frequency_hz", "channel", "gain", "led", "level_dbfs", "flag", "gain_se",
+                     "vin_v")
 
 
 def _raw_columns(c: dict[str, Any]) -> dict[str, Any]:
@@ -106,8 +114,10 @@ def _raw_columns(c: dict[str, Any]) -> dict[str, Any]:
     fnames = c["flag_names"]
     if any(fnames):
         probe = [Measurement(1.0, "x", gain=1.0, led=1, flag=f) for f in fnames]
-        out["gflag"] = np.array([m.gain_usable for m in probe])[c["flag"]]
-        out["lflag"] = np.array([m.led_usable for m in probe])[c["flag"]]
+        # the flag judged once per distinct flag; a row also needs its value (the probe
+        # has one: an empty gain cell of an unflagged row is no gain row)
+        out["gflag"] = np.array([m.gain_usable for m in probe])[c["flag"]] & ~np.isnan(out["G"])
+        out["lflag"] = np.array([m.led_usable for m in probe])[c["flag"]] & (out["Y"] >= 0)
     return out
 
 
