@@ -131,8 +131,10 @@ class MeasurementSet:
                 raise InputError("not UTF-8 text", path) from None
 
     @classmethod
-    def parse_csv(cls, text: str, path: str = "<data>") -> MeasurementSet:
-        return cls._parse_lines(io.StringIO(text, newline=""), path, compact=False)
+    def parse_csv(cls, text: str, path: str = "<data>", compact: bool = False
+                  ) -> MeasurementSet:
+        """``compact``: rows held as columns (read-only until something is appended)."""
+        return cls._parse_lines(io.StringIO(text, newline=""), path, compact=compact)
 
     @classmethod
     def _parse_lines(cls, lines: Iterable[str], path: str, compact: bool) -> MeasurementSet:

@@ -214,4 +214,6 @@ def read_session(path: str | os.PathLike) -> MeasurementSet:
                 k, _, v = ln.lstrip("#").partition(":")
                 ms.meta[k.strip()] = v.strip()
         return ms
-    return MeasurementSet.parse_csv(text, str(p))
+    # into columns (hostctl.rowstore), as a CSV file is read: a refit reads arrays, and a
+    # resumed run's list is made only when it appends
+    return MeasurementSet.parse_csv(text, str(p), compact=True)

@@ -92,3 +92,17 @@ def test_a_fit_from_columns_equals_the_fit_from_rows(how: str, tmp_path) -> None
         assert b.values[k] == pytest.approx(v, rel=1e-12)
         assert b.ci95[k] == pytest.approx(a.ci95[k], rel=1e-12)
     assert a.warnings == b.warnings
+
+
+def test_a_session_is_read_into_columns_and_appends_as_a_list(tmp_path) -> None:
+    from hostctl.rowstore import RowStore
+    from hostctl.sessionlog import Recorder, read_session
+
+    ms = bench_rows()
+    with Recorder(tmp_path / "session.csv", {"circuit": "color-organ-ideal"}) as rec:
+        rec.append(ms)
+    got = read_session(tmp_path / "session.csv")
+    assert isinstance(got.rows, RowStore) and list(got) == ms
+    assert got.meta["circuit"] == "color-organ-ideal"
+    got.append(ms[0])          # a resumed run goes on appending
+    assert len(got) == len(ms) + 1 and got.rows[-1] == ms[0]
