@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import itertools
 import math
-from typing import Any
 
 import numpy as np
 
 from hostctl.errors import FitError
 from hostctl.fit.bisect import PROFILE_DEPTH, PROFILE_STEPS, _bisect_edges  # noqa: F401
-from hostctl.fit.model import _Model
 from hostctl.fit.problem import _Problem, _subproblem
 from hostctl.fit.settings import BOX, Z95
 from hostctl.fit.starts import _grid_range
+from hostctl.fit.vertices import _logh_dx, _vertex_intervals  # noqa: F401
 
-#: step (log ohm) of the forward differences that stand in for a Jacobian
-FD_STEP = 2.0 ** -24
-#: a vertex whose residual (log) stalls below this counts as solved: the rounding floor
-#: of the model, and the tolerance every accepted observation is checked to
-STALL_TOL = 1e-9
 #: a measured reference amplitude's relative scatter (virtual bench seed 1: sd 7.9e-4, 234
 #: rows vs ngspice): an estimated V_f's rows are each relaxed by its 95 % end (slack, log)
 VIN_SLACK = Z95 * 8e-4
-#: model points (vertices x rows) per feasibility pass
-FEASIBLE_POINTS = 1 << 18
+
 
 def _led_interval(prob: _Problem, theta: np.ndarray, ks: list[int], chans: set[int],
                   tau: float | None = None, accept_all: bool = False
@@ -37,11 +29,25 @@ def _led_interval(prob: _Problem, theta: np.ndarray, ks: list[int], chans: set[i
     every row is accepted and ``theta`` is only where Newton starts (the region before
     any estimate: the engine's fast path for consistent data).
     """
+    taus = None if tau is None else np.array([tau])
+    reg = _led_regions(prob, theta, [(ks, chans)], taus, accept_all)[0]
+    return _interval_of(prob, ks, chans, reg)
+
+
+def _led_intervals_all(prob: _Problem, theta: np.ndarray, groups: list, accept_all: bool
+                       ) -> list[tuple[dict[int, tuple[float, float]], int, list[str]]]:
+    """:func:`_led_interval` of every group of ``groups`` at the estimate, in one batch."""
+    regs = _led_regions(prob, theta, groups, None, accept_all)
+    return [_interval_of(prob, ks, chans, reg) for (ks, chans), reg in zip(groups, regs,
+                                                                           strict=True)]
+
+
+def _interval_of(prob: _Problem, ks: list[int], chans: set[int], reg: tuple | None
+                 ) -> tuple[dict[int, tuple[float, float]], int, list[str]]:
+    """One group's region at one threshold as intervals, rejected rows and plain notes."""
     msgs: list[str] = []
     if len(ks) > 2 and np.isin(prob.chl, list(chans)).any():
         msgs.append("interval for more than two coupled resistors is not computed exactly")
-    taus = None if tau is None else np.array([tau])
-    reg = _led_regions(prob, theta, ks, chans, taus, accept_all)
     if reg is None:
         return {}, 0, msgs
     lo, hi, nrej, empty = reg
@@ -62,32 +68,50 @@ def _led_interval(prob: _Problem, theta: np.ndarray, ks: list[int], chans: set[i
     return out, nrej, msgs
 
 
-def _led_regions(prob: _Problem, theta: np.ndarray, ks: list[int], chans: set[int],
+def _led_regions(prob: _Problem, theta: np.ndarray, groups: list,
                  taus: np.ndarray | None, accept_all: bool = False
-                 ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray] | None:
-    """One LED-only group's consistent region at each threshold of ``taus`` (log t_ref;
-    None: at the estimate, which then lies inside it) in one batch: lo, hi (T, q), rows
-    rejected at the estimate, empty (T,). None when the group has no rows or couples
-    more than two resistors (no exact region then)."""
+                 ) -> list[tuple[np.ndarray, np.ndarray, int, np.ndarray] | None]:
+    """Each LED-only group's consistent region at each threshold of ``taus`` (log t_ref;
+    None: at the estimate, which then lies inside it), every group in one batch (one
+    "board" each, sharing the LED rows): per group lo, hi (T, q), rows rejected at the
+    estimate, empty (T,). None for a group without rows or coupling more than two
+    resistors (no exact region then)."""
     p_all = len(prob.free)
-    rows = np.flatnonzero(np.isin(prob.chl, list(chans)))
-    if not len(rows) or len(ks) > 2:
-        return None
-    sub = _subproblem(prob, rows + prob.ng)
+    out: list[tuple[np.ndarray, np.ndarray, int, np.ndarray] | None] = [None] * len(groups)
+    use = [g for g, (ks, chans) in enumerate(groups)
+           if len(ks) <= 2 and np.isin(prob.chl, list(chans)).any()]
+    if not use:
+        return out
     t_hat = theta[p_all] if prob.est_t else prob.log_t
     # an estimated V_f: lit rows may sit VIN_SLACK below it, dark ones above
-    lvl = sub.lvl - sub.sgn * VIN_SLACK if prob.est_volts else sub.lvl
-    lt_acc = (t_hat + lvl)[None]
+    lvl = prob.lvl - prob.sgn * VIN_SLACK if prob.est_volts else prob.lvl
     tt = np.array([t_hat]) if taus is None else np.asarray(taus, dtype=float)
     lt_reg = (tt[:, None] + lvl[None])[:, None]          # (T, 1, n)
-    key = sub.chl * 4096 + sub.groups()
-    box_lo, box_hi = _box(prob, theta, ks)
+    G, n = len(use), prob.nl
+    q = max(len(groups[g][0]) for g in use)
+    kb = np.zeros((G, q), np.int64)
+    box_lo, box_hi = np.zeros((G, q)), np.zeros((G, q))
+    for i, g in enumerate(use):
+        ks = groups[g][0]
+        pad = [k for k in range(p_all) if k not in ks][:q - len(ks)]   # held at theta
+        kb[i] = ks + pad
+        box_lo[i, :len(ks)], box_hi[i, :len(ks)] = _box(prob, theta, ks)
+        box_lo[i, len(ks):] = box_hi[i, len(ks):] = theta[pad]
+    valid = np.stack([np.isin(prob.chl, list(groups[g][1])) for g in use])
+
+    def each(a: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(a, (G, n))
+
     lo, hi, nrej, empty = _vertex_intervals(
-        sub.model, theta[None, :p_all], ks, sub.omega[None], sub.ch[None], sub.sgn[None],
-        lt_acc, lt_reg, np.ones((1, len(rows)), bool), sub.freq_l[None], key[None],
-        box_lo[None], box_hi[None], include_hat=taus is None and not accept_all,
-        accept_all=accept_all)
-    return lo[:, 0], hi[:, 0], int(nrej[0]), empty[:, 0]
+        prob.model, np.repeat(theta[None, :p_all], G, 0), kb, prob.omega[prob.ng:][None],
+        prob.ch[prob.ng:][None], each(prob.sgn), (t_hat + lvl)[None], lt_reg, valid,
+        each(prob.freq_l), each(prob.chl * 4096 + prob.groups()), box_lo, box_hi,
+        include_hat=taus is None and not accept_all, accept_all=accept_all,
+        qb=np.array([len(groups[g][0]) for g in use]))
+    for i, g in enumerate(use):
+        qg = len(groups[g][0])
+        out[g] = (lo[:, i, :qg], hi[:, i, :qg], int(nrej[i]), empty[:, i])
+    return out
 
 
 def _box(prob: _Problem, theta: np.ndarray, ks: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -96,262 +120,6 @@ def _box(prob: _Problem, theta: np.ndarray, ks: list[int]) -> tuple[np.ndarray, 
     lo = np.array([min(_grid_range(prob, k)[0], theta[k]) - BOX for k in ks])
     hi = np.array([max(_grid_range(prob, k)[-1], theta[k]) + BOX for k in ks])
     return lo, hi
-
-
-def _vertex_intervals(model: _Model, th: np.ndarray, ks: list[int], om: Any, ch: Any,
-                      sgn: np.ndarray, lt_acc: np.ndarray, lt_reg: np.ndarray,
-                      valid: np.ndarray, freq: np.ndarray, key: np.ndarray,
-                      box_lo: np.ndarray, box_hi: np.ndarray, include_hat: bool = True,
-                      accept_all: bool = False
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Consistent intervals of resistors ``ks`` for B boards at once (rows padded).
-
-    Region = {theta : sign_i (log|H_i| - log t_i) >= 0 for accepted rows}, rows accepted
-    at the estimate ``th`` (B, p). For one or two free resistors its projections are
-    attained at vertices: points where ``q`` binding constraints hold with equality --
-    tones next to an LED switch (per ``key`` = channel and level), or the faces of the
-    search box ``box_lo..box_hi`` (B, q). Each candidate system is solved by Newton's
-    method (all boards' systems in one batch), and a vertex counts only if it
-    reproduces every accepted observation of its board.
-
-    ``lt_reg`` (B, n) places the region's thresholds; (T, B, n) evaluates it at T sets of
-    thresholds in the same batch (a threshold profile: acceptance and candidate systems
-    do not depend on it). Returns lo, hi (B, q) -- (T, B, q) -- in log ohm (-inf / inf
-    where the region reaches the box), the number of rejected rows per board, and which
-    boards have an empty region (B,) -- (T, B).
-    """
-    B, n = sgn.shape
-    q = len(ks)
-    om, ch = _numpy(om), _numpy(ch)
-    if accept_all:
-        acc = valid.copy()
-    else:
-        L = _logh_plain(model, th, om, ch)
-        acc = valid & (sgn * (L - lt_acc) >= -1e-12)
-    nrej = (valid & ~acc).sum(1)
-    sys_b, sys_c = _vertex_systems(acc, sgn, freq, key, box_lo, box_hi, q,
-                                   np.broadcast_to(lt_acc, sgn.shape))
-    lt3 = lt_reg.reshape((-1, B, n))
-    T = lt3.shape[0]
-    # T thresholds x B boards: virtual board t * B + b reads board b's rows
-    rb = np.tile(np.arange(B), T)
-    lo = np.full((T * B, q), math.inf)
-    hi = np.full((T * B, q), -math.inf)
-    if sys_b:
-        sb = (np.arange(T)[:, None] * B + np.array(sys_b)[None]).reshape(-1)
-        eqs = np.tile(_equations(sys_c), (T, 1, 1))
-        x, ok = _solve_vertices(model, th, ks, om, ch, lt3.reshape(T * B, n), sb, eqs,
-                                box_lo, box_hi, rb)
-        blo, bhi = box_lo[rb[sb]], box_hi[rb[sb]]
-        good = np.flatnonzero(ok & ((x >= blo - 1e-9) & (x <= bhi + 1e-9)).all(1))
-        rows = np.unique(eqs[:, 1][eqs[:, 0] == 0]).astype(np.int64)
-        if len(rows) < n:   # the same check on the systems' own tones first: most vertices
-            #                 fail there, and few tones cost little (vertices x rows)
-            good = good[_feasible(model, th, ks, om[:, rows], ch[:, rows], sgn[:, rows],
-                                  lt3.reshape(T * B, n)[:, rows], acc[:, rows], sb[good],
-                                  x[good], rb)]
-        vi = good[_feasible(model, th, ks, om, ch, sgn, lt3.reshape(T * B, n), acc,
-                            sb[good], x[good], rb)]
-        np.minimum.at(lo, sb[vi], x[vi])
-        np.maximum.at(hi, sb[vi], x[vi])
-    if include_hat:
-        lo = np.minimum(lo, th[rb][:, ks])
-        hi = np.maximum(hi, th[rb][:, ks])
-    empty = ~(np.isfinite(lo).all(1) & np.isfinite(hi).all(1))
-    lo = np.where(lo <= box_lo[rb] + 1e-6, -math.inf, lo)
-    hi = np.where(hi >= box_hi[rb] - 1e-6, math.inf, hi)
-    if lt_reg.ndim == 2:
-        return lo, hi, nrej, empty
-    return lo.reshape(T, B, q), hi.reshape(T, B, q), nrej, empty.reshape(T, B)
-
-
-def _numpy(a: Any) -> np.ndarray:
-    """A problem's torch tensor (or an array) as a numpy array, no copy."""
-    return a.numpy() if hasattr(a, "numpy") else np.asarray(a)
-
-
-def _logh_plain(model: _Model, theta: np.ndarray, om: np.ndarray, ch: np.ndarray
-                ) -> np.ndarray:
-    """log|H| (S, n) where no gradient is needed: the model's numpy program, or -- when a
-    free parameter enters an element through an expression (``{R_low/S_low}``), which
-    the program does not compile -- the netlist solved in numpy for the whole batch at
-    once (autograd's model goes a block of rows at a time, for its graph's memory)."""
-    solver = getattr(model.circ, "solver", None)
-    if model._fast is not None or solver is None:
-        return model.logh(theta, *_model_rows(model, om, ch), jac=False)[0]
-    from hostctl.circuits.registry import _overrides
-    from hostctl.fit.model import _pick
-
-    circ = model.circ
-    values: dict[str, Any] = {k: float(v) for k, v in model.fixed.items()}
-    values.update({name: np.exp(theta[:, k])[:, None] for k, name in enumerate(model.free)})
-    ref = circ.probe.get("ref")
-    nodes = ([ref] if ref else []) + [circ.probe[c] for c in circ.channels]
-    if om.ndim == 2 and om.shape[0] == 1:
-        om, ch = om[0], ch.reshape(-1)
-    inv = None
-    if om.ndim == 1:   # rows share tones: solve each distinct tone once
-        uo, inv = np.unique(om, return_inverse=True)
-        om = uo[None, :]
-    caps = {k: float(v) for k, v in model.ct.items()}
-    V = solver.solve_numpy(om, _overrides(circ, values, caps), nodes)
-    H = _pick(np.abs(V), inv, ch, bool(ref), False)
-    return np.log(np.maximum(H, 1e-300))
-
-
-def _model_rows(model: _Model, om: np.ndarray, ch: np.ndarray) -> tuple[Any, Any]:
-    """Tones and channels as the model takes them: arrays for its numpy program, torch
-    tensors for a closed form (no netlist: the test oracle's circuits)."""
-    if model._fast is not None:
-        return om, ch
-    import torch
-
-    return (torch.from_numpy(np.ascontiguousarray(om)),
-            torch.from_numpy(np.ascontiguousarray(ch)))
-
-
-def _logh_dx(model: _Model, theta: np.ndarray, ks: list[int], om: np.ndarray,
-             ch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """log|H| (S, n) and its derivative in ``theta[:, ks]`` (S, n, q) for Newton's method:
-    the model's exact adjoint where it has a numpy program, else forward differences of
-    :func:`_logh_plain` (all q + 1 points in one batch; Newton's root is set by the
-    residual, a Jacobian good to ~1e-7 only changes how fast it gets there)."""
-    if model._fast is not None or getattr(model.circ, "solver", None) is None:
-        L, J = model.logh(theta, *_model_rows(model, om, ch), jac=True)
-        return L, J[..., ks]
-    S, q = len(theta), len(ks)
-    pts = np.tile(theta, (q + 1, 1))
-    h = np.empty((q, S))
-    for j, k in enumerate(ks):
-        moved = theta[:, k] + FD_STEP
-        h[j] = moved - theta[:, k]
-        pts[(j + 1) * S:(j + 2) * S, k] = moved
-    Ls = _logh_plain(model, pts, np.tile(om, (q + 1, 1)), np.tile(ch, (q + 1, 1)))
-    L = Ls[:S]
-    J = np.stack([(Ls[(j + 1) * S:(j + 2) * S] - L) / h[j][:, None] for j in range(q)], -1)
-    return L, J
-
-
-def _equations(sys_c: list[tuple]) -> np.ndarray:
-    """Candidate systems as one array (S, 4, q): face?, row, face axis, face value."""
-    return np.array([[[c[0] for c in combo], [c[1] for c in combo], [c[2] for c in combo],
-                      [c[3] for c in combo]] for combo in sys_c], dtype=float)
-
-
-def _vertex_systems(acc: np.ndarray, sgn: np.ndarray, freq: np.ndarray, key: np.ndarray,
-                    box_lo: np.ndarray, box_hi: np.ndarray, q: int,
-                    lt: np.ndarray | None = None) -> tuple[list[int], list[tuple]]:
-    """Candidate vertex systems per board: ``q`` binding constraints among the tones at
-    each end and beside each switch (per key), and the search box's faces.
-
-    With one threshold per key the response is monotone between switches, so a bound is
-    set beside a switch or at an end. With a level per row (``lt``: LEDs on volts, each
-    tone its own reference amplitude) an LED that never switches is bounded where the
-    product of response and sagging amplitude peaks -- inside the run, and where depends
-    on the resistor: every row of such a key is a candidate (alone, or with a face)."""
-    sys_b: list[int] = []
-    sys_c: list[tuple] = []
-    for b in range(acc.shape[0]):
-        ar = np.flatnonzero(acc[b])
-        cand: set[int] = set()
-        loose: set[int] = set()
-        for kv in np.unique(key[b, ar]):
-            sel = ar[key[b, ar] == kv]
-            sel = sel[np.argsort(freq[b, sel], kind="stable")]
-            y = sgn[b, sel]
-            sw = np.flatnonzero(y[1:] != y[:-1])
-            cand.update((int(sel[0]), int(sel[-1])))
-            cand.update(sel[sw].tolist())
-            cand.update(sel[sw + 1].tolist())
-            if lt is not None and not len(sw) and np.ptp(lt[b, sel]) > 1e-9:
-                loose.update(sel.tolist())
-        cons = [(False, i, 0, 0.0) for i in sorted(cand)]
-        faces = []
-        for j in range(q):
-            faces += [(True, 0, j, box_lo[b, j]), (True, 0, j, box_hi[b, j])]
-        for combo in itertools.combinations(cons + faces, q):
-            if q == 2 and combo[0][0] and combo[1][0] and combo[0][2] == combo[1][2]:
-                continue
-            sys_b.append(b)
-            sys_c.append(combo)
-        for i in sorted(loose - cand):
-            for combo in ([((False, i, 0, 0.0),)] if q == 1 else
-                          [((False, i, 0, 0.0), f) for f in faces] if q == 2 else []):
-                sys_b.append(b)
-                sys_c.append(combo)
-    return sys_b, sys_c
-
-
-def _solve_vertices(model: _Model, th: np.ndarray, ks: list[int], om: np.ndarray,
-                    ch: np.ndarray, lt_reg: np.ndarray, sb: np.ndarray, eqs: np.ndarray,
-                    box_lo: np.ndarray, box_hi: np.ndarray, rb: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Newton's method on every candidate system at once: (vertex, converged).
-    ``sb`` each system's (virtual) board, ``rb`` the board whose rows it reads."""
-    S, q = len(sb), len(ks)
-    isface = eqs[:, 0] != 0
-    rowidx = eqs[:, 1].astype(np.int64)
-    facej = eqs[:, 2].astype(np.int64)
-    facev = eqs[:, 3]
-    br = rb[sb]
-    oms, chs = om[br[:, None], rowidx], ch[br[:, None], rowidx]
-    lts = lt_reg[sb[:, None], rowidx]
-    full = th[br].copy()
-    x = full[:, ks].copy()
-    blo, bhi = box_lo[br], box_hi[br]
-    for e in range(q):  # face equations are linear: start them on their face
-        x[isface[:, e], facej[isface[:, e], e]] = facev[isface[:, e], e]
-    ok = np.zeros(S, bool)
-    alive = np.ones(S, bool)
-    fprev = np.full(S, math.inf)
-    for _ in range(50):
-        w = np.flatnonzero(alive & ~ok)  # only systems still being solved
-        if not len(w):
-            break
-        full[w[:, None], ks] = x[w]
-        Lr, Jx = _logh_dx(model, full[w], ks, oms[w], chs[w])
-        F = Lr - lts[w]
-        xw = x[w]
-        for e in range(q):
-            fw = isface[w, e]
-            F[:, e] = np.where(fw, xw[np.arange(len(w)), facej[w, e]] - facev[w, e], F[:, e])
-            Jx[:, e, :] = np.where(fw[:, None], np.eye(q)[facej[w, e]], Jx[:, e, :])
-        fmax = np.abs(F).max(1)
-        # converged, or stalled at the model's rounding (a passive network's log|H| is good
-        # to ~1e-11): Newton no longer halves a residual already below the tolerance
-        # the vertex's observations are checked to (:func:`_feasible`)
-        conv = (fmax < 4e-13) | ((fmax < STALL_TOL) & (fmax >= 0.5 * fprev[w]))
-        fprev[w] = fmax
-        ok[w] = conv
-        live = (np.abs(np.linalg.det(Jx)) > 1e-300) & np.isfinite(F).all(1)
-        alive[w] = live | conv
-        go = live & ~conv
-        Jsafe = np.where(go[:, None, None], Jx, np.eye(q))
-        step = -np.linalg.solve(Jsafe, np.where(go[:, None], F, 0.0)[..., None])[..., 0]
-        x[w] = xw + np.where(go[:, None], np.clip(step, -2.0, 2.0), 0.0)
-        alive[w] &= ((x[w] >= blo[w] - 1.0) & (x[w] <= bhi[w] + 1.0)).all(1)
-    return x, ok
-
-
-def _feasible(model: _Model, th: np.ndarray, ks: list[int], om: np.ndarray, ch: np.ndarray,
-              sgn: np.ndarray, lt_reg: np.ndarray, acc: np.ndarray, fb_all: np.ndarray,
-              xs: np.ndarray, rb: np.ndarray) -> np.ndarray:
-    """Which vertices reproduce every accepted observation of their board (in pieces of
-    ~FEASIBLE_POINTS model points: a vertex is checked on every row of its board)."""
-    feas = np.zeros(len(fb_all), bool)
-    step = max(1, FEASIBLE_POINTS // max(1, om.shape[-1]))
-    for c0 in range(0, len(fb_all), step):
-        fb = fb_all[c0:c0 + step]
-        br = rb[fb]
-        fv = th[br].copy()
-        fv[:, ks] = xs[c0:c0 + step]
-        if om.shape[0] == 1:   # one board's rows: its distinct tones solved once
-            Lv = _logh_plain(model, fv, om[0], ch[0])
-        else:
-            Lv = _logh_plain(model, fv, om[br], ch[br])
-        mv = sgn[br] * (Lv - lt_reg[fb])
-        feas[c0:c0 + step] = ((mv >= -1e-9) | ~acc[br]).all(1)
-    return feas
 
 
 def _inside(iv: tuple[float, float], th: float, neutral: float) -> float:
@@ -374,31 +142,22 @@ def _profile_threshold(prob: _Problem, theta: np.ndarray, led_only: list
     The feasible thresholds form an interval around the estimate; its ends are found by
     bisection on "every group still has a consistent region", and the resistor
     intervals are the union of the exact intervals at 9 thresholds across it. Each batch
-    of thresholds is one evaluation per group (:func:`_led_regions`).
+    of thresholds is one evaluation of every group (:func:`_led_regions`).
     """
     tau_hat = float(theta[-1])
 
     def ivs_at(ds: list[float]) -> list[dict[int, tuple[float, float]] | None]:
-        taus = tau_hat + np.array(ds, dtype=float)
-        ok = np.ones(len(taus), bool)
-        per = []
-        for ks, chans in led_only:
-            idx = np.flatnonzero(ok)   # a threshold one group rules out is not tried further
-            reg = _led_regions(prob, theta, ks, chans, taus[idx]) if len(idx) else None
-            if reg is None:
-                return [None] * len(taus)
-            lo, hi, _, empty = reg
-            ok[idx[empty]] = False
-            per.append((ks, idx, lo, hi))
+        regs = _led_regions(prob, theta, led_only, tau_hat + np.array(ds, dtype=float))
+        if any(reg is None for reg in regs):
+            return [None] * len(ds)
         out: list[dict[int, tuple[float, float]] | None] = []
-        for t in np.arange(len(taus)):
-            if not ok[t]:
+        for t in range(len(ds)):
+            if any(reg[3][t] for reg in regs):   # a group without a consistent region
                 out.append(None)
                 continue
             iv: dict[int, tuple[float, float]] = {}
-            for ks, idx, lo, hi in per:
-                i = int(np.searchsorted(idx, t))
-                iv.update({k: (float(lo[i, j]), float(hi[i, j])) for j, k in enumerate(ks)})
+            for (ks, _), (lo, hi, _, _) in zip(led_only, regs, strict=True):
+                iv.update({k: (float(lo[t, j]), float(hi[t, j])) for j, k in enumerate(ks)})
             out.append(iv)
         return out
 

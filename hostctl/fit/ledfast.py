@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hostctl.fit.led import _led_interval, _near_switch
+from hostctl.fit.led import _led_intervals_all, _near_switch
 from hostctl.fit.lm import _lm
 from hostctl.fit.problem import _Problem, _subproblem
 from hostctl.fit.settings import LED_LAPSE, SIGMA_SCHEDULE
@@ -44,8 +44,8 @@ def _fit_leds_consistent(run: Any, led_only: list) -> dict | None:
     sw = _subproblem(prob, prob.ng + rows)
     start = _grid_starts(sw, run.theta, SIGMA_SCHEDULE[0], run.s_gain, top=1)[0]
     theta, known = start.copy(), {}
-    for ks, chans in led_only:
-        ivs, nr, msgs = _led_interval(prob, start, ks, chans, accept_all=True)
+    for (ks, _), (ivs, nr, msgs) in zip(led_only, _led_intervals_all(prob, start, led_only,
+                                                                      True), strict=True):
         if not ivs or not all(math.isfinite(a) and math.isfinite(b) for a, b in ivs.values()):
             return None
         for k, (lo, hi) in ivs.items():
