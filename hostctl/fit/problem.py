@@ -339,7 +339,8 @@ def _build(data: MeasurementSet, circ: Circuit, caps: dict[str, float],
     free, pidx, pmu, psig = _free_and_priors(circ, fixed, prior, len(rows.fg) > 0)
     lvl, log_t, t_map, vf = _led_offsets(led_threshold, circ, rows, est)
     # LED rows group by tone level (switches are neighbours in frequency within a group)
-    grp = np.unique(np.nan_to_num(rows.level, nan=0.0), return_inverse=True)[1]
+    grp = (np.unique(np.nan_to_num(rows.level, nan=0.0), return_inverse=True)[1]
+           if len(rows.level) else np.zeros(0, dtype=np.int64))
     omega = np.concatenate([rows.fg, rows.fl])
     omega *= 2 * math.pi     # in place: a big file's rows are not held twice
     omega = torch.from_numpy(omega)

@@ -167,9 +167,11 @@ def _read_columns(data: MeasurementSet, circ: Circuit, est: bool, use_gain: bool
     _first_bad(used & ~(np.isfinite(F) & (F > 0)),
                lambda i: f"frequency {F[i]} must be a positive number", "frequency_hz")
     _first_bad(gmask & ~np.isfinite(G), lambda i: f"gain {G[i]} is not finite", "gain")
-    _first_bad(lmask & (Y != 0) & (Y != 1),
-               lambda i: f"LED state must be 0 or 1, got {Y[i]}", "led")
-    if est:
+    has_led = bool(lmask.any())
+    if has_led:
+        _first_bad(lmask & (Y != 0) & (Y != 1),
+                   lambda i: f"LED state must be 0 or 1, got {Y[i]}", "led")
+    if est and has_led:
         _first_bad(lmask & np.isnan(LV), lambda i: "estimating the LED threshold needs "
                    "level_dbfs on every LED row", "level_dbfs")
     zero = gmask & (G <= 0)
@@ -178,7 +180,7 @@ def _read_columns(data: MeasurementSet, circ: Circuit, est: bool, use_gain: bool
         warn.append(f"dropped {int(zero.sum())} gain value(s) <= 0 (no log); they carry no "
                     "usable information for a log-error fit")
     gmask &= ~zero
-    if not gmask.any() and not lmask.any():
+    if not has_led and not gmask.any():
         raise FitError("no usable rows: need gain or LED observations on the circuit's "
                        f"channels ({', '.join(circ.channels)})")
     every = bool(gmask.all())     # every row a gain row: the columns themselves, no copy
@@ -186,7 +188,11 @@ def _read_columns(data: MeasurementSet, circ: Circuit, est: bool, use_gain: bool
     seg = se if every else se[gmask]
     # the probe's noise figures count only when every fitted gain row has one
     sg = seg / gg if len(gg) and np.all(np.isfinite(seg) & (seg > 0)) else None
-    cg, logg = chi[gmask], np.log(gg)
+    cg, logg = (chi if every else chi[gmask]), np.log(gg)
+    if not has_led:     # gain rows only (a board of fit_many): no LED column to sift
+        e = np.zeros(0)
+        return _Rows(fg, cg, logg, sg, e, e.astype(np.int64), e.astype(np.int64), e, e,
+                     lmask, warn, gain_grid(fg, cg, logg, sg))
     return _Rows(fg, cg, logg, sg, F[lmask], chi[lmask].astype(np.int64),
                  Y[lmask].astype(np.int64), LV[lmask], vin[lmask], lmask, warn,
                  gain_grid(fg, cg, logg, sg))
