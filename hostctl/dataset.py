@@ -22,7 +22,7 @@ from typing import Any
 
 from hostctl.errors import InputError
 from hostctl.files import ascii_float, open_regular
-from hostctl.rowstore import Columns, RowStore, columns_from, numeric_columns
+from hostctl.rowstore import Columns, RowStore, block_floats, columns_from, numeric_columns
 
 #: Columns in the order they are written. The first two are required on reading.
 COLUMNS = ("frequency_hz", "channel", "gain", "led", "vin_v", "vout_v",
@@ -342,8 +342,8 @@ class _FastRow:
     def parse_block(self, lines: list[str]
                     ) -> tuple[list[list[float]], list[str], list[int], list[str]] | None:
         """:meth:`parse` of many lines at once, or None unless every line is a plain row
-        with every cell filled (ASCII, no quote, comment, NaN or infinity; numbers in
-        range): the same values ``parse`` gives, column by column."""
+        (ASCII, no quote, comment, NaN or infinity; numbers in range; a cell empty or a
+        number): the same values ``parse`` gives, column by column."""
         text = ",".join(lines)
         low = text.lower()
         n = self.n
@@ -353,19 +353,21 @@ class _FastRow:
         cells = text.split(",")
         nums: list[list[float]] = []
         try:
-            for i, lo, hi in self.num:
-                if i < 0:
-                    nums.append([math.nan] * len(lines))
-                    continue
-                vals = list(map(float, cells[i::n]))
-                if not (lo <= min(vals) and max(vals) <= hi) or (i == self.vin and 0.0 in vals):
+            for k, (i, lo, hi) in enumerate(self.num):
+                vals = block_floats(cells[i::n] if i >= 0 else None, len(lines))
+                if vals is None or (k == 0 and vals[1]):
+                    return None           # a whitespace cell, or a row without frequency
+                full, present = vals[0], vals[2]
+                if present and (not (lo <= min(present) and max(present) <= hi)
+                                or (i == self.vin and 0.0 in present)):
                     return None
-                nums.append(vals)
+                nums.append(full)
         except ValueError:
             return None
-        if self.derive and self.idx_gain < 0:   # no gain column: Vout / Vin
+        if self.derive:     # an empty gain: Vout / Vin (NaN unless both are there)
             vin, vout = nums[self.pair[0]], nums[self.pair[1]]
-            nums[self.gain] = [b / a for a, b in zip(vin, vout, strict=True)]
+            nums[self.gain] = [b / a if g != g else g for g, a, b
+                               in zip(nums[self.gain], vin, vout, strict=True)]
         chans = list(map(str.strip, cells[self.ch::n]))
         if not all(chans):
             return None

@@ -123,6 +123,25 @@ def columns_from(frequency_hz: Any, channel: Sequence[str], columns: dict[str, A
     return store
 
 
+def block_floats(col: list[str] | None, m: int
+                  ) -> tuple[list[float], bool, list[float]] | None:
+    """A column's cells as floats, NaN for an empty cell: (values, any empty, the values
+    of the filled cells); None for a cell of only spaces (the careful reader words it).
+    An absent or empty column costs no float() per cell."""
+    if col is None:
+        return [math.nan] * m, True, []
+    empty = col.count("")
+    if empty == m:
+        return [math.nan] * m, True, []
+    if not empty:
+        vals = list(map(float, col))
+        return vals, False, vals
+    if any(c.isspace() for c in col):
+        return None
+    vals = [float(c) if c else math.nan for c in col]
+    return vals, True, [v for v in vals if v == v]
+
+
 def _nan_none(v: float) -> float | None:
     return None if v != v else v
 

@@ -106,3 +106,53 @@ def test_a_session_is_read_into_columns_and_appends_as_a_list(tmp_path) -> None:
     assert got.meta["circuit"] == "color-organ-ideal"
     got.append(ms[0])          # a resumed run goes on appending
     assert len(got) == len(ms) + 1 and got.rows[-1] == ms[0]
+
+
+pos = st.one_of(st.none(), st.floats(min_value=1e-3, max_value=1e3))
+sparse_rows = st.lists(st.builds(
+    Measurement, frequency_hz=st.floats(min_value=0.1, max_value=1e6),
+    channel=st.sampled_from(["low", "band", "high"]), gain=pos,
+    led=st.one_of(st.none(), st.sampled_from([0, 1])), vin_v=pos, vout_v=pos,
+    level_dbfs=st.one_of(st.none(), st.floats(min_value=-60, max_value=0)),
+    flag=st.sampled_from(["", "clipped"]), gain_se=pos), min_size=1, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(sparse_rows)
+def test_a_block_with_empty_cells_is_read_at_once_to_the_same_rows(
+        tmp_path_factory, ms: list[Measurement]) -> None:
+    """Empty cells (a session's gain-only or LED-only rows) keep the block reader, and an
+    empty gain with both amplitudes is Vout / Vin, as the row-by-row reader has it."""
+    import hostctl.dataset as hm
+
+    p = tmp_path_factory.mktemp("e") / "d.csv"
+    text = MeasurementSet(ms).to_csv()
+    p.write_text(text)
+    taken = []
+    orig = hm._FastRow.parse_block
+
+    def spy(self, lines):
+        got = orig(self, lines)
+        taken.append(got is not None)
+        return got
+
+    hm._FastRow.parse_block = spy
+    try:
+        compact = MeasurementSet.read_csv(p)
+    finally:
+        hm._FastRow.parse_block = orig
+    assert taken == [True]
+    assert list(compact.rows) == MeasurementSet.parse_csv(text).rows
+    derived = [m for m in compact.rows if m.gain is not None]
+    assert len(derived) == sum(m.gain is not None or (m.vin_v is not None
+                                                     and m.vout_v is not None) for m in ms)
+
+
+def test_a_row_without_frequency_or_with_a_blank_cell_takes_the_careful_reader(
+        tmp_path) -> None:
+    p = tmp_path / "d.csv"
+    p.write_text("frequency_hz,channel,gain\n100,low,0.5\n,low,0.5\n")
+    with pytest.raises(InputError, match="frequency is empty"):
+        MeasurementSet.read_csv(p)
+    p.write_text("frequency_hz,channel,gain\n100,low,0.5\n200,low,  \n300,low,\n")
+    assert [m.gain for m in MeasurementSet.read_csv(p).rows] == [0.5, None, None]
