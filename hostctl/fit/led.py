@@ -78,8 +78,8 @@ def _led_regions(prob: _Problem, theta: np.ndarray, groups: list,
     resistors (no exact region then)."""
     p_all = len(prob.free)
     out: list[tuple[np.ndarray, np.ndarray, int, np.ndarray] | None] = [None] * len(groups)
-    use = [g for g, (ks, chans) in enumerate(groups)
-           if len(ks) <= 2 and np.isin(prob.chl, list(chans)).any()]
+    on = [_on_channels(prob.chl, chans) for _, chans in groups]
+    use = [g for g, (ks, _) in enumerate(groups) if len(ks) <= 2 and on[g].any()]
     if not use:
         return out
     t_hat = theta[p_all] if prob.est_t else prob.log_t
@@ -97,7 +97,7 @@ def _led_regions(prob: _Problem, theta: np.ndarray, groups: list,
         kb[i] = ks + pad
         box_lo[i, :len(ks)], box_hi[i, :len(ks)] = _box(prob, theta, ks)
         box_lo[i, len(ks):] = box_hi[i, len(ks):] = theta[pad]
-    valid = np.stack([np.isin(prob.chl, list(groups[g][1])) for g in use])
+    valid = np.stack([on[g] for g in use])
 
     def each(a: np.ndarray) -> np.ndarray:
         return np.broadcast_to(a, (G, n))
@@ -112,6 +112,13 @@ def _led_regions(prob: _Problem, theta: np.ndarray, groups: list,
         qg = len(groups[g][0])
         out[g] = (lo[:, i, :qg], hi[:, i, :qg], int(nrej[i]), empty[:, i])
     return out
+
+
+def _on_channels(chl: np.ndarray, chans: set[int]) -> np.ndarray:
+    """Which rows are on one of ``chans`` (a lookup table: ``np.isin`` sorts each time)."""
+    hit = np.zeros(max(int(chl.max(initial=0)), *chans, 0) + 1, bool)
+    hit[list(chans)] = True
+    return hit[chl]
 
 
 def _box(prob: _Problem, theta: np.ndarray, ks: list[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hostctl.fit.led import _led_intervals_all, _near_switch
+from hostctl.fit.led import _led_intervals_all, _near_switch, _on_channels
 from hostctl.fit.lm import _lm
 from hostctl.fit.problem import _Problem, _subproblem
 from hostctl.fit.settings import LED_LAPSE, SIGMA_SCHEDULE
@@ -35,7 +35,7 @@ def _fit_leds_consistent(run: Any, led_only: list) -> dict | None:
     every row is accepted there too, and the search box is the same (the grid's span)."""
     prob = run.prob
     if prob.ng or prob.est_t or len(led_only) != len(_groups(prob)) or any(
-            len(ks) > 2 or not np.isin(prob.chl, list(ch)).any() for ks, ch in led_only):
+            len(ks) > 2 or not _on_channels(prob.chl, ch).any() for ks, ch in led_only):
         return None
     # the grid judged on the tones beside each switch and at each end (noise-free data:
     # the others only confirm) is where Newton starts for the region's vertices

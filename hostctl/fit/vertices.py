@@ -159,11 +159,14 @@ def _logh_dx(model: _Model, theta: np.ndarray, ks: Any, om: np.ndarray,
     only changes how fast it gets there)."""
     S = len(theta)
     kk = np.asarray(ks, dtype=np.int64)
-    kk = np.broadcast_to(kk.reshape(-1, kk.shape[-1]), (S, kk.shape[-1]))
-    q = kk.shape[1]
     if model._fast is not None or getattr(model.circ, "solver", None) is None:
         L, J = model.logh(theta, *_model_rows(model, om, ch), jac=True)
-        return L, np.take_along_axis(J, kk[:, None, :], 2)
+        if kk.ndim == 1:
+            return L, J[..., kk]
+        return L, J[np.arange(S)[:, None, None], np.arange(J.shape[1])[None, :, None],
+                    kk[:, None, :]]
+    kk = np.broadcast_to(kk.reshape(-1, kk.shape[-1]), (S, kk.shape[-1]))
+    q = kk.shape[1]
     pts = np.tile(theta, (q + 1, 1))
     h = np.empty((q, S))
     s = np.arange(S)
@@ -276,14 +279,33 @@ def _solve_vertices(model: _Model, th: np.ndarray, ks: np.ndarray, om: np.ndarra
         conv = (fmax < 4e-13) | ((fmax < STALL_TOL) & (fmax >= 0.5 * fprev[w]))
         fprev[w] = fmax
         ok[w] = conv
-        live = (np.abs(np.linalg.det(Jx)) > 1e-300) & np.isfinite(F).all(1)
+        det, step = _newton_step(Jx, F)
+        live = (np.abs(det) > 1e-300) & np.isfinite(F).all(1)
         alive[w] = live | conv
         go = live & ~conv
-        Jsafe = np.where(go[:, None, None], Jx, eye)
-        step = -np.linalg.solve(Jsafe, np.where(go[:, None], F, 0.0)[..., None])[..., 0]
         x[w] = xw + np.where(go[:, None], np.clip(step, -2.0, 2.0), 0.0)
         alive[w] &= ((x[w] >= blo[w] - 1.0) & (x[w] <= bhi[w] + 1.0)).all(1)
     return x, ok
+
+
+def _newton_step(J: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """det J and the Newton step -J^-1 F of (S, q, q) systems: closed forms for q <= 2
+    (LAPACK's batched call costs three times the arithmetic of these tiny systems); a
+    singular system's step is not finite, and it is not taken."""
+    q = J.shape[-1]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if q == 1:
+            return J[:, 0, 0], -F / J[:, 0]
+        if q == 2:
+            a, b, c, d = J[:, 0, 0], J[:, 0, 1], J[:, 1, 0], J[:, 1, 1]
+            det = a * d - b * c
+            return det, np.stack([b * F[:, 1] - d * F[:, 0], c * F[:, 0] - a * F[:, 1]],
+                                 1) / det[:, None]
+    det = np.linalg.det(J)
+    ok = np.abs(det) > 1e-300
+    step = -np.linalg.solve(np.where(ok[:, None, None], J, np.eye(q)),
+                            np.where(ok[:, None], F, 0.0)[..., None])[..., 0]
+    return det, step
 
 
 def _feasible(model: _Model, th: np.ndarray, ks: np.ndarray, om: np.ndarray, ch: np.ndarray,
