@@ -82,3 +82,40 @@ def test_contradictory_data_go_to_the_annealing(monkeypatch: pytest.MonkeyPatch)
     for r in TRUTH:
         assert a.values[r] == b.values[r]
         assert a.ci95[r] == b.ci95[r]
+
+
+@pytest.mark.parametrize("circ,seed", [("color-organ-ideal", 5), ("color-organ-passive", 6)])
+def test_groups_in_one_batch_give_each_group_alone(circ: str, seed: int) -> None:
+    """The regions of every channel group solved in one Newton batch (a one-resistor group
+    padded by a face holding another resistor) are each group's region solved alone, at
+    the estimate and across a threshold profile's thresholds."""
+    from hostctl.circuits import capacitances
+    from hostctl.fit.led import _led_regions
+    from hostctl.fit.problem import build_problem
+    from hostctl.fit.starts import _groups
+
+    c = get_circuit(circ)
+    ms = led_set(circ, seed, 120)
+    prob = build_problem(ms, c, capacitances(c, 1e-6), LED_THRESHOLD, None, None)
+    groups = _groups(prob)
+    assert sorted(len(ks) for ks, _ in groups) == [1, 1, 2]   # padding is exercised
+    est = fit(ms, c).values
+    theta = np.log([est[r] for r in prob.free])
+    closed = 0
+    for taus in (None, prob.log_t + np.linspace(-0.3, 0.3, 7)):
+        for accept_all in (True, False):
+            together = _led_regions(prob, theta, groups, taus, accept_all)
+            for g, reg in zip(groups, together, strict=True):
+                alone = _led_regions(prob, theta, [g], taus, accept_all)[0]
+                assert reg[2] == alone[2]                       # rejected rows
+                np.testing.assert_array_equal(reg[3], alone[3])  # empty regions
+                finite = np.isfinite(alone[0])
+                closed += int(finite.sum())
+                np.testing.assert_array_equal(np.isfinite(reg[0]), finite)
+                np.testing.assert_allclose(reg[0][finite], alone[0][finite], rtol=0,
+                                           atol=1e-12)
+                finite = np.isfinite(alone[1])
+                np.testing.assert_array_equal(np.isfinite(reg[1]), finite)
+                np.testing.assert_allclose(reg[1][finite], alone[1][finite], rtol=0,
+                                           atol=1e-12)
+    assert closed >= 24   # regions exist at most thresholds, their ends set by the data
