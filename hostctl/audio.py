@@ -25,6 +25,15 @@ Safety, the same for every output:
   i.e. when the filter under test has settled and the measurement window may open.
 - ``silence(after_s=T)`` holds the current tone exactly T seconds of samples (counted from
   when it settled) before fading out: exact tone lengths whatever the buffering.
+- Tones known ahead play back to back: ``cue(f, level, hold_s)`` queues a tone to start when
+  the one queued before it has held ``hold_s`` past its settle, and ``wait(cue)`` returns
+  once it has settled, so the output latency is paid once for a run of tones, not per tone.
+  ``cue.left_s()`` says how long it still holds; ``tone()`` is ``wait(cue(f, level))``::
+
+      cues = [out.cue(f, -12.0, hold_s=0.25) for f in (100.0, 1000.0, 10000.0)]
+      for c in cues:
+          out.wait(c)            # settled; holds 0.25 s more, then the next one starts
+          ...                    # measure, if c.left_s() leaves time for the window
 - Opening waits until the stream runs steadily in real time (a sound server may drop a new
   stream's first buffers or start it in an underrun storm), so the first fade-in is heard.
 
@@ -52,6 +61,9 @@ import math
 import threading
 import time
 import warnings
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -110,6 +122,24 @@ def check_channel(channel: str) -> str:
     return channel
 
 
+@dataclass
+class Cue:
+    """A tone queued on an output: when it settles at the output's jack and until when it
+    holds (the next queued change begins then), on the output's own clock."""
+
+    freq_hz: float
+    level_dbfs: float
+    hold_s: float | None                   # after the settle; None: until the next change
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    settled_at: float = math.nan           # known once waited on
+    ends_at: float = math.inf
+    pos: int = 0                           # the output's own mark (a sample position)
+
+    def left_s(self) -> float:
+        """Seconds the tone still holds before the next queued change (inf: no change)."""
+        return self.ends_at - self.clock()
+
+
 # --------------------------------------------------------------------------------------------
 # Outputs
 
@@ -127,6 +157,18 @@ class OutputBase:
     def tone_wait_s(self, fade_samples: int) -> float:
         """What ``tone()`` waits: the fades it schedules, the output latency, the settle."""
         return fade_samples / self.sample_rate + self.latency_s + self.settle_s
+
+    def cue(self, freq_hz: float, level_dbfs: float, hold_s: float | None = None) -> Cue:
+        """Queue a tone behind the last one queued. An output that cannot schedule plays it
+        when waited on (each tone then pays the latency)."""
+        return Cue(float(freq_hz), float(level_dbfs), hold_s)
+
+    def wait(self, cue: Cue) -> None:
+        """Return once the cued tone has settled (playing it now if nothing queued it)."""
+        self.tone(cue.freq_hz, cue.level_dbfs)
+
+    def tone(self, freq_hz: float, level_dbfs: float) -> None:  # pragma: no cover
+        raise NotImplementedError
 
     def silence_wait_s(self, fade_samples: int) -> float:
         """What ``silence()`` waits: the hold and fade-out it schedules, the output latency."""
@@ -169,6 +211,9 @@ class SoundDeviceOutput(OutputBase):
         self._cv = threading.Condition()
         self.underflows = 0
         self._settled_pos = 0
+        self._free_pos = 0             # where the last cue's hold ends (0: no queue)
+        #: (first sample, monotonic time) of recent callbacks: when a sample was rendered
+        self._rendered: deque[tuple[int, float]] = deque(maxlen=512)
         # fixed ~20 ms blocks: steadier than PortAudio's variable ones through sound servers
         self._block = 1 << max(6, round(math.log2(rate * 0.02)))
         self._closed = False
@@ -226,6 +271,7 @@ class SoundDeviceOutput(OutputBase):
     def _callback(self, outdata: np.ndarray, frames: int, t: Any, status: Any) -> None:
         if status.output_underflow:      # spurious on sound servers; counted, not fatal
             self.underflows += 1
+        self._rendered.append((self.synth.position, time.monotonic()))
         try:
             mono = self.synth.render(frames).astype(np.float32)
             outdata.fill(0.0)
@@ -277,11 +323,32 @@ class SoundDeviceOutput(OutputBase):
 
     def tone(self, freq_hz: float, level_dbfs: float) -> None:
         """Switch to a tone (fade out, phase-continuous switch, fade in); return when settled."""
+        self.wait(self.cue(freq_hz, level_dbfs))
+
+    def cue(self, freq_hz: float, level_dbfs: float, hold_s: float | None = None) -> Cue:
+        """Queue a tone to start where the last cue's hold ends (now if none is pending)."""
         self._check_alive()
-        pos = self._settled_pos = self.synth.set_tone(freq_hz, level_dbfs)
-        self._wait_position(pos)
-        time.sleep(self.tone_wait_s(0))
+        pos = self._settled_pos = self.synth.set_tone(freq_hz, level_dbfs, self._free_pos)
+        held = None if hold_s is None else self.settle_s + hold_s
+        self._free_pos = 0 if held is None else pos + int(round(held * self.sample_rate))
+        return Cue(float(freq_hz), float(level_dbfs), hold_s, pos=pos)
+
+    def wait(self, cue: Cue) -> None:
+        """Sleep until the cued tone's settled sample has reached the jack, plus the settle."""
+        self._wait_position(cue.pos + 1)
+        cue.settled_at = self._jack_time(cue.pos) + self.settle_s
+        if cue.hold_s is not None:
+            cue.ends_at = cue.settled_at + cue.hold_s
+        time.sleep(max(0.0, cue.settled_at - time.monotonic()))
         self._check_alive()
+
+    def _jack_time(self, pos: int) -> float:
+        """When sample ``pos`` (already rendered) reaches the output: its callback's time
+        plus the stream's latency."""
+        for start, t in reversed(self._rendered):
+            if start <= pos:
+                return t + self.latency_s + (pos - start) / self.sample_rate
+        return time.monotonic() + self.latency_s
 
     def silence(self, after_s: float = 0.0) -> None:
         """Fade to silence; return once silence has reached the output.
@@ -294,7 +361,8 @@ class SoundDeviceOutput(OutputBase):
             at = self._settled_pos + int(round(after_s * self.sample_rate))
         else:
             at = 0
-            self.synth.cut_hold()
+            self.synth.cancel()       # tones still queued are not played
+        self._free_pos = 0
         pos = self.synth.set_silence(at)
         self._wait_position(pos)
         time.sleep(self.silence_wait_s(0))
@@ -305,7 +373,7 @@ class SoundDeviceOutput(OutputBase):
             return
         try:
             if not self._error and self._stream.active:
-                self.synth.cut_hold()
+                self.synth.cancel()
                 pos = self.synth.set_silence()
                 try:
                     self._wait_position(pos)

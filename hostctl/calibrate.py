@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,14 +18,12 @@ from typing import TYPE_CHECKING, Any
 from hostctl import plan
 from hostctl.advice import (
     Advice,
-    fit_json,
     precision,
     undetermined,
 )
 from hostctl.bench import bench_for
 from hostctl.circuits import (
     Circuit,
-    Threshold,
     get_circuit,
 )
 from hostctl.circuits.directives import probe_inputs
@@ -33,12 +31,12 @@ from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import DeviceError, InputError, ToneRefused
 from hostctl.ledrule import EstimateShared
 from hostctl.measure import Floor, readings_from
-from hostctl.recommend import Design
 from hostctl.runconfig import (
     SECOND_LEVEL_DB,
     RunConfig,
     SessionHeader,
 )
+from hostctl.runresult import RunResult
 from hostctl.session import check_identity, probe_identity
 from hostctl.sessionfit import (
     Assessment,
@@ -51,72 +49,19 @@ from hostctl.sessionlog import SESSION_NAME, Recorder, read_session
 if TYPE_CHECKING:
     from hostctl.fit import FitResult
 
-REPORT_SCHEMA = "hostctl-report/2"
 CLIP_STEP_DB = 3.0
 #: The silent pre-flight window: 0.3 LSB^2 of noise known to ~2 % from 5700 samples
 #: (0.07 % on a gain of 0.03, a tenth of its own scatter).
 FLOOR_WINDOW_MS = 1000
 #: Flags a repeat would not change (a weak channel): no re-measure for these.
 REMEASURE_OK = frozenset({"below-floor"})
-
-@dataclass
-class RunResult:
-    fit: FitResult
-    design: Design
-    tones: int
-    bench_time_s: float                # the run on the bench's clock, the host's share included
-    wall_time_s: float
-    precision_reached: dict[str, float]
-    unmet: list[str]
-    threshold: Threshold               # on |H| at the run's level; per channel or one
-    threshold_source: str
-    actual_capacitance: dict[str, float]
-    capacitance_source: str
-    led_map: dict[str, list[tuple[float, float]]]
-    bands: dict[str, dict]
-    passed: bool
-    problems: list[str]
-    session: str
-    config: RunConfig
-    probe_info: dict[str, str]
-    #: the rows the fit saw (the plot draws them: nothing is re-read from the session file)
-    data: MeasurementSet
-    advice: Advice | None = None
-    #: versions, command line, audio device, probe, host (hostctl.provenance)
-    provenance: dict[str, Any] | None = None
-    #: of bench_time_s, what the bench waited on the host between windows (fits, planning)
-    host_time_s: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        out = {
-            "schema": REPORT_SCHEMA,
-            "circuit": self.fit.circuit,
-            "mode": self.config.mode,
-            "probe": self.probe_info,
-            "fit": fit_json(self.fit),
-            "run": {"tones": self.tones, "bench_time_s": self.bench_time_s,
-                    "host_time_s": self.host_time_s, "wall_time_s": self.wall_time_s,
-                    "precision_asked": self.config.precision,
-                    "precision_reached": self.precision_reached,
-                    "precision_unmet": self.unmet, "session": self.session,
-                    "problems": self.problems},
-            "led_threshold": {"value": self.threshold, "source": self.threshold_source,
-                              "level_dbfs": self.config.level_dbfs},
-            "capacitance": {"value_f": self.actual_capacitance,
-                            "source": self.capacitance_source},
-            "recommended": self.design.to_json(),
-            "target": self.config.target.to_json(),
-            "predicted_led_bands_hz": {k: [list(b) for b in v] for k, v in self.led_map.items()},
-            "target_check": self.bands,
-            "pass": self.passed,
-        }
-        if self.advice is not None:   # the same blocks `hostctl fit --json` prints
-            out.update(self.advice.to_json())
-            out["led_threshold"]["level_dbfs"] = self.config.level_dbfs
-        if self.provenance is not None:
-            out["provenance"] = self.provenance
-        return out
-
+#: a queued tone holds its window and this much more before the next one starts: room for
+#: the MEASURE line to reach the probe (SEND_S) and for the host to send it late
+WINDOW_GUARD_S = 0.04
+SEND_S = 0.005
+#: a MEASURE reply is 100+ bytes: at 115200 baud its window ended at least this long before
+#: the reply was in (PROTOCOL.md)
+REPLY_S = 100 * 10 / 115200
 
 Progress = Callable[[int, int, float, float, str], None]
 
@@ -139,6 +84,7 @@ class _Run:
         self.clock = clock or bench_for(probe).clock
         self.t0 = self.idle_since = self.clock()
         self.bench_time = self.host_time = 0.0
+        self.missed = 0                       # queued tones the host came too late for
         self.problems: list[str] = []
         self.level = cfg.level_dbfs
         self.floor = Floor()
@@ -253,32 +199,90 @@ class _Run:
         for k, v in notes.items():
             self.rec.note(k, v)
 
-    def take(self, freq: float, level: float) -> None:
+    def take(self, freq: float, level: float, attempts: int = 2) -> None:
         """Measure one tone; a reading that fails a sanity check is kept (flagged, never
         fitted) and measured once more, since a glitch rarely repeats."""
-        for attempt in range(2):
+        for attempt in range(attempts):
             try:
                 res = self.measure(freq, level)
             except (ToneRefused, InputError) as e:
-                # the sound card cannot play this tone: say so in the session, plan around it
-                self.rec.append([Measurement(freq, ch, level_dbfs=level, flag="not-played")
-                                 for ch in self.circ.channels])
-                self.data.extend(Measurement(freq, ch, level_dbfs=level, flag="not-played")
-                                 for ch in self.circ.channels)
-                self.problems.append(f"{freq:g} Hz: not played ({e})")
+                self.not_played(freq, level, e)
                 return
-            rd = readings_from(res, freq, level, self.clock() - self.t0, self.floor,
-                               self.probe.info, channels=self.inputs)
-            self.rec.append(rd.rows)           # recorded before anything else happens
-            self.data.extend(rd.rows)
-            for p in rd.problems:
-                self.problems.append(f"{freq:g} Hz: {p}")
-            suspect = {f for m in rd.rows for f in m.flags} - REMEASURE_OK
-            if not suspect:
-                self.ref_rms = rd.ref_rms or self.ref_rms
+            if self.record(res, freq, level, last=attempt == attempts - 1):
                 return
-            if attempt == 0:
-                self.problems.append(f"{freq:g} Hz: re-measured ({', '.join(sorted(suspect))})")
+
+    def not_played(self, freq: float, level: float, why: Exception) -> None:
+        """The sound card cannot play this tone: say so in the session, plan around it."""
+        rows = [Measurement(freq, ch, level_dbfs=level, flag="not-played")
+                for ch in self.circ.channels]
+        self.rec.append(rows)
+        self.data.extend(rows)
+        self.problems.append(f"{freq:g} Hz: not played ({why})")
+
+    def record(self, res: Any, freq: float, level: float, last: bool,
+               flag: str = "") -> bool:
+        """Record a reading before anything else happens to it; True when it passed every
+        check (``flag`` marks one the run knows is spoiled)."""
+        rd = readings_from(res, freq, level, self.clock() - self.t0, self.floor,
+                           self.probe.info, channels=self.inputs)
+        rows = [replace(m, flag="|".join(x for x in (m.flag, flag) if x)) for m in rd.rows]
+        self.rec.append(rows)
+        self.data.extend(rows)
+        for p in rd.problems:
+            self.problems.append(f"{freq:g} Hz: {p}")
+        suspect = {f for m in rows for f in m.flags} - REMEASURE_OK
+        if not suspect:
+            self.ref_rms = rd.ref_rms or self.ref_rms
+        elif not last:
+            self.problems.append(f"{freq:g} Hz: re-measured ({', '.join(sorted(suspect))})")
+        return not suspect
+
+    def take_all(self, tones: list[plan.Tone]) -> None:
+        """Tones planned together play back to back: each is queued to start once the one
+        before has held for its window, so the output latency is paid once, not per tone.
+        A tone whose slot the host missed, or whose reading fails a check, is taken again
+        alone afterwards."""
+        if not hasattr(self.output, "cue"):
+            for t in tones:
+                self.take(t.frequency_hz, t.level_dbfs)
+                self.report_progress(t.frequency_hz)
+            return
+        queued, again = [], []
+        for t in tones:
+            try:
+                hold = self.window_ms(t.frequency_hz) / 1000 + WINDOW_GUARD_S
+                queued.append((t, self.output.cue(t.frequency_hz, t.level_dbfs, hold)))
+            except (ToneRefused, InputError) as e:
+                self.not_played(t.frequency_hz, t.level_dbfs, e)
+        for t, cue in queued:
+            try:
+                got = self.measure_cued(cue)
+            except (ToneRefused, InputError) as e:
+                self.not_played(t.frequency_hz, t.level_dbfs, e)
+                continue
+            if got is None:
+                self.missed += 1         # the host was late: a cost, not a problem
+                again.append(t)
+            elif not self.record(got[0], t.frequency_hz, t.level_dbfs, False, got[1]):
+                again.append(t)
+            self.report_progress(t.frequency_hz)
+        for t in again:
+            self.take(t.frequency_hz, t.level_dbfs, attempts=1)
+
+    def measure_cued(self, cue: Any) -> tuple[Any, str] | None:
+        """Wait for a cued tone and measure it if its hold leaves room for the window (None:
+        the host came too late). A reply that comes after the hold ended may have seen the
+        next tone's fade: flagged ``tone-changed``, never fitted."""
+        t = self.clock()
+        self.host_time += t - self.idle_since
+        self.output.wait(cue)
+        ms = self.window_ms(cue.freq_hz)
+        if cue.left_s() < ms / 1000 + SEND_S:
+            self.idle_since = self.clock()
+            return None
+        res = self.probe.measure(ms)
+        self.idle_since = self.clock()
+        return res, ("tone-changed" if cue.left_s() < -REPLY_S else "")
 
     def check_leds_seen(self) -> None:
         """After the sweep every LED input should have gone HIGH at some tone."""
@@ -314,11 +318,6 @@ class _Run:
         self.take_all([t for t in tones if (t.frequency_hz, t.level_dbfs) not in done])
         self.check_leds_seen()
 
-    def take_all(self, tones: list[plan.Tone]) -> None:
-        """Measure tones planned together (each known before the one before it is read)."""
-        for t in tones:
-            self.take(t.frequency_hz, t.level_dbfs)
-            self.report_progress(t.frequency_hz)
 
     def n_tones(self) -> int:
         return len(self.tones_done())
@@ -455,7 +454,7 @@ def report_run(r: _Run, result: FitResult, judged: Assessment, adv: Advice, wall
     unmet = [k for k, v in prec.items() if not v <= r.cfg.precision]
     return RunResult(
         fit=result, design=adv.design, tones=r.n_tones(), bench_time_s=r.bench_time,
-        host_time_s=r.host_time,
+        host_time_s=r.host_time, missed_slots=r.missed,
         wall_time_s=wall_s, precision_reached=prec, unmet=unmet,
         threshold=judged.threshold, threshold_source=judged.source,
         actual_capacitance=adv.capacitance, capacitance_source=adv.capacitance_source,

@@ -18,9 +18,9 @@ from hostctl.circuits import Threshold, channel_threshold, get_circuit
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from hostctl.calibrate import RunResult
     from hostctl.dataset import MeasurementSet
     from hostctl.fit import FitResult
+    from hostctl.runresult import RunResult
     from hostctl.target import Target
 
 FLOOR_DB = -60.0

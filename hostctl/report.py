@@ -19,8 +19,8 @@ from hostctl.recommend import format_ohm
 
 if TYPE_CHECKING:
     from hostctl.advice import Advice
-    from hostctl.calibrate import RunResult
     from hostctl.fit import FitResult
+    from hostctl.runresult import RunResult
 
 
 def width() -> int:

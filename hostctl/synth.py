@@ -106,7 +106,7 @@ class ToneSynth:
         # (position, freq_hz, level_dbfs) of every accepted request, (position, None, at) for
         # silence: replaying them (render up to the position, then the same call) reproduces
         # the output exactly.
-        self.history: deque[tuple[int, float | None, float]] = deque(maxlen=10000)
+        self.history: deque[tuple] = deque(maxlen=10000)
 
     # -- scheduling (any thread)
     def _end_state(self) -> tuple[float, float]:
@@ -120,15 +120,23 @@ class ToneSynth:
     def _settled_at(self) -> int:
         return self.position + sum(r.n - r.done for r in self._ramps)
 
-    def set_tone(self, freq_hz: float, level_dbfs: float) -> int:
-        """Schedule a change to this tone; return the sample position where it is reached."""
+    def set_tone(self, freq_hz: float, level_dbfs: float, at: int = 0) -> int:
+        """Schedule a change to this tone; return the sample position where it is reached.
+
+        ``at`` > 0: what plays now holds until absolute sample position ``at`` first, so a
+        tone queued behind another starts where that one's planned length ends (the output
+        latency is then paid once for a whole run of tones, not once per tone).
+        """
         amp = check_tone(freq_hz, level_dbfs, sample_rate=self.sample_rate,
                          level_cap_dbfs=self.level_cap_dbfs)
         amp = min(amp, self.cap_amplitude)   # float rounding only; check_tone refused above
         f = float(freq_hz)
         with self._lock:
-            self.history.append((self.position, f, float(level_dbfs)))
+            self.history.append((self.position, f, float(level_dbfs), int(at)))
             end_f, end_a = self._end_state()
+            hold = int(at) - self._settled_at()
+            if hold > 0:
+                self._ramps.append(_Ramp(end_a, hold, None, hold=True))
             if end_a == 0.0:
                 self._ramps.append(_Ramp(amp, self.fade_n, f))
             elif end_f == f:
@@ -154,6 +162,16 @@ class ToneSynth:
                     self._ramps.append(_Ramp(end_a, hold, None, hold=True))
                 self._ramps.append(_Ramp(0.0, self.fade_n, None))
             return self._settled_at()
+
+    def cancel(self) -> None:
+        """Drop every change not yet begun and end a hold now (silence() mid-run, Ctrl-C):
+        a ramp already under way completes, so the output never jumps."""
+        with self._lock:
+            while len(self._ramps) > 1 or (self._ramps and self._ramps[-1].done == 0):
+                self._ramps.pop()
+            for r in self._ramps:
+                if r.hold:
+                    r.n = max(r.done, 1)
 
     def cut_hold(self) -> None:
         """End any pending hold now (Ctrl-C during a timed tone): the fade-out follows."""
@@ -202,17 +220,17 @@ class ToneSynth:
         return out
 
 
-def replay(history: list[tuple[int, float | None, float]], n: int, sample_rate: int, *,
+def replay(history: list[tuple], n: int, sample_rate: int, *,
            level_cap_dbfs: float = DEFAULT_LEVEL_CAP_DBFS, fade_s: float = FADE_S) -> np.ndarray:
     """The first ``n`` samples a :class:`ToneSynth` produced, from its ``history``."""
     syn = ToneSynth(sample_rate, level_cap_dbfs=level_cap_dbfs, fade_s=fade_s)
     parts = []
-    for pos, f, lv in history:
+    for pos, f, lv, *at in history:
         parts.append(syn.render(max(0, min(pos, n) - syn.position)))
         if f is None:
             syn.set_silence(int(lv))         # silence entries keep the hold-until position
         else:
-            syn.set_tone(f, lv)
+            syn.set_tone(f, lv, *at)
     parts.append(syn.render(max(0, n - syn.position)))
     return np.concatenate(parts)
 

@@ -22,6 +22,7 @@ from typing import Any
 from hostctl.audio import (
     DEFAULT_LEVEL_CAP_DBFS,
     DEFAULT_SAMPLE_RATE,
+    Cue,
     OutputBase,
     ToneSynth,
     check_cap,
@@ -41,6 +42,7 @@ class SimToneOutput(OutputBase):
         #: bench seconds this output has waited (fades, latency, settle), and tones played
         self.waited_s = 0.0
         self.tones = 0
+        self._free_at = 0.0            # bench time the last cue's hold ends (0: no queue)
         if count_host and hasattr(bench, "count_host"):
             bench.count_host()
 
@@ -51,6 +53,11 @@ class SimToneOutput(OutputBase):
         if callable(wait):
             wait(seconds)
 
+    def _now(self) -> float:
+        """The bench's clock (a bench without one: the seconds this output has waited)."""
+        clock = getattr(self.bench, "clock", None)
+        return clock() if callable(clock) else self.waited_s
+
     def _fade_samples(self, until: int) -> int:
         """Samples the synthesiser plays before reaching ``until`` (rendered, not sent)."""
         n = max(0, until - self.synth.position)
@@ -58,12 +65,27 @@ class SimToneOutput(OutputBase):
         return n
 
     def tone(self, freq_hz: float, level_dbfs: float) -> None:
+        self.wait(self.cue(freq_hz, level_dbfs))
+
+    def cue(self, freq_hz: float, level_dbfs: float, hold_s: float | None = None) -> Cue:
+        """Queue a tone as the sound card's output would: it starts where the last cue's
+        hold ends, or once a change made now has passed the output latency."""
         check_tone(freq_hz, level_dbfs, sample_rate=self.sample_rate,
                    level_cap_dbfs=self.level_cap_dbfs)
-        self.bench.set_tone(float(freq_hz), float(level_dbfs))
         n = self._fade_samples(self.synth.set_tone(float(freq_hz), float(level_dbfs)))
+        start = max(self._now() + self.latency_s, self._free_at)
+        cue = Cue(float(freq_hz), float(level_dbfs), hold_s, clock=self._now)
+        cue.settled_at = start + n / self.sample_rate + self.settle_s
+        if hold_s is not None:
+            cue.ends_at = cue.settled_at + hold_s
+        self._free_at = cue.ends_at if hold_s is not None else 0.0
+        return cue
+
+    def wait(self, cue: Cue) -> None:
+        """The bench's clock runs to the cue's settle; the board hears the tone from then."""
+        self._wait(max(0.0, cue.settled_at - self._now()))
+        self.bench.set_tone(cue.freq_hz, cue.level_dbfs)
         self.tones += 1
-        self._wait(self.tone_wait_s(n))
 
     def silence(self, after_s: float = 0.0) -> None:
         """Fade out (after holding the tone ``after_s`` from when it settled, in real time:
@@ -72,6 +94,7 @@ class SimToneOutput(OutputBase):
             time.sleep(after_s)
             self._wait(after_s)
         self.bench.set_tone(None)
+        self._free_at = 0.0            # tones still queued are not played
         n = self._fade_samples(self.synth.set_silence())
         self._wait(self.silence_wait_s(n))
 

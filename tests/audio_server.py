@@ -151,6 +151,35 @@ def play(out_dir: Path) -> None:
     (out_dir / "info.json").write_text(json.dumps(info))
 
 
+def cued(out_dir: Path) -> None:
+    """Record the monitor while the real output plays tones queued all at once (cue/wait):
+    they must follow each other after their holds, with no output latency between them."""
+    import numpy as np
+    import sounddevice as sd
+
+    from hostctl.audio import open_output
+
+    tones = [(200.0, -6.0, 0.3), (1000.0, -6.0, 0.25), (3000.0, -9.0, 0.4), (500.0, -6.0, 0.3)]
+    rec = Recorder(sd)
+    waited = rec.start()
+    out = open_output(None, channel="left", level_cap_dbfs=-6.0, settle_s=0.05)
+    cues = [out.cue(f, lv, hold) for f, lv, hold in tones]
+    for c in cues:
+        out.wait(c)
+    time.sleep(max(0.0, cues[-1].left_s()))
+    out.silence()
+    loud = 0.05 * 10 ** (-12 / 20)
+    _hold_until(lambda: _heard_and_ended(rec, loud, 0.3), 0.3, [])
+    info = {"rate": out.sample_rate, "latency_s": out.latency_s, "fade_n": out.synth.fade_n,
+            "settle_s": out.settle_s, "tones": [[f, lv] for f, lv, _ in tones],
+            "holds": [h for _, _, h in tones], "underflows": out.underflows,
+            "capture_wait_s": waited, "history": [list(h) for h in out.synth.history],
+            "ends_minus_settled": [c.ends_at - c.settled_at for c in cues]}
+    out.close()
+    np.save(out_dir / "rec.npy", rec.stop())
+    (out_dir / "info.json").write_text(json.dumps(info))
+
+
 def _heard_and_ended(rec: Recorder, loud: float, quiet_s: float) -> bool:
     """A sound above ``loud`` was captured and ``quiet_s`` of quiet followed it."""
     import numpy as np
@@ -179,6 +208,8 @@ def record(seconds: float, path: Path) -> None:
 if __name__ == "__main__":     # a child of test_audio_loopback (its PYTHONPATH: this checkout)
     if sys.argv[1] == "play":
         play(Path(sys.argv[2]))
+    elif sys.argv[1] == "cued":
+        cued(Path(sys.argv[2]))
     elif sys.argv[1] == "record":
         record(float(sys.argv[2]), Path(sys.argv[3]))
     else:

@@ -181,6 +181,43 @@ def test_tones_come_back_exactly(played: dict) -> None:
         assert t >= played["latency_s"] + 0.05
 
 
+def test_cued_tones_follow_each_other_without_the_latency(
+        pulse_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tones queued at once (AudioOutput.cue) come out back to back: from one fade-in to the
+    next, exactly the fade-out, the fade-in, the settle and the hold asked for -- the output
+    latency (0.2 s) is paid once, not per tone. Judged from the recorded samples alone."""
+    problems = []
+    for attempt in range(3):
+        out = tmp_path_factory.mktemp("cued")
+        p = child(pulse_env, "cued", str(out))
+        assert p.returncode == 0, f"cued child failed:\n{p.stderr[-2000:]}"
+        info = json.loads((out / "info.json").read_text())
+        info["rec"] = np.load(out / "rec.npy").astype(np.float64)
+        try:
+            res = analyse(info)
+            break
+        except AssertionError as e:
+            problems.append(f"attempt {attempt + 1}: {e}")
+            if info["underflows"] == 0:
+                raise
+    else:
+        pytest.fail("every cued run was damaged by underruns: " + " | ".join(problems))
+    for r in res["rows"]:
+        assert abs(r["freq_err"]) < 1e-3 and abs(r["amp_err"]) < 5e-3, r
+    for what, dev in res["fades"]:
+        assert dev < 0.05, (what, dev)
+    left = info["rec"][:, 0]
+    segs = tone_segments(left, min(10 ** (lv / 20) for _, lv in info["tones"]))
+    fade_s = info["fade_n"] / info["rate"]
+    for k, hold in enumerate(info["holds"][:-1]):
+        got = (segs[k + 1][0] - segs[k][0]) / REC_RATE
+        want = 2 * fade_s + info["settle_s"] + hold
+        print(f"tone {k} -> {k + 1}: {got * 1000:.2f} ms between fade-ins, "
+              f"{want * 1000:.2f} ms asked (latency {info['latency_s'] * 1000:.0f} ms)")
+        assert abs(got - want) < 0.002, (k, got, want)
+    assert info["ends_minus_settled"] == pytest.approx(info["holds"])
+
+
 def test_an_abrupt_start_is_not_taken_for_a_fade() -> None:
     """The fade check can fail: a sine switched on at full level deviates by ~0.5."""
     t = np.arange(2000) / REC_RATE

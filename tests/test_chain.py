@@ -193,10 +193,14 @@ def test_chain_played_every_tone_at_the_right_level(chain: dict) -> None:
 
     rep = chain["report"]
     assert 12 <= rep["run"]["tones"] <= 16
-    assert not rep["run"]["problems"], rep["run"]["problems"]
+    # a reading the host had to send late (a loaded machine) may overlap the next queued
+    # tone: it is kept flagged tone-changed and measured again -- timing, not a fault
+    late = "re-measured (tone-changed)"
+    assert not [p for p in rep["run"]["problems"] if late not in p], rep["run"]["problems"]
     rows = read_session(chain["session"]).rows
-    vins = [(m.frequency_hz, m.vin_v) for m in rows if m.vin_v]
-    assert vins and all(not m.flags - {"below-floor"} for m in rows)
+    vins = [(m.frequency_hz, m.vin_v) for m in rows if m.vin_v and not m.flag]
+    assert vins and all(not m.flags - {"below-floor", "tone-changed"} for m in rows)
+    assert {m.frequency_hz for m in rows} == {f for f, _ in vins}
     # the bench's level is the recorded dBFS: hostctl's -6 dBFS is 0.501 V peak at the sound
     # card, which A0 sees through the source resistance and the probe's front end (ngspice)
     from sims.bench import make_bench

@@ -103,16 +103,16 @@ def test_lost_audio_path_stops_and_resume_plays_the_tones(tmp_path: Path,
     from hostctl.errors import AudioError
     from sims.tones import SimToneOutput
 
-    real = SimToneOutput.tone
+    real = SimToneOutput.wait         # every tone played, queued or not, waits for its cue
     calls = {"n": 0}
 
-    def dying(self, f, level):
+    def dying(self, cue):
         calls["n"] += 1
         if calls["n"] > 8:
             raise AudioError("audio device 'sim' stopped mid-run")
-        return real(self, f, level)
+        return real(self, cue)
 
-    monkeypatch.setattr(SimToneOutput, "tone", dying)
+    monkeypatch.setattr(SimToneOutput, "wait", dying)
     out = tmp_path / "run"
     code, err, _ = invoke(["calibrate", *FAST, "--out", str(out), "--port",
                            URL.format(seed=0)])
@@ -120,7 +120,7 @@ def test_lost_audio_path_stops_and_resume_plays_the_tones(tmp_path: Path,
     assert "stopped mid-run" in line and f"--resume {out}" in line
     text = (out / "session.csv").read_text()
     assert "not-played" not in text and not (out / "report.json").exists()
-    monkeypatch.setattr(SimToneOutput, "tone", real)
+    monkeypatch.setattr(SimToneOutput, "wait", real)
     code, err, stdout = resume(out, seed=0)
     assert code in (0, 1), err
     rep = json.loads(stdout)

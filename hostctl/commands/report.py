@@ -20,7 +20,7 @@ def load_run(path: str | Path) -> Any:
     """A run folder (or its session.csv) as a RunResult rebuilt from the session; what
     only the run knew (bench time, problems, probe) comes from its report.json if any."""
     from hostctl.advice import precision
-    from hostctl.calibrate import RunResult
+    from hostctl.runresult import RunResult
     from hostctl.sessionfit import advise_session
     from hostctl.sessionlog import SESSION_NAME, is_session, read_session
 
