@@ -365,7 +365,7 @@ def _emit_session(ms: MeasurementSet, data: str, series: str | None, target, ins
 def _emit(res, adv, data: str, as_json: bool, mode: str | None = None) -> None:
     """The table or the JSON object (report.json's shape, without a run) for one fit."""
     from hostctl.advice import fit_json
-    from hostctl.calibrate import REPORT_SCHEMA
+    from hostctl.runresult import REPORT_SCHEMA
 
     if as_json:
         out = {"schema": REPORT_SCHEMA, "circuit": res.circuit, "mode": mode, "source": data,
