@@ -11,7 +11,7 @@ from hostctl.fit.bisect import PROFILE_DEPTH, PROFILE_STEPS, _bisect_edges  # no
 from hostctl.fit.problem import _Problem, _subproblem
 from hostctl.fit.settings import BOX, Z95
 from hostctl.fit.starts import _grid_range
-from hostctl.fit.vertices import _logh_dx, _vertex_intervals  # noqa: F401
+from hostctl.fit.vertices import _logh_dx, _numpy, _vertex_intervals  # noqa: F401
 
 #: a measured reference amplitude's relative scatter (virtual bench seed 1: sd 7.9e-4, 234
 #: rows vs ngspice): an estimated V_f's rows are each relaxed by its 95 % end (slack, log)
@@ -82,12 +82,13 @@ def _led_regions(prob: _Problem, theta: np.ndarray, groups: list,
     use = [g for g, (ks, _) in enumerate(groups) if len(ks) <= 2 and on[g].any()]
     if not use:
         return out
+    rows = np.flatnonzero(np.any([on[g] for g in use], axis=0))   # these groups' rows
     t_hat = theta[p_all] if prob.est_t else prob.log_t
     # an estimated V_f: lit rows may sit VIN_SLACK below it, dark ones above
-    lvl = prob.lvl - prob.sgn * VIN_SLACK if prob.est_volts else prob.lvl
+    lvl = (prob.lvl - prob.sgn * VIN_SLACK if prob.est_volts else prob.lvl)[rows]
     tt = np.array([t_hat]) if taus is None else np.asarray(taus, dtype=float)
     lt_reg = (tt[:, None] + lvl[None])[:, None]          # (T, 1, n)
-    G, n = len(use), prob.nl
+    G, n = len(use), len(rows)
     q = max(len(groups[g][0]) for g in use)
     kb = np.zeros((G, q), np.int64)
     box_lo, box_hi = np.zeros((G, q)), np.zeros((G, q))
@@ -97,14 +98,14 @@ def _led_regions(prob: _Problem, theta: np.ndarray, groups: list,
         kb[i] = ks + pad
         box_lo[i, :len(ks)], box_hi[i, :len(ks)] = _box(prob, theta, ks)
         box_lo[i, len(ks):] = box_hi[i, len(ks):] = theta[pad]
-    valid = np.stack([on[g] for g in use])
 
     def each(a: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(a, (G, n))
+        return np.broadcast_to(a[rows], (G, n))
 
     lo, hi, nrej, empty = _vertex_intervals(
-        prob.model, np.repeat(theta[None, :p_all], G, 0), kb, prob.omega[prob.ng:][None],
-        prob.ch[prob.ng:][None], each(prob.sgn), (t_hat + lvl)[None], lt_reg, valid,
+        prob.model, np.repeat(theta[None, :p_all], G, 0), kb,
+        _numpy(prob.omega)[prob.ng + rows][None], _numpy(prob.ch)[prob.ng + rows][None],
+        each(prob.sgn), (t_hat + lvl)[None], lt_reg, np.stack([on[g][rows] for g in use]),
         each(prob.freq_l), each(prob.chl * 4096 + prob.groups()), box_lo, box_hi,
         include_hat=taus is None and not accept_all, accept_all=accept_all,
         qb=np.array([len(groups[g][0]) for g in use]))
@@ -149,22 +150,32 @@ def _profile_threshold(prob: _Problem, theta: np.ndarray, led_only: list
     The feasible thresholds form an interval around the estimate; its ends are found by
     bisection on "every group still has a consistent region", and the resistor
     intervals are the union of the exact intervals at 9 thresholds across it. Each batch
-    of thresholds is one evaluation of every group (:func:`_led_regions`).
+    of thresholds is one evaluation per group (:func:`_led_regions`); a threshold one group
+    rules out is not tried on the next.
     """
     tau_hat = float(theta[-1])
 
     def ivs_at(ds: list[float]) -> list[dict[int, tuple[float, float]] | None]:
-        regs = _led_regions(prob, theta, led_only, tau_hat + np.array(ds, dtype=float))
-        if any(reg is None for reg in regs):
-            return [None] * len(ds)
+        taus = tau_hat + np.array(ds, dtype=float)
+        ok = np.ones(len(taus), bool)
+        per = []
+        for group in led_only:
+            idx = np.flatnonzero(ok)   # a threshold one group rules out is not tried further
+            reg = _led_regions(prob, theta, [group], taus[idx])[0] if len(idx) else None
+            if reg is None:
+                return [None] * len(taus)
+            lo, hi, _, empty = reg
+            ok[idx[empty]] = False
+            per.append((group[0], idx, lo, hi))
         out: list[dict[int, tuple[float, float]] | None] = []
-        for t in range(len(ds)):
-            if any(reg[3][t] for reg in regs):   # a group without a consistent region
+        for t in range(len(taus)):
+            if not ok[t]:
                 out.append(None)
                 continue
             iv: dict[int, tuple[float, float]] = {}
-            for (ks, _), (lo, hi, _, _) in zip(led_only, regs, strict=True):
-                iv.update({k: (float(lo[t, j]), float(hi[t, j])) for j, k in enumerate(ks)})
+            for ks, idx, lo, hi in per:
+                i = int(np.searchsorted(idx, t))
+                iv.update({k: (float(lo[i, j]), float(hi[i, j])) for j, k in enumerate(ks)})
             out.append(iv)
         return out
 
