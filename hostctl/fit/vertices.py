@@ -105,9 +105,10 @@ def _numpy(a: Any) -> np.ndarray:
     return a.numpy() if hasattr(a, "numpy") else np.asarray(a)
 
 
-def _of_boards(a: np.ndarray, boards: np.ndarray) -> np.ndarray:
-    """Each board's row of ``a``: one row (1, n) is every board's."""
-    return a[boards] if a.shape[0] > 1 else a[np.zeros_like(boards)]
+def _of_boards(a: np.ndarray, boards: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``a[board, col]`` per system (``boards`` (S,), ``cols`` (S, q)): one row (1, n) is
+    every board's."""
+    return a[(boards if a.shape[0] > 1 else np.zeros_like(boards))[:, None], cols]
 
 
 def _logh_plain(model: _Model, theta: np.ndarray, om: np.ndarray, ch: np.ndarray
@@ -247,8 +248,7 @@ def _solve_vertices(model: _Model, th: np.ndarray, ks: np.ndarray, om: np.ndarra
     facej = eqs[:, 2].astype(np.int64)
     facev = eqs[:, 3]
     br = rb[sb]
-    oms, chs = _of_boards(om, br)[np.arange(S)[:, None], rowidx], \
-        _of_boards(ch, br)[np.arange(S)[:, None], rowidx]
+    oms, chs = _of_boards(om, br, rowidx), _of_boards(ch, br, rowidx)
     lts = lt_reg[sb[:, None], rowidx]
     kss = ks[br]
     full = th[br].copy()
