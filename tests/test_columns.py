@@ -156,3 +156,34 @@ def test_a_row_without_frequency_or_with_a_blank_cell_takes_the_careful_reader(
         MeasurementSet.read_csv(p)
     p.write_text("frequency_hz,channel,gain\n100,low,0.5\n200,low,  \n300,low,\n")
     assert [m.gain for m in MeasurementSet.read_csv(p).rows] == [0.5, None, None]
+
+
+def test_fit_many_from_columns_equals_fit_many_from_rows() -> None:
+    """Boards held as columns are sorted into gain / LED boards without a row object, and
+    fitted to the same values and intervals."""
+    from hostctl.circuits import NOTEBOOK_VALUES, get_circuit
+    from hostctl.fit import fit_many
+    from hostctl.fit.rows import row_kinds
+
+    circ = get_circuit("color-organ-ideal")
+    f = np.geomspace(20, 20000, 30)
+    rng = np.random.default_rng(11)
+    boards = []
+    for _ in range(12):
+        vals = {k: v * (1 + 0.05 * rng.uniform(-1, 1)) for k, v in NOTEBOOK_VALUES.items()}
+        H = circ.magnitude(f, vals)
+        boards.append([Measurement(float(fk), ch, gain=float(H[ch][k] * math.exp(
+            0.01 * rng.normal()))) for k, fk in enumerate(f) for ch in circ.channels])
+    leds = bench_rows()[-25:]
+    boards.append(leds)
+    a = fit_many([MeasurementSet(b) for b in boards], circ)
+    cols = [as_columns(b) for b in boards]
+    assert [row_kinds(c) for c in cols] == [(True, False)] * 12 + [(False, True)]
+    flagged = as_columns(bench_rows())
+    assert row_kinds(flagged) == row_kinds(MeasurementSet(bench_rows())) == (True, True)
+    b = fit_many(cols, circ)
+    for x, y in zip(a, b, strict=True):
+        assert x.ci_method == y.ci_method
+        for k, v in x.values.items():
+            assert y.values[k] == pytest.approx(v, rel=1e-12)
+            assert y.ci95[k] == pytest.approx(x.ci95[k], rel=1e-12)

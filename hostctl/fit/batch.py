@@ -16,8 +16,9 @@ from hostctl.fit.batchwork import covariances, linear_starts, sensitivity_warnin
 from hostctl.fit.engine import _result, fit
 from hostctl.fit.led import _active_rows, _box, _inside, _vertex_intervals
 from hostctl.fit.lm import _lm
-from hostctl.fit.problem import _build, _Problem, _usable, nuisances
+from hostctl.fit.problem import _build, _Problem, nuisances
 from hostctl.fit.result import FitResult
+from hostctl.fit.rows import row_kinds
 from hostctl.fit.settings import LED_LAPSE, MISFIT_RMS, SIGMA_SCHEDULE
 from hostctl.fit.starts import _default_base, _grid_range, _groups, _switch_rows
 
@@ -45,8 +46,8 @@ def fit_many(datasets: Sequence[MeasurementSet], circuit: Circuit | str, *,
     circ = get_circuit(circuit) if isinstance(circuit, str) else circuit
     caps = capacitances(circ, capacitance)
     t0 = time.perf_counter()
-    has_led = [any(m.led is not None and _usable(m, "led") for m in d.rows) for d in datasets]
-    has_gain = [any(_usable(m, "gain") for m in d.rows) for d in datasets]
+    has_gain, has_led = (list(x) for x in zip(*map(row_kinds, datasets), strict=True)) \
+        if datasets else ([], [])
     # nuisances (ESR priors) and the rest go through fit() one by one
     one_by_one = (kw or not datasets or bool(nuisances(circ)) or led_threshold == "estimate"
                   or isinstance(led_threshold, Mapping)

@@ -123,6 +123,19 @@ def _raw_columns(c: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def row_kinds(data: MeasurementSet) -> tuple[bool, bool]:
+    """(any usable gain row, any usable LED row): from the columns when the rows are
+    held as columns (iterating them would build a Measurement a row)."""
+    rows = data.rows
+    if hasattr(rows, "columns"):
+        raw = _raw(data)
+        g = ~np.isnan(raw["G"]) if raw["gflag"] is None else raw["gflag"]
+        led = raw["Y"] >= 0 if raw["lflag"] is None else raw["lflag"]
+        return bool(g.any()), bool(led.any())
+    return (any(_usable(m, "gain") for m in rows),
+            any(m.led is not None and _usable(m, "led") for m in rows))
+
+
 #: the last data's columns: a preset family fits the same rows once per member
 _LAST: list[Any] = []
 
