@@ -10,16 +10,26 @@ if TYPE_CHECKING:
     pass
 
 
-def _newton_gain(A: np.ndarray, g: np.ndarray, d: np.ndarray, eye: np.ndarray) -> np.ndarray:
+def _newton_gain(A: np.ndarray, g: np.ndarray, d: np.ndarray) -> np.ndarray:
     """``g^T A^-1 g / 2``: the decrease a full Gauss-Newton step promises (inf where it
     cannot be computed, so that nothing stops on it)."""
-    M = A + 1e-10 * d[:, :, None] * eye + 1e-300 * eye
+    M = _damped(A, 1e-10 * d)
     try:
         x = np.linalg.solve(M, g[..., None])[..., 0]
     except np.linalg.LinAlgError:
         return np.full(len(g), np.inf)
     out = 0.5 * np.einsum("bp,bp->b", g, x)
     return np.where(np.isfinite(out) & (out >= 0), out, np.inf)
+
+
+def _damped(A: np.ndarray, add: np.ndarray) -> np.ndarray:
+    """``A + add * I + 1e-300 * I`` per batch member, added to the diagonal alone (the
+    same sums, without two (B, P, P) identity products an iteration)."""
+    M = A.copy()
+    diag = np.einsum("bpp->bp", M)      # a writable view of the diagonals
+    diag += add
+    diag += 1e-300
+    return M
 
 
 def _lm(fun, theta0: np.ndarray, *, max_iter: int = 100, xtol: float = 1e-10,
@@ -41,7 +51,6 @@ def _lm(fun, theta0: np.ndarray, *, max_iter: int = 100, xtol: float = 1e-10,
     lam = np.full(B, 1e-4)
     done = np.zeros(B, bool)
     it = 0
-    eye = np.eye(P)
     while it < max_iter and not done.all():
         it += 1
         d = np.einsum("bpp->bp", A).copy()
@@ -52,10 +61,10 @@ def _lm(fun, theta0: np.ndarray, *, max_iter: int = 100, xtol: float = 1e-10,
         # gain floors at ~1e-14 of the cost) would otherwise keep the iterations going on
         # noise until the damping gives up or max_iter (ftol / 1000 stopped nothing there;
         # ftol itself stopped a slow crawl along a flat valley early)
-        done |= _newton_gain(A, g, d, eye) <= 0.1 * ftol * np.abs(cost) + gain_abs + 1e-300
+        done |= _newton_gain(A, g, d) <= 0.1 * ftol * np.abs(cost) + gain_abs + 1e-300
         if done.all():
             break
-        M = A + lam[:, None, None] * d[:, :, None] * eye + 1e-300 * eye
+        M = _damped(A, lam[:, None] * d)
         try:
             step = -np.linalg.solve(M, g[..., None])[..., 0]
         except np.linalg.LinAlgError:
