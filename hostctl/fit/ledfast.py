@@ -17,9 +17,10 @@ import numpy as np
 
 from hostctl.fit.led import _led_intervals_all, _near_switch, _on_channels
 from hostctl.fit.lm import _lm
-from hostctl.fit.problem import _Problem, _subproblem
+from hostctl.fit.problem import _Problem
 from hostctl.fit.settings import LED_LAPSE, SIGMA_SCHEDULE
-from hostctl.fit.starts import _grid_range, _grid_starts, _groups, _switch_rows
+from hostctl.fit.starts import _grid_range, _groups, _switch_rows
+from hostctl.fit.vertices import _logh_plain, _numpy
 
 
 def _fit_leds_consistent(run: Any, led_only: list) -> dict | None:
@@ -37,12 +38,11 @@ def _fit_leds_consistent(run: Any, led_only: list) -> dict | None:
     if prob.ng or prob.est_t or len(led_only) != len(_groups(prob)) or any(
             len(ks) > 2 or not _on_channels(prob.chl, ch).any() for ks, ch in led_only):
         return None
-    # the grid judged on the tones beside each switch and at each end (noise-free data:
-    # the others only confirm) is where Newton starts for the region's vertices
+    # the tones beside each switch and at each end (noise-free data: the others only
+    # confirm) judge the grid where Newton starts for the region's vertices
     ends = [r for c in set(prob.chl.tolist()) for r in _channel_ends(prob, c)]
     rows = np.union1d(_switch_rows(prob, set(prob.chl.tolist())), ends)
-    sw = _subproblem(prob, prob.ng + rows)
-    start = _grid_starts(sw, run.theta, SIGMA_SCHEDULE[0], run.s_gain, top=1)[0]
+    start = _region_start(prob, run.theta, led_only, rows)
     theta, known = start.copy(), {}
     for (ks, _), (ivs, nr, msgs) in zip(led_only, _led_intervals_all(prob, start, led_only,
                                                                       True), strict=True):
@@ -69,6 +69,31 @@ def _fit_leds_consistent(run: Any, led_only: list) -> dict | None:
     run.converged &= bool(db[0])
     run.method = "led-interval"
     return known
+
+
+def _region_start(prob: _Problem, base: np.ndarray, led_only: list, rows: np.ndarray
+                  ) -> np.ndarray:
+    """Per group, the point of its coarse grid (:func:`_grid_range`, others at ``base``)
+    that misreads the LED ``rows`` least (summed log distance to the threshold on the
+    wrong side: noise-free data are all read right inside the region, where the region's
+    vertices are near). Every group's grid in one model call of the numpy program; the
+    annealing's probit grid (``_grid_starts``) picks the same point on the notebook's
+    data and gives the same intervals on 252 data sets of 7 circuits, at 2.5x the cost."""
+    pts = []
+    for ks, _ in led_only:
+        mesh = np.meshgrid(*[_grid_range(prob, k) for k in ks], indexing="ij")
+        th = np.repeat(base[None, :len(prob.free)], mesh[0].size, 0)
+        th[:, ks] = np.stack([m.reshape(-1) for m in mesh], -1)
+        pts.append(th)
+    L = _logh_plain(prob.model, np.concatenate(pts), _numpy(prob.omega)[prob.ng + rows],
+                    _numpy(prob.ch)[prob.ng + rows])
+    miss = np.maximum(0.0, -prob.sgn[rows] * (L - prob.log_t - prob.lvl[rows]))
+    start, i0 = base.copy(), 0
+    for (ks, chans), th in zip(led_only, pts, strict=True):
+        cost = miss[i0:i0 + len(th), _on_channels(prob.chl[rows], chans)].sum(1)
+        start[ks] = th[int(np.argmin(cost)), ks]
+        i0 += len(th)
+    return start
 
 
 def _channel_ends(prob: _Problem, c: int) -> list[int]:
