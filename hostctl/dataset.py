@@ -20,9 +20,10 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+from hostctl import rowstore
 from hostctl.errors import InputError
 from hostctl.files import ascii_float, open_regular
-from hostctl.rowstore import Columns, RowStore, block_floats, columns_from, numeric_columns
+from hostctl.rowstore import Columns, RowStore, numeric_columns
 
 #: Columns in the order they are written. The first two are required on reading.
 COLUMNS = ("frequency_hz", "channel", "gain", "led", "vin_v", "vout_v",
@@ -93,7 +94,15 @@ class MeasurementSet:
 
     @property
     def channels(self) -> list[str]:
-        return sorted({m.channel for m in self.rows})
+        return rowstore.used_channels(self.rows)
+
+    def column(self, name: str) -> Any:
+        """One numeric field of every row as a numpy array (NaN where empty, ``led`` -1):
+        the columns themselves when the rows are held as columns (a big file is not turned
+        into a Measurement a row to ask one thing of it), else one pass over the rows."""
+        if name not in COLUMNS or name in ("channel", "flag"):
+            raise ValueError(f"column: '{name}' is not a numeric column")
+        return rowstore.field_array(self.rows, name)
 
     def gain_rows(self) -> list[Measurement]:
         return [m for m in self.rows if m.gain_usable]
@@ -112,7 +121,7 @@ class MeasurementSet:
         if unknown:
             raise InputError(f"from_columns: unknown column(s) {', '.join(unknown)}")
         try:
-            store = columns_from(frequency_hz, channel, columns)
+            store = rowstore.columns_from(frequency_hz, channel, columns)
         except ValueError as e:
             raise InputError(f"from_columns: {e}") from None
         return cls(RowStore(store, Measurement), dict(meta or {}))  # type: ignore[arg-type]
@@ -354,7 +363,7 @@ class _FastRow:
         nums: list[list[float]] = []
         try:
             for k, (i, lo, hi) in enumerate(self.num):
-                vals = block_floats(cells[i::n] if i >= 0 else None, len(lines))
+                vals = rowstore.block_floats(cells[i::n] if i >= 0 else None, len(lines))
                 if vals is None or (k == 0 and vals[1]):
                     return None           # a whitespace cell, or a row without frequency
                 full, present = vals[0], vals[2]

@@ -142,6 +142,31 @@ def block_floats(col: list[str] | None, m: int
     return vals, True, [v for v in vals if v == v]
 
 
+def used_channels(rows: Sequence[Any]) -> list[str]:
+    """The channel names some row uses, sorted (a store's without a row object)."""
+    cols = getattr(rows, "columns", None)
+    if cols is None:
+        return sorted({m.channel for m in rows})
+    import numpy as np
+
+    c = cols()
+    return sorted(c["channel_names"][i] for i in np.unique(c["channel"]).tolist())
+
+
+def field_array(rows: Sequence[Any], name: str) -> Any:
+    """One numeric field of every row as a numpy array (NaN where empty, ``led`` -1)."""
+    import numpy as np
+
+    cols = getattr(rows, "columns", None)
+    if cols is not None:
+        a = cols().get(name)
+        return np.full(len(rows), -1 if name == "led" else math.nan) if a is None else a
+    vals = [getattr(m, name) for m in rows]
+    if name == "led":
+        return np.array([-1 if v is None else v for v in vals], dtype=np.int64)
+    return np.array(vals, dtype=float)
+
+
 def _nan_none(v: float) -> float | None:
     return None if v != v else v
 

@@ -46,6 +46,13 @@ def test_columns_iterate_as_the_rows_and_give_the_fit_the_same_arrays(
             np.testing.assert_array_equal(x, y, err_msg=k)
     # channel indices may number the names differently: the names per row must agree
     assert [a["names"][i] for i in a["chn"]] == [b["names"][i] for i in b["chn"]]
+    # what a caller asks of the whole set: the same from the columns as from the rows
+    objs = MeasurementSet(ms)
+    assert cols.channels == objs.channels == sorted({m.channel for m in ms})
+    for name in ("frequency_hz", "gain", "led", "vin_v", "vout_v", "level_dbfs", "gain_se"):
+        np.testing.assert_array_equal(np.asarray(cols.column(name), dtype=float),
+                                      np.asarray(objs.column(name), dtype=float), name)
+    assert (objs.column("led") >= 0).sum() == sum(m.led is not None for m in ms)
 
 
 def test_columns_of_unequal_length_or_unknown_name_are_input_errors() -> None:

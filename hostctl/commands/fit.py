@@ -197,8 +197,8 @@ def command(data: str, circuit_name: str | None, capacitance: str | None, led_th
         name, spec = parse_prior(p)
         prior[name] = spec
     fixed_vals = parse_values(fixed, "--fixed") if fixed else None
-    led_rows = [m for m in ms.rows if m.led is not None]
-    if is_estimate(thr) and led_rows and all(m.vin_v and m.vin_v > 0 for m in led_rows):
+    lit = ms.column("led") >= 0       # the LED rows (columns: no row object a row)
+    if is_estimate(thr) and lit.any() and bool((ms.column("vin_v")[lit] > 0).all()):
         # estimated, still on volts: each LED row against its own tone's reference
         thr = judged_on_volts(thr)
     with _rows_named(data):
@@ -283,8 +283,10 @@ def _threshold_used(res: Any, ms: MeasurementSet, rule: LedRule, on_volts: bool
     """The |H| threshold the LED maps use, and where it came from (for the report)."""
     if on_volts:   # on volts: the |H| threshold at the typical amplitude, for maps
         vf = res.led_vf or _volts(rule)
-        vins = sorted(m.vin_v for m in ms.rows if m.vin_v and m.led is not None) or sorted(
-            m.vin_v for m in ms.rows if m.vin_v) or [1.0]
+        vin = ms.column("vin_v")
+        given = (vin != 0) & (vin == vin)      # a reference amplitude measured
+        vins = (sorted(vin[given & (ms.column("led") >= 0)].tolist())
+                or sorted(vin[given].tolist()) or [1.0])
         a = vins[len(vins) // 2]
         thr_used = ({k: v / a for k, v in vf.items()} if isinstance(vf, dict) else vf / a)
         how = ", estimated by the fit" if is_estimate(rule) else ""
@@ -325,7 +327,7 @@ FAMILY_BY_CHANNELS = _families_by_channels()
 
 def _family_for(ms: MeasurementSet, data: str) -> str:
     """The preset family whose channels the data cover (the fit then picks the member)."""
-    chans = frozenset(m.channel for m in ms.rows)
+    chans = frozenset(ms.channels)
     for have, fam in FAMILY_BY_CHANNELS.items():
         if chans == have:
             return fam
