@@ -155,7 +155,7 @@ def test_cued_tones_pay_the_latency_once():
 def test_a_missed_slot_is_played_again_and_nothing_is_read_across_a_change(tmp_path,
                                                                           monkeypatch):
     """A host too late for a queued tone's window (here: 1 s of CPU after the 3rd reading)
-    skips it and takes it alone afterwards; every sweep tone ends up read once, unflagged."""
+    skips it and takes it alone afterwards; every planned tone ends up read once, unflagged."""
     real_record = calibrate._Run.record
     with open_probe("sim://?board=notebook&seed=0") as probe:
         bench = probe.serial.bench
@@ -178,8 +178,8 @@ def test_a_missed_slot_is_played_again_and_nothing_is_read_across_a_change(tmp_p
     rows = res.data.rows
     assert not [m for m in rows if m.flags - {"below-floor"}]
     freqs = sorted({m.frequency_hz for m in rows})
-    assert len(freqs) == res.tones == 12
-    assert len(rows) == 12 * len(bench.circuit.channels)
+    assert len(freqs) == res.tones >= 4           # the reference and the designed batch
+    assert len(rows) == res.tones * len(bench.circuit.channels)
 
 
 def test_a_reply_after_the_next_tone_began_is_flagged(tmp_path):

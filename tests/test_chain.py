@@ -159,13 +159,15 @@ def test_every_measure_heard_a_steady_tone(chain: dict) -> None:
     assert m, f"no listen summary from the bench: {chain['serve_err'][-400:]}"
     heard, missed = int(m.group(1)), int(m.group(2))
     assert missed == 0, chain["serve_err"]
-    # preflight (silence + 1 kHz) and every tone of the run went through the gate
-    assert heard >= chain["report"]["run"]["tones"] + 2
+    # preflight's silence and every tone of the run (its 1 kHz reference the first: it is
+    # recorded as data) went through the gate
+    assert heard >= chain["report"]["run"]["tones"] + 1
 
 
 def test_each_measure_heard_the_tone_hostctl_played_for_it(chain: dict) -> None:
     """Never the previous tone, never a half-faded level: the bench's log of what it heard
-    per MEASURE is hostctl's sequence (silence, 1 kHz, then the session's tones in order)."""
+    per MEASURE is hostctl's sequence (silence, then the session's tones in order: the
+    1 kHz reference, placed off the probe's bad ratios, is the first)."""
     from hostctl.sessionlog import read_session
 
     heard = re.findall(r"listen: MEASURE \d+ ms <- (silence|[\d.]+ Hz) at (-?[\d.]+) dBFS",
@@ -183,7 +185,7 @@ def test_each_measure_heard_the_tone_hostctl_played_for_it(chain: dict) -> None:
         # distinct tones of a run differ by far more than 5e-4
         if not tones or abs(f / tones[-1] - 1) > 5e-4:
             tones.append(f)
-    assert tones == pytest.approx([1000.0, *played], rel=5e-4)
+    assert tones == pytest.approx(played, rel=5e-4) and abs(played[0] / 1000.0 - 1) < 0.01
     levels = [float(lv) for h, lv in heard[1:]]
     assert max(abs(lv + 6.0) for lv in levels) < 0.01
 
@@ -192,7 +194,7 @@ def test_chain_played_every_tone_at_the_right_level(chain: dict) -> None:
     from hostctl.sessionlog import read_session
 
     rep = chain["report"]
-    assert 12 <= rep["run"]["tones"] <= 16
+    assert 4 <= rep["run"]["tones"] <= 16       # the reference and the designed batch
     # a reading the host had to send late (a loaded machine) may overlap the next queued
     # tone: it is kept flagged tone-changed and measured again -- timing, not a fault
     late = "re-measured (tone-changed)"
