@@ -259,19 +259,18 @@ def _solve_vertices(model: _Model, th: np.ndarray, ks: np.ndarray, om: np.ndarra
     ok = np.zeros(S, bool)
     alive = np.ones(S, bool)
     fprev = np.full(S, math.inf)
-    eye = np.eye(q)
+    facerow = np.eye(q)[facej]          # a face equation's row of the Jacobian (S, q, q)
     for _ in range(50):
         w = np.flatnonzero(alive & ~ok)  # only systems still being solved
         if not len(w):
             break
         full[w[:, None], kss[w]] = x[w]
         Lr, Jx = _logh_dx(model, full[w], kss[w], oms[w], chs[w])
-        F = Lr - lts[w]
+        # a face equation x_j = v holds exactly from the start (its step is exactly 0)
+        fw = isface[w]
+        F = np.where(fw, 0.0, Lr - lts[w])
+        Jx = np.where(fw[..., None], facerow[w], Jx)
         xw = x[w]
-        for e in range(q):
-            fw = isface[w, e]
-            F[:, e] = np.where(fw, xw[np.arange(len(w)), facej[w, e]] - facev[w, e], F[:, e])
-            Jx[:, e, :] = np.where(fw[:, None], eye[facej[w, e]], Jx[:, e, :])
         fmax = np.abs(F).max(1)
         # converged, or stalled at the model's rounding (a passive network's log|H| is good
         # to ~1e-11): Newton no longer halves a residual already below the tolerance
