@@ -63,7 +63,8 @@ def one(mode: str, seed: int, max_tones: int | None = None) -> dict:
         covered += lo <= true <= hi
     return {"seed": seed, "tones": r.tones, "bench_s": r.bench_time_s,
             "host_s": r.host_time_s, "host_share": r.host_time_s / r.bench_time_s,
-            "waited_s": out.waited_s, "wall_s": time.perf_counter() - t0,
+            "waited_s": out.waited_s, "missed_slots": r.missed_slots,
+            "wall_s": time.perf_counter() - t0,
             "worst_corner_err": err, "covered": covered, "intervals": len(r.fit.ci95),
             "precision_unmet": list(r.unmet)}
 

@@ -212,6 +212,8 @@ class SoundDeviceOutput(OutputBase):
         self.underflows = 0
         self._settled_pos = 0
         self._free_pos = 0             # where the last cue's hold ends (0: no queue)
+        #: when silence had reached the jack (None: a tone was cued since)
+        self._quiet_at: float | None = None
         #: (first sample, monotonic time) of recent callbacks: when a sample was rendered
         self._rendered: deque[tuple[int, float]] = deque(maxlen=512)
         # fixed ~20 ms blocks: steadier than PortAudio's variable ones through sound servers
@@ -230,6 +232,7 @@ class SoundDeviceOutput(OutputBase):
         self.latency_s = float(self._stream.latency)
         try:
             self._warm_up()
+            self._quiet_at = time.monotonic()     # it played silence a while
         except AudioError:
             self._closed = True
             try:
@@ -328,6 +331,7 @@ class SoundDeviceOutput(OutputBase):
     def cue(self, freq_hz: float, level_dbfs: float, hold_s: float | None = None) -> Cue:
         """Queue a tone to start where the last cue's hold ends (now if none is pending)."""
         self._check_alive()
+        self._quiet_at = None
         pos = self._settled_pos = self.synth.set_tone(freq_hz, level_dbfs, self._free_pos)
         held = None if hold_s is None else self.settle_s + hold_s
         self._free_pos = 0 if held is None else pos + int(round(held * self.sample_rate))
@@ -363,9 +367,13 @@ class SoundDeviceOutput(OutputBase):
             at = 0
             self.synth.cancel()       # tones still queued are not played
         self._free_pos = 0
+        if self._quiet_at is not None and self.synth.silent:   # silent for a while already
+            time.sleep(max(0.0, self._quiet_at - time.monotonic()))
+            return
         pos = self.synth.set_silence(at)
         self._wait_position(pos)
         time.sleep(self.silence_wait_s(0))
+        self._quiet_at = time.monotonic()
 
     def close(self) -> None:
         """Fade out, stop and release the device. Safe to call twice."""

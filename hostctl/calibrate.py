@@ -30,7 +30,7 @@ from hostctl.circuits.directives import probe_inputs
 from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import DeviceError, InputError, ToneRefused
 from hostctl.ledrule import EstimateShared
-from hostctl.measure import Floor, readings_from
+from hostctl.measure import Floor, floor_sigma, readings_from
 from hostctl.runconfig import (
     SECOND_LEVEL_DB,
     RunConfig,
@@ -127,6 +127,7 @@ class _Run:
             self.floor = Floor(rms=header.floor_rms)
             if header.floor_mean is not None:   # where the DC sits sets the floor's RMS
                 self.floor.mean = header.floor_mean
+            floor_sigma(self.floor)
         self.ref_rms, self.rate_hz, self.n_samples = (header.ref_rms, header.rate_hz,
                                                       header.n_samples)
         if not (len(self.floor.rms) == 4 == len(self.floor.mean) and -60 <= self.level <= 0
@@ -177,6 +178,7 @@ class _Run:
                 self.problems.append(f"LED input D{i + 2} is HIGH in silence: check its wiring")
         self.floor = Floor(rms=tuple(a.rms for a in res.analog),
                            mean=tuple(means), led_lit=tuple(res.led_fraction))
+        floor_sigma(self.floor)
         self.rate_hz = float(res.rate_hz) or None     # the reference placed as any tone
         ref_hz = self.tone(REF_HZ)
         for _ in range(4):
@@ -419,15 +421,19 @@ class _Run:
                 prec = _precision(self.fit())
                 if all(p <= self.cfg.precision for p in prec.values()):
                     break
-            t = plan.next_led_tone(self.data.rows, self.cfg.precision * margin, self.tone)
-            if t is None or (t.frequency_hz, t.level_dbfs) in self.tones_done():
+            done = self.tones_done()
+            tones = [t for t in plan.next_led_tones(self.data.rows, self.cfg.precision * margin,
+                                                    self.tone)
+                     if (t.frequency_hz, t.level_dbfs) not in done]
+            if not tones:
                 break
-            self.take(t.frequency_hz, t.level_dbfs)
-            since += 1
+            self.take_all(tones[:self.cfg.tone_budget - self.n_tones()])
+            since += len(tones)
             widths = {f"{b.channel}@{b.level_dbfs:g}": b.log_width / 2
                       for b in plan.led_brackets(self.data.rows)}
             name = max(widths, key=lambda k: widths[k]) if widths else ""
-            self.report_progress(t.frequency_hz, worst=widths.get(name, math.nan), name=name)
+            self.report_progress(tones[-1].frequency_hz, worst=widths.get(name, math.nan),
+                                 name=name)
         return self.fit()
 
     def next_gain_tone(self, result: FitResult, wanted: list[str]) -> plan.Tone | None:

@@ -55,6 +55,13 @@ def to_volts(counts: float, info: dict[str, str]) -> float:
     return counts * vref / (1 << bits)
 
 
+def floor_sigma(floor: Floor) -> list[float]:
+    """Each input's analog noise, solved from its silent mean and RMS (cached: a run solves
+    it once, at its pre-flight, not while a queued tone waits to be read)."""
+    return [noise.silence_sigma(round(m, 3), round(r, 3))
+            for m, r in zip(floor.mean, floor.rms, strict=True)]
+
+
 def readings_from(result, freq: float, level_dbfs: float, time_s: float, floor: Floor,
                   info: dict[str, str],
                   channels: Mapping[str, int] | Sequence[str] = CHANNELS) -> Reading:
@@ -71,8 +78,7 @@ def readings_from(result, freq: float, level_dbfs: float, time_s: float, floor: 
         ref_flags.append("ref-clipping")
         rd.clipped = True
         rd.problems.append("reference A0 clips the ADC: lower the level")
-    sigma = [noise.silence_sigma(round(m, 3), round(r, 3))
-             for m, r in zip(floor.mean, floor.rms, strict=True)]
+    sigma = floor_sigma(floor)
     ref_pow = noise.signal_power(ref.mean, ref.rms, sigma[0])
     ref_sig = math.sqrt(ref_pow)
     vin = to_volts(ref_sig * math.sqrt(2), info)

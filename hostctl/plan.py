@@ -207,7 +207,8 @@ def led_brackets(rows: Iterable[Measurement]) -> list[Bracket]:
 
 
 def next_led_tone(rows: Iterable[Measurement], precision: float,
-                  place: Callable[[float], float] = round_tone) -> Tone | None:
+                  place: Callable[[float], float] = round_tone,
+                  bracket: Bracket | None = None) -> Tone | None:
     """A tone in the widest bracket still wider than the precision allows: where the LED
     should switch (:func:`switch_estimate`), stepped so that the next tone can close the
     bracket (:func:`split_at`); the geometric midpoint when there is no estimate.
@@ -219,13 +220,36 @@ def next_led_tone(rows: Iterable[Measurement], precision: float,
     brackets = [b for b in led_brackets(rows) if b.log_width > precision]
     if not brackets:
         return None
-    b = max(brackets, key=lambda b: b.log_width)
+    b = bracket or max(brackets, key=lambda b: b.log_width)
     mid = math.sqrt(b.lo_hz * b.hi_hz)
     for f in (split_at(b, switch_estimate(b, rows), precision), mid):
         f = place(f)
         if b.lo_hz < f < b.hi_hz:
             return Tone(f, b.level_dbfs)
     return None
+
+
+def next_led_tones(rows: Iterable[Measurement], precision: float,
+                   place: Callable[[float], float] = round_tone,
+                   channels: Iterable[str] | None = None) -> list[Tone]:
+    """One tone for every bracket still wider than the precision (only the widest of each
+    channel's when ``channels`` names them), widest first: brackets of different channels
+    or levels do not depend on each other's next bit, so their tones can be played back to
+    back and read in one go (:func:`next_led_tone` for the choice inside a bracket)."""
+    rows = list(rows)
+    brackets = sorted((b for b in led_brackets(rows) if b.log_width > precision),
+                      key=lambda b: -b.log_width)
+    if channels is not None:
+        want, seen = set(channels), set()
+        brackets = [b for b in brackets if b.channel in want and not (
+            b.channel in seen or seen.add(b.channel))]
+    out: list[Tone] = []
+    for b in brackets:
+        t = next_led_tone([m for m in rows if m.channel == b.channel
+                           and m.level_dbfs == b.level_dbfs], precision, place, b)
+        if t is not None and t not in out:
+            out.append(t)
+    return out
 
 
 def switch_estimate(b: Bracket, rows: Sequence[Measurement]) -> float | None:

@@ -181,6 +181,12 @@ class ToneSynth:
                     r.n = max(r.done, 1)
 
     @property
+    def silent(self) -> bool:
+        """Nothing playing and nothing queued."""
+        with self._lock:
+            return self._amp == 0.0 and not self._ramps
+
+    @property
     def current(self) -> tuple[float | None, float]:
         """(frequency or None when silent, amplitude) at the current position."""
         with self._lock:

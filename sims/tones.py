@@ -15,6 +15,7 @@ seconds a real bench would.
 from __future__ import annotations
 
 import json
+import math
 import socket
 import time
 from typing import Any
@@ -43,6 +44,9 @@ class SimToneOutput(OutputBase):
         self.waited_s = 0.0
         self.tones = 0
         self._free_at = 0.0            # bench time the last cue's hold ends (0: no queue)
+        #: bench time silence had reached the jack (None: a tone was cued since); a new
+        #: output has played nothing
+        self._quiet_at: float | None = -math.inf
         if count_host and hasattr(bench, "count_host"):
             bench.count_host()
 
@@ -72,6 +76,7 @@ class SimToneOutput(OutputBase):
         hold ends, or once a change made now has passed the output latency."""
         check_tone(freq_hz, level_dbfs, sample_rate=self.sample_rate,
                    level_cap_dbfs=self.level_cap_dbfs)
+        self._quiet_at = None
         n = self._fade_samples(self.synth.set_tone(float(freq_hz), float(level_dbfs)))
         start = max(self._now() + self.latency_s, self._free_at)
         cue = Cue(float(freq_hz), float(level_dbfs), hold_s, clock=self._now)
@@ -95,8 +100,12 @@ class SimToneOutput(OutputBase):
             self._wait(after_s)
         self.bench.set_tone(None)
         self._free_at = 0.0            # tones still queued are not played
+        if self._quiet_at is not None and self.synth.silent:   # silent for a while already
+            self._wait(max(0.0, self._quiet_at - self._now()))
+            return
         n = self._fade_samples(self.synth.set_silence())
         self._wait(self.silence_wait_s(n))
+        self._quiet_at = self._now()
 
     def close(self) -> None:
         """Silence, as the sound card's output closes: nothing more to wait for."""

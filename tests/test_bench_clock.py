@@ -38,16 +38,34 @@ def test_each_tone_charges_fades_latency_and_settle():
                    lambda: out.tone(2000.0, -6.0),     # the same tone: no fade
                    lambda: out.tone(2000.0, -8.0),     # a level change: one ramp
                    lambda: out.silence(),              # fade out
-                   lambda: out.silence()):             # already silent: latency only
+                   lambda: out.silence()):             # silent at the jack already: nothing
         t, physics = bench.clock(), bench.now_s
         action()
         steps.append(bench.clock() - t)
         assert bench.now_s == physics          # the readings do not move for it
     tone, quiet = OUTPUT_LATENCY_S + SETTLE_S, OUTPUT_LATENCY_S
     assert steps == pytest.approx([FADE_S + tone, 2 * FADE_S + tone, tone, FADE_S + tone,
-                                   FADE_S + quiet, quiet], abs=1e-9)
+                                   FADE_S + quiet, 0.0], abs=1e-9)
     assert out.waited_s == pytest.approx(sum(steps)) == pytest.approx(bench.waited_s)
     assert bench.host_s == 0.0 and out.tones == 4
+
+
+def test_silence_waits_only_until_the_jack_is_silent():
+    """A new output has played nothing: silence() waits for nothing. After a tone it waits
+    the fade-out and the latency; called again at once, nothing more."""
+    bench = make_bench("notebook", 0)
+    out = SimToneOutput(bench, count_host=False)
+    t = bench.clock()
+    out.silence()
+    assert bench.clock() == t
+    out.tone(1000.0, -6.0)
+    t = bench.clock()
+    out.silence()
+    assert bench.clock() - t == pytest.approx(FADE_S + OUTPUT_LATENCY_S, abs=1e-9)
+    c = out.cue(2000.0, -6.0, 0.2)             # cued, not yet waited on: not silent
+    out.silence()                              # drops it; the fade it may have begun ...
+    assert bench.clock() - t > FADE_S + OUTPUT_LATENCY_S    # ... is waited out
+    assert c.freq_hz == 2000.0 and bench.tone_hz is None
 
 
 def test_the_wait_formulas_are_the_sound_cards():

@@ -99,3 +99,52 @@ def test_a_wrong_estimate_still_closes_round_the_true_switch() -> None:
         n, b = _tones_to_close(796.0, 0.3, 0.006, scale=scale)
         assert b.lo_hz < true < b.hi_hz and b.log_width <= 0.006
         assert n <= 7, n                                       # measured: 4
+
+
+def test_independent_brackets_are_split_together_and_each_tone_is_the_single_choice() -> None:
+    """next_led_tones gives each bracket (channel, level) the tone next_led_tone would give it
+    alone, widest first; with channels named, only each channel's widest -- so a batch of
+    them can be queued back to back and every bracket still closes round its switch."""
+    place = lambda f: round_tone(f, RATE, 1150)             # noqa: E731
+    freqs = [place(f) for f in plan.log_sweep(12)]
+    low = _led_rows(freqs, 796.0, 0.3)
+    band = [Measurement(m.frequency_hz, "band", led=m.led, vout_v=m.vout_v, level_dbfs=-6.0,
+                        led_fraction=m.led_fraction) for m in _led_rows(freqs, 3100.0, 0.45)]
+    quiet = [Measurement(m.frequency_hz, "low", led=m.led, vout_v=m.vout_v, level_dbfs=-12.0,
+                         led_fraction=m.led_fraction) for m in _led_rows(freqs, 796.0, 0.6)]
+    rows = low + band + quiet
+    tones = plan.next_led_tones(rows, 0.006, place)
+    alone = [plan.next_led_tone(r, 0.006, place) for r in (low, band, quiet)]
+    assert sorted(tones, key=lambda t: (t.level_dbfs, t.frequency_hz)) == sorted(
+        alone, key=lambda t: (t.level_dbfs, t.frequency_hz))
+    widths = [next(b.log_width for b in plan.led_brackets(rows) if b.lo_hz < t.frequency_hz
+                   < b.hi_hz and b.level_dbfs == t.level_dbfs) for t in tones]
+    assert widths == sorted(widths, reverse=True)
+    one_each = plan.next_led_tones(rows, 0.006, place, channels=["low", "band"])
+    widest_low = max((b for b in plan.led_brackets(rows) if b.channel == "low"),
+                     key=lambda b: b.log_width)
+    want = {plan.next_led_tone(low if widest_low.level_dbfs == -6.0 else quiet, 0.006, place),
+            alone[1]}
+    assert set(one_each) == want and len(one_each) == 2
+    # queued in rounds until nothing is left, each bracket still closes round its switch
+    truth = {("low", -6.0): (796.0, 0.3), ("band", -6.0): (3100.0, 0.45),
+             ("low", -12.0): (796.0, 0.6)}
+    played = list(freqs)
+    for _ in range(10):
+        batch = plan.next_led_tones(_all(played, truth), 0.006, place)
+        if not batch:
+            break
+        played += [t.frequency_hz for t in batch]
+    else:
+        raise AssertionError("brackets did not close in 10 rounds")
+    for b in plan.led_brackets(_all(played, truth)):
+        fc, vs = truth[(b.channel, b.level_dbfs)]
+        assert b.lo_hz < fc * math.sqrt(1 / vs ** 2 - 1) < b.hi_hz and b.log_width <= 0.006
+
+
+def _all(freqs, truth):
+    out = []
+    for (ch, lvl), (fc, vs) in truth.items():
+        out += [Measurement(m.frequency_hz, ch, led=m.led, vout_v=m.vout_v, level_dbfs=lvl,
+                            led_fraction=m.led_fraction) for m in _led_rows(freqs, fc, vs)]
+    return out
