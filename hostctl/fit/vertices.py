@@ -265,7 +265,10 @@ def _solve_vertices(model: _Model, th: np.ndarray, ks: np.ndarray, om: np.ndarra
         if not len(w):
             break
         full[w[:, None], kss[w]] = x[w]
-        Lr, Jx = _logh_dx(model, full[w], kss[w], oms[w], chs[w])
+        # every system, solved or not: the same tone arrays at every step, so the model
+        # reuses their distinct tones and the values that depend on tones alone
+        Lr, Jx = _logh_dx(model, full, kss, oms, chs)
+        Lr, Jx = Lr[w], Jx[w]
         # a face equation x_j = v holds exactly from the start (its step is exactly 0)
         fw = isface[w]
         F = np.where(fw, 0.0, Lr - lts[w])
