@@ -285,8 +285,12 @@ def _solve_vertices(model: _Model, th: np.ndarray, ks: np.ndarray, om: np.ndarra
         live = (np.abs(det) > 1e-300) & np.isfinite(F).all(1)
         alive[w] = live | conv
         go = live & ~conv
-        x[w] = xw + np.where(go[:, None], np.clip(step, -2.0, 2.0), 0.0)
+        cut = np.where(go[:, None], np.clip(step, -2.0, 2.0), 0.0)
+        x[w] = xw + cut
         alive[w] &= ((x[w] >= blo[w] - 1.0) & (x[w] <= bhi[w] + 1.0)).all(1)
+        # a step this small after a residual this small lands on the root to rounding
+        # (Newton's error squares): solved, without evaluating it once more
+        ok[w] |= go & (fmax < 1e-6) & (np.abs(cut).max(1) < 1e-7)
     return x, ok
 
 
