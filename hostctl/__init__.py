@@ -2,7 +2,8 @@
 
 The pipeline, one module per step::
 
-    plan tones   -> hostctl.plan        (log sweep, then adaptive refinement)
+    plan tones   -> hostctl.gaindesign, hostctl.plan (a designed batch or a log sweep, then
+                                        adaptive refinement)
     play         -> hostctl.audio       (sounddevice tones; backends add their own outputs)
     measure      -> hostctl.device      (the probe over serial: serial_for_url, PROTOCOL.md)
     record       -> hostctl.sessionlog  (session CSV, appended + fsynced per measurement)

@@ -319,7 +319,8 @@ class _Run:
 
     # --- the loop ----------------------------------------------------------------------
     def sweep(self) -> None:
-        """The log sweep at each level the rule needs; then every LED should have lit."""
+        """Gain and both mode: one designed batch (:meth:`gain_design`); LED mode: the log
+        sweep at each level the rule needs. Then every LED should have lit."""
         done = self.tones_done()
         self.led_bits = self.cfg.mode == "led"
         if self.cfg.mode == "led":

@@ -1,4 +1,5 @@
-"""Which tone next: a short log sweep, then the tone that informs most.
+"""Which tone next: a short log sweep (LED mode; gain and both mode start from a batch
+:mod:`hostctl.gaindesign` designs), then the tone that informs most.
 
 Gain mode: the candidate that most shrinks the summed variance of the components still
 short of the precision (A-optimal design on the linearised log-model, with each channel's
