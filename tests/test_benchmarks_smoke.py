@@ -70,5 +70,5 @@ def test_run_all_quick(tmp_path: Path) -> None:
         assert r["max_rel_diff_many_vs_loop"] < 1e-6, n
 
     for mode, m in res["sections"]["bench"]["modes"].items():
-        assert m["tones_mean"] >= 12, mode
+        assert m["tones_mean"] >= 4, mode          # the reference and a designed batch
         assert m["bench_s_mean"] > 0, mode

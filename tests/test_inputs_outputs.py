@@ -203,7 +203,7 @@ def test_disk_full_mid_session_keeps_rows_then_resumes(small_disk: Path) -> None
     filler.unlink()
     code, err, stdout = invoke(["calibrate", "--no-plot", "--json", "--resume", str(out)])
     assert code in (0, 1), err
-    assert json.loads(stdout)["run"]["tones"] >= 12
+    assert json.loads(stdout)["run"]["tones"] >= 4      # the reference and the batch
     assert session.read_text().startswith(text)     # nothing before the stop was rewritten
 
 

@@ -68,7 +68,7 @@ def test_calibrate_fits_the_terminal_and_the_bar_completes(tmp_path: Path, cols:
     too_wide = [ln for ln in lines if len(ln.rstrip()) > cols]
     assert not too_wide, too_wide
     bars = [ln for ln in lines if ln.startswith("tones")]
-    assert len(bars) >= 12, text
+    assert len(bars) >= 4, text          # the reference and the designed batch
     last = re.search(r"(\d+)/(\d+)", bars[-1])
     assert last and last.group(1) == last.group(2), bars[-1]       # the bar ends full
     assert "[" + "#" * 10 in bars[-1] and "-]" not in bars[-1]
