@@ -319,8 +319,7 @@ class _Run:
 
     # --- the loop ----------------------------------------------------------------------
     def sweep(self) -> None:
-        """Gain and both mode: one designed batch (:meth:`gain_design`); LED mode: the log
-        sweep at each level the rule needs. Then every LED should have lit."""
+        """A designed batch (gain, both) or the LED log sweep; then every LED should have lit."""
         done = self.tones_done()
         self.led_bits = self.cfg.mode == "led"
         if self.cfg.mode == "led":
