@@ -16,16 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hostctl import plan
-from hostctl.advice import (
-    Advice,
-    precision,
-    undetermined,
-)
+from hostctl.advice import Advice, precision
 from hostctl.bench import bench_for
-from hostctl.circuits import (
-    Circuit,
-    get_circuit,
-)
+from hostctl.circuits import Circuit, get_circuit
 from hostctl.circuits.directives import probe_inputs
 from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import DeviceError, InputError, ToneRefused
@@ -60,8 +53,9 @@ REF_HZ = 1000.0
 #: Flags a repeat would not change (a weak channel): no re-measure for these.
 REMEASURE_OK = frozenset({"below-floor"})
 #: a queued tone holds its window and this much more before the next one starts: room for
-#: the MEASURE line to reach the probe (SEND_S) and for the host to send it late
-WINDOW_GUARD_S = 0.04
+#: the MEASURE line to reach the probe (SEND_S) and for the host to send it up to 20 ms late
+#: (later, the tone is taken again alone: missed_slots)
+WINDOW_GUARD_S = 0.025
 SEND_S = 0.005
 #: a MEASURE reply is 100+ bytes: at 115200 baud its window ended at least this long before
 #: the reply was in (PROTOCOL.md)
@@ -70,8 +64,6 @@ REPLY_S = 100 * 10 / 115200
 Progress = Callable[[int, int, float, float, str], None]
 
 
-_precision = precision
-_undetermined = undetermined
 
 
 class _Run:
@@ -127,21 +119,23 @@ class _Run:
             self.floor = Floor(rms=header.floor_rms)
             if header.floor_mean is not None:   # where the DC sits sets the floor's RMS
                 self.floor.mean = header.floor_mean
-            floor_sigma(self.floor)
         self.ref_rms, self.rate_hz, self.n_samples = (header.ref_rms, header.rate_hz,
                                                       header.n_samples)
         if not (len(self.floor.rms) == 4 == len(self.floor.mean) and -60 <= self.level <= 0
                 and all(math.isfinite(x) and x >= 0 for x in self.floor.rms)):
             raise InputError("session header: floor_rms / level_dbfs_used out of range",
                              self.session_path)
+        floor_sigma(self.floor)
 
     # --- steps -------------------------------------------------------------------------
-    def measure(self, freq: float | None, level: float) -> Any:
-        """Play (or silence), measure once. The bench waited on the host since the last
-        window: its share of the bench time."""
+    def measure(self, freq: float | None, level: float, cued: Any = None) -> Any:
+        """Play (or silence; or wait for the tone ``cued`` for it), measure once. The bench
+        waited on the host since the last window: its share of the bench time."""
         t = self.clock()
         self.host_time += t - self.idle_since
-        if freq is None:
+        if cued is not None:
+            self.output.wait(cued)
+        elif freq is None:
             self.output.silence()
         else:
             self.output.tone(freq, level)
@@ -178,11 +172,14 @@ class _Run:
                 self.problems.append(f"LED input D{i + 2} is HIGH in silence: check its wiring")
         self.floor = Floor(rms=tuple(a.rms for a in res.analog),
                            mean=tuple(means), led_lit=tuple(res.led_fraction))
-        floor_sigma(self.floor)
         self.rate_hz = float(res.rate_hz) or None     # the reference placed as any tone
         ref_hz = self.tone(REF_HZ)
+        cue = getattr(self.output, "cue", None)
+        early = cue(ref_hz, self.level) if cue else None
+        floor_sigma(self.floor)        # solved while the reference passes the output latency
         for _ in range(4):
-            res = self.measure(ref_hz, self.level)
+            res = self.measure(ref_hz, self.level, early)
+            early = None
             ref = res.analog[0]
             if ref.rms < 8:                # a sound-card glitch rarely repeats: once more
                 res = self.measure(ref_hz, self.level)
@@ -354,7 +351,7 @@ class _Run:
         if self.progress is None:
             return
         if fit is not None:
-            prec = _precision(fit)
+            prec = precision(fit)
             name = max(prec, key=lambda k: prec[k])
             worst = prec[name]
         self.progress(self.n_tones(), self.cfg.tone_budget, f, worst, name)
@@ -366,7 +363,7 @@ class _Run:
         cfg = self.cfg
         result = self.fit()
         while self.n_tones() < cfg.tone_budget:
-            prec = _precision(result)
+            prec = precision(result)
             wanted = [r for r, p in prec.items() if not p <= cfg.precision]
             if not wanted:
                 break
@@ -418,7 +415,7 @@ class _Run:
         while self.n_tones() < self.cfg.tone_budget:
             if since >= every:
                 since = 0
-                prec = _precision(self.fit())
+                prec = precision(self.fit())
                 if all(p <= self.cfg.precision for p in prec.values()):
                     break
             done = self.tones_done()
@@ -487,7 +484,7 @@ def run(probe, output, cfg: RunConfig, out_dir: str | Path, *, resume: bool = Fa
 def report_run(r: _Run, result: FitResult, judged: Assessment, adv: Advice, wall_s: float
            ) -> RunResult:
     """The run's result: what was measured (the rows themselves), fitted and recommended."""
-    prec = _precision(result)
+    prec = precision(result)
     unmet = [k for k, v in prec.items() if not v <= r.cfg.precision]
     return RunResult(
         fit=result, design=adv.design, tones=r.n_tones(), bench_time_s=r.bench_time,
