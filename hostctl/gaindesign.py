@@ -45,14 +45,20 @@ READING_FLOOR = 2e-4
 #: candidate tones across the band (log-spaced; the probe's bad ratios dropped by the cost)
 N_CANDIDATES = 49
 #: stop adding tones once the best one shrinks the summed variance by less than this
-#: fraction per second of bench time (diminishing returns), the precision being met.
-#: Measured (bench board, seeds 1-30, worst corner error / intervals covering the truth):
-#: 0.2 -> 8 tones, 0.127 % / 119 of 120; 3 -> 5 tones, 0.139 % / 120 of 120; the fixed
-#: 12-tone sweep 0.122 % / 117 of 120 (its windows alone 3.6 s, this batch's 1.4 s)
-MIN_GAIN_PER_S = 0.2
+#: fraction per second of bench time (diminishing returns), the precision being met, or at
+#: MAX_TONES. Measured on the bench board, seeds 1-30 (benchmarks/calibrate_variants.py:
+#: tones with the reference, bench s, worst corner error, intervals covering the truth):
+#: 0.05 and 11 -> 12 tones, 4.73 s, 0.103 %, 118/120; 0.2 and 7 -> 8, 3.52 s, 0.127 %,
+#: 119/120; 3 -> 5, 2.54 s, 0.139 %, 120/120; the old 12-tone sweep (same 300 ms floor)
+#: 6.23 s, 0.114 %, 117/120. Gain mode takes the first, the only one shown to keep the
+#: sweep's corner error; both mode the second (its LED threshold tones read gains too:
+#: 7.75 s, 0.106 %, 117/120 against the sweep's 11.99 s, 0.103 %, 117/120)
+MIN_GAIN_PER_S = 0.05
+MAX_TONES = 11
+#: both mode's stop: (MIN_GAIN_PER_S, MAX_TONES)
+BOTH_STOP = (0.2, 7)
 #: the predicted 95 % half-width the design reaches, as a fraction of the asked precision
 PRECISION_MARGIN = 0.5
-MAX_TONES = 8
 #: a corner is bracketed by a tone at least this factor below it and one this far above
 BRACKET = 3.0
 Z95 = 1.959963984540054
@@ -219,7 +225,8 @@ def _unbracketed(corners: Sequence[float], chosen: Sequence[float]) -> list[tupl
 def design(circuits: Sequence[Circuit], values: Mapping[str, float],
            capacitance: float | Mapping[str, float], bench: Bench, precision: float,
            freqs: Sequence[float], windows_ms: Sequence[float],
-           done: Sequence[tuple[float, float]] = (), max_tones: int = MAX_TONES) -> Design:
+           done: Sequence[tuple[float, float]] = (), max_tones: int | None = None,
+           min_gain: float | None = None) -> Design:
     """A batch of tones from ``freqs`` (placed, with their windows): greedy by the summed
     variance they remove per bench second over every case, until every corner is bracketed,
     the predicted precision is met with PRECISION_MARGIN and the next tone would pay less
@@ -233,7 +240,7 @@ def design(circuits: Sequence[Circuit], values: Mapping[str, float],
     corners = [circ.corner_hz(r, base[r], capacitance) for r in circ.resistors]
     chosen: list[int] = []
     have = [fd for fd, _ in done]
-    while len(chosen) < max_tones:
+    while len(chosen) < (max_tones or MAX_TONES):
         now = [c.phi() for c in cases]
         gain = np.mean([(p - c.phi(c.cand)) / p for p, c in zip(now, cases, strict=True)],
                        axis=0) / cost
@@ -247,7 +254,7 @@ def design(circuits: Sequence[Circuit], values: Mapping[str, float],
             for fc, side in need:
                 ok |= (f <= fc / BRACKET) if side < 0 else (f >= fc * BRACKET)
             gain = np.where(ok, gain, -np.inf)
-        elif met and float(gain.max()) < MIN_GAIN_PER_S:
+        elif met and float(gain.max()) < (min_gain or MIN_GAIN_PER_S):
             break
         k = int(np.argmax(gain))
         if not np.isfinite(gain[k]):
@@ -286,14 +293,16 @@ def candidates(bench: Bench, place) -> tuple[list[float], list[int]]:
 
 def gain_batch(circuits: Sequence[Circuit], values: Mapping[str, float],
                capacitance: float | Mapping[str, float], bench: Bench, precision: float,
-               done: Sequence[float], place, max_tones: int = MAX_TONES) -> Design:
+               done: Sequence[float], place, max_tones: int | None = None,
+               min_gain: float | None = None) -> Design:
     """The batch of gain tones for a run whose pre-flight gave ``bench``; ``done`` are the
     frequencies already measured at the run's level (windows by the same rule)."""
     from hostctl import plan
 
     fs, ws = candidates(bench, place)
     prior = [(f, plan.window_ms(f, bench.rate_hz, bench.min_window_ms)) for f in done]
-    return design(circuits, values, capacitance, bench, precision, fs, ws, prior, max_tones)
+    return design(circuits, values, capacitance, bench, precision, fs, ws, prior, max_tones,
+                  min_gain)
 
 
 def for_run(circ: Circuit, cfg: Any, values: Mapping[str, float], floor_rms: Sequence[float],
@@ -304,4 +313,6 @@ def for_run(circ: Circuit, cfg: Any, values: Mapping[str, float], floor_rms: Seq
 
     circs = [circ] + [c for c in family(cfg.circuit) if c.name != circ.name]
     bench = Bench(ref_rms, max(max(floor_rms[1:], default=0.5), 0.3), rate_hz, cfg.window_ms)
-    return gain_batch(circs, values, cfg.capacitance, bench, cfg.precision, done, place).freqs
+    gain, most = BOTH_STOP if cfg.mode == "both" else (None, None)
+    return gain_batch(circs, values, cfg.capacitance, bench, cfg.precision, done, place,
+                      most, gain).freqs
