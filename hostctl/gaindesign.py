@@ -12,10 +12,11 @@ buffered one) and over the parts' tolerances. Its predictions match the fit: for
 12-tone sweep on the bench board it predicts 95 % half-widths of 0.14/0.33/0.23/0.16 %, the
 fit reported 0.13/0.36/0.20/0.13 % (seed 1).
 
-What the linear model does not see, measured on the virtual bench (seeds 1-10): designs
-without a tone beyond 2x the two upper corners (none above 6.3 kHz) missed a corner by
-0.22-0.23 % on average against 0.13 % with a 10 kHz tone, at the same predicted precision;
-hence every corner is bracketed by a tone BRACKET times beyond it on both sides, on its
+What the linear model does not see, measured on the virtual bench (seeds 1-10,
+benchmarks/calibrate_variants.py): three tones with none beyond 2x the two upper corners
+(nothing above 6.3 kHz) missed a corner by 0.195 % on average against 0.164 % with a 10 kHz
+tone (0.23 against 0.13 % in an earlier run), at about the same predicted precision; hence
+every corner is bracketed by a tone BRACKET times beyond it on both sides, on its
 asymptotes, where the RC product shows apart from the nuisances.
 
 The tones are chosen together (greedy A-optimal, variance removed per bench second) and
