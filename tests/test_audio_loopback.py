@@ -135,14 +135,15 @@ def analyse(info: dict) -> dict:
             "right_peak": float(np.abs(rec[:, 1]).max())}
 
 
-@pytest.fixture(scope="module")
-def played(pulse_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One play/record run; a run a busy machine spoiled with underruns is retried twice."""
+def recorded(pulse_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
+             mode: str) -> dict:
+    """One tests/audio_server.py ``mode`` run, analysed; a run a busy machine spoiled with
+    underruns is retried twice (a damaged run without underruns is a real failure)."""
     problems: list[str] = []
     for attempt in range(3):
-        out = tmp_path_factory.mktemp("loopback")
-        p = child(pulse_env, "play", str(out))
-        assert p.returncode == 0, f"play/record child failed:\n{p.stderr[-2000:]}"
+        out = tmp_path_factory.mktemp(mode)
+        p = child(pulse_env, mode, str(out))
+        assert p.returncode == 0, f"{mode} child failed:\n{p.stderr[-2000:]}"
         info = json.loads((out / "info.json").read_text())
         info["rec"] = np.load(out / "rec.npy").astype(np.float64)
         try:
@@ -154,7 +155,13 @@ def played(pulse_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
             continue
         info["problems"] = problems
         return info
-    pytest.fail("every loopback run was damaged by underruns: " + " | ".join(problems))
+    pytest.fail(f"every {mode} run was damaged by underruns: " + " | ".join(problems))
+
+
+@pytest.fixture(scope="module")
+def played(pulse_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One play/record run of the tone() path."""
+    return recorded(pulse_env, tmp_path_factory, "play")
 
 
 def test_tones_come_back_exactly(played: dict) -> None:
@@ -186,22 +193,8 @@ def test_cued_tones_follow_each_other_without_the_latency(
     """Tones queued at once (AudioOutput.cue) come out back to back: from one fade-in to the
     next, exactly the fade-out, the fade-in, the settle and the hold asked for -- the output
     latency (0.2 s) is paid once, not per tone. Judged from the recorded samples alone."""
-    problems = []
-    for attempt in range(3):
-        out = tmp_path_factory.mktemp("cued")
-        p = child(pulse_env, "cued", str(out))
-        assert p.returncode == 0, f"cued child failed:\n{p.stderr[-2000:]}"
-        info = json.loads((out / "info.json").read_text())
-        info["rec"] = np.load(out / "rec.npy").astype(np.float64)
-        try:
-            res = analyse(info)
-            break
-        except AssertionError as e:
-            problems.append(f"attempt {attempt + 1}: {e}")
-            if info["underflows"] == 0:
-                raise
-    else:
-        pytest.fail("every cued run was damaged by underruns: " + " | ".join(problems))
+    info = recorded(pulse_env, tmp_path_factory, "cued")
+    res = info["result"]
     for r in res["rows"]:
         assert abs(r["freq_err"]) < 1e-3 and abs(r["amp_err"]) < 5e-3, r
     for what, dev in res["fades"]:

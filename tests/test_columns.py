@@ -10,19 +10,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_compact_read import measurement_lists, num, read_watching_blocks
 
 from hostctl.dataset import COLUMNS, Measurement, MeasurementSet
 from hostctl.errors import InputError
 from hostctl.fit.rows import _raw
 
-num = st.one_of(st.none(), st.floats(min_value=0.0, max_value=1e3, allow_nan=False))
-rows = st.lists(st.builds(
-    Measurement, frequency_hz=st.floats(min_value=0.1, max_value=1e6),
-    channel=st.sampled_from(["low", "band", "high"]), gain=num,
-    led=st.one_of(st.none(), st.sampled_from([0, 1])), vin_v=num,
-    level_dbfs=st.one_of(st.none(), st.floats(min_value=-60, max_value=0)),
-    flag=st.sampled_from(["", "clipped", "not-played|below-floor", "below-floor"]),
-    gain_se=num), min_size=1, max_size=30)
+rows = measurement_lists(["", "clipped", "not-played|below-floor", "below-floor"],
+                         vin_v=num, gain_se=num)
 
 
 def as_columns(ms: list[Measurement]) -> MeasurementSet:
@@ -130,24 +125,11 @@ def test_a_block_with_empty_cells_is_read_at_once_to_the_same_rows(
         tmp_path_factory, ms: list[Measurement]) -> None:
     """Empty cells (a session's gain-only or LED-only rows) keep the block reader, and an
     empty gain with both amplitudes is Vout / Vin, as the row-by-row reader has it."""
-    import hostctl.dataset as hm
 
     p = tmp_path_factory.mktemp("e") / "d.csv"
     text = MeasurementSet(ms).to_csv()
     p.write_text(text)
-    taken = []
-    orig = hm._FastRow.parse_block
-
-    def spy(self, lines):
-        got = orig(self, lines)
-        taken.append(got is not None)
-        return got
-
-    hm._FastRow.parse_block = spy
-    try:
-        compact = MeasurementSet.read_csv(p)
-    finally:
-        hm._FastRow.parse_block = orig
+    compact, taken = read_watching_blocks(p)
     assert taken == [True]
     assert list(compact.rows) == MeasurementSet.parse_csv(text).rows
     derived = [m for m in compact.rows if m.gain is not None]

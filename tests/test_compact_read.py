@@ -16,12 +16,19 @@ from hostctl.errors import InputError
 from hostctl.rowstore import RowStore
 
 num = st.one_of(st.none(), st.floats(min_value=0.0, max_value=1e3, allow_nan=False))
-rows = st.lists(st.builds(
-    Measurement, frequency_hz=st.floats(min_value=0.1, max_value=1e6),
-    channel=st.sampled_from(["low", "band", "high"]), gain=num,
-    led=st.one_of(st.none(), st.sampled_from([0, 1])), vout_v=num,
-    level_dbfs=st.one_of(st.none(), st.floats(min_value=-60, max_value=0)),
-    flag=st.sampled_from(["", "clipped", "not-played|below-floor"])), min_size=1, max_size=30)
+
+
+def measurement_lists(flags: list[str], **cells: st.SearchStrategy) -> st.SearchStrategy:
+    """Lists of rows with any of ``flags`` and the optional ``cells`` (field -> values)."""
+    return st.lists(st.builds(
+        Measurement, frequency_hz=st.floats(min_value=0.1, max_value=1e6),
+        channel=st.sampled_from(["low", "band", "high"]), gain=num,
+        led=st.one_of(st.none(), st.sampled_from([0, 1])),
+        level_dbfs=st.one_of(st.none(), st.floats(min_value=-60, max_value=0)),
+        flag=st.sampled_from(flags), **cells), min_size=1, max_size=30)
+
+
+rows = measurement_lists(["", "clipped", "not-played|below-floor"], vout_v=num)
 
 
 @settings(max_examples=60, deadline=None)
@@ -73,28 +80,33 @@ full_rows = st.lists(st.builds(
     flag=st.sampled_from(["", "clipped", "not-played|below-floor"])), min_size=1, max_size=40)
 
 
-@settings(max_examples=60, deadline=None)
-@given(full_rows)
-def test_block_read_equals_row_read(tmp_path_factory, ms: list[Measurement]) -> None:
-    """Every cell filled: the rows are read a block at a time, to the same values."""
+def read_watching_blocks(path: object) -> tuple[MeasurementSet, list[bool]]:
+    """read_csv(path), and for each block it tried whether the block reader took it."""
     import hostctl.dataset as hm
 
-    p = tmp_path_factory.mktemp("b") / "d.csv"
-    text = MeasurementSet(ms, {}).to_csv()
-    p.write_text(text)
-    taken = []
+    taken: list[bool] = []
     orig = hm._FastRow.parse_block
 
-    def spy(self, lines):
+    def spy(self: object, lines: list[str]) -> object:
         got = orig(self, lines)
         taken.append(got is not None)
         return got
 
     hm._FastRow.parse_block = spy
     try:
-        compact = MeasurementSet.read_csv(p)
+        return MeasurementSet.read_csv(path), taken
     finally:
         hm._FastRow.parse_block = orig
+
+
+@settings(max_examples=60, deadline=None)
+@given(full_rows)
+def test_block_read_equals_row_read(tmp_path_factory, ms: list[Measurement]) -> None:
+    """Every cell filled: the rows are read a block at a time, to the same values."""
+    p = tmp_path_factory.mktemp("b") / "d.csv"
+    text = MeasurementSet(ms, {}).to_csv()
+    p.write_text(text)
+    compact, taken = read_watching_blocks(p)
     assert taken == [True]
     assert list(compact.rows) == MeasurementSet.parse_csv(text).rows == ms
 
