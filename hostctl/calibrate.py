@@ -404,17 +404,18 @@ class _Run:
         return result
 
     def refine_led(self) -> FitResult:
-        """Bisect LED brackets; the brackets alone say where to go, so fit once at the end.
+        """Split LED brackets in rounds; the brackets alone say where to go, so a fit (to
+        stop early) only each time the tones have doubled: with a profiled threshold a fit
+        costs a second or two of the host's, more than the tones it could save.
 
         A bracket of log-width w pins a first-order corner to about w/2; with the
         threshold estimated from two levels its error adds in, hence the tighter margin.
         """
         margin = 0.45 if self.levels()[1:] else 0.6
-        every = 6                     # a fit (slow with a profiled threshold) every few tones
-        since = every
+        check_at = self.n_tones()
         while self.n_tones() < self.cfg.tone_budget:
-            if since >= every:
-                since = 0
+            if self.n_tones() >= check_at:
+                check_at = 2 * self.n_tones()
                 prec = precision(self.fit())
                 if all(p <= self.cfg.precision for p in prec.values()):
                     break
@@ -425,7 +426,6 @@ class _Run:
             if not tones:
                 break
             self.take_all(tones[:self.cfg.tone_budget - self.n_tones()])
-            since += len(tones)
             widths = {f"{b.channel}@{b.level_dbfs:g}": b.log_width / 2
                       for b in plan.led_brackets(self.data.rows)}
             name = max(widths, key=lambda k: widths[k]) if widths else ""
