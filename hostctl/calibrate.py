@@ -387,13 +387,9 @@ class _Run:
             todo = [ch for ch, w in wide.items() if not w <= self.cfg.precision]
             # one tone in each unsure LED's widest bracket, played as one batch: the LEDs'
             # brackets are independent, so a fit per LED would only add latency
-            done, batch = self.tones_done(), []
-            for ch in todo:
-                t = plan.next_led_tone([m for m in self.data.rows if m.channel == ch], 1e-4,
-                                       self.tone)
-                if t is not None and (t.frequency_hz, t.level_dbfs) not in done:
-                    done.add((t.frequency_hz, t.level_dbfs))
-                    batch.append(t)
+            done = self.tones_done()
+            batch = [t for t in plan.next_led_tones(self.data.rows, 1e-4, self.tone, todo)
+                     if (t.frequency_hz, t.level_dbfs) not in done]
             batch = batch[:self.cfg.tone_budget - self.n_tones()]
             if not batch:
                 break

@@ -77,7 +77,7 @@ class _Ramp:
     freq: float | None     # oscillator frequency set when the ramp starts (None: keep)
     start: float = 0.0     # amplitude when it started (filled in then)
     done: int = 0
-    hold: bool = False     # a constant stretch before a fade-out (cut short by cut_hold)
+    hold: bool = False     # a constant stretch before a change (cut short by cancel)
 
 
 class ToneSynth:
@@ -134,9 +134,7 @@ class ToneSynth:
         with self._lock:
             self.history.append((self.position, f, float(level_dbfs), int(at)))
             end_f, end_a = self._end_state()
-            hold = int(at) - self._settled_at()
-            if hold > 0:
-                self._ramps.append(_Ramp(end_a, hold, None, hold=True))
+            self._hold_until(int(at), end_a)
             if end_a == 0.0:
                 self._ramps.append(_Ramp(amp, self.fade_n, f))
             elif end_f == f:
@@ -157,11 +155,14 @@ class ToneSynth:
             self.history.append((self.position, None, float(at)))
             end_a = self._end_state()[1]
             if end_a != 0.0:
-                hold = int(at) - self._settled_at()
-                if hold > 0:
-                    self._ramps.append(_Ramp(end_a, hold, None, hold=True))
+                self._hold_until(int(at), end_a)
                 self._ramps.append(_Ramp(0.0, self.fade_n, None))
             return self._settled_at()
+
+    def _hold_until(self, at: int, amp: float) -> None:
+        """What plays at the end of the queue goes on until sample ``at`` (lock held)."""
+        if at - self._settled_at() > 0:
+            self._ramps.append(_Ramp(amp, at - self._settled_at(), None, hold=True))
 
     def cancel(self) -> None:
         """Drop every change not yet begun and end a hold now (silence() mid-run, Ctrl-C):
@@ -169,13 +170,6 @@ class ToneSynth:
         with self._lock:
             while len(self._ramps) > 1 or (self._ramps and self._ramps[-1].done == 0):
                 self._ramps.pop()
-            for r in self._ramps:
-                if r.hold:
-                    r.n = max(r.done, 1)
-
-    def cut_hold(self) -> None:
-        """End any pending hold now (Ctrl-C during a timed tone): the fade-out follows."""
-        with self._lock:
             for r in self._ramps:
                 if r.hold:
                     r.n = max(r.done, 1)

@@ -141,7 +141,7 @@ def test_synthesize_and_replay() -> None:
     assert np.array_equal(replay(list(syn.history), len(x), RATE), x)
 
 
-def test_timed_tone_is_sample_exact_and_cut_hold() -> None:
+def test_timed_tone_is_sample_exact_and_cut_short() -> None:
     syn = ToneSynth(RATE)
     settled = syn.set_tone(1000, -6)
     syn.render(3000)                                  # buffering ran ahead of the settle
@@ -157,7 +157,8 @@ def test_timed_tone_is_sample_exact_and_cut_hold() -> None:
     syn2.render(1000)
     syn2.set_silence(at=s2 + 48000)                   # one second...
     syn2.render(100)
-    syn2.cut_hold()                                   # ...Ctrl-C: fade out now instead
+    syn2.cancel()                                     # ...Ctrl-C: fade out now instead,
+    syn2.set_silence()                                # as SoundDeviceOutput.silence() does
     y = syn2.render(2000)
     assert np.all(y[syn2.fade_n + 1:] == 0.0)
     assert np.allclose(replay(list(syn.history), 3000 + 25000, RATE)[3000:], x, atol=1e-12)
