@@ -34,7 +34,8 @@ MODES = {"gain": ("gain", {}), "led": ("led", {}), "led-vf": ("led", {"led_vf": 
          "both": ("both", {})}
 
 
-def one(mode: str, seed: int, max_tones: int | None = None) -> dict:
+def one(mode: str, seed: int, max_tones: int | None = None, **settings: object) -> dict:
+    """One calibration of bench board ``seed``; ``settings`` go to RunConfig (window_ms...)."""
     from hostctl import calibrate
     from hostctl.device import open_probe
     from sims.backend import install
@@ -47,7 +48,7 @@ def one(mode: str, seed: int, max_tones: int | None = None) -> dict:
         bench = probe.serial.bench
         out = SimToneOutput(bench)
         cal_mode, known = MODES[mode]
-        cfg = calibrate.RunConfig(mode=cal_mode, max_tones=max_tones, **known,
+        cfg = calibrate.RunConfig(mode=cal_mode, max_tones=max_tones, **known, **settings,
                                   installed=dict(bench.board.resistors),
                                   capacitance=dict(bench.board.capacitance_f))
         try:
@@ -57,16 +58,17 @@ def one(mode: str, seed: int, max_tones: int | None = None) -> dict:
             out.close()
     err = worst_corner_error(r.fit.corner_hz,
                              true_corners(bench.true_values, bench.true_capacitances))
-    covered = 0
+    covered, log_err = 0, {}
     for k, (lo, hi) in r.fit.ci95.items():   # the true RC product over the fitted C
         true = bench.true_values[k] * bench.true_capacitances[k] / r.fit.capacitance[k]
         covered += lo <= true <= hi
+        log_err[k] = float(np.log(r.fit.values[k] / true))
     return {"seed": seed, "tones": r.tones, "bench_s": r.bench_time_s,
             "host_s": r.host_time_s, "host_share": r.host_time_s / r.bench_time_s,
             "waited_s": out.waited_s, "missed_slots": r.missed_slots,
             "wall_s": time.perf_counter() - t0,
             "worst_corner_err": err, "covered": covered, "intervals": len(r.fit.ci95),
-            "precision_unmet": list(r.unmet)}
+            "precision_unmet": list(r.unmet), "log_err": log_err}
 
 
 def run(seeds: int = 5, modes: tuple[str, ...] = ("gain", "led-vf", "both", "led"),

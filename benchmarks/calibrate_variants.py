@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import true_corners, worst_corner_error  # noqa: E402
+from bench_calibrate import one  # noqa: E402
 
 
 def patch(args: argparse.Namespace) -> None:
@@ -52,33 +51,6 @@ def patch(args: argparse.Namespace) -> None:
         setattr(gaindesign, k, float(v))
 
 
-def one(mode: str, seed: int, window_ms: int) -> dict:
-    from hostctl import calibrate
-    from hostctl.device import open_probe
-    from sims.tones import SimToneOutput
-
-    with open_probe(f"sim://?board=bench&seed={seed}") as probe:
-        bench = probe.serial.bench
-        out = SimToneOutput(bench)
-        cal_mode, known = {"gain": ("gain", {}), "both": ("both", {}),
-                           "led-vf": ("led", {"led_vf": 0.3})}[mode]
-        cfg = calibrate.RunConfig(mode=cal_mode, **known, window_ms=window_ms,
-                                  installed=dict(bench.board.resistors),
-                                  capacitance=dict(bench.board.capacitance_f))
-        with tempfile.TemporaryDirectory() as td:
-            r = calibrate.run(probe, out, cfg, td)
-        out.close()
-    err = worst_corner_error(r.fit.corner_hz,
-                             true_corners(bench.true_values, bench.true_capacitances))
-    covered, log_err = 0, {}
-    for k, (lo, hi) in r.fit.ci95.items():
-        true = bench.true_values[k] * bench.true_capacitances[k] / r.fit.capacitance[k]
-        covered += lo <= true <= hi
-        log_err[k] = float(np.log(r.fit.values[k] / true))
-    return {"seed": seed, "tones": r.tones, "bench_s": r.bench_time_s, "err": err,
-            "covered": covered, "intervals": len(r.fit.ci95), "log_err": log_err}
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", default="gain", choices=("gain", "both", "led-vf"))
@@ -91,19 +63,16 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     import torch  # noqa: F401 - a process's first fit imports torch: not per run
 
-    from sims.backend import install
-
-    install()
     patch(args)
-    runs = [one(args.mode, k, args.window_ms) for k in range(1, args.seeds + 1)]
+    runs = [one(args.mode, k, window_ms=args.window_ms) for k in range(1, args.seeds + 1)]
     for r in runs:
         print(f"seed {r['seed']:2d}: {r['tones']} tones, {r['bench_s']:.2f} s, worst corner "
-              f"err {r['err']:.3%}, covered {r['covered']}/{r['intervals']}")
+              f"err {r['worst_corner_err']:.3%}, covered {r['covered']}/{r['intervals']}")
     names = list(runs[0]["log_err"])
     rms = {k: float(np.sqrt(np.mean([r["log_err"][k] ** 2 for r in runs]))) for k in names}
     print(f"{args.mode}: {np.mean([r['tones'] for r in runs]):.1f} tones, "
           f"{np.mean([r['bench_s'] for r in runs]):.2f} s, worst corner err "
-          f"{np.mean([r['err'] for r in runs]):.3%}, covered "
+          f"{np.mean([r['worst_corner_err'] for r in runs]):.3%}, covered "
           f"{sum(r['covered'] for r in runs)}/{sum(r['intervals'] for r in runs)}; rms err "
           + ", ".join(f"{k} {v:.3%}" for k, v in rms.items()))
 
