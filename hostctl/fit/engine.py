@@ -29,6 +29,7 @@ from hostctl.fit.led import (
     _inside,
     _led_interval,
     _near_switch,
+    _on_channels,
     _profile_threshold,
 )
 from hostctl.fit.ledfast import _fit_leds_consistent
@@ -423,9 +424,11 @@ def _led_intervals(run: _Run, led_only: list, ci: dict, ci_method: dict[str, str
     prob = run.prob
     n_rej = 0
     led_misfit: list[str] = []
+    neutral = _default_base(prob)
     for ks, chans in led_only:
         chn = ", ".join(prob.circ.channels[c] for c in sorted(chans))
-        if not np.isin(prob.chl, list(chans)).any():
+        on = _on_channels(prob.chl, chans)
+        if not on.any():
             for k in ks:
                 ci[k] = (-math.inf, math.inf)
                 ci_method[prob.free[k]] = "none"
@@ -436,14 +439,14 @@ def _led_intervals(run: _Run, led_only: list, ci: dict, ci_method: dict[str, str
                          _led_interval(prob, run.theta, ks, chans))
         n_rej += nr
         run.warns += msgs
-        n_rows = int(np.isin(prob.chl, list(chans)).sum())
+        n_rows = int(on.sum())
         if nr > max(2, LED_MISFIT_FRACTION * n_rows):
             # a misread LED is rare and sits next to a switch; this many is another signal
             led_misfit.append(f"{chn}: {nr} of {n_rows}")
         for k, iv in ivs.items():
             ci[k] = iv
             ci_method[prob.free[k]] = "data-consistent"
-            run.theta[k] = _inside(iv, run.theta[k], _default_base(prob)[k])
+            run.theta[k] = _inside(iv, run.theta[k], neutral[k])
     return n_rej, led_misfit
 
 

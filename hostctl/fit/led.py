@@ -125,8 +125,9 @@ def _on_channels(chl: np.ndarray, chans: set[int]) -> np.ndarray:
 def _box(prob: _Problem, theta: np.ndarray, ks: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Search box (log R) for LED intervals: the coarse grid's span and the estimate,
     widened by BOX; a bound on the box means the data leave that side open."""
-    lo = np.array([min(_grid_range(prob, k)[0], theta[k]) - BOX for k in ks])
-    hi = np.array([max(_grid_range(prob, k)[-1], theta[k]) + BOX for k in ks])
+    grids = [_grid_range(prob, k) for k in ks]
+    lo = np.array([min(g[0], theta[k]) - BOX for g, k in zip(grids, ks, strict=True)])
+    hi = np.array([max(g[-1], theta[k]) + BOX for g, k in zip(grids, ks, strict=True)])
     return lo, hi
 
 
@@ -193,7 +194,9 @@ def _near_switch(prob: _Problem, th_b: np.ndarray, sigma: float) -> _Problem:
     """One board's problem keeping every gain row but only the LED rows within 40 sigma
     (+0.1) of their threshold for some start in ``th_b`` (see :func:`_active_rows`)."""
     p = len(prob.free)
-    sub = _subproblem(prob, prob.ng + np.arange(prob.nl))
+    # LED rows only: the problem itself (its tones, which the model has seen) when it has
+    # no gain rows
+    sub = _subproblem(prob, prob.ng + np.arange(prob.nl)) if prob.ng else prob
     L, _ = sub.model.logh(th_b[:, :p], sub.omega, sub.ch, jac=False)
     logt = (th_b[:, p:p + 1] if prob.est_t else prob.log_t) + prob.lvl
     near = (np.abs(L - logt) < 40 * sigma + 0.1).any(0)

@@ -123,9 +123,10 @@ def _grid_range(prob: _Problem, k: int) -> np.ndarray:
     """Coarse log grid for resistor k: 1 ohm..1 Mohm scaled by C, widened to the tones."""
     C = prob.caps[prob.free[k]]
     s = 1e-6 / C
-    f = np.concatenate([prob.freq_g, prob.freq_l])
-    lo = min(math.log(1.0 * s), -math.log(2 * math.pi * f.max() * 30 * C))
-    hi = max(math.log(1e6 * s), -math.log(2 * math.pi * f.min() / 30 * C))
+    fmax = max(prob.freq_g.max(initial=-math.inf), prob.freq_l.max(initial=-math.inf))
+    fmin = min(prob.freq_g.min(initial=math.inf), prob.freq_l.min(initial=math.inf))
+    lo = min(math.log(1.0 * s), -math.log(2 * math.pi * fmax * 30 * C))
+    hi = max(math.log(1e6 * s), -math.log(2 * math.pi * fmin / 30 * C))
     n = max(8, int(round((hi - lo) / math.log(10) * 3)) + 1)
     return np.linspace(lo, hi, n)
 
@@ -192,10 +193,11 @@ def _switch_rows(prob: _Problem, chans: set[int]) -> np.ndarray:
     """LED rows (indices into the LED rows) next to a switch along frequency, per channel
     and tone level."""
     out: list[int] = []
+    grp = prob.groups()
     for c in chans:
-        grp = prob.groups()
-        for lv in np.unique(grp[prob.chl == c]):
-            sel = np.flatnonzero((prob.chl == c) & (grp == lv))
+        on = np.flatnonzero(prob.chl == c)
+        for lv in np.unique(grp[on]):
+            sel = on[grp[on] == lv]
             sel = sel[np.argsort(prob.freq_l[sel], kind="stable")]
             sw = np.flatnonzero(prob.sgn[sel][1:] != prob.sgn[sel][:-1])
             out += sel[sw].tolist() + sel[sw + 1].tolist()
