@@ -151,7 +151,7 @@ def _fit(data, circuit, capacitance, led_threshold, loss, prior, fixed, init, lr
     if prob.nl and known is None:
         _fit_leds(run, th_init is not None)
     misfit = _assess_gains(run)
-    ci, ci_method = _gain_intervals(run, led_only)
+    ci, ci_method = _gain_intervals(run, led_only, known)
     n_rej, led_misfit = _led_intervals(run, led_only, ci, ci_method, known)
     t_ci, conflicts = _shared_threshold(run, data, led_only, ci, n_rej, capacitance, prior)
     if any(m == "data-consistent" for m in ci_method.values()):
@@ -400,11 +400,16 @@ def _implausible_nuisances(prob: _Problem, theta: np.ndarray) -> list[str]:
     return out
 
 
-def _gain_intervals(run: _Run, led_only: list) -> tuple[dict, dict[str, str]]:
-    """Jacobian intervals at the run's noise scale and quantile, with plain warnings."""
+def _gain_intervals(run: _Run, led_only: list, known: dict | None = None
+                    ) -> tuple[dict, dict[str, str]]:
+    """Jacobian intervals at the run's noise scale and quantile, with plain warnings.
+    ``known``: every LED group's region (:func:`_fit_leds_consistent`); when those groups
+    hold every parameter, their regions are every interval and no covariance is needed."""
     prob = run.prob
     ci: dict[int, tuple[float, float]] = {}
     ci_method: dict[str, str] = {}
+    if known is not None and {k for ks, _ in led_only for k in ks} >= set(range(prob.npar)):
+        return ci, ci_method
     A = run.A if run.A is not None else np.zeros((prob.npar, prob.npar))
     cov, info_warn = _covariance(prob, A[0] if A.ndim == 3 else A, led_only)
     run.warns += info_warn

@@ -192,16 +192,16 @@ def _grid_starts(prob: _Problem, base: np.ndarray, sigma: float, s_gain: float,
 def _switch_rows(prob: _Problem, chans: set[int]) -> np.ndarray:
     """LED rows (indices into the LED rows) next to a switch along frequency, per channel
     and tone level."""
-    out: list[int] = []
-    grp = prob.groups()
-    for c in chans:
-        on = np.flatnonzero(prob.chl == c)
-        for lv in np.unique(grp[on]):
-            sel = on[grp[on] == lv]
-            sel = sel[np.argsort(prob.freq_l[sel], kind="stable")]
-            sw = np.flatnonzero(prob.sgn[sel][1:] != prob.sgn[sel][:-1])
-            out += sel[sw].tolist() + sel[sw + 1].tolist()
-    return np.array(sorted(set(out)), dtype=np.int64)
+    on = np.zeros(max(int(prob.chl.max(initial=0)), *chans, 0) + 1, bool)
+    on[list(chans)] = True
+    sel = np.flatnonzero(on[prob.chl])
+    # one sort for every channel and level: by frequency within (channel, level), ties in
+    # row order (a stable sort), so neighbours are those of a sort per channel and level
+    g, c = prob.groups()[sel], prob.chl[sel]
+    order = np.lexsort((prob.freq_l[sel], g, c))
+    sel, g, c, y = sel[order], g[order], c[order], prob.sgn[sel][order]
+    sw = np.flatnonzero((c[1:] == c[:-1]) & (g[1:] == g[:-1]) & (y[1:] != y[:-1]))
+    return np.union1d(sel[sw], sel[sw + 1]).astype(np.int64)
 
 
 def _default_base(prob: _Problem) -> np.ndarray:
