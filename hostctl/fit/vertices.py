@@ -183,8 +183,7 @@ def _logh_dx(model: _Model, theta: np.ndarray, ks: Any, om: np.ndarray,
 
 def _equations(sys_c: list[tuple]) -> np.ndarray:
     """Candidate systems as one array (S, 4, q): face?, row, face axis, face value."""
-    return np.array([[[c[0] for c in combo], [c[1] for c in combo], [c[2] for c in combo],
-                      [c[3] for c in combo]] for combo in sys_c], dtype=float)
+    return np.array(sys_c, dtype=float).transpose(0, 2, 1)
 
 
 def _vertex_systems(acc: np.ndarray, sgn: np.ndarray, freq: np.ndarray, key: np.ndarray,
