@@ -40,8 +40,9 @@ def _fit_leds_consistent(run: Any, led_only: list) -> dict | None:
         return None
     # the tones beside each switch and at each end (noise-free data: the others only
     # confirm) judge the grid where Newton starts for the region's vertices
-    ends = [r for c in set(prob.chl.tolist()) for r in _channel_ends(prob, c)]
-    rows = np.union1d(_switch_rows(prob, set(prob.chl.tolist())), ends)
+    chans = set(prob.chl.tolist())
+    ends = [r for c in chans for r in _channel_ends(prob, c)]
+    rows = np.union1d(_switch_rows(prob, chans), ends)
     start = _region_start(prob, run.theta, led_only, rows)
     theta, known = start.copy(), {}
     for (ks, _), (ivs, nr, msgs) in zip(led_only, _led_intervals_all(prob, start, led_only,

@@ -73,20 +73,29 @@ def _raw(data: MeasurementSet) -> dict[str, Any]:
     CH = [m.channel for m in rows]
     names = sorted(set(CH))
     nix = {c: i for i, c in enumerate(names)}
-    y = _floats([m.led for m in rows], n)
-    y[np.isnan(y)] = -1                 # None -> NaN -> -1 (empty)
-    yi = y.astype(np.int64)             # a state that is no integer stays one to report
     out: dict[str, Any] = {
         "F": np.array([m.frequency_hz for m in rows], dtype=float),
         "G": _floats([m.gain for m in rows], n), "LV": _floats([m.level_dbfs for m in rows], n),
-        "Y": yi if np.array_equal(yi, y) else y, "se": _floats(se, n),
+        "Y": _states([m.led for m in rows], n), "se": _floats(se, n),
         "vin": _floats([m.vin_v for m in rows], n),
-        "chn": np.array([nix[c] for c in CH], dtype=np.int64), "names": names,
+        "chn": np.fromiter(map(nix.__getitem__, CH), np.int64, n), "names": names,
         "gflag": None, "lflag": None}
     if any([m.flag for m in rows]):
         out["gflag"] = np.array([_usable(m, "gain") for m in rows])
         out["lflag"] = np.array([_usable(m, "led") for m in rows])
     return out
+
+
+def _states(vals: list, n: int) -> np.ndarray:
+    """The LED column: int64 states, -1 empty; as floats when a state is no integer (to
+    report it). A column of integers alone (LED-only data) is converted once."""
+    y = np.array(vals) if n else np.zeros(0, np.int64)
+    if y.dtype.kind == "i":
+        return y.astype(np.int64, copy=False)
+    y = _floats(vals, n)
+    y[np.isnan(y)] = -1                 # None -> NaN -> -1 (empty)
+    yi = y.astype(np.int64)
+    return yi if np.array_equal(yi, y) else y
 
 
 def _floats(vals: list, n: int) -> np.ndarray:
