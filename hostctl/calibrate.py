@@ -310,6 +310,10 @@ class _Run:
             return [self.level]
         return [self.level, self.level + SECOND_LEVEL_DB]
 
+    def led_sweep(self) -> list[float]:
+        """LED mode's first tones: the log sweep, as played."""
+        return [self.tone(f) for f in plan.log_sweep(self.cfg.sweep_tones)]
+
     # --- fitting -----------------------------------------------------------------------
     def fit(self) -> FitResult:
         return fit_session(self.cfg, self.data, self.level)
@@ -319,9 +323,8 @@ class _Run:
         """A designed batch (gain, both) or the LED log sweep; then every LED should have lit."""
         done = self.tones_done()
         self.led_bits = self.cfg.mode == "led"
-        if self.cfg.mode == "led":
-            tones = [plan.Tone(f, lvl) for lvl in self.levels()
-                     for f in map(self.tone, plan.log_sweep(self.cfg.sweep_tones))]
+        if self.cfg.mode == "led":   # at the run's level: refine_led plays the second's
+            tones = [plan.Tone(f, self.level) for f in self.led_sweep()]
         else:
             tones = [plan.Tone(f, self.level) for f in self.gain_design()]
         self.take_all([t for t in tones if (t.frequency_hz, t.level_dbfs) not in done])
@@ -400,25 +403,29 @@ class _Run:
         return result
 
     def refine_led(self) -> FitResult:
-        """Split LED brackets in rounds; the brackets alone say where to go, so a fit (to
-        stop early) only each time the tones have doubled: with a profiled threshold a fit
-        costs a second or two of the host's, more than the tones it could save.
+        """Split LED brackets in rounds (an estimated threshold's second level joins them:
+        :func:`plan.second_level_tones`); the brackets alone say where to go. A fit to stop
+        early only with the threshold given, when the tones have doubled: an estimated
+        one's range kept every bench run short of it (seeds 1-20), and its profile costs 1 s.
 
         A bracket of log-width w pins a first-order corner to about w/2; with the
         threshold estimated from two levels its error adds in, hence the tighter margin.
         """
-        margin = 0.45 if self.levels()[1:] else 0.6
-        check_at = self.n_tones()
+        estimated = bool(self.levels()[1:])
+        margin = 0.45 if estimated else 0.6
+        check_at = math.inf if estimated else self.n_tones()
         while self.n_tones() < self.cfg.tone_budget:
             if self.n_tones() >= check_at:
                 check_at = 2 * self.n_tones()
                 prec = precision(self.fit())
                 if all(p <= self.cfg.precision for p in prec.values()):
                     break
-            done = self.tones_done()
-            tones = [t for t in plan.next_led_tones(self.data.rows, self.cfg.precision * margin,
-                                                    self.tone)
-                     if (t.frequency_hz, t.level_dbfs) not in done]
+            done, width = self.tones_done(), self.cfg.precision * margin
+            second = (plan.second_level_tones(self.data.rows, *self.levels(), self.led_sweep())
+                      if estimated else [])
+            tones = [t for t in dict.fromkeys(second + plan.next_led_tones(
+                self.data.rows, width, self.tone, past_ends=estimated))
+                if (t.frequency_hz, t.level_dbfs) not in done]
             if not tones:
                 break
             self.take_all(tones[:self.cfg.tone_budget - self.n_tones()])

@@ -24,6 +24,7 @@ def test_tones_outside_the_band_are_still_nudged_freely() -> None:
 # --- windows sized to the reading, LED brackets split where the LED switches (issue 18) ---
 
 import math  # noqa: E402
+from dataclasses import replace  # noqa: E402
 
 from hostctl import plan  # noqa: E402
 from hostctl.dataset import Measurement  # noqa: E402
@@ -64,7 +65,7 @@ def _tones_to_close(fc, v_switch, precision, *, estimate=True, scale=1.0):
     freqs = [round_tone(f, RATE, 1150) for f in plan.log_sweep(12)]
     if not estimate:
         saved = plan.switch_estimate
-        plan.switch_estimate = lambda b, rows: None
+        plan.switch_estimate = lambda b, rows, past_ends=False: None
     try:
         n = 0
         while True:
@@ -148,3 +149,60 @@ def _all(freqs, truth):
         out += [Measurement(m.frequency_hz, ch, led=m.led, vout_v=m.vout_v, level_dbfs=lvl,
                             led_fraction=m.led_fraction) for m in _led_rows(freqs, fc, vs)]
     return out
+
+
+def test_the_second_level_plays_only_the_sweep_tones_its_switches_need() -> None:
+    """An LED dark at the first level is dark 2 dB lower: the second level's sweep tones are
+    each lit run's dark neighbour and its lit tones up to one whose lit fraction says it
+    stays lit. Played in rounds they find every bracket the whole sweep would; a low-pass
+    switching at 2.4 kHz needs 3 tones there, none of the slow low ones."""
+    place = lambda f: round_tone(f, RATE, 1150)             # noqa: E731
+    grid = [place(f) for f in plan.log_sweep(12)]
+    step = 10 ** (-2 / 20)
+
+    def rows_at(freqs, lvl, amp, cases):
+        return [replace(m, channel=ch, level_dbfs=lvl) for ch, (fc, vs) in cases.items()
+                for m in _led_rows(freqs, fc, vs, amp)]
+
+    def second_level(cases):
+        played: list[float] = []
+        for _ in range(12):
+            rows = rows_at(grid, -6.0, 1.0, cases) + rows_at(played, -8.0, step, cases)
+            new = plan.second_level_tones(rows, -6.0, -8.0, grid)
+            if not new:
+                return played, rows
+            assert all(t.level_dbfs == -8.0 and t.frequency_hz in grid
+                       and t.frequency_hz not in played for t in new), new
+            played += [t.frequency_hz for t in new]
+        raise AssertionError("the second level's tones did not settle")
+
+    def brackets(rows):
+        return sorted((b.channel, b.lo_hz, b.hi_hz) for b in plan.led_brackets(rows)
+                      if b.level_dbfs == -8.0)
+
+    low = {"low": (796.0, 0.3)}
+    played, rows = second_level(low)
+    assert len(played) == 3 and min(played) > 800, played
+    assert brackets(rows) == brackets(rows_at(grid, -8.0, step, low)) != []
+    # lit by a hair at the first level (0.9 V of 1 V): every lit tone is tried, none lights
+    both = {**low, "dim": (796.0, 0.9)}
+    played, rows = second_level(both)
+    assert brackets(rows) == brackets(rows_at(grid, -8.0, step, both))
+    assert {f for f in grid if f < 300} <= set(played), played
+
+
+def test_an_estimate_just_past_a_bracket_end_is_taken_at_that_end() -> None:
+    """The switching level read off a few lit samples can put the estimate a little past
+    the bracket: with ``past_ends`` the next tone goes beside that end (a tenth of the
+    bracket in), without it the bracket is halved."""
+    def row(f, lit, vout, v_over_a):
+        return Measurement(f, "low", led=lit, vout_v=vout, level_dbfs=-6.0,
+                           led_fraction=math.acos(v_over_a) / math.pi if lit else 0.0)
+
+    # switching at 0.5 V x 0.88 = 0.44 V: below the dark end's 0.45 V, 1.2 brackets along
+    rows = [row(900.0, 1, 0.55, 0.8), row(1000.0, 1, 0.5, 0.88), row(1100.0, 0, 0.45, 1)]
+    (b,) = plan.led_brackets(rows)
+    assert plan.switch_estimate(b, rows) is None
+    assert plan.switch_estimate(b, rows, past_ends=True) == 1100.0
+    assert plan.next_led_tone(rows, 0.006, past_ends=True).frequency_hz == 1090.0
+    assert plan.next_led_tone(rows, 0.006).frequency_hz == 1049.0      # the midpoint
