@@ -97,7 +97,7 @@ CHANNELS = ("both", "left", "right")
 # machine is busy; tone() waits for it anyway, so a generous buffer costs nothing here.
 OUTPUT_LATENCY_S = 0.2
 #: after the fade-in has reached the card, the filter under test settles this long
-SETTLE_S = 0.05
+SETTLE_S = 0.02
 
 
 class ToneOutput(Protocol):
@@ -158,9 +158,11 @@ class OutputBase:
         """What ``tone()`` waits: the fades it schedules, the output latency, the settle."""
         return fade_samples / self.sample_rate + self.latency_s + self.settle_s
 
-    def cue(self, freq_hz: float, level_dbfs: float, hold_s: float | None = None) -> Cue:
-        """Queue a tone behind the last one queued. An output that cannot schedule plays it
-        when waited on (each tone then pays the latency)."""
+    def cue(self, freq_hz: float, level_dbfs: float, hold_s: float | None = None,
+            not_before_s: float = 0.0) -> Cue:
+        """Queue a tone behind the last one queued, reaching the jack no sooner than
+        ``not_before_s`` from now (silence the probe reads first). An output that cannot
+        schedule plays it when waited on (each tone then pays the latency)."""
         return Cue(float(freq_hz), float(level_dbfs), hold_s)
 
     def wait(self, cue: Cue) -> None:
@@ -328,11 +330,16 @@ class SoundDeviceOutput(OutputBase):
         """Switch to a tone (fade out, phase-continuous switch, fade in); return when settled."""
         self.wait(self.cue(freq_hz, level_dbfs))
 
-    def cue(self, freq_hz: float, level_dbfs: float, hold_s: float | None = None) -> Cue:
-        """Queue a tone to start where the last cue's hold ends (now if none is pending)."""
+    def cue(self, freq_hz: float, level_dbfs: float, hold_s: float | None = None,
+            not_before_s: float = 0.0) -> Cue:
+        """Queue a tone to start where the last cue's hold ends (now if none is pending),
+        and not before the jack has played ``not_before_s`` more of what it plays now."""
         self._check_alive()
         self._quiet_at = None
-        pos = self._settled_pos = self.synth.set_tone(freq_hz, level_dbfs, self._free_pos)
+        at = self._free_pos
+        if not_before_s > 0:
+            at = max(at, self._jack_pos(time.monotonic() + not_before_s))
+        pos = self._settled_pos = self.synth.set_tone(freq_hz, level_dbfs, at)
         held = None if hold_s is None else self.settle_s + hold_s
         self._free_pos = 0 if held is None else pos + int(round(held * self.sample_rate))
         return Cue(float(freq_hz), float(level_dbfs), hold_s, pos=pos)
@@ -354,11 +361,20 @@ class SoundDeviceOutput(OutputBase):
                 return t + self.latency_s + (pos - start) / self.sample_rate
         return time.monotonic() + self.latency_s
 
-    def silence(self, after_s: float = 0.0) -> None:
+    def _jack_pos(self, t: float) -> int:
+        """The sample that reaches the output at monotonic time ``t`` (inverse of
+        :meth:`_jack_time`; nothing rendered yet: the next one)."""
+        if not self._rendered:
+            return self.synth.position
+        start, t0 = self._rendered[-1]
+        return start + max(0, int(round((t - self.latency_s - t0) * self.sample_rate)))
+
+    def silence(self, after_s: float = 0.0, *, wait: bool = True) -> None:
         """Fade to silence; return once silence has reached the output.
 
         ``after_s`` > 0: first hold the tone exactly that long (in samples, counted from the
-        moment it settled) -- a tone of exact length whatever the buffering.
+        moment it settled) -- a tone of exact length whatever the buffering. ``wait=False``:
+        start the fade and return (a run is over: nothing is measured until it is silent).
         """
         self._check_alive()
         if after_s > 0:
@@ -371,6 +387,8 @@ class SoundDeviceOutput(OutputBase):
             time.sleep(max(0.0, self._quiet_at - time.monotonic()))
             return
         pos = self.synth.set_silence(at)
+        if not wait:
+            return
         self._wait_position(pos)
         time.sleep(self.silence_wait_s(0))
         self._quiet_at = time.monotonic()

@@ -50,6 +50,13 @@ CLIP_STEP_DB = 3.0
 FLOOR_WINDOW_MS = 300
 #: the pre-flight's reference tone (placed off the probe's bad ratios, then kept as data)
 REF_HZ = 1000.0
+#: a first silent window that only reads the probe's sample rate, which places the
+#: reference before the floor window (rates differ by a percent from the nominal one)
+RATE_WINDOW_MS = 20
+#: the host's work between the floor's window and the reference's (the floor's noise, the
+#: first batch's design: ~0.06 s here), so the batch is queued before the reference's
+#: window opens
+PREP_S = 0.08
 #: Flags a repeat would not change (a weak channel): no re-measure for these.
 REMEASURE_OK = frozenset({"below-floor"})
 #: a queued tone holds its window and this much more before the next one starts: room for
@@ -81,6 +88,8 @@ class _Run:
         self.t0 = self.idle_since = self.clock()
         self.bench_time = self.host_time = 0.0
         self.missed = 0                       # queued tones the host came too late for
+        #: the first batch, queued behind the reference in the pre-flight
+        self.queued: list[tuple[plan.Tone, Any]] = []
         self.problems: list[str] = []
         self.level = cfg.level_dbfs
         self.floor = Floor()
@@ -139,9 +148,19 @@ class _Run:
             self.output.silence()
         else:
             self.output.tone(freq, level)
-        res = self.probe.measure(self.window_ms(freq))
+        return self.read(self.window_ms(freq))
+
+    def read(self, ms: int) -> Any:
+        """The probe's MEASURE of ``ms``; the host's time since the last one counted."""
+        t = self.clock()
+        self.host_time += t - self.idle_since
+        res = self.probe.measure(ms)
         self.idle_since = self.clock()
         return res
+
+    def hold_s(self, freq: float) -> float:
+        """How long a queued tone holds after it settles: its window and a guard."""
+        return self.window_ms(freq) / 1000 + WINDOW_GUARD_S
 
     def window_ms(self, freq: float | None) -> int:
         """At least 20 cycles of the tone, so a partial cycle cannot bias the RMS. Silence
@@ -157,10 +176,26 @@ class _Run:
         return plan.round_tone(f, self.rate_hz, self.n_samples)
 
     def preflight(self) -> None:
-        """Offsets, noise floor and LED inputs in silence; the reference at 1 kHz."""
+        """Offsets, noise floor and LED inputs in silence; the reference at 1 kHz.
+
+        An output that queues tones gets the reference cued before the silent window, to
+        reach the jack as the window closes, and the first batch (:meth:`first_tones`)
+        cued behind it: the bench then never waits on the output's latency. A reference
+        that fails a check drops the queue, and is taken alone as before."""
         if "floor_rms" in self.data.meta:
             return
-        res = self.measure(None, self.level)
+        cue = getattr(self.output, "cue", None)
+        floor_ms = self.window_ms(None)
+        early, ref_hz = None, None
+        if cue is not None:
+            self.output.silence()                  # a new output: returns at once
+            self.rate_hz = float(self.read(RATE_WINDOW_MS).rate_hz) or None
+            ref_hz = self.tone(REF_HZ)
+            early = cue(ref_hz, self.level, self.hold_s(ref_hz),
+                        not_before_s=floor_ms / 1000 + SEND_S + WINDOW_GUARD_S + PREP_S)
+            res = self.read(floor_ms)
+        else:
+            res = self.measure(None, self.level)
         means = [a.mean for a in res.analog]
         top = 1 << int(self.probe.info.get("adc_bits", 10))
         for i, m in enumerate(means):
@@ -172,13 +207,20 @@ class _Run:
                 self.problems.append(f"LED input D{i + 2} is HIGH in silence: check its wiring")
         self.floor = Floor(rms=tuple(a.rms for a in res.analog),
                            mean=tuple(means), led_lit=tuple(res.led_fraction))
-        self.rate_hz = float(res.rate_hz) or None     # the reference placed as any tone
-        ref_hz = self.tone(REF_HZ)
-        cue = getattr(self.output, "cue", None)
-        early = cue(ref_hz, self.level) if cue else None
+        self.rate_hz = self.rate_hz or float(res.rate_hz) or None
+        ref_hz = ref_hz or self.tone(REF_HZ)
         floor_sigma(self.floor)        # solved while the reference passes the output latency
+        if early is not None:
+            self.n_samples = max(1, round((self.rate_hz or 0) * self.window_ms(ref_hz) / 1000))
+            self.led_bits = self.cfg.mode == "led"      # the batch's windows, not the ref's
+            self.queued = self.cue_all(self.first_tones(ref_hz))
+            self.led_bits = False
         for _ in range(4):
-            res = self.measure(ref_hz, self.level, early)
+            res = self.measure_cued(early) if early is not None else None
+            if early is not None and (res is None or not self.ref_ok(res[0].analog[0], top)):
+                self.output.silence()      # the queue behind it is dropped
+                self.queued = []
+            res = res[0] if res is not None else self.measure(ref_hz, self.level)
             early = None
             ref = res.analog[0]
             if ref.rms < 8:                # a sound-card glitch rarely repeats: once more
@@ -188,8 +230,7 @@ class _Run:
                 raise DeviceError(f"no tone on the reference input A0 (RMS {ref.rms:.1f} counts "
                                   "at 1 kHz): check the sound card cable and {device}"
                                   ).naming(device="the audio device")
-            clipped = ref.min <= 3 or ref.max >= top - 4
-            if not clipped:
+            if self.ref_ok(ref, top):
                 break
             self.level -= CLIP_STEP_DB
             self.problems.append(f"reference clipped: level lowered to {self.level:g} dBFS")
@@ -204,6 +245,11 @@ class _Run:
         for k, v in notes.items():
             self.rec.note(k, v)
         self.record(res, ref_hz, self.level, last=True)   # a reading of every channel: data
+
+    @staticmethod
+    def ref_ok(ref: Any, top: int) -> bool:
+        """The reference carries a tone and does not clip."""
+        return ref.rms >= 8 and not (ref.min <= 3 or ref.max >= top - 4)
 
     def take(self, freq: float, level: float, attempts: int = 2) -> None:
         """Measure one tone; a reading that fails a sanity check is kept (flagged, never
@@ -253,13 +299,22 @@ class _Run:
                 self.take(t.frequency_hz, t.level_dbfs)
                 self.report_progress(t.frequency_hz)
             return
-        queued, again = [], []
+        self.read_all(self.cue_all(tones))
+
+    def cue_all(self, tones: list[plan.Tone]) -> list[tuple[plan.Tone, Any]]:
+        """Queue tones back to back on the output; the ones it refuses are noted."""
+        queued = []
         for t in tones:
             try:
-                hold = self.window_ms(t.frequency_hz) / 1000 + WINDOW_GUARD_S
-                queued.append((t, self.output.cue(t.frequency_hz, t.level_dbfs, hold)))
+                queued.append((t, self.output.cue(t.frequency_hz, t.level_dbfs,
+                                                  self.hold_s(t.frequency_hz))))
             except (ToneRefused, InputError) as e:
                 self.not_played(t.frequency_hz, t.level_dbfs, e)
+        return queued
+
+    def read_all(self, queued: list[tuple[plan.Tone, Any]]) -> None:
+        """Measure each queued tone in its slot (:meth:`take_all`)."""
+        again = []
         for t, cue in queued:
             try:
                 got = self.measure_cued(cue)
@@ -320,19 +375,32 @@ class _Run:
 
     # --- the loop ----------------------------------------------------------------------
     def sweep(self) -> None:
-        """A designed batch (gain, both) or the LED log sweep; then every LED should have lit."""
-        done = self.tones_done()
+        """A designed batch (gain, both) or the LED log sweep (queued in the pre-flight,
+        if it could be); then every LED should have lit."""
         self.led_bits = self.cfg.mode == "led"
-        if self.cfg.mode == "led":   # at the run's level: refine_led plays the second's
-            tones = [plan.Tone(f, self.level) for f in self.led_sweep()]
+        if self.queued:
+            queued, self.queued = self.queued, []
+            self.read_all(queued)
         else:
-            tones = [plan.Tone(f, self.level) for f in self.gain_design()]
-        self.take_all([t for t in tones if (t.frequency_hz, t.level_dbfs) not in done])
+            done = self.tones_done()
+            self.take_all([t for t in self.first_tones() if (t.frequency_hz, t.level_dbfs)
+                           not in done])
         self.check_leds_seen()
 
-    def gain_design(self) -> list[float]:
+    def first_tones(self, ref_hz: float | None = None) -> list[plan.Tone]:
+        """The sweep's tones. ``ref_hz``: asked before the reference is read (to queue
+        them behind it), so it counts as measured; None when the design needs a fit of
+        blind tones first (no installed parts known)."""
+        if self.cfg.mode == "led":   # at the run's level: refine_led plays the second's
+            return [plan.Tone(f, self.level) for f in self.led_sweep()]
+        if ref_hz is not None and set(self.cfg.installed) != set(self.circ.resistors):
+            return []
+        return [plan.Tone(f, self.level) for f in self.gain_design([ref_hz] if ref_hz else [])]
+
+    def gain_design(self, ahead: list[float]) -> list[float]:
         """The gain tones by expected information (:mod:`hostctl.gaindesign`) for the
-        installed parts; with none known, after the fewest tones that bracket any corner."""
+        installed parts; with none known, after the fewest tones that bracket any corner.
+        ``ahead``: tones about to be measured, as if done."""
         from hostctl import gaindesign
 
         values: Mapping[str, float] = dict(self.cfg.installed)
@@ -343,7 +411,7 @@ class _Run:
             values = self.fit().values
         return gaindesign.for_run(self.circ, self.cfg, values, self.floor.rms, self.ref_rms,
                                   self.rate_hz, [f for f, lvl in self.tones_done()
-                                                 if lvl == self.level], self.tone)
+                                                 if lvl == self.level] + ahead, self.tone)
 
 
     def n_tones(self) -> int:
@@ -451,8 +519,11 @@ class _Run:
         """Silence; the run's bench time is all of it, to the last fit."""
         self.host_time += self.clock() - self.idle_since
         self.rec.close()
-        try:
-            self.output.silence()
+        try:   # an output that schedules fades out while the run fits: nothing to wait for
+            if hasattr(self.output, "cue"):
+                self.output.silence(wait=False)
+            else:
+                self.output.silence()
         except Exception:  # noqa: BLE001 - silence is best effort once the run is over
             pass
         self.bench_time = self.clock() - self.t0

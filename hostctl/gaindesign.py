@@ -38,7 +38,7 @@ from hostctl.noise import phase_cover_var
 
 #: what a planned tone costs beyond its window once tones play back to back: the fades
 #: (2 x 10 ms), the settle (50 ms) and a guard for the serial round trip
-TONE_OVERHEAD_S = 0.1
+TONE_OVERHEAD_S = 0.07
 #: log-spread of the parts the design must hold for (5 % resistors, 10 % capacitors)
 PART_SPREAD = 0.11
 #: a reading's relative error no window averages away (the model's own, the card's drift)

@@ -71,14 +71,16 @@ class SimToneOutput(OutputBase):
     def tone(self, freq_hz: float, level_dbfs: float) -> None:
         self.wait(self.cue(freq_hz, level_dbfs))
 
-    def cue(self, freq_hz: float, level_dbfs: float, hold_s: float | None = None) -> Cue:
+    def cue(self, freq_hz: float, level_dbfs: float, hold_s: float | None = None,
+            not_before_s: float = 0.0) -> Cue:
         """Queue a tone as the sound card's output would: it starts where the last cue's
-        hold ends, or once a change made now has passed the output latency."""
+        hold ends, or once a change made now has passed the output latency, and not before
+        ``not_before_s`` from now."""
         check_tone(freq_hz, level_dbfs, sample_rate=self.sample_rate,
                    level_cap_dbfs=self.level_cap_dbfs)
         self._quiet_at = None
         n = self._fade_samples(self.synth.set_tone(float(freq_hz), float(level_dbfs)))
-        start = max(self._now() + self.latency_s, self._free_at)
+        start = max(self._now() + max(self.latency_s, not_before_s), self._free_at)
         cue = Cue(float(freq_hz), float(level_dbfs), hold_s, clock=self._now)
         cue.settled_at = start + n / self.sample_rate + self.settle_s
         if hold_s is not None:
@@ -92,9 +94,10 @@ class SimToneOutput(OutputBase):
         self.bench.set_tone(cue.freq_hz, cue.level_dbfs)
         self.tones += 1
 
-    def silence(self, after_s: float = 0.0) -> None:
+    def silence(self, after_s: float = 0.0, *, wait: bool = True) -> None:
         """Fade out (after holding the tone ``after_s`` from when it settled, in real time:
-        someone may be listening), and wait what the sound card's output would."""
+        someone may be listening), and wait what the sound card's output would
+        (``wait=False``: the run is over, only start the fade)."""
         if after_s > 0:
             time.sleep(after_s)
             self._wait(after_s)
@@ -104,6 +107,9 @@ class SimToneOutput(OutputBase):
             self._wait(max(0.0, self._quiet_at - self._now()))
             return
         n = self._fade_samples(self.synth.set_silence())
+        if not wait:
+            self._quiet_at = self._now() + self.silence_wait_s(n)
+            return
         self._wait(self.silence_wait_s(n))
         self._quiet_at = self._now()
 
@@ -158,7 +164,8 @@ class SocketToneOutput(OutputBase):
                    level_cap_dbfs=self.level_cap_dbfs)
         self.request({"tone_hz": float(freq_hz), "level_dbfs": float(level_dbfs)})
 
-    def silence(self, after_s: float = 0.0) -> None:
+    def silence(self, after_s: float = 0.0, *, wait: bool = True) -> None:
+        """The server's output fades and charges its bench (``wait`` is the server's)."""
         if after_s > 0:
             time.sleep(after_s)
         self.request({"tone_hz": None})

@@ -59,7 +59,8 @@ def window_rms(t: np.ndarray, v: list[np.ndarray], start_s: float, ms: int,
                                ).std() for k in range(4)])
 
 
-@pytest.mark.parametrize("old_hz,new_hz", [(1000.0, 20.0), (20.0, 1000.0), (5000.0, 70.0)])
+@pytest.mark.parametrize("old_hz,new_hz", [(1000.0, 20.0), (20.0, 1000.0), (5000.0, 70.0),
+                                           (1000.0, 35.0), (15000.0, 200.0)])
 def test_a_window_settle_s_after_the_fade_reads_the_steady_gain(tmp_path, old_hz, new_hz):
     if spice.ngspice_path() is None:
         pytest.skip(spice.MISSING_MESSAGE)
