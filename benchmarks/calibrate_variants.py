@@ -33,7 +33,7 @@ def patch(args: argparse.Namespace) -> None:
     run = calibrate._Run
     if args.freqs:
         freqs = plan.log_sweep(12) if args.freqs == "sweep" else json.loads(args.freqs)
-        run.gain_design = lambda self: [self.tone(f) for f in freqs]
+        run.gain_design = lambda self, ahead: [self.tone(f) for f in freqs]
     if args.no_ref_row:
         pre, rec = run.preflight, run.record
 

@@ -103,7 +103,10 @@ def silence_sigma(mean: float, rms: float) -> float:
     if rms > 3.0:                  # far above one LSB: quantisation is plain 1/12
         return math.sqrt(max(rms * rms - QUANT_VAR, 0.0))
     sig = np.geomspace(0.02, 3.2, 240)
-    mu = float(mean) + np.linspace(-0.5, 1.5, 801)
+    # mu on a 1/400 LSB grid; the quantised mean is mu - 0.5 + ew with |ew| <= 0.5, so the
+    # mu whose mean is ``mean`` lies in [mean, mean + 1]: only that stretch (and a point on
+    # each side) is solved
+    mu = float(mean) + np.arange(-1, 402) / 400
     k = np.arange(1, 52, dtype=np.float64)
     damp = np.exp(-2 * math.pi ** 2 * np.outer(k ** 2, sig ** 2))        # (K, S)
     arg = 2 * math.pi * np.outer(mu, k)                                    # (M, K)
@@ -112,7 +115,7 @@ def silence_sigma(mean: float, rms: float) -> float:
     var = (sig ** 2 + QUANT_VAR + (cs / (math.pi * k) ** 2) @ damp - ew ** 2
            + 4 * sig ** 2 * (cs @ damp))
     means = mu[:, None] - 0.5 + ew                                         # rises with mu
-    curve = np.array([np.interp(mean, means[:, i], var[:, i]) for i in range(len(sig))])
+    curve = _interp_columns(float(mean), means, var)
     r = rms + 0.0005               # printed to 1/1000, truncated: the middle of that step
     d = curve - r * r
     tol = 2.0 * r * 6e-4 + 1e-7
@@ -125,6 +128,15 @@ def silence_sigma(mean: float, rms: float) -> float:
     if len(ok):
         return float(sig[ok[-1]])
     return 0.0 if d[0] > 0 else float(sig[-1])
+
+
+def _interp_columns(x: float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """``np.interp(x, xs[:, i], ys[:, i])`` for every column at once (xs rising)."""
+    j = np.clip((xs < x).sum(axis=0), 1, len(xs) - 1)       # xs[j-1] < x <= xs[j]
+    cols = np.arange(xs.shape[1])
+    x0, x1, y0, y1 = xs[j - 1, cols], xs[j, cols], ys[j - 1, cols], ys[j, cols]
+    t = np.clip((x - x0) / np.where(x1 > x0, x1 - x0, 1.0), 0.0, 1.0)
+    return y0 + t * (y1 - y0)
 
 
 def _mu_for_mean(mean: float, amp: float, sigma: float) -> float:

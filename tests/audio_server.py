@@ -151,6 +151,10 @@ def play(out_dir: Path) -> None:
     (out_dir / "info.json").write_text(json.dumps(info))
 
 
+#: the first cued tone reaches the jack no sooner than this (a silent window read first)
+NOT_BEFORE_S = 0.5
+
+
 def cued(out_dir: Path) -> None:
     """Record the monitor while the real output plays tones queued all at once (cue/wait):
     they must follow each other after their holds, with no output latency between them."""
@@ -163,18 +167,24 @@ def cued(out_dir: Path) -> None:
     rec = Recorder(sd)
     waited = rec.start()
     out = open_output(None, channel="left", level_cap_dbfs=-6.0, settle_s=0.05)
-    cues = [out.cue(f, lv, hold) for f, lv, hold in tones]
+    asked = time.monotonic()
+    cues = [out.cue(f, lv, hold, not_before_s=NOT_BEFORE_S if k == 0 else 0.0)
+            for k, (f, lv, hold) in enumerate(tones)]
     for c in cues:
         out.wait(c)
     time.sleep(max(0.0, cues[-1].left_s()))
-    out.silence()
+    t = time.monotonic()
+    out.silence(wait=False)            # the fade is started, not waited for
+    silence_returned = time.monotonic() - t
     loud = 0.05 * 10 ** (-12 / 20)
     _hold_until(lambda: _heard_and_ended(rec, loud, 0.3), 0.3, [])
     info = {"rate": out.sample_rate, "latency_s": out.latency_s, "fade_n": out.synth.fade_n,
             "settle_s": out.settle_s, "tones": [[f, lv] for f, lv, _ in tones],
             "holds": [h for _, _, h in tones], "underflows": out.underflows,
             "capture_wait_s": waited, "history": [list(h) for h in out.synth.history],
-            "ends_minus_settled": [c.ends_at - c.settled_at for c in cues]}
+            "ends_minus_settled": [c.ends_at - c.settled_at for c in cues],
+            "first_settled_after_s": cues[0].settled_at - asked,
+            "not_before_s": NOT_BEFORE_S, "silence_returned_s": silence_returned}
     out.close()
     np.save(out_dir / "rec.npy", rec.stop())
     (out_dir / "info.json").write_text(json.dumps(info))

@@ -227,3 +227,52 @@ def test_a_reply_after_the_next_tone_began_is_flagged(tmp_path):
         windows = bench.windows
         assert r.measure_cued(cue) is None and bench.windows == windows
         r.rec.close()
+
+
+def test_not_before_and_a_fade_not_waited_for():
+    """cue(not_before_s=) starts a tone no sooner than asked even when that is beyond the
+    latency; silence(wait=False) charges nothing, and a later silence() only the rest."""
+    bench = make_bench("notebook", 0)
+    out = SimToneOutput(bench, count_host=False)
+    t0 = bench.clock()
+    c = out.cue(1000.0, -6.0, 0.2, not_before_s=0.5)
+    out.wait(c)
+    assert bench.clock() - t0 == pytest.approx(0.5 + FADE_S + SETTLE_S, abs=1e-9)
+    c = out.cue(2000.0, -6.0, 0.2, not_before_s=0.1)     # the queue is later still
+    assert c.settled_at - bench.clock() == pytest.approx(0.2 + 2 * FADE_S + SETTLE_S, abs=1e-9)
+    t = bench.clock()
+    out.silence(wait=False)
+    assert bench.clock() == t and bench.tone_hz is None
+    bench.wait(0.1)
+    out.silence()                      # the fade and latency left after 0.1 s
+    assert bench.clock() - t == pytest.approx(FADE_S + OUTPUT_LATENCY_S, abs=1e-9)
+
+
+@pytest.mark.parametrize("mode", ["gain", "led"])
+def test_no_tone_of_a_run_waits_the_output_latency(tmp_path, mode):
+    """The reference is cued to reach the jack as the silent floor window closes and the
+    first batch behind it: with a host that computes in no time, none of them waits the
+    output's latency, no slot is missed, and the end's fade is not waited for."""
+    waits = []
+    with open_probe("sim://?board=notebook&seed=0") as probe:
+        bench = probe.serial.bench
+        bench.count_host(FakeHostClock())
+        out = SimToneOutput(bench)
+        real_wait = out.wait
+
+        def wait(c):
+            t = bench.clock()
+            real_wait(c)
+            waits.append(bench.clock() - t)
+        out.wait = wait
+        known = {"led_vf": 0.3} if mode == "led" else {}
+        cfg = calibrate.RunConfig(circuit=bench.circuit.name, mode=mode, max_tones=24,
+                                  installed=dict(bench.board.resistors), **known)
+        waited0 = out.waited_s
+        res = calibrate.run(probe, out, cfg, tmp_path / "run")
+    assert res.missed_slots == 0 and len(waits) >= res.tones
+    # gain: the reference and the design; led: the reference and the sweep (each later
+    # round of LED splits depends on the readings before it, so it pays the latency)
+    first = len(waits) if mode == "gain" else 1 + cfg.sweep_tones
+    assert max(waits[:first]) < OUTPUT_LATENCY_S, waits
+    assert out.waited_s - waited0 == pytest.approx(sum(waits))   # nothing else waited
