@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -53,10 +54,9 @@ REF_HZ = 1000.0
 #: a first silent window that only reads the probe's sample rate, which places the
 #: reference before the floor window (rates differ by a percent from the nominal one)
 RATE_WINDOW_MS = 20
-#: the host's work between the floor's window and the reference's (the floor's noise, the
-#: first batch's design: ~0.06 s here), so the batch is queued before the reference's
-#: window opens
-PREP_S = 0.08
+#: the host's work between the floor's window and the reference's: the floor's noise
+#: (hostctl.noise.silence_sigma, 4 x ~12 ms at load 4)
+PREP_S = 0.06
 #: Flags a repeat would not change (a weak channel): no re-measure for these.
 REMEASURE_OK = frozenset({"below-floor"})
 #: a queued tone holds its window and this much more before the next one starts: room for
@@ -67,6 +67,9 @@ SEND_S = 0.005
 #: a MEASURE reply is 100+ bytes: at 115200 baud its window ended at least this long before
 #: the reply was in (PROTOCOL.md)
 REPLY_S = 100 * 10 / 115200
+#: both mode splits an LED's bracket until the amplitudes at its ends put its threshold
+#: within this fraction of the precision (the fitted gains' own uncertainty adds to it)
+THRESHOLD_MARGIN = 0.8
 
 Progress = Callable[[int, int, float, float, str], None]
 
@@ -189,10 +192,22 @@ class _Run:
         early, ref_hz = None, None
         if cue is not None:
             self.output.silence()                  # a new output: returns at once
-            self.rate_hz = float(self.read(RATE_WINDOW_MS).rate_hz) or None
+            quick = self.read(RATE_WINDOW_MS)
+            self.rate_hz = float(quick.rate_hz) or None
             ref_hz = self.tone(REF_HZ)
+            # the first batch is planned now, on this short window's noise (the design only
+            # weighs readings by it), so that only the floor's own noise solve is left
+            # between the floor's window and the reference's
+            self.floor = Floor(rms=tuple(a.rms for a in quick.analog))
+            self.n_samples = max(1, round((self.rate_hz or 0) * self.window_ms(ref_hz) / 1000))
+            self.led_bits = self.cfg.mode == "led"      # the batch's windows, not the ref's
+            batch = self.first_tones(ref_hz)
+            self.led_bits = False
             early = cue(ref_hz, self.level, self.hold_s(ref_hz),
                         not_before_s=floor_ms / 1000 + SEND_S + WINDOW_GUARD_S + PREP_S)
+            self.led_bits = self.cfg.mode == "led"
+            self.queued = self.cue_all(batch)
+            self.led_bits = False
             res = self.read(floor_ms)
         else:
             res = self.measure(None, self.level)
@@ -210,11 +225,6 @@ class _Run:
         self.rate_hz = self.rate_hz or float(res.rate_hz) or None
         ref_hz = ref_hz or self.tone(REF_HZ)
         floor_sigma(self.floor)        # solved while the reference passes the output latency
-        if early is not None:
-            self.n_samples = max(1, round((self.rate_hz or 0) * self.window_ms(ref_hz) / 1000))
-            self.led_bits = self.cfg.mode == "led"      # the batch's windows, not the ref's
-            self.queued = self.cue_all(self.first_tones(ref_hz))
-            self.led_bits = False
         for _ in range(4):
             res = self.measure_cued(early) if early is not None else None
             if early is not None and (res is None or not self.ref_ok(res[0].analog[0], top)):
@@ -314,21 +324,24 @@ class _Run:
 
     def read_all(self, queued: list[tuple[plan.Tone, Any]]) -> None:
         """Measure each queued tone in its slot (:meth:`take_all`)."""
-        again = []
-        for t, cue in queued:
-            try:
-                got = self.measure_cued(cue)
-            except (ToneRefused, InputError) as e:
-                self.not_played(t.frequency_hz, t.level_dbfs, e)
-                continue
-            if got is None:
-                self.missed += 1         # the host was late: a cost, not a problem
-                again.append(t)
-            elif not self.record(got[0], t.frequency_hz, t.level_dbfs, False, got[1]):
-                again.append(t)
-            self.report_progress(t.frequency_hz)
+        again = [t for t, cue in queued if self.read_cued(t, cue) is False]
         for t in again:
             self.take(t.frequency_hz, t.level_dbfs, attempts=1)
+
+    def read_cued(self, t: plan.Tone, cue: Any) -> bool | None:
+        """Read one queued tone and record it: True when it passed every check, False when
+        it should be taken again (its slot missed, or a check failed), None when the output
+        refused it."""
+        try:
+            got = self.measure_cued(cue)
+        except (ToneRefused, InputError) as e:
+            self.not_played(t.frequency_hz, t.level_dbfs, e)
+            return None
+        self.report_progress(t.frequency_hz)
+        if got is None:
+            self.missed += 1             # the host was late: a cost, not a problem
+            return False
+        return self.record(got[0], t.frequency_hz, t.level_dbfs, False, got[1])
 
     def measure_cued(self, cue: Any) -> tuple[Any, str] | None:
         """Wait for a cued tone and measure it if its hold leaves room for the window (None:
@@ -450,25 +463,61 @@ class _Run:
 
     def refine_thresholds(self, result: FitResult) -> FitResult:
         """Both mode: split LED switches until each LED's threshold is known to the precision
-        (the recommendation's LED bands depend on it as much as on the parts)."""
+        (the recommendation's LED bands depend on it as much as on the parts). The splits
+        go back to back (:meth:`split_switches`) while the bracket's amplitudes say the
+        LED is unsure; a fit then judges, and another pass follows for any still unsure."""
         self.led_bits = True
+        margin = THRESHOLD_MARGIN
         while self.n_tones() < self.cfg.tone_budget and result.led_thresholds_ci95:
             wide = {ch: (0.5 * math.log(hi / lo) if lo > 0 and math.isfinite(hi) else math.inf)
                     for ch, (lo, hi) in result.led_thresholds_ci95.items()}
             todo = [ch for ch, w in wide.items() if not w <= self.cfg.precision]
-            # one tone in each unsure LED's widest bracket, played as one batch: the LEDs'
-            # brackets are independent, so a fit per LED would only add latency
-            done = self.tones_done()
-            batch = [t for t in plan.next_led_tones(self.data.rows, 1e-4, self.tone, todo)
-                     if (t.frequency_hz, t.level_dbfs) not in done]
-            batch = batch[:self.cfg.tone_budget - self.n_tones()]
-            if not batch:
+            if not todo or not self.split_switches(todo, margin * self.cfg.precision):
                 break
-            self.take_all(batch)
             result = self.fit()
-            name = max(todo, key=lambda ch: wide[ch])
-            self.report_progress(batch[-1].frequency_hz, worst=wide[name], name=f"LED {name}")
+            margin *= 0.7               # the fit disagreed with the amplitudes: aim closer
         return result
+
+    def split_switches(self, channels: list[str], half_width: float) -> int:
+        """Split each channel's widest LED bracket tone after tone until the amplitudes at
+        its ends differ by less than ``2 * half_width`` (log): a tone for every channel is
+        queued, and as each is read its channel's next one is queued behind the rest, so
+        while two or more channels are open the queue never runs dry and the output
+        latency is paid once, not once per split. Returns the tones played."""
+        played, tries = 0, {}
+        queue: deque[tuple[str, plan.Tone, Any]] = deque()
+
+        def feed(ch: str) -> None:
+            if self.n_tones() + len(queue) >= self.cfg.tone_budget:
+                return
+            rows = [m for m in self.data.rows if m.channel == ch]
+            b = plan.widest_bracket(rows)
+            if b is None or not plan.amplitude_width(b, rows) > 2 * half_width:
+                return
+            t = plan.next_led_tone(rows, 1e-4, self.tone, b)
+            if t is None or tries.get(t, 0) >= 2:
+                return
+            tries[t] = tries.get(t, 0) + 1
+            if not hasattr(self.output, "cue"):
+                queue.append((ch, t, None))
+                return
+            try:
+                queue.append((ch, t, self.output.cue(t.frequency_hz, t.level_dbfs,
+                                                      self.hold_s(t.frequency_hz))))
+            except (ToneRefused, InputError) as e:
+                self.not_played(t.frequency_hz, t.level_dbfs, e)
+
+        for ch in channels:
+            feed(ch)
+        while queue:
+            ch, t, cue = queue.popleft()
+            if cue is None:
+                self.take(t.frequency_hz, t.level_dbfs)
+            else:
+                self.read_cued(t, cue)
+            played += 1
+            feed(ch)
+        return played
 
     def refine_led(self) -> FitResult:
         """Split LED brackets in rounds (an estimated threshold's second level joins them:

@@ -54,8 +54,8 @@ N_CANDIDATES = 49
 #: 6.23 s, 0.114 %, 117/120. Gain mode takes the first, the only one shown to keep the
 #: sweep's corner error; both mode the second (its LED threshold tones read gains too:
 #: 7.75 s, 0.106 %, 117/120 against the sweep's 11.99 s, 0.103 %, 117/120)
-MIN_GAIN_PER_S = 0.05
-MAX_TONES = 11
+MIN_GAIN_PER_S = 0.5
+MAX_TONES = 6
 #: both mode's stop: (MIN_GAIN_PER_S, MAX_TONES)
 BOTH_STOP = (0.2, 7)
 #: the predicted 95 % half-width the design reaches, as a fraction of the asked precision

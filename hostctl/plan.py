@@ -207,6 +207,22 @@ def led_brackets(rows: Iterable[Measurement]) -> list[Bracket]:
     return out
 
 
+def widest_bracket(rows: Iterable[Measurement]) -> Bracket | None:
+    """The widest on/off bracket of these rows (None: the LED never switched)."""
+    return max(led_brackets(rows), key=lambda b: b.log_width, default=None)
+
+
+def amplitude_width(b: Bracket, rows: Iterable[Measurement]) -> float:
+    """|log| of the ratio of the channel's measured amplitudes at the bracket's ends: how
+    far apart they put the LED's threshold (inf when an end has no amplitude)."""
+    ends = {m.frequency_hz: m.vout_v for m in rows if m.channel == b.channel
+            and m.level_dbfs == b.level_dbfs and m.frequency_hz in (b.lo_hz, b.hi_hz)}
+    lo, hi = ends.get(b.lo_hz), ends.get(b.hi_hz)
+    if not lo or not hi:
+        return math.inf
+    return abs(math.log(hi / lo))
+
+
 def next_led_tone(rows: Iterable[Measurement], precision: float,
                   place: Callable[[float], float] = round_tone,
                   bracket: Bracket | None = None, past_ends: bool = False) -> Tone | None:
