@@ -48,7 +48,7 @@ def patch(args: argparse.Namespace) -> None:
         calibrate.FLOOR_WINDOW_MS = args.floor_ms
     for kv in args.set:
         k, v = kv.split("=")
-        setattr(gaindesign, k, tuple(map(float, v.split(","))) if "," in v else float(v))
+        setattr(gaindesign, k, float(v))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-ref-row", action="store_true")
     ap.add_argument("--floor-ms", type=int, default=0)
     ap.add_argument("--window-ms", type=int, default=200)
-    ap.add_argument("--set", action="append", default=[],
-                    help="gaindesign NAME=VALUE (a tuple as A,B: BOTH_STOP=0.5,6)")
+    ap.add_argument("--set", action="append", default=[], help="gaindesign NAME=VALUE")
     args = ap.parse_args(argv)
     import torch  # noqa: F401 - a process's first fit imports torch: not per run
 

@@ -47,17 +47,15 @@ READING_FLOOR = 2e-4
 N_CANDIDATES = 49
 #: stop adding tones once the best one shrinks the summed variance by less than this
 #: fraction per second of bench time (diminishing returns), the precision being met, or at
-#: MAX_TONES. Measured on the bench board, seeds 1-30 (benchmarks/calibrate_variants.py:
-#: tones with the reference, bench s, worst corner error, intervals covering the truth):
-#: 0.05 and 11 -> 12 tones, 4.73 s, 0.103 %, 118/120; 0.2 and 7 -> 8, 3.52 s, 0.127 %,
-#: 119/120; 3 -> 5, 2.54 s, 0.139 %, 120/120; the old 12-tone sweep (same 300 ms floor)
-#: 6.23 s, 0.114 %, 117/120. Gain mode takes the first, the only one shown to keep the
-#: sweep's corner error; both mode the second (its LED threshold tones read gains too:
-#: 7.75 s, 0.106 %, 117/120 against the sweep's 11.99 s, 0.103 %, 117/120)
+#: MAX_TONES. Measured on the bench board, seeds 1-30, with tones back to back and a 20 ms
+#: settle (benchmarks/calibrate_variants.py: tones with the reference, bench s, worst corner
+#: error, intervals covering the truth): gain 0.5 and 6 -> 7 tones, 2.32 s, 0.114 %,
+#: 120/120; 0.2 and 7 -> 8, 2.58 s, 0.116 %, 119/120; 0.05 and 11 -> 12, 3.71 s, 0.105 %,
+#: 119/120; the old 12-tone sweep 5.16 s, 0.131 %, 116/120. Both mode (its LED threshold
+#: tones read gains too) at 0.5 and 6: 21.5 tones, 5.56 s, 0.096 %, 117/120; at 0.2 and 7:
+#: 5.71 s, 0.101 %, 114/120; the sweep 7.92 s, 0.117 %, 116/120. Both modes take 0.5 and 6.
 MIN_GAIN_PER_S = 0.5
 MAX_TONES = 6
-#: both mode's stop: (MIN_GAIN_PER_S, MAX_TONES)
-BOTH_STOP = (0.2, 7)
 #: the predicted 95 % half-width the design reaches, as a fraction of the asked precision
 PRECISION_MARGIN = 0.5
 #: a corner is bracketed by a tone at least this factor below it and one this far above
@@ -314,6 +312,4 @@ def for_run(circ: Circuit, cfg: Any, values: Mapping[str, float], floor_rms: Seq
 
     circs = [circ] + [c for c in family(cfg.circuit) if c.name != circ.name]
     bench = Bench(ref_rms, max(max(floor_rms[1:], default=0.5), 0.3), rate_hz, cfg.window_ms)
-    gain, most = BOTH_STOP if cfg.mode == "both" else (None, None)
-    return gain_batch(circs, values, cfg.capacitance, bench, cfg.precision, done, place,
-                      most, gain).freqs
+    return gain_batch(circs, values, cfg.capacitance, bench, cfg.precision, done, place).freqs
