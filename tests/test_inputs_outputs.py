@@ -192,8 +192,9 @@ def rows_in(session: Path) -> int:
 
 def test_disk_full_mid_session_keeps_rows_then_resumes(small_disk: Path) -> None:
     filler = fill(small_disk, 2)          # one page for the lock, one for the session
-    out = small_disk / "run"
-    line = one_line(*invoke(["calibrate", *FAST, *SIM, "--out", str(out)])[:2], 5)
+    out = small_disk / "run"              # both mode: ~60 rows, more than a page
+    line = one_line(*invoke(["calibrate", *FAST, *SIM, "--mode", "both", "--out",
+                             str(out)])[:2], 5)
     session = out / "session.csv"
     text = session.read_text()
     n = rows_in(session)

@@ -152,7 +152,7 @@ def test_resume_reuses_the_sessions_audio_device(tmp_path: Path) -> None:
         assert len(data.rows) > 9 + 9
         heard = [m for m in data.rows[9:] if "no-reference" not in m.flags]
         assert len(heard) == len(data.rows) - 9, [m.flags for m in data.rows[9:]]
-        assert sum(m.gain_usable for m in data.rows[9:]) >= 20
+        assert sum(m.gain_usable for m in data.rows[9:]) >= 9    # the rest of the 7-tone design
     finally:
         serve.send_signal(signal.SIGTERM)
         try:
