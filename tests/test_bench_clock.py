@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from hostctl import calibrate
+from hostctl import backtoback, calibrate
 from hostctl.audio import FADE_S, OUTPUT_LATENCY_S, SETTLE_S, OutputBase
 from hostctl.device import open_probe
 from sims.bench import make_bench
@@ -218,7 +218,7 @@ def test_a_reply_after_the_next_tone_began_is_flagged(tmp_path):
         cue.ends_at = bench.clock() + ms + 0.03          # the reply arrives in time
         res, flag = r.measure_cued(cue)
         assert flag == ""
-        cue.ends_at = bench.clock() + ms + calibrate.SEND_S + 1e-4   # room for the window,
+        cue.ends_at = bench.clock() + ms + backtoback.SEND_S + 1e-4   # room for the window,
         res2, flag2 = r.measure_cued(cue)                           # the reply comes late
         assert flag2 == "tone-changed"
         assert not r.record(res2, 1000.0, -6.0, True, flag2)
