@@ -24,7 +24,7 @@ from hostctl.circuits.directives import probe_inputs
 from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import DeviceError, InputError, ToneRefused
 from hostctl.ledrule import EstimateShared
-from hostctl.measure import Floor, floor_sigma, readings_from
+from hostctl.measure import Floor, floor_sigma, readings_from, reference_ok, silent_floor
 from hostctl.runconfig import (
     SECOND_LEVEL_DB,
     RunConfig,
@@ -197,23 +197,15 @@ class _Run(BackToBack):
             res = self.read(floor_ms)
         else:
             res = self.measure(None, self.level)
-        means = [a.mean for a in res.analog]
-        top = 1 << int(self.probe.info.get("adc_bits", 10))
-        for i, m in enumerate(means):
-            if not (0.3 * top < m < 0.7 * top):
-                self.problems.append(f"A{i} sits at {m:.0f} counts in silence: is it biased "
-                                     "to mid-rail?")
-        for i, frac in enumerate(res.led_fraction):
-            if frac > 0.5:
-                self.problems.append(f"LED input D{i + 2} is HIGH in silence: check its wiring")
-        self.floor = Floor(rms=tuple(a.rms for a in res.analog),
-                           mean=tuple(means), led_lit=tuple(res.led_fraction))
+        self.floor, problems = silent_floor(res, self.probe.info)
+        self.problems.extend(problems)
         self.rate_hz = self.rate_hz or float(res.rate_hz) or None
         ref_hz = ref_hz or self.tone(REF_HZ)
         floor_sigma(self.floor)        # solved while the reference passes the output latency
         for _ in range(4):
             res = self.measure_cued(early) if early is not None else None
-            if early is not None and (res is None or not self.ref_ok(res[0].analog[0], top)):
+            info = self.probe.info
+            if early is not None and (res is None or not reference_ok(res[0].analog[0], info)):
                 self.output.silence()      # the queue behind it is dropped
                 self.queued = []
             res = res[0] if res is not None else self.measure(ref_hz, self.level)
@@ -226,7 +218,7 @@ class _Run(BackToBack):
                 raise DeviceError(f"no tone on the reference input A0 (RMS {ref.rms:.1f} counts "
                                   "at 1 kHz): check the sound card cable and {device}"
                                   ).naming(device="the audio device")
-            if self.ref_ok(ref, top):
+            if reference_ok(ref, info):
                 break
             self.level -= CLIP_STEP_DB
             self.problems.append(f"reference clipped: level lowered to {self.level:g} dBFS")
@@ -241,11 +233,6 @@ class _Run(BackToBack):
         for k, v in notes.items():
             self.rec.note(k, v)
         self.record(res, ref_hz, self.level, last=True)   # a reading of every channel: data
-
-    @staticmethod
-    def ref_ok(ref: Any, top: int) -> bool:
-        """The reference carries a tone and does not clip."""
-        return ref.rms >= 8 and not (ref.min <= 3 or ref.max >= top - 4)
 
     def take(self, freq: float, level: float, attempts: int = 2) -> None:
         """Measure one tone; a reading that fails a sanity check is kept (flagged, never

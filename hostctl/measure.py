@@ -55,6 +55,25 @@ def to_volts(counts: float, info: dict[str, str]) -> float:
     return counts * vref / (1 << bits)
 
 
+def silent_floor(result, info: dict[str, str]) -> tuple[Floor, list[str]]:
+    """The noise floor a silent window gives, and what it says about the wiring."""
+    means = [a.mean for a in result.analog]
+    top = 1 << int(info.get("adc_bits", 10))
+    problems = [f"A{i} sits at {m:.0f} counts in silence: is it biased to mid-rail?"
+                for i, m in enumerate(means) if not 0.3 * top < m < 0.7 * top]
+    problems += [f"LED input D{i + 2} is HIGH in silence: check its wiring"
+                 for i, frac in enumerate(result.led_fraction) if frac > 0.5]
+    return Floor(rms=tuple(a.rms for a in result.analog), mean=tuple(means),
+                 led_lit=tuple(result.led_fraction)), problems
+
+
+def reference_ok(ref, info: dict[str, str]) -> bool:
+    """The reference carries a tone and does not clip (readings_from's flags)."""
+    top = (1 << int(info.get("adc_bits", 10))) - 1
+    return ref.rms >= MIN_REF_RMS and not (ref.min <= CLIP_MARGIN
+                                           or ref.max >= top - CLIP_MARGIN)
+
+
 def floor_sigma(floor: Floor) -> list[float]:
     """Each input's analog noise, solved from its silent mean and RMS (cached: a run solves
     it once, at its pre-flight, not while a queued tone waits to be read)."""

@@ -143,12 +143,14 @@ def test_led_mode_recovers_true_corners_within_1pct_in_80_tones(tmp_path, board,
 
 
 @pytest.mark.slow        # two whole LED-mode runs, each ~25-50 s CPU (profiled thresholds)
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, 4])
 def test_led_mode_measures_the_threshold_itself(tmp_path, seed):
     """LED mode with no switching voltage given estimates one shared V_f on volts. Its range
     must hold the board's 0.3 V although LED states cannot pin the passive band-pass's
-    capacitor ratio (seed 1: 1.08, V_f at nominal 0.3066..0.3133 V; now the range covers
-    the ratio's 95 % spread), and stay useful (within +-10 %)."""
+    capacitor ratio (once, held at nominal: 0.3066..0.3133 V; now the range covers the
+    ratio's 95 % spread), and stay useful (within +-10 %). Seeds whose LED rows the ratio
+    moves beyond NUISANCE_SHAPE_TOL (the note names it; since the pre-flight's 20 ms rate
+    window, seed 1's readings no longer do)."""
     res, b = run(tmp_path, "bench", seed, "led", max_tones=80)
     assert "switching volt" in res.threshold_source
     lo, hi = res.fit.led_threshold_ci95
