@@ -276,3 +276,13 @@ def test_no_tone_of_a_run_waits_the_output_latency(tmp_path, mode):
     first = len(waits) if mode == "gain" else 1 + cfg.sweep_tones
     assert max(waits[:first]) < OUTPUT_LATENCY_S, waits
     assert out.waited_s - waited0 == pytest.approx(sum(waits))   # nothing else waited
+
+
+def test_the_cli_settle_default_is_the_outputs():
+    """What a real run waits after each fade (--settle) is what the virtual bench charges."""
+    from hostctl.commands.calibrate import command as calibrate_cmd
+    from hostctl.commands.check import command as check_cmd
+
+    for cmd in (calibrate_cmd, check_cmd):
+        opt = next(p for p in cmd.params if p.name == "settle_s")
+        assert opt.default == SETTLE_S, cmd.name

@@ -52,7 +52,7 @@ def parse_precision(text: str) -> float:
 @click.option("--audio-channel", type=click.Choice(["both", "left", "right"]), default="both")
 @click.option("--audio-rate", type=AsciiNumber(whole=True, lo=8000, hi=384000), default=None,
               help="Output sample rate, Hz (default: the device's; 48000 plays up to 20 kHz).")
-@click.option("--settle", "settle_s", type=AsciiNumber(lo=0, hi=10), default=0.05,
+@click.option("--settle", "settle_s", type=AsciiNumber(lo=0, hi=10), default=0.02,
               show_default=True,
               help="Seconds to wait after a tone reaches the output before measuring "
                    "(raise for slow audio paths, e.g. a listening virtual bench).")
@@ -95,7 +95,7 @@ def command(port, sim_board, seed, audio_device, audio_channel, mode, circuit_na
             target_file, installed, capacitance, precision, max_tones, series, level_dbfs,
             level_cap, window_ms,
             led_threshold, led_vf, out_dir, resume_dir, as_json, no_plot, force=False,
-            audio_rate=None, settle_s=0.05, bias_ohm=None, cap_tolerance=None) -> None:
+            audio_rate=None, settle_s=0.02, bias_ohm=None, cap_tolerance=None) -> None:
     """Calibrate: tones out, measurements in, fit, recommend, report.
 
     \b
@@ -296,7 +296,7 @@ class Interrupted(HostctlError):
 
 def _run_on_probe(probe_cm, calibrate, cfg, out, resume, audio_device, audio_channel,
                   circuit_given, capacitance_given, as_json, level_cap=-6.0, *, audio_rate=None,
-                  settle_s=0.05, segment=None, force=False):
+                  settle_s=0.02, segment=None, force=False):
     """The run itself, with the probe open (split out so errors can name the session)."""
     from hostctl.audio import open_output
     from hostctl.bench import bench_for

@@ -20,7 +20,7 @@ from hostctl.errors import InputError
 @click.option("--audio-device", default=None, help="Output device name or index.")
 @click.option("--audio-rate", type=click.IntRange(8000, 384000), default=None,
               help="Output sample rate, Hz.")
-@click.option("--settle", "settle_s", type=click.FloatRange(0, 10), default=0.05,
+@click.option("--settle", "settle_s", type=click.FloatRange(0, 10), default=0.02,
               show_default=True, help="Seconds after a tone starts before measuring.")
 @click.option("--level", "level_dbfs", type=click.FloatRange(-60, 0), default=-6.0,
               show_default=True, help="Tone level in dBFS.")
