@@ -49,25 +49,39 @@ def import_seconds(stderr: str) -> tuple[float, bool]:
     return total / 1e6, torch
 
 
-def measure(args: list[str], repeat: int) -> dict:
+def run_once(args: list[str]) -> tuple[float, float, float, bool]:
+    """One process: (import seconds, wall, its own CPU seconds, whether torch was imported)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    imports, walls, cpus, torch = [], [], [], False
+    t = time.perf_counter()
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True,
+                       text=True, env=env, cwd=ROOT)
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # the process's own CPU seconds: on a shared machine the wall time also counts other
+    # processes' turns, the CPU time much less so
+    cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({p.returncode}): {p.stderr[-400:]}")
+    imports, torch = import_seconds(p.stderr)
+    return imports, wall, cpu, torch
+
+
+def measure(repeat: int) -> tuple[dict, list[float], list[float]]:
+    """Every command once a round, ``repeat`` rounds (a slow stretch of the machine hits
+    all of them alike): each command's medians, and per round the fit's wall and CPU
+    minus the torch import's."""
+    runs: dict[str, list] = {name: [] for name, _ in COMMANDS}
     for _ in range(repeat):
-        t = time.perf_counter()
-        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        p = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True,
-                           text=True, env=env, cwd=ROOT)
-        walls.append(time.perf_counter() - t)
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        # the process's own CPU seconds: on a shared machine the wall time also counts
-        # other processes' turns, the CPU time much less so
-        cpus.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
-        if p.returncode != 0:
-            raise SystemExit(f"{' '.join(args)} failed ({p.returncode}): {p.stderr[-400:]}")
-        s, torch = import_seconds(p.stderr)
-        imports.append(s)
-    return {"import_s": statistics.median(imports), "wall_s": statistics.median(walls),
-            "cpu_s": statistics.median(cpus), "imports_torch": torch}
+        for name, args in COMMANDS:
+            runs[name].append(run_once(args))
+    rows = {name: {"import_s": statistics.median(r[0] for r in rs),
+                   "wall_s": statistics.median(r[1] for r in rs),
+                   "cpu_s": statistics.median(r[2] for r in rs),
+                   "imports_torch": rs[-1][3]} for name, rs in runs.items()}
+    fit, ref = runs["hostctl fit --json (notebook)"], runs['python -c "import torch"']
+    return (rows, [f[1] - t[1] for f, t in zip(fit, ref, strict=True)],
+            [f[2] - t[2] for f, t in zip(fit, ref, strict=True)])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -75,20 +89,20 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", default=None, help="Also write the numbers here.")
     a = ap.parse_args(argv)
-    rows = {name: measure(args, a.repeat) for name, args in COMMANDS}
+    rows, fit_walls, fit_cpus = measure(a.repeat)
     ref = rows['python -c "import torch"']
     print(f"{'command':<36} {'imports':>9} {'wall':>8} {'cpu':>8} {'/ torch':>8}  torch?")
     for name, r in rows.items():
         print(f"{name:<36} {r['import_s']:>8.3f}s {r['wall_s']:>7.3f}s {r['cpu_s']:>7.3f}s "
               f"{r['import_s'] / ref['import_s']:>8.2f}  {'yes' if r['imports_torch'] else 'no'}")
-    print(f"(median of {a.repeat} runs each; load: {os.getloadavg()[0]:.2f})")
+    print(f"(median of {a.repeat} interleaved rounds; load: {os.getloadavg()[0]:.2f})")
     # issue 18's yardsticks: the light commands <= 0.5 s, the fit <= import torch + 0.5 s
     light = [n for n in rows if n.startswith("hostctl") and "fit" not in n]
     worst = max(light, key=lambda n: rows[n]["wall_s"])
-    fit = rows["hostctl fit --json (notebook)"]["wall_s"] - ref["wall_s"]
-    fit_cpu = rows["hostctl fit --json (notebook)"]["cpu_s"] - ref["cpu_s"]
+    fit, fit_cpu = statistics.median(fit_walls), statistics.median(fit_cpus)
     print(f"slowest light command: {worst} {rows[worst]['wall_s']:.3f} s (limit 0.5 s); "
-          f"fit --json - import torch: {fit:+.3f} s (limit +0.5 s), CPU {fit_cpu:+.3f} s")
+          f"fit --json - import torch: {fit:+.3f} s [{min(fit_walls):+.3f}..{max(fit_walls):+.3f}]"
+          f" (limit +0.5 s; median of the rounds' differences), CPU {fit_cpu:+.3f} s")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2) + "\n")
     return rows
