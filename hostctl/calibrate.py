@@ -24,7 +24,14 @@ from hostctl.circuits.directives import probe_inputs
 from hostctl.dataset import Measurement, MeasurementSet
 from hostctl.errors import DeviceError, InputError, ToneRefused
 from hostctl.ledrule import EstimateShared
-from hostctl.measure import Floor, floor_sigma, readings_from, reference_ok, silent_floor
+from hostctl.measure import (
+    MIN_REF_RMS,
+    Floor,
+    floor_sigma,
+    readings_from,
+    reference_ok,
+    silent_floor,
+)
 from hostctl.runconfig import (
     SECOND_LEVEL_DB,
     RunConfig,
@@ -209,10 +216,10 @@ class _Run(BackToBack):
             res = res[0] if res is not None else self.measure(ref_hz, self.level)
             early = None
             ref = res.analog[0]
-            if ref.rms < 8:                # a sound-card glitch rarely repeats: once more
+            if ref.rms < MIN_REF_RMS:                # a sound-card glitch rarely repeats: once more
                 res = self.measure(ref_hz, self.level)
                 ref = res.analog[0]
-            if ref.rms < 8:
+            if ref.rms < MIN_REF_RMS:
                 raise DeviceError(f"no tone on the reference input A0 (RMS {ref.rms:.1f} counts "
                                   "at 1 kHz): check the sound card cable and {device}"
                                   ).naming(device="the audio device")

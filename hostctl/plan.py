@@ -247,21 +247,15 @@ def next_led_tone(rows: Iterable[Measurement], precision: float,
 
 
 def next_led_tones(rows: Iterable[Measurement], precision: float,
-                   place: Callable[[float], float] = round_tone,
-                   channels: Iterable[str] | None = None, past_ends: bool = False
+                   place: Callable[[float], float] = round_tone, past_ends: bool = False
                    ) -> list[Tone]:
-    """One tone for every bracket still wider than the precision, widest first (only the
-    widest of each channel's, in the order given, when ``channels`` names them): brackets of
+    """One tone for every bracket still wider than the precision, widest first: brackets of
     different channels or levels do not depend on each other's next bit, so their tones can
     be played back to back and read in one go (:func:`next_led_tone` for the choice inside a
     bracket)."""
     rows = list(rows)
-    brackets = [b for b in led_brackets(rows) if b.log_width > precision]
-    if channels is None:
-        brackets.sort(key=lambda b: -b.log_width)
-    else:
-        brackets = [max(mine, key=lambda b: b.log_width) for ch in channels
-                    if (mine := [b for b in brackets if b.channel == ch])]
+    brackets = sorted((b for b in led_brackets(rows) if b.log_width > precision),
+                      key=lambda b: -b.log_width)
     out: list[Tone] = []
     for b in brackets:
         t = next_led_tone([m for m in rows if m.channel == b.channel
